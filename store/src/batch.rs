@@ -1,0 +1,403 @@
+//! Group commit: many callers' appends share one transaction, and each caller is answered only after
+//! the commit that holds its events (BRIEF problem 2).
+//!
+//! The planning step is pure so its rules (idempotency before version checks, several appends to one
+//! stream in one batch, rejections recorded without events) are unit-tested without a database; the SQL
+//! backends only fetch the facts it needs and write the rows it returns.
+
+use std::collections::{HashMap, HashSet};
+
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
+
+use crate::types::{
+    AppendOutcome, AppendRequest, CommandRecord, CommandResult, EventMetadata, Position, Timestamp,
+};
+use crate::StoreError;
+
+/// A queued append and the channel its caller waits on.
+pub(crate) struct Pending {
+    pub(crate) request: AppendRequest,
+    pub(crate) reply: oneshot::Sender<Result<AppendOutcome, StoreError>>,
+}
+
+/// A row to insert into the events table.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct EventRow {
+    pub(crate) position: Position,
+    pub(crate) stream_id: String,
+    pub(crate) version: u64,
+    pub(crate) event_id: Uuid,
+    pub(crate) event_type: String,
+    pub(crate) schema_version: u32,
+    pub(crate) payload: serde_json::Value,
+    pub(crate) metadata: EventMetadata,
+}
+
+/// Everything one batch transaction writes, and what each caller is told after the commit.
+#[derive(Debug, Default)]
+pub(crate) struct Plan {
+    pub(crate) outcomes: Vec<Result<AppendOutcome, StoreError>>,
+    pub(crate) events: Vec<EventRow>,
+    /// Final version and last position of every stream the batch touches.
+    pub(crate) streams: Vec<(String, u64, Position)>,
+    pub(crate) commands: Vec<CommandRecord>,
+    pub(crate) new_head: Position,
+}
+
+/// The command ids and stream ids a batch needs facts about.
+pub(crate) fn lookups(batch: &[&AppendRequest]) -> (Vec<Uuid>, Vec<String>, Vec<Uuid>) {
+    let mut command_ids: Vec<Uuid> = batch
+        .iter()
+        .filter_map(|r| r.command.as_ref().map(|c| c.command_id))
+        .collect();
+    command_ids.sort_unstable();
+    command_ids.dedup();
+    let mut streams: Vec<String> = batch.iter().map(|r| r.stream_id.clone()).collect();
+    streams.sort_unstable();
+    streams.dedup();
+    let event_ids = batch
+        .iter()
+        .flat_map(|r| r.events.iter().map(|e| e.event_id))
+        .collect();
+    (command_ids, streams, event_ids)
+}
+
+/// Checks a request's own shape before it is queued.
+pub(crate) fn validate(request: &AppendRequest) -> Result<(), StoreError> {
+    if request.stream_id.is_empty() || request.stream_id.len() > 200 {
+        return Err(StoreError::InvalidRequest(
+            "stream id must be 1 to 200 bytes".into(),
+        ));
+    }
+    match &request.command {
+        Some(c) if c.rejection.is_some() && !request.events.is_empty() => Err(
+            StoreError::InvalidRequest("a rejected command cannot carry events".into()),
+        ),
+        None if request.events.is_empty() => Err(StoreError::InvalidRequest(
+            "an append without a command must carry events".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Decides, in queue order, what each request of a batch does.
+///
+/// `known_commands` are the command records already stored; `versions` the current version and last
+/// position of each stream that exists; `stored_event_ids` the batch's event ids that are stored
+/// already; `head` the last committed position.
+pub(crate) fn plan(
+    batch: &[&AppendRequest],
+    mut known_commands: HashMap<Uuid, CommandRecord>,
+    mut stored_event_ids: HashSet<Uuid>,
+    mut versions: HashMap<String, (u64, Position)>,
+    head: Position,
+    now: Timestamp,
+) -> Plan {
+    let mut plan = Plan {
+        new_head: head,
+        ..Plan::default()
+    };
+    let mut touched: Vec<String> = Vec::new();
+    for request in batch {
+        // Idempotency comes first: a retried command gets its first outcome whatever the stream's
+        // version is now.
+        if let Some(command) = &request.command {
+            if let Some(record) = known_commands.get(&command.command_id) {
+                plan.outcomes
+                    .push(Ok(AppendOutcome::Duplicate(record.clone())));
+                continue;
+            }
+        }
+        let (actual, last_position) = versions
+            .get(&request.stream_id)
+            .copied()
+            .unwrap_or((0, 0));
+        // Event ids are unique store-wide; refusing here keeps one bad request from failing the
+        // whole batch's transaction on the unique index.
+        let mut own_ids = HashSet::new();
+        if request
+            .events
+            .iter()
+            .any(|e| stored_event_ids.contains(&e.event_id) || !own_ids.insert(e.event_id))
+        {
+            plan.outcomes.push(Err(StoreError::InvalidRequest(
+                "an event id in this append is already stored".into(),
+            )));
+            continue;
+        }
+        if !request.expected.matches(actual) {
+            plan.outcomes.push(Err(StoreError::WrongExpectedVersion {
+                stream_id: request.stream_id.clone(),
+                expected: request.expected,
+                actual,
+            }));
+            continue;
+        }
+        stored_event_ids.extend(own_ids);
+        let first_position = plan.new_head + 1;
+        let mut version = actual;
+        for event in &request.events {
+            version += 1;
+            plan.new_head += 1;
+            plan.events.push(EventRow {
+                position: plan.new_head,
+                stream_id: request.stream_id.clone(),
+                version,
+                event_id: event.event_id,
+                event_type: event.event_type.clone(),
+                schema_version: event.schema_version,
+                payload: event.payload.clone(),
+                metadata: event.metadata.clone(),
+            });
+        }
+        let appended = !request.events.is_empty();
+        let (first, last) = if appended {
+            (first_position, plan.new_head)
+        } else {
+            (plan.new_head, plan.new_head)
+        };
+        if appended {
+            versions.insert(request.stream_id.clone(), (version, plan.new_head));
+            touched.push(request.stream_id.clone());
+        } else {
+            versions.insert(request.stream_id.clone(), (actual, last_position));
+        }
+        if let Some(command) = &request.command {
+            let result = match &command.rejection {
+                Some(error) => CommandResult::Rejected {
+                    error: error.clone(),
+                },
+                None => CommandResult::Accepted {
+                    stream_version: version,
+                    first_position: first,
+                    last_position: last,
+                    event_count: request.events.len() as u32,
+                },
+            };
+            let record = CommandRecord {
+                command_id: command.command_id,
+                stream_id: request.stream_id.clone(),
+                fingerprint: command.fingerprint.clone(),
+                result,
+                recorded_at: now,
+            };
+            known_commands.insert(command.command_id, record.clone());
+            plan.commands.push(record);
+        }
+        plan.outcomes.push(Ok(AppendOutcome::Appended {
+            stream_version: version,
+            first_position: first,
+            last_position: last,
+        }));
+    }
+    touched.sort_unstable();
+    touched.dedup();
+    plan.streams = touched
+        .into_iter()
+        .map(|s| {
+            let (v, p) = versions[&s];
+            (s, v, p)
+        })
+        .collect();
+    plan
+}
+
+/// A backend's half of group commit: run one transaction for a batch.
+pub(crate) trait BatchWriter: Send + 'static {
+    /// Writes a batch in one transaction and returns one outcome per request (in order) and the new
+    /// head. An `Err` means the transaction did not commit and nothing of the batch is stored.
+    fn write_batch(
+        &mut self,
+        batch: &[&AppendRequest],
+    ) -> impl std::future::Future<Output = Result<(Vec<Result<AppendOutcome, StoreError>>, Position), StoreError>>
+    + Send;
+}
+
+/// Runs the writer: takes whatever is queued (up to `max_batch`), commits it, answers each caller.
+pub(crate) async fn run_writer<W: BatchWriter>(
+    mut writer: W,
+    mut queue: mpsc::Receiver<Pending>,
+    max_batch: usize,
+    head_tx: watch::Sender<Position>,
+) {
+    let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
+    while queue.recv_many(&mut batch, max_batch).await > 0 {
+        // Callers that gave up (dropped their receiver) still get their events written: the write may
+        // be a retry's first half, and idempotency makes the retry safe either way.
+        let requests: Vec<&AppendRequest> = batch.iter().map(|p| &p.request).collect();
+        let span = tracing::debug_span!("store.group_commit", size = requests.len());
+        let result = {
+            let _enter = span.enter();
+            writer.write_batch(&requests)
+        }
+        .await;
+        match result {
+            Ok((outcomes, head)) => {
+                head_tx.send_if_modified(|h| {
+                    if head > *h {
+                        *h = head;
+                        true
+                    } else {
+                        false
+                    }
+                });
+                for (pending, outcome) in batch.drain(..).zip(outcomes) {
+                    let _ = pending.reply.send(outcome);
+                }
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, size = batch.len(), "group commit failed");
+                for pending in batch.drain(..) {
+                    let _ = pending.reply.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// The front half shared by the SQL backends: validate, queue, wait for the commit.
+pub(crate) async fn submit(
+    queue: &mpsc::Sender<Pending>,
+    request: AppendRequest,
+) -> Result<AppendOutcome, StoreError> {
+    validate(&request)?;
+    let (reply, rx) = oneshot::channel();
+    queue
+        .send(Pending { request, reply })
+        .await
+        .map_err(|_| StoreError::Unavailable("writer stopped".into()))?;
+    rx.await
+        .map_err(|_| StoreError::Unavailable("writer dropped the request".into()))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ExpectedVersion;
+    use crate::types::{NewEvent, PendingCommand};
+
+    fn event(n: u32) -> NewEvent {
+        NewEvent {
+            event_id: Uuid::new_v4(),
+            event_type: "Thing".into(),
+            schema_version: 1,
+            payload: serde_json::json!({ "n": n }),
+            metadata: EventMetadata::default(),
+        }
+    }
+
+    fn request(stream: &str, expected: ExpectedVersion, events: u32, cmd: Option<Uuid>) -> AppendRequest {
+        AppendRequest {
+            stream_id: stream.into(),
+            expected,
+            events: (0..events).map(event).collect(),
+            command: cmd.map(|command_id| PendingCommand {
+                command_id,
+                fingerprint: None,
+                rejection: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn positions_follow_the_head_and_versions_follow_the_stream() {
+        let a = request("a", ExpectedVersion::NoStream, 2, None);
+        let b = request("b", ExpectedVersion::Exact(3), 1, None);
+        let versions = HashMap::from([("b".to_string(), (3, 7))]);
+        let plan = plan(&[&a, &b], HashMap::new(), HashSet::new(), versions, 10, 0);
+        assert_eq!(plan.new_head, 13);
+        let got: Vec<_> = plan
+            .events
+            .iter()
+            .map(|e| (e.stream_id.as_str(), e.version, e.position))
+            .collect();
+        assert_eq!(got, vec![("a", 1, 11), ("a", 2, 12), ("b", 4, 13)]);
+        assert_eq!(
+            plan.streams,
+            vec![("a".to_string(), 2, 12), ("b".to_string(), 4, 13)]
+        );
+    }
+
+    #[test]
+    fn two_appends_to_one_stream_in_one_batch_see_each_other() {
+        let first = request("s", ExpectedVersion::NoStream, 1, None);
+        let second = request("s", ExpectedVersion::Exact(1), 1, None);
+        let stale = request("s", ExpectedVersion::Exact(1), 1, None);
+        let plan = plan(&[&first, &second, &stale], HashMap::new(), HashSet::new(), HashMap::new(), 0, 0);
+        assert!(matches!(plan.outcomes[0], Ok(AppendOutcome::Appended { stream_version: 1, .. })));
+        assert!(matches!(plan.outcomes[1], Ok(AppendOutcome::Appended { stream_version: 2, .. })));
+        assert!(matches!(
+            plan.outcomes[2],
+            Err(StoreError::WrongExpectedVersion { actual: 2, .. })
+        ));
+        assert_eq!(plan.events.len(), 2);
+    }
+
+    #[test]
+    fn a_known_command_is_a_duplicate_whatever_the_version() {
+        let id = Uuid::new_v4();
+        let record = CommandRecord {
+            command_id: id,
+            stream_id: "s".into(),
+            fingerprint: None,
+            result: CommandResult::Accepted {
+                stream_version: 1,
+                first_position: 1,
+                last_position: 1,
+                event_count: 1,
+            },
+            recorded_at: 0,
+        };
+        let retry = request("s", ExpectedVersion::NoStream, 1, Some(id));
+        let versions = HashMap::from([("s".to_string(), (5, 9))]);
+        let plan = plan(&[&retry], HashMap::from([(id, record.clone())]), HashSet::new(), versions, 9, 0);
+        assert_eq!(plan.outcomes.len(), 1);
+        assert!(matches!(&plan.outcomes[0], Ok(AppendOutcome::Duplicate(r)) if *r == record));
+        assert!(plan.events.is_empty() && plan.commands.is_empty());
+    }
+
+    #[test]
+    fn the_same_command_twice_in_one_batch_appends_once() {
+        let id = Uuid::new_v4();
+        let a = request("s", ExpectedVersion::NoStream, 1, Some(id));
+        let b = request("s", ExpectedVersion::NoStream, 1, Some(id));
+        let plan = plan(&[&a, &b], HashMap::new(), HashSet::new(), HashMap::new(), 0, 0);
+        assert_eq!(plan.events.len(), 1);
+        assert_eq!(plan.commands.len(), 1);
+        assert!(matches!(plan.outcomes[1], Ok(AppendOutcome::Duplicate(_))));
+    }
+
+    #[test]
+    fn a_rejection_records_the_command_and_appends_nothing() {
+        let id = Uuid::new_v4();
+        let mut r = request("s", ExpectedVersion::Exact(2), 0, Some(id));
+        r.command.as_mut().unwrap().rejection = Some(serde_json::json!({ "code": "nope" }));
+        let versions = HashMap::from([("s".to_string(), (2, 4))]);
+        let plan = plan(&[&r], HashMap::new(), HashSet::new(), versions, 4, 0);
+        assert!(plan.events.is_empty());
+        assert!(plan.streams.is_empty());
+        assert_eq!(plan.new_head, 4);
+        assert!(matches!(plan.commands[0].result, CommandResult::Rejected { .. }));
+    }
+
+    #[test]
+    fn a_stored_event_id_fails_only_its_own_request() {
+        let bad = request("a", ExpectedVersion::NoStream, 1, None);
+        let good = request("b", ExpectedVersion::NoStream, 1, None);
+        let stored = HashSet::from([bad.events[0].event_id]);
+        let plan = plan(&[&bad, &good], HashMap::new(), stored, HashMap::new(), 0, 0);
+        assert!(matches!(plan.outcomes[0], Err(StoreError::InvalidRequest(_))));
+        assert!(matches!(plan.outcomes[1], Ok(AppendOutcome::Appended { first_position: 1, .. })));
+        assert_eq!(plan.events.len(), 1);
+    }
+
+    #[test]
+    fn validation_refuses_a_rejection_with_events_and_an_empty_append_without_a_command() {
+        let mut r = request("s", ExpectedVersion::Any, 1, Some(Uuid::new_v4()));
+        r.command.as_mut().unwrap().rejection = Some(serde_json::json!({}));
+        assert!(validate(&r).is_err());
+        assert!(validate(&request("s", ExpectedVersion::Any, 0, None)).is_err());
+        assert!(validate(&request("", ExpectedVersion::Any, 1, None)).is_err());
+    }
+}

@@ -1,0 +1,154 @@
+//! The event store port: append with an expected version, read streams and the global log, subscribe.
+//!
+//! Backends (adapters) live in their own modules and all pass the same contract suite
+//! (`tests/contract.rs`): SQLite (embedded default), Postgres, and KurrentDB behind the `kurrentdb` feature.
+//! The store is the only source of truth in Quire; everything else (read models, NATS messages) is
+//! re-derivable from it.
+
+mod batch;
+mod codec;
+mod error;
+#[cfg(feature = "kurrentdb")]
+pub mod kurrent;
+pub mod postgres;
+pub mod sqlite;
+mod subscribe;
+pub mod testing;
+mod types;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+pub use error::StoreError;
+pub use subscribe::{Subscription, subscribe};
+pub use types::{
+    AppendOutcome, AppendRequest, CommandRecord, CommandResult, EventMetadata, ExpectedVersion,
+    NewEvent, PendingCommand, Position, RecordedEvent, StoreStats, StreamInfo, Timestamp, now_micros,
+};
+
+/// A shared, dynamically dispatched event store.
+pub type DynEventStore = Arc<dyn EventStore>;
+
+/// The event store port.
+///
+/// Positions in the global log start at 1 and are assigned in commit order, so a reader that has seen
+/// position `p` will never later discover an event at a position `<= p` (BRIEF problem 1).
+/// Stream versions count the events in a stream: a new stream is at version 0, its first event has
+/// version 1.
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// A short backend name for logs and `quire events stats` ("sqlite", "postgres", "kurrentdb").
+    fn backend(&self) -> &'static str;
+
+    /// Appends events to one stream atomically if the stream is at the expected version.
+    ///
+    /// When the request carries a command record, the append is idempotent on its command id: a command
+    /// id that was recorded before returns [`AppendOutcome::Duplicate`] with the first outcome and
+    /// appends nothing, whatever the expected version. A request with no events and a rejected command
+    /// record only records the rejection. The call returns only after the events are durably committed.
+    async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError>;
+
+    /// Reads up to `limit` events of a stream whose version is greater than `after_version`.
+    async fn read_stream(
+        &self,
+        stream_id: &str,
+        after_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Reads up to `limit` events of the global log whose position is greater than `after`.
+    async fn read_all(&self, after: Position, limit: usize)
+    -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The position of the last committed event (0 for an empty store).
+    async fn head(&self) -> Result<Position, StoreError>;
+
+    /// A receiver that changes whenever this process (or, where the backend can tell, another
+    /// process) commits new events. It is a wake-up hint: readers must still read the log.
+    fn head_watch(&self) -> watch::Receiver<Position>;
+
+    /// The recorded outcome of a command, if that command id was seen before.
+    async fn command(&self, command_id: Uuid) -> Result<Option<CommandRecord>, StoreError>;
+
+    /// Streams whose id starts with `prefix`, ordered by id, after `after` (for paging).
+    async fn streams(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StreamInfo>, StoreError>;
+
+    /// Counts for operators.
+    async fn stats(&self) -> Result<StoreStats, StoreError>;
+}
+
+/// Reads a whole stream, page by page.
+pub async fn read_stream_to_end(
+    store: &dyn EventStore,
+    stream_id: &str,
+    after_version: u64,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    const PAGE: usize = 1000;
+    let mut out = Vec::new();
+    let mut after = after_version;
+    loop {
+        let page = store.read_stream(stream_id, after, PAGE).await?;
+        let full = page.len() == PAGE;
+        if let Some(last) = page.last() {
+            after = last.version;
+        }
+        out.extend(page);
+        if !full {
+            return Ok(out);
+        }
+    }
+}
+
+/// Opens the store a URL names: `postgres://…` or `postgresql://…` selects Postgres, `sqlite://PATH`
+/// or a plain file path selects SQLite, and `kurrentdb://…`/`esdb://…` selects KurrentDB when the
+/// feature is compiled in.
+pub async fn open(url: &str, options: StoreOptions) -> Result<DynEventStore, StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::PostgresStore::connect(url, options).await?))
+    } else if url.starts_with("kurrentdb://") || url.starts_with("esdb://") {
+        #[cfg(feature = "kurrentdb")]
+        {
+            Ok(Arc::new(kurrent::KurrentStore::connect(url).await?))
+        }
+        #[cfg(not(feature = "kurrentdb"))]
+        {
+            Err(StoreError::Config(
+                "this build has no kurrentdb adapter: rebuild with --features kurrentdb".into(),
+            ))
+        }
+    } else {
+        let path = url.strip_prefix("sqlite://").unwrap_or(url);
+        Ok(Arc::new(
+            sqlite::SqliteStore::open(std::path::Path::new(path), options).await?,
+        ))
+    }
+}
+
+/// Tuning shared by the SQL backends.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// The most append requests one group-commit transaction takes.
+    pub max_batch: usize,
+    /// Connections in the read pool.
+    pub read_connections: u32,
+    /// Open read-only: no writer task, no migrations (for `quire events` on a live store).
+    pub read_only: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            max_batch: 512,
+            read_connections: 8,
+            read_only: false,
+        }
+    }
+}

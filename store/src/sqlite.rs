@@ -1,0 +1,467 @@
+//! The SQLite backend: the embedded default, one file in WAL mode with `synchronous=FULL`, so an
+//! acknowledged append has been fsynced.
+//!
+//! One writer task owns the only write connection and commits batches (group commit); reads use a pool
+//! of read-only connections, which WAL lets run beside the writer and beside other processes (the
+//! `quire events` tools on a live data directory).
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Connection, QueryBuilder, Row};
+use tokio::sync::{mpsc, watch};
+use uuid::Uuid;
+
+use crate::batch::{self, BatchWriter, Pending};
+use crate::codec::{decode_metadata, decode_result, encode_metadata, encode_result};
+use crate::types::{
+    AppendOutcome, AppendRequest, CommandRecord, Position, RecordedEvent, StoreStats, StreamInfo,
+    now_micros,
+};
+use crate::{EventStore, StoreError, StoreOptions};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// SQLite limits a statement to 32,766 bound values; 9 per event row keeps well under it.
+const ROWS_PER_INSERT: usize = 1000;
+
+const EVENT_COLUMNS: &str = "position, stream_id, version, event_id, event_type, schema_version, payload, metadata, recorded_at";
+
+/// An event store in one SQLite file.
+pub struct SqliteStore {
+    reads: SqlitePool,
+    queue: Option<mpsc::Sender<Pending>>,
+    head: watch::Sender<Position>,
+    path: std::path::PathBuf,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed, unless read-only) the store at `path` and starts its writer.
+    #[tracing::instrument(skip(options), fields(path = %path.display()))]
+    pub async fn open(path: &Path, options: StoreOptions) -> Result<Self, StoreError> {
+        if !options.read_only {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(StoreError::db("creating data directory"))?;
+            }
+        } else if !path.exists() {
+            return Err(StoreError::Config(format!(
+                "no event store at {}",
+                path.display()
+            )));
+        }
+        let base = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+            .map_err(StoreError::db("parsing sqlite path"))?
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+
+        let queue = if options.read_only {
+            None
+        } else {
+            let mut conn = SqliteConnection::connect_with(&base.clone().create_if_missing(true))
+                .await
+                .map_err(StoreError::db("opening sqlite event store"))?;
+            MIGRATOR
+                .run(&mut conn)
+                .await
+                .map_err(StoreError::db("migrating sqlite event store"))?;
+            Some(conn)
+        };
+
+        let reads = SqlitePoolOptions::new()
+            .max_connections(options.read_connections.max(1))
+            .connect_with(base.read_only(true))
+            .await
+            .map_err(StoreError::db("opening sqlite read pool"))?;
+        let head_now = read_head(&reads).await?;
+        let (head, _) = watch::channel(head_now);
+
+        let queue = queue.map(|conn| {
+            let (tx, rx) = mpsc::channel(options.max_batch * 4);
+            let writer = SqliteWriter { conn };
+            tokio::spawn(batch::run_writer(
+                writer,
+                rx,
+                options.max_batch,
+                head.clone(),
+            ));
+            tx
+        });
+        if queue.is_none() {
+            // A read-only store cannot be told of another process's commits; poll the head so
+            // `head_watch` still moves for followers such as `quire events tail --follow`.
+            let reads = reads.clone();
+            let head = head.clone();
+            tokio::spawn(async move {
+                while !head.is_closed() {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    if let Ok(now) = read_head(&reads).await {
+                        head.send_if_modified(|h| std::mem::replace(h, now) != now);
+                    }
+                }
+            });
+        }
+        Ok(Self {
+            reads,
+            queue,
+            head,
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+async fn read_head(pool: &SqlitePool) -> Result<Position, StoreError> {
+    let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM es_events")
+        .fetch_one(pool)
+        .await
+        .map_err(StoreError::db("reading head position"))?;
+    Ok(head as Position)
+}
+
+fn event_from_row(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
+    let event_id: String = row.get("event_id");
+    let payload: String = row.get("payload");
+    let metadata: String = row.get("metadata");
+    Ok(RecordedEvent {
+        position: row.get::<i64, _>("position") as u64,
+        stream_id: row.get("stream_id"),
+        version: row.get::<i64, _>("version") as u64,
+        event_id: Uuid::parse_str(&event_id)
+            .map_err(|e| StoreError::Corrupt(format!("event id {event_id}: {e}")))?,
+        event_type: row.get("event_type"),
+        schema_version: row.get::<i64, _>("schema_version") as u32,
+        payload: serde_json::from_str(&payload)
+            .map_err(|e| StoreError::Corrupt(format!("event payload: {e}")))?,
+        metadata: decode_metadata(
+            serde_json::from_str(&metadata)
+                .map_err(|e| StoreError::Corrupt(format!("event metadata: {e}")))?,
+        )?,
+        recorded_at: row.get("recorded_at"),
+    })
+}
+
+fn command_from_row(row: &SqliteRow) -> Result<CommandRecord, StoreError> {
+    let id: String = row.get("command_id");
+    let outcome: String = row.get("outcome");
+    Ok(CommandRecord {
+        command_id: Uuid::parse_str(&id)
+            .map_err(|e| StoreError::Corrupt(format!("command id {id}: {e}")))?,
+        stream_id: row.get("stream_id"),
+        fingerprint: row.get("fingerprint"),
+        result: decode_result(
+            serde_json::from_str(&outcome)
+                .map_err(|e| StoreError::Corrupt(format!("command outcome: {e}")))?,
+        )?,
+        recorded_at: row.get("recorded_at"),
+    })
+}
+
+struct SqliteWriter {
+    conn: SqliteConnection,
+}
+
+impl SqliteWriter {
+    async fn write(
+        &mut self,
+        batch: &[&AppendRequest],
+    ) -> Result<(Vec<Result<AppendOutcome, StoreError>>, Position), StoreError> {
+        let (command_ids, stream_ids, event_ids) = batch::lookups(batch);
+        let conn = &mut self.conn;
+        // IMMEDIATE takes the write lock now, so the head and versions read below cannot change
+        // under us even if another process writes the same file.
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut *conn)
+            .await
+            .map_err(StoreError::db("beginning sqlite transaction"))?;
+
+        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM es_events")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(StoreError::db("reading head position"))?;
+
+        let mut known = HashMap::new();
+        for chunk in command_ids.chunks(ROWS_PER_INSERT) {
+            let mut q = QueryBuilder::new("SELECT * FROM es_commands WHERE command_id IN (");
+            let mut list = q.separated(", ");
+            for id in chunk {
+                list.push_bind(id.to_string());
+            }
+            q.push(")");
+            for row in q
+                .build()
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(StoreError::db("reading command outcomes"))?
+            {
+                let record = command_from_row(&row)?;
+                known.insert(record.command_id, record);
+            }
+        }
+
+        let mut versions = HashMap::new();
+        for chunk in stream_ids.chunks(ROWS_PER_INSERT) {
+            let mut q = QueryBuilder::new(
+                "SELECT stream_id, version, last_position FROM es_streams WHERE stream_id IN (",
+            );
+            let mut list = q.separated(", ");
+            for id in chunk {
+                list.push_bind(id.as_str());
+            }
+            q.push(")");
+            for row in q
+                .build()
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(StoreError::db("reading stream versions"))?
+            {
+                versions.insert(
+                    row.get::<String, _>(0),
+                    (row.get::<i64, _>(1) as u64, row.get::<i64, _>(2) as u64),
+                );
+            }
+        }
+
+        let mut stored_ids = HashSet::new();
+        for chunk in event_ids.chunks(ROWS_PER_INSERT) {
+            let mut q = QueryBuilder::new("SELECT event_id FROM es_events WHERE event_id IN (");
+            let mut list = q.separated(", ");
+            for id in chunk {
+                list.push_bind(id.to_string());
+            }
+            q.push(")");
+            for row in q
+                .build()
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(StoreError::db("checking event ids"))?
+            {
+                let id: String = row.get(0);
+                if let Ok(id) = Uuid::parse_str(&id) {
+                    stored_ids.insert(id);
+                }
+            }
+        }
+
+        let now = now_micros();
+        let plan = batch::plan(batch, known, stored_ids, versions, head as Position, now);
+
+        for chunk in plan.events.chunks(ROWS_PER_INSERT) {
+            let mut q = QueryBuilder::new(format!("INSERT INTO es_events ({EVENT_COLUMNS}) "));
+            q.push_values(chunk, |mut row, e| {
+                row.push_bind(e.position as i64)
+                    .push_bind(e.stream_id.as_str())
+                    .push_bind(e.version as i64)
+                    .push_bind(e.event_id.to_string())
+                    .push_bind(e.event_type.as_str())
+                    .push_bind(e.schema_version as i64)
+                    .push_bind(e.payload.to_string())
+                    .push_bind(encode_metadata(&e.metadata).to_string())
+                    .push_bind(now);
+            });
+            q.build()
+                .execute(&mut *conn)
+                .await
+                .map_err(StoreError::db("inserting events"))?;
+        }
+        for chunk in plan.streams.chunks(ROWS_PER_INSERT) {
+            let mut q = QueryBuilder::new(
+                "INSERT INTO es_streams (stream_id, version, last_position, updated_at) ",
+            );
+            q.push_values(chunk, |mut row, (id, version, last)| {
+                row.push_bind(id.as_str())
+                    .push_bind(*version as i64)
+                    .push_bind(*last as i64)
+                    .push_bind(now);
+            });
+            q.push(
+                " ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, \
+                 last_position = excluded.last_position, updated_at = excluded.updated_at",
+            );
+            q.build()
+                .execute(&mut *conn)
+                .await
+                .map_err(StoreError::db("updating stream versions"))?;
+        }
+        for chunk in plan.commands.chunks(ROWS_PER_INSERT) {
+            let mut q = QueryBuilder::new(
+                "INSERT INTO es_commands (command_id, stream_id, fingerprint, outcome, recorded_at) ",
+            );
+            q.push_values(chunk, |mut row, c| {
+                row.push_bind(c.command_id.to_string())
+                    .push_bind(c.stream_id.as_str())
+                    .push_bind(c.fingerprint.as_deref())
+                    .push_bind(encode_result(&c.result).to_string())
+                    .push_bind(now);
+            });
+            q.build()
+                .execute(&mut *conn)
+                .await
+                .map_err(StoreError::db("recording command outcomes"))?;
+        }
+        sqlx::query("COMMIT")
+            .execute(&mut *conn)
+            .await
+            .map_err(StoreError::db("committing sqlite transaction"))?;
+        Ok((plan.outcomes, plan.new_head))
+    }
+}
+
+impl BatchWriter for SqliteWriter {
+    async fn write_batch(
+        &mut self,
+        batch: &[&AppendRequest],
+    ) -> Result<(Vec<Result<AppendOutcome, StoreError>>, Position), StoreError> {
+        let result = self.write(batch).await;
+        if result.is_err() {
+            // Leave the connection clean for the next batch; a failed ROLLBACK (no transaction
+            // open) is expected when BEGIN itself failed.
+            let _ = sqlx::query("ROLLBACK").execute(&mut self.conn).await;
+        }
+        result
+    }
+}
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    #[tracing::instrument(name = "store.append", skip_all, fields(backend = "sqlite", stream = %request.stream_id, events = request.events.len()))]
+    async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
+        let queue = self.queue.as_ref().ok_or(StoreError::ReadOnly)?;
+        batch::submit(queue, request).await
+    }
+
+    #[tracing::instrument(name = "store.read_stream", skip(self), fields(backend = "sqlite"))]
+    async fn read_stream(
+        &self,
+        stream_id: &str,
+        after_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM es_events WHERE stream_id = ? AND version > ? \
+             ORDER BY version LIMIT ?"
+        ))
+        .bind(stream_id)
+        .bind(after_version as i64)
+        .bind(limit as i64)
+        .fetch_all(&self.reads)
+        .await
+        .map_err(StoreError::db("reading stream"))?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    #[tracing::instrument(name = "store.read_all", skip(self), fields(backend = "sqlite"))]
+    async fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {EVENT_COLUMNS} FROM es_events WHERE position > ? ORDER BY position LIMIT ?"
+        ))
+        .bind(after as i64)
+        .bind(limit as i64)
+        .fetch_all(&self.reads)
+        .await
+        .map_err(StoreError::db("reading global log"))?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    async fn head(&self) -> Result<Position, StoreError> {
+        read_head(&self.reads).await
+    }
+
+    fn head_watch(&self) -> watch::Receiver<Position> {
+        self.head.subscribe()
+    }
+
+    #[tracing::instrument(name = "store.command", skip(self), fields(backend = "sqlite"))]
+    async fn command(&self, command_id: Uuid) -> Result<Option<CommandRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM es_commands WHERE command_id = ?")
+            .bind(command_id.to_string())
+            .fetch_optional(&self.reads)
+            .await
+            .map_err(StoreError::db("reading command outcome"))?;
+        row.as_ref().map(command_from_row).transpose()
+    }
+
+    async fn streams(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StreamInfo>, StoreError> {
+        // A range scan on the primary key instead of LIKE, so '%' and '_' in ids are not patterns.
+        let upper = format!("{prefix}\u{10FFFF}");
+        let rows = sqlx::query(
+            "SELECT stream_id, version, last_position, updated_at FROM es_streams \
+             WHERE stream_id >= ? AND stream_id < ? AND stream_id > ? ORDER BY stream_id LIMIT ?",
+        )
+        .bind(prefix)
+        .bind(upper)
+        .bind(after.unwrap_or(""))
+        .bind(limit as i64)
+        .fetch_all(&self.reads)
+        .await
+        .map_err(StoreError::db("listing streams"))?;
+        Ok(rows
+            .iter()
+            .map(|r| StreamInfo {
+                stream_id: r.get(0),
+                version: r.get::<i64, _>(1) as u64,
+                last_position: r.get::<i64, _>(2) as u64,
+                updated_at: r.get(3),
+            })
+            .collect())
+    }
+
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        let (events, head): (i64, i64) =
+            sqlx::query_as("SELECT COUNT(*), COALESCE(MAX(position), 0) FROM es_events")
+                .fetch_one(&self.reads)
+                .await
+                .map_err(StoreError::db("counting events"))?;
+        let streams: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM es_streams")
+            .fetch_one(&self.reads)
+            .await
+            .map_err(StoreError::db("counting streams"))?;
+        let commands: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM es_commands")
+            .fetch_one(&self.reads)
+            .await
+            .map_err(StoreError::db("counting commands"))?;
+        let by_type: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT event_type, COUNT(*) AS n FROM es_events GROUP BY event_type ORDER BY n DESC, event_type",
+        )
+        .fetch_all(&self.reads)
+        .await
+        .map_err(StoreError::db("counting event types"))?;
+        let size = ["", "-wal"]
+            .iter()
+            .filter_map(|suffix| {
+                let mut p = self.path.clone().into_os_string();
+                p.push(suffix);
+                std::fs::metadata(p).ok().map(|m| m.len())
+            })
+            .sum();
+        Ok(StoreStats {
+            backend: "sqlite".into(),
+            events: events as u64,
+            streams: streams as u64,
+            commands: commands as u64,
+            head: head as u64,
+            by_type: by_type.into_iter().map(|(t, n)| (t, n as u64)).collect(),
+            size_bytes: Some(size),
+        })
+    }
+}

@@ -1,0 +1,412 @@
+//! The event store contract: one suite, run against every backend (SQLite and Postgres here; the
+//! KurrentDB adapter runs its own copy where a server is reachable).
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use quire_store::{
+    AppendOutcome, AppendRequest, CommandResult, DynEventStore, EventMetadata, ExpectedVersion,
+    NewEvent, PendingCommand, StoreError, StoreOptions, subscribe,
+};
+use uuid::Uuid;
+
+/// A backend under test, reopenable to check durability across restarts.
+enum Harness {
+    Sqlite(tempfile::TempDir),
+    Postgres(String),
+}
+
+impl Harness {
+    async fn sqlite() -> Self {
+        Self::Sqlite(tempfile::tempdir().expect("temp dir"))
+    }
+
+    async fn postgres() -> Self {
+        Self::Postgres(quire_store::testing::fresh_postgres_database().await)
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Self::Sqlite(dir) => dir.path().join("events.db").display().to_string(),
+            Self::Postgres(url) => url.clone(),
+        }
+    }
+
+    async fn open(&self) -> DynEventStore {
+        quire_store::open(&self.url(), StoreOptions::default())
+            .await
+            .expect("open store")
+    }
+}
+
+fn event(kind: &str, n: u64) -> NewEvent {
+    NewEvent {
+        event_id: Uuid::new_v4(),
+        event_type: kind.into(),
+        schema_version: 1,
+        payload: serde_json::json!({ "n": n, "text": "naïve café" }),
+        metadata: EventMetadata {
+            command_id: None,
+            causation_id: Some(Uuid::new_v4()),
+            correlation_id: Some(Uuid::new_v4()),
+            actor: Some("user-1".into()),
+            occurred_at: 1_700_000_000_000_000,
+            traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+        },
+    }
+}
+
+fn append(stream: &str, expected: ExpectedVersion, events: Vec<NewEvent>) -> AppendRequest {
+    AppendRequest {
+        stream_id: stream.into(),
+        expected,
+        events,
+        command: None,
+    }
+}
+
+fn with_command(mut request: AppendRequest, command_id: Uuid) -> AppendRequest {
+    request.command = Some(PendingCommand {
+        command_id,
+        fingerprint: Some("fp".into()),
+        rejection: None,
+    });
+    request
+}
+
+async fn appends_and_reads_a_stream(h: Harness) {
+    let store = h.open().await;
+    let events = vec![event("A", 1), event("B", 2), event("C", 3)];
+    let out = store
+        .append(append("book-1", ExpectedVersion::NoStream, events.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        AppendOutcome::Appended {
+            stream_version: 3,
+            first_position: 1,
+            last_position: 3
+        }
+    );
+    let read = store.read_stream("book-1", 0, 100).await.unwrap();
+    assert_eq!(read.len(), 3);
+    for (i, (stored, sent)) in read.iter().zip(&events).enumerate() {
+        assert_eq!(stored.version, i as u64 + 1);
+        assert_eq!(stored.position, i as u64 + 1);
+        assert_eq!(stored.stream_id, "book-1");
+        assert_eq!(stored.event_id, sent.event_id);
+        assert_eq!(stored.event_type, sent.event_type);
+        assert_eq!(stored.payload, sent.payload);
+        assert_eq!(stored.metadata, sent.metadata);
+        assert!(stored.recorded_at > 0);
+    }
+    let tail = store.read_stream("book-1", 2, 100).await.unwrap();
+    assert_eq!(tail.len(), 1);
+    assert_eq!(tail[0].version, 3);
+    assert!(store.read_stream("book-2", 0, 100).await.unwrap().is_empty());
+}
+
+async fn a_stale_expected_version_is_refused_and_writes_nothing(h: Harness) {
+    let store = h.open().await;
+    store
+        .append(append("s", ExpectedVersion::NoStream, vec![event("A", 1)]))
+        .await
+        .unwrap();
+    let err = store
+        .append(append("s", ExpectedVersion::NoStream, vec![event("A", 2)]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::WrongExpectedVersion { actual: 1, .. }),
+        "{err}"
+    );
+    let err = store
+        .append(append("s", ExpectedVersion::Exact(5), vec![event("A", 2)]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::WrongExpectedVersion { .. }));
+    assert_eq!(store.read_stream("s", 0, 10).await.unwrap().len(), 1);
+    assert_eq!(store.head().await.unwrap(), 1);
+    store
+        .append(append("s", ExpectedVersion::Exact(1), vec![event("A", 2)]))
+        .await
+        .unwrap();
+    assert_eq!(store.head().await.unwrap(), 2);
+}
+
+async fn a_retried_command_returns_its_first_outcome_and_appends_nothing(h: Harness) {
+    let id = Uuid::new_v4();
+    {
+        let store = h.open().await;
+        let first = store
+            .append(with_command(
+                append("s", ExpectedVersion::NoStream, vec![event("A", 1)]),
+                id,
+            ))
+            .await
+            .unwrap();
+        assert!(matches!(first, AppendOutcome::Appended { stream_version: 1, .. }));
+        let retry = store
+            .append(with_command(
+                append("s", ExpectedVersion::NoStream, vec![event("A", 1)]),
+                id,
+            ))
+            .await
+            .unwrap();
+        let AppendOutcome::Duplicate(record) = retry else {
+            panic!("expected a duplicate, got {retry:?}");
+        };
+        assert_eq!(record.command_id, id);
+        assert_eq!(record.fingerprint.as_deref(), Some("fp"));
+        assert_eq!(
+            record.result,
+            CommandResult::Accepted {
+                stream_version: 1,
+                first_position: 1,
+                last_position: 1,
+                event_count: 1
+            }
+        );
+    }
+    // Across a restart the same id is still known.
+    let store = h.open().await;
+    let retry = store
+        .append(with_command(
+            append("s", ExpectedVersion::Exact(1), vec![event("A", 2)]),
+            id,
+        ))
+        .await
+        .unwrap();
+    assert!(matches!(retry, AppendOutcome::Duplicate(_)));
+    assert_eq!(store.read_stream("s", 0, 10).await.unwrap().len(), 1);
+    assert!(store.command(id).await.unwrap().is_some());
+    assert!(store.command(Uuid::new_v4()).await.unwrap().is_none());
+}
+
+async fn a_rejection_is_recorded_without_events(h: Harness) {
+    let store = h.open().await;
+    let id = Uuid::new_v4();
+    let error = serde_json::json!({ "code": "book_removed", "message": "book was removed" });
+    let mut request = append("s", ExpectedVersion::NoStream, vec![]);
+    request.command = Some(PendingCommand {
+        command_id: id,
+        fingerprint: None,
+        rejection: Some(error.clone()),
+    });
+    store.append(request.clone()).await.unwrap();
+    assert_eq!(store.head().await.unwrap(), 0);
+    let record = store.command(id).await.unwrap().expect("recorded");
+    assert_eq!(record.result, CommandResult::Rejected { error });
+    let again = store.append(request).await.unwrap();
+    assert!(matches!(again, AppendOutcome::Duplicate(r) if r == record));
+}
+
+async fn concurrent_appends_at_one_version_have_exactly_one_winner(h: Harness) {
+    let store = h.open().await;
+    let tasks: Vec<_> = (0..32)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .append(append("hot", ExpectedVersion::NoStream, vec![event("A", i)]))
+                    .await
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(AppendOutcome::Appended { .. }) => won += 1,
+            Err(StoreError::WrongExpectedVersion { .. }) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(won, 1);
+    assert_eq!(store.read_stream("hot", 0, 100).await.unwrap().len(), 1);
+}
+
+/// BRIEF problem 1: many concurrent writers (several store instances, as several nodes would be),
+/// one subscriber; every event is seen exactly once and in position order.
+async fn a_subscriber_sees_every_event_of_concurrent_writers_once_in_order(h: Harness) {
+    const NODES: usize = 3;
+    const WRITERS_PER_NODE: usize = 8;
+    const EVENTS_PER_WRITER: u64 = 40;
+    let mut nodes = Vec::new();
+    for _ in 0..NODES {
+        nodes.push(h.open().await);
+    }
+    let reader = h.open().await;
+    let total = (NODES * WRITERS_PER_NODE) as u64 * EVENTS_PER_WRITER;
+    let collector = tokio::spawn(async move {
+        let mut sub = subscribe(reader, 0).with_poll_interval(Duration::from_millis(50));
+        let mut seen = Vec::new();
+        while (seen.len() as u64) < total {
+            let batch = tokio::time::timeout(Duration::from_secs(30), sub.next_batch(100))
+                .await
+                .expect("subscriber stalled")
+                .unwrap();
+            seen.extend(batch);
+        }
+        seen
+    });
+    let mut writers = Vec::new();
+    for (n, node) in nodes.iter().enumerate() {
+        for w in 0..WRITERS_PER_NODE {
+            let store = node.clone();
+            writers.push(tokio::spawn(async move {
+                let stream = format!("w-{n}-{w}");
+                for v in 0..EVENTS_PER_WRITER {
+                    store
+                        .append(append(&stream, ExpectedVersion::Exact(v), vec![event("E", v)]))
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    let seen = collector.await.unwrap();
+    assert_eq!(seen.len() as u64, total);
+    for (i, e) in seen.iter().enumerate() {
+        assert_eq!(e.position, i as u64 + 1, "positions are dense and ordered");
+    }
+    let mut per_stream: HashMap<&str, u64> = HashMap::new();
+    for e in &seen {
+        let last = per_stream.entry(&e.stream_id).or_default();
+        assert_eq!(e.version, *last + 1, "stream order kept in {}", e.stream_id);
+        *last = e.version;
+    }
+    let ids: HashSet<Uuid> = seen.iter().map(|e| e.event_id).collect();
+    assert_eq!(ids.len() as u64, total, "no event seen twice");
+}
+
+async fn the_head_watch_moves_when_events_commit(h: Harness) {
+    let store = h.open().await;
+    let mut watch = store.head_watch();
+    let before = *watch.borrow_and_update();
+    store
+        .append(append("s", ExpectedVersion::NoStream, vec![event("A", 1)]))
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), watch.changed())
+        .await
+        .expect("head watch did not move")
+        .unwrap();
+    assert!(*watch.borrow() > before);
+}
+
+async fn a_stored_event_id_is_refused_alone(h: Harness) {
+    let store = h.open().await;
+    let e = event("A", 1);
+    store
+        .append(append("a", ExpectedVersion::NoStream, vec![e.clone()]))
+        .await
+        .unwrap();
+    let err = store
+        .append(append("b", ExpectedVersion::NoStream, vec![e]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::InvalidRequest(_)), "{err}");
+    store
+        .append(append("c", ExpectedVersion::NoStream, vec![event("A", 2)]))
+        .await
+        .unwrap();
+    assert_eq!(store.head().await.unwrap(), 2);
+}
+
+async fn streams_and_stats_describe_the_store(h: Harness) {
+    let store = h.open().await;
+    for id in ["book-b", "book-a", "user-a", "book_%"] {
+        store
+            .append(append(id, ExpectedVersion::NoStream, vec![event("Added", 1)]))
+            .await
+            .unwrap();
+    }
+    store
+        .append(append("book-a", ExpectedVersion::Exact(1), vec![event("Changed", 2)]))
+        .await
+        .unwrap();
+    let books = store.streams("book-", None, 10).await.unwrap();
+    let ids: Vec<_> = books.iter().map(|s| s.stream_id.as_str()).collect();
+    assert_eq!(ids, vec!["book-a", "book-b"]);
+    assert_eq!(books[0].version, 2);
+    assert_eq!(books[0].last_position, 5);
+    let page = store.streams("book-", Some("book-a"), 10).await.unwrap();
+    assert_eq!(page.len(), 1);
+    let stats = store.stats().await.unwrap();
+    assert_eq!(stats.events, 5);
+    assert_eq!(stats.streams, 4);
+    assert_eq!(stats.head, 5);
+    assert_eq!(stats.by_type[0], ("Added".to_string(), 4));
+}
+
+async fn a_read_only_store_reads_a_live_store_and_refuses_writes(h: Harness) {
+    let store = h.open().await;
+    store
+        .append(append("s", ExpectedVersion::NoStream, vec![event("A", 1)]))
+        .await
+        .unwrap();
+    let reader = quire_store::open(
+        &h.url(),
+        StoreOptions {
+            read_only: true,
+            ..StoreOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(reader.read_all(0, 10).await.unwrap().len(), 1);
+    let err = reader
+        .append(append("t", ExpectedVersion::NoStream, vec![event("A", 1)]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::ReadOnly));
+    // The reader's subscription follows the writer's later commits.
+    let mut sub = subscribe(reader, 1).with_poll_interval(Duration::from_millis(50));
+    store
+        .append(append("s", ExpectedVersion::Exact(1), vec![event("A", 2)]))
+        .await
+        .unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(5), sub.next())
+        .await
+        .expect("follower saw the commit")
+        .unwrap();
+    assert_eq!(next.position, 2);
+}
+
+macro_rules! contract {
+    ($backend:ident: $($test:ident),* $(,)?) => {
+        mod $backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $test() {
+                    super::$test(super::Harness::$backend().await).await;
+                }
+            )*
+        }
+    };
+}
+
+macro_rules! contract_all {
+    ($($test:ident),* $(,)?) => {
+        contract!(sqlite: $($test),*);
+        contract!(postgres: $($test),*);
+    };
+}
+
+contract_all!(
+    appends_and_reads_a_stream,
+    a_stale_expected_version_is_refused_and_writes_nothing,
+    a_retried_command_returns_its_first_outcome_and_appends_nothing,
+    a_rejection_is_recorded_without_events,
+    concurrent_appends_at_one_version_have_exactly_one_winner,
+    a_subscriber_sees_every_event_of_concurrent_writers_once_in_order,
+    the_head_watch_moves_when_events_commit,
+    a_stored_event_id_is_refused_alone,
+    streams_and_stats_describe_the_store,
+    a_read_only_store_reads_a_live_store_and_refuses_writes,
+);
+
