@@ -1,0 +1,99 @@
+//! The command bus: how a command reaches the actor that owns its entity.
+//!
+//! The API and engines depend only on [`CommandBus`]. [`LocalBus`] delivers to actors in this
+//! process; the NATS bus (its own issue) routes the same serializable [`Command`] to the node that
+//! holds the entity's partition.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use quire_domain::book::{Book, BookCommand};
+use quire_domain::ids::{BookId, UserId};
+use quire_domain::user::{User, UserCommand};
+use quire_store::DynEventStore;
+use serde::{Deserialize, Serialize};
+
+use crate::entity::ActorConfig;
+use crate::envelope::{CommandEnvelope, CommandError, CommandOutcome};
+use crate::registry::Entities;
+
+/// Every command Quire's entities accept, addressed to one entity.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "entity", rename_all = "snake_case")]
+pub enum Command {
+    Book {
+        book_id: BookId,
+        command: BookCommand,
+    },
+    User {
+        user_id: UserId,
+        command: UserCommand,
+    },
+}
+
+impl Command {
+    /// The id of the stream the command writes to, e.g. `book-<uuid>`.
+    pub fn stream_id(&self) -> String {
+        match self {
+            Self::Book { book_id, .. } => format!("book-{book_id}"),
+            Self::User { user_id, .. } => format!("user-{user_id}"),
+        }
+    }
+}
+
+/// Delivers commands to entities and returns their outcome.
+#[async_trait]
+pub trait CommandBus: Send + Sync + 'static {
+    async fn dispatch(
+        &self,
+        envelope: CommandEnvelope<Command>,
+    ) -> Result<CommandOutcome, CommandError>;
+}
+
+/// The in-process bus: the entity actors live in this process.
+#[derive(Clone)]
+pub struct LocalBus {
+    books: Entities<Book>,
+    users: Entities<User>,
+}
+
+impl LocalBus {
+    pub fn new(store: DynEventStore, config: ActorConfig) -> Self {
+        Self {
+            books: Entities::new(store.clone(), config.clone()),
+            users: Entities::new(store, config),
+        }
+    }
+
+    /// Live actors per entity type, for status pages and tests.
+    pub fn live_actors(&self) -> (usize, usize) {
+        (self.books.live(), self.users.live())
+    }
+
+    /// Drains every actor's queue and stops it.
+    pub async fn shutdown(&self, timeout: Duration) {
+        futures::join!(self.books.shutdown(timeout), self.users.shutdown(timeout));
+    }
+}
+
+#[async_trait]
+impl CommandBus for LocalBus {
+    #[tracing::instrument(name = "bus.dispatch", skip_all, fields(bus = "local", command_id = %envelope.command_id))]
+    async fn dispatch(
+        &self,
+        envelope: CommandEnvelope<Command>,
+    ) -> Result<CommandOutcome, CommandError> {
+        match envelope.command.clone() {
+            Command::Book { book_id, command } => {
+                self.books
+                    .execute(&book_id.to_string(), envelope.map(|_| command))
+                    .await
+            }
+            Command::User { user_id, command } => {
+                self.users
+                    .execute(&user_id.to_string(), envelope.map(|_| command))
+                    .await
+            }
+        }
+    }
+}

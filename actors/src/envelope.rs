@@ -1,0 +1,207 @@
+//! What travels with a command (ids, principal, trace context) and what comes back.
+
+use quire_domain::{DomainError, ErrorKind, Principal};
+use quire_store::{CommandRecord, CommandResult, Position, StoreError};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A command with the facts every handler needs about where it came from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CommandEnvelope<C> {
+    /// Idempotency key: the same id always yields the first outcome and appends nothing more.
+    pub command_id: Uuid,
+    /// Shared by everything one original request caused.
+    pub correlation_id: Uuid,
+    /// The message that caused this command, when it was caused by another message.
+    pub causation_id: Option<Uuid>,
+    /// On whose behalf the command runs.
+    pub principal: Principal,
+    /// W3C `traceparent` of the request, carried into the stored events.
+    pub traceparent: Option<String>,
+    pub command: C,
+}
+
+impl<C> CommandEnvelope<C> {
+    /// A new command with fresh ids, correlated with itself.
+    pub fn new(principal: Principal, command: C) -> Self {
+        let command_id = Uuid::now_v7();
+        Self {
+            command_id,
+            correlation_id: command_id,
+            causation_id: None,
+            principal,
+            traceparent: None,
+            command,
+        }
+    }
+
+    /// Sets the idempotency key (for example from an `Idempotency-Key` header).
+    pub fn with_command_id(mut self, command_id: Uuid) -> Self {
+        if self.correlation_id == self.command_id {
+            self.correlation_id = command_id;
+        }
+        self.command_id = command_id;
+        self
+    }
+
+    /// Replaces the command, keeping ids and principal.
+    pub fn map<D>(self, f: impl FnOnce(C) -> D) -> CommandEnvelope<D> {
+        CommandEnvelope {
+            command_id: self.command_id,
+            correlation_id: self.correlation_id,
+            causation_id: self.causation_id,
+            principal: self.principal,
+            traceparent: self.traceparent,
+            command: f(self.command),
+        }
+    }
+}
+
+/// A successful command's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandOutcome {
+    pub command_id: Uuid,
+    pub stream_id: String,
+    /// The entity's version after the command (its `ETag`).
+    pub stream_version: u64,
+    /// Global positions of the events written; a read model at `last_position` reflects them.
+    pub first_position: Position,
+    pub last_position: Position,
+    pub event_count: u32,
+    /// True when this is the recorded outcome of an earlier identical command.
+    pub replayed: bool,
+}
+
+/// A refusal by the domain, in a form that can be stored and replayed identically.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejection {
+    /// Stable machine code, such as `review_already_exists`.
+    pub code: String,
+    /// `not_found`, `conflict`, `forbidden`, `invalid` or `gone`.
+    pub kind: String,
+    pub message: String,
+}
+
+impl Rejection {
+    pub(crate) fn from_domain(error: &impl DomainError) -> Self {
+        Self {
+            code: error.code().to_string(),
+            kind: kind_name(error.kind()).to_string(),
+            message: error.to_string(),
+        }
+    }
+}
+
+fn kind_name(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::NotFound => "not_found",
+        ErrorKind::Conflict => "conflict",
+        ErrorKind::Forbidden => "forbidden",
+        ErrorKind::Invalid => "invalid",
+        ErrorKind::Gone => "gone",
+    }
+}
+
+/// Why a command did not succeed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum CommandError {
+    /// The domain refused the command (recorded: a retry gets the same refusal).
+    #[error("command rejected: {}", .0.message)]
+    Rejected(Rejection),
+    /// The idempotency key was used before for a different command.
+    #[error("command id {0} was already used for a different command")]
+    KeyReused(Uuid),
+    /// Other writers kept changing the entity; the command was not applied.
+    #[error("entity {stream_id} kept changing under the command after {attempts} attempts")]
+    Contention { stream_id: String, attempts: u32 },
+    /// The handler panicked; the command was not applied and the entity reloads its state.
+    #[error("command handler failed: {0}")]
+    HandlerPanicked(String),
+    /// The entity's stored events could not be decoded.
+    #[error("entity {stream_id} cannot be loaded: {reason}")]
+    Corrupt { stream_id: String, reason: String },
+    /// The event store failed.
+    #[error("event store: {0}")]
+    Store(#[from] StoreError),
+    /// The command could not be delivered or its reply was lost; retry with the same command id.
+    #[error("command not delivered: {0}")]
+    Unavailable(String),
+}
+
+/// Turns a recorded outcome back into the reply the first attempt gave.
+pub(crate) fn replay(record: &CommandRecord) -> Result<CommandOutcome, CommandError> {
+    match &record.result {
+        CommandResult::Accepted {
+            stream_version,
+            first_position,
+            last_position,
+            event_count,
+        } => Ok(CommandOutcome {
+            command_id: record.command_id,
+            stream_id: record.stream_id.clone(),
+            stream_version: *stream_version,
+            first_position: *first_position,
+            last_position: *last_position,
+            event_count: *event_count,
+            replayed: true,
+        }),
+        CommandResult::Rejected { error } => match serde_json::from_value(error.clone()) {
+            Ok(rejection) => Err(CommandError::Rejected(rejection)),
+            Err(e) => Err(CommandError::Corrupt {
+                stream_id: record.stream_id.clone(),
+                reason: format!("recorded rejection: {e}"),
+            }),
+        },
+    }
+}
+
+/// A stable digest of a command's content (FNV-1a over its JSON), to detect a reused idempotency key.
+///
+/// `DefaultHasher` is not stable across Rust versions, and stored fingerprints must stay comparable
+/// forever, hence this small fixed algorithm.
+pub(crate) fn fingerprint<C: Serialize>(command: &C) -> String {
+    let bytes = serde_json::to_vec(command).expect("commands always serialize");
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("fnv1a64:{hash:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_are_stable_and_content_sensitive() {
+        let a = fingerprint(&serde_json::json!({ "a": 1 }));
+        assert_eq!(a, fingerprint(&serde_json::json!({ "a": 1 })));
+        assert_ne!(a, fingerprint(&serde_json::json!({ "a": 2 })));
+        // Pinned: stored fingerprints must never change meaning.
+        assert_eq!(fingerprint(&""), "fnv1a64:07cc7607b4949e25");
+    }
+
+    #[test]
+    fn a_recorded_rejection_replays_as_the_same_rejection() {
+        let rejection = Rejection {
+            code: "book_removed".into(),
+            kind: "gone".into(),
+            message: "book was removed".into(),
+        };
+        let record = CommandRecord {
+            command_id: Uuid::new_v4(),
+            stream_id: "book-1".into(),
+            fingerprint: None,
+            result: CommandResult::Rejected {
+                error: serde_json::to_value(&rejection).unwrap(),
+            },
+            recorded_at: 0,
+        };
+        match replay(&record) {
+            Err(CommandError::Rejected(r)) => assert_eq!(r, rejection),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

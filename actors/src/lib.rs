@@ -1,0 +1,15 @@
+//! Entity actors and the command bus.
+//!
+//! Commands reach one ractor actor per entity (per book, per user) through a [`CommandBus`]. The actor
+//! decides with the pure domain, appends the events with the expected version, and records the command
+//! id with them, so a retried command returns its first outcome and appends nothing.
+
+mod bus;
+mod entity;
+mod envelope;
+mod registry;
+
+pub use bus::{Command, CommandBus, LocalBus};
+pub use entity::ActorConfig;
+pub use envelope::{CommandEnvelope, CommandError, CommandOutcome, Rejection};
+pub use registry::Entities;

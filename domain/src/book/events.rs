@@ -1,0 +1,397 @@
+//! Book events and their stored schema, one private payload struct per type and version.
+//!
+//! The payload structs are the storage contract; the public enum can be refactored freely as long
+//! as `to_payload` and `from_stored` keep mapping onto them. Reading an older version upcasts it
+//! to the current variant here, so the aggregate and projections only ever see the current shape.
+
+use serde::{Deserialize, Serialize};
+
+use crate::aggregate::{DomainEvent, EventDecodeError};
+use crate::ids::{BookId, ReviewId, UserId};
+use crate::serde_util::{decode_payload, double_option, encode_payload};
+use crate::values::{
+    AuthorName, Description, Genre, Isbn, Rating, ReviewText, SummaryText, Title, Year,
+};
+
+const BOOK_ADDED: &str = "BookAdded";
+const BOOK_UPDATED: &str = "BookUpdated";
+const BOOK_REMOVED: &str = "BookRemoved";
+const BOOK_SUMMARY_SET: &str = "BookSummarySet";
+const REVIEW_POSTED: &str = "ReviewPosted";
+const REVIEW_EDITED: &str = "ReviewEdited";
+const REVIEW_DELETED: &str = "ReviewDeleted";
+
+/// Facts recorded in a book's stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BookEvent {
+    /// The book entered the catalogue (schema version 2).
+    BookAdded {
+        book_id: BookId,
+        title: Title,
+        authors: Vec<AuthorName>,
+        genres: Vec<Genre>,
+        year_published: Option<Year>,
+        isbn: Option<Isbn>,
+        description: Option<Description>,
+    },
+    /// Some metadata changed; only the changed fields are present.
+    BookUpdated(BookChanges),
+    /// The book left the catalogue.
+    BookRemoved,
+    /// A summary was generated for the book.
+    BookSummarySet {
+        summary: SummaryText,
+        source: String,
+    },
+    /// A member reviewed the book.
+    ReviewPosted {
+        review_id: ReviewId,
+        member_id: UserId,
+        rating: Rating,
+        text: ReviewText,
+    },
+    /// The author changed their review; only the changed fields are present.
+    ReviewEdited {
+        review_id: ReviewId,
+        rating: Option<Rating>,
+        text: Option<ReviewText>,
+    },
+    /// A review was deleted; `deleted_by` is `None` when an internal engine deleted it.
+    ReviewDeleted {
+        review_id: ReviewId,
+        member_id: UserId,
+        deleted_by: Option<UserId>,
+    },
+}
+
+/// The fields a `BookUpdated` event changed.
+///
+/// `None` means unchanged. For the optional metadata (`year_published`, `isbn`, `description`),
+/// `Some(None)` means the value was cleared. In the stored payload an unchanged field is absent and
+/// a cleared field is an explicit `null`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BookChanges {
+    pub title: Option<Title>,
+    pub authors: Option<Vec<AuthorName>>,
+    pub genres: Option<Vec<Genre>>,
+    pub year_published: Option<Option<Year>>,
+    pub isbn: Option<Option<Isbn>>,
+    pub description: Option<Option<Description>>,
+}
+
+impl BookChanges {
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.title.is_none()
+            && self.authors.is_none()
+            && self.genres.is_none()
+            && self.year_published.is_none()
+            && self.isbn.is_none()
+            && self.description.is_none()
+    }
+}
+
+/// `BookAdded` version 1, from the seed design: a single author and at most one genre, as plain
+/// strings.
+///
+/// The seed payload did not carry the book id (it lived only in the stream name), so a reader
+/// holding such a payload must insert `book_id` from the stream id before decoding.
+#[derive(Deserialize)]
+struct BookAddedV1 {
+    #[serde(default)]
+    book_id: Option<BookId>,
+    title: Title,
+    author: String,
+    #[serde(default)]
+    genre: Option<String>,
+    #[serde(default)]
+    year_published: Option<Year>,
+    #[serde(default)]
+    isbn: Option<Isbn>,
+    #[serde(default)]
+    description: Option<Description>,
+}
+
+/// `BookAdded` version 2: several authors and genres. Absent optional fields and `null` both mean
+/// "unknown"; this code always writes them, as `null` when unknown.
+#[derive(Serialize, Deserialize)]
+struct BookAddedV2 {
+    book_id: BookId,
+    title: Title,
+    authors: Vec<AuthorName>,
+    genres: Vec<Genre>,
+    #[serde(default)]
+    year_published: Option<Year>,
+    #[serde(default)]
+    isbn: Option<Isbn>,
+    #[serde(default)]
+    description: Option<Description>,
+}
+
+/// `BookUpdated` version 1: an absent field is unchanged; `null` clears an optional field (and is
+/// read as "unchanged" for the required ones, which cannot be cleared).
+#[derive(Serialize, Deserialize)]
+struct BookUpdatedV1 {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    title: Option<Title>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    authors: Option<Vec<AuthorName>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    genres: Option<Vec<Genre>>,
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    year_published: Option<Option<Year>>,
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    isbn: Option<Option<Isbn>>,
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    description: Option<Option<Description>>,
+}
+
+/// `BookRemoved` version 1 carries nothing; the stream says which book.
+#[derive(Serialize, Deserialize)]
+struct BookRemovedV1 {}
+
+/// `BookSummarySet` version 1.
+#[derive(Serialize, Deserialize)]
+struct BookSummarySetV1 {
+    summary: SummaryText,
+    source: String,
+}
+
+/// `ReviewPosted` version 1.
+#[derive(Serialize, Deserialize)]
+struct ReviewPostedV1 {
+    review_id: ReviewId,
+    member_id: UserId,
+    rating: Rating,
+    text: ReviewText,
+}
+
+/// `ReviewEdited` version 1; an absent field was not changed.
+#[derive(Serialize, Deserialize)]
+struct ReviewEditedV1 {
+    review_id: ReviewId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rating: Option<Rating>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    text: Option<ReviewText>,
+}
+
+/// `ReviewDeleted` version 1; `deleted_by` is `null` when an internal engine deleted the review.
+#[derive(Serialize, Deserialize)]
+struct ReviewDeletedV1 {
+    review_id: ReviewId,
+    member_id: UserId,
+    deleted_by: Option<UserId>,
+}
+
+impl BookEvent {
+    /// The schema version written for `BookAdded`.
+    pub const BOOK_ADDED_VERSION: u32 = 2;
+}
+
+impl DomainEvent for BookEvent {
+    fn event_type(&self) -> &'static str {
+        match self {
+            Self::BookAdded { .. } => BOOK_ADDED,
+            Self::BookUpdated(_) => BOOK_UPDATED,
+            Self::BookRemoved => BOOK_REMOVED,
+            Self::BookSummarySet { .. } => BOOK_SUMMARY_SET,
+            Self::ReviewPosted { .. } => REVIEW_POSTED,
+            Self::ReviewEdited { .. } => REVIEW_EDITED,
+            Self::ReviewDeleted { .. } => REVIEW_DELETED,
+        }
+    }
+
+    fn schema_version(&self) -> u32 {
+        match self {
+            Self::BookAdded { .. } => Self::BOOK_ADDED_VERSION,
+            _ => 1,
+        }
+    }
+
+    fn to_payload(&self) -> serde_json::Value {
+        match self {
+            Self::BookAdded {
+                book_id,
+                title,
+                authors,
+                genres,
+                year_published,
+                isbn,
+                description,
+            } => encode_payload(&BookAddedV2 {
+                book_id: *book_id,
+                title: title.clone(),
+                authors: authors.clone(),
+                genres: genres.clone(),
+                year_published: *year_published,
+                isbn: isbn.clone(),
+                description: description.clone(),
+            }),
+            Self::BookUpdated(changes) => encode_payload(&BookUpdatedV1 {
+                title: changes.title.clone(),
+                authors: changes.authors.clone(),
+                genres: changes.genres.clone(),
+                year_published: changes.year_published,
+                isbn: changes.isbn.clone(),
+                description: changes.description.clone(),
+            }),
+            Self::BookRemoved => encode_payload(&BookRemovedV1 {}),
+            Self::BookSummarySet { summary, source } => encode_payload(&BookSummarySetV1 {
+                summary: summary.clone(),
+                source: source.clone(),
+            }),
+            Self::ReviewPosted {
+                review_id,
+                member_id,
+                rating,
+                text,
+            } => encode_payload(&ReviewPostedV1 {
+                review_id: *review_id,
+                member_id: *member_id,
+                rating: *rating,
+                text: text.clone(),
+            }),
+            Self::ReviewEdited {
+                review_id,
+                rating,
+                text,
+            } => encode_payload(&ReviewEditedV1 {
+                review_id: *review_id,
+                rating: *rating,
+                text: text.clone(),
+            }),
+            Self::ReviewDeleted {
+                review_id,
+                member_id,
+                deleted_by,
+            } => encode_payload(&ReviewDeletedV1 {
+                review_id: *review_id,
+                member_id: *member_id,
+                deleted_by: *deleted_by,
+            }),
+        }
+    }
+
+    fn from_stored(
+        event_type: &str,
+        schema_version: u32,
+        payload: &serde_json::Value,
+    ) -> Result<Self, EventDecodeError> {
+        let decode_error = |reason: &str| {
+            EventDecodeError::malformed(event_type, schema_version, reason.to_owned())
+        };
+        match (event_type, schema_version) {
+            (BOOK_ADDED, 1) => {
+                let v1: BookAddedV1 = decode_payload(event_type, schema_version, payload)?;
+                let book_id = v1.book_id.ok_or_else(|| {
+                    decode_error("book_id is missing; insert it from the stream id before decoding")
+                })?;
+                let author = AuthorName::parse(v1.author)
+                    .map_err(|error| decode_error(&error.to_string()))?;
+                // The seed design stored a free-text genre, possibly blank for "none".
+                let genres = match v1.genre.filter(|g| !g.trim().is_empty()) {
+                    Some(genre) => {
+                        vec![
+                            Genre::parse(genre)
+                                .map_err(|error| decode_error(&error.to_string()))?,
+                        ]
+                    }
+                    None => Vec::new(),
+                };
+                Ok(Self::BookAdded {
+                    book_id,
+                    title: v1.title,
+                    authors: vec![author],
+                    genres,
+                    year_published: v1.year_published,
+                    isbn: v1.isbn,
+                    description: v1.description,
+                })
+            }
+            (BOOK_ADDED, 2) => {
+                let v2: BookAddedV2 = decode_payload(event_type, schema_version, payload)?;
+                if v2.authors.is_empty() {
+                    return Err(decode_error("authors must not be empty"));
+                }
+                Ok(Self::BookAdded {
+                    book_id: v2.book_id,
+                    title: v2.title,
+                    authors: v2.authors,
+                    genres: v2.genres,
+                    year_published: v2.year_published,
+                    isbn: v2.isbn,
+                    description: v2.description,
+                })
+            }
+            (BOOK_UPDATED, 1) => {
+                let v1: BookUpdatedV1 = decode_payload(event_type, schema_version, payload)?;
+                if v1.authors.as_ref().is_some_and(Vec::is_empty) {
+                    return Err(decode_error("authors must not be empty"));
+                }
+                Ok(Self::BookUpdated(BookChanges {
+                    title: v1.title,
+                    authors: v1.authors,
+                    genres: v1.genres,
+                    year_published: v1.year_published,
+                    isbn: v1.isbn,
+                    description: v1.description,
+                }))
+            }
+            (BOOK_REMOVED, 1) => {
+                let BookRemovedV1 {} = decode_payload(event_type, schema_version, payload)?;
+                Ok(Self::BookRemoved)
+            }
+            (BOOK_SUMMARY_SET, 1) => {
+                let v1: BookSummarySetV1 = decode_payload(event_type, schema_version, payload)?;
+                Ok(Self::BookSummarySet {
+                    summary: v1.summary,
+                    source: v1.source,
+                })
+            }
+            (REVIEW_POSTED, 1) => {
+                let v1: ReviewPostedV1 = decode_payload(event_type, schema_version, payload)?;
+                Ok(Self::ReviewPosted {
+                    review_id: v1.review_id,
+                    member_id: v1.member_id,
+                    rating: v1.rating,
+                    text: v1.text,
+                })
+            }
+            (REVIEW_EDITED, 1) => {
+                let v1: ReviewEditedV1 = decode_payload(event_type, schema_version, payload)?;
+                Ok(Self::ReviewEdited {
+                    review_id: v1.review_id,
+                    rating: v1.rating,
+                    text: v1.text,
+                })
+            }
+            (REVIEW_DELETED, 1) => {
+                let v1: ReviewDeletedV1 = decode_payload(event_type, schema_version, payload)?;
+                Ok(Self::ReviewDeleted {
+                    review_id: v1.review_id,
+                    member_id: v1.member_id,
+                    deleted_by: v1.deleted_by,
+                })
+            }
+            (
+                BOOK_ADDED | BOOK_UPDATED | BOOK_REMOVED | BOOK_SUMMARY_SET | REVIEW_POSTED
+                | REVIEW_EDITED | REVIEW_DELETED,
+                version,
+            ) => Err(EventDecodeError::unsupported_version(event_type, version)),
+            _ => Err(EventDecodeError::unknown_type(event_type)),
+        }
+    }
+}

@@ -1,0 +1,623 @@
+//! The book aggregate: a catalogue entry with its metadata, generated summary and member reviews.
+//!
+//! A book's stream holds its reviews too, because the rule "at most one live review per member per
+//! book" can only be enforced where all of a book's reviews are seen together.
+
+mod events;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::aggregate::{Aggregate, DomainError, ErrorKind};
+use crate::auth::{CommandContext, Principal};
+use crate::ids::{BookId, ReviewId, UserId};
+use crate::serde_util::double_option;
+use crate::values::{
+    AuthorName, Description, Genre, Isbn, Rating, ReviewText, SummaryText, Title, Year,
+};
+
+pub use events::{BookChanges, BookEvent};
+
+/// The longest summary source label, in characters.
+pub const MAX_SUMMARY_SOURCE_CHARS: usize = 200;
+
+/// Commands a book accepts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum BookCommand {
+    /// Adds a book to the catalogue (admin or system only).
+    AddBook {
+        book_id: BookId,
+        title: Title,
+        authors: Vec<AuthorName>,
+        #[serde(default)]
+        genres: Vec<Genre>,
+        #[serde(default)]
+        year_published: Option<Year>,
+        #[serde(default)]
+        isbn: Option<Isbn>,
+        #[serde(default)]
+        description: Option<Description>,
+    },
+    /// Patches a book (admin or system only). An absent field is left alone; for the optional
+    /// metadata, `Some(None)` (JSON `null`) clears it.
+    UpdateBook {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        title: Option<Title>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        authors: Option<Vec<AuthorName>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        genres: Option<Vec<Genre>>,
+        #[serde(
+            default,
+            deserialize_with = "double_option",
+            skip_serializing_if = "Option::is_none"
+        )]
+        year_published: Option<Option<Year>>,
+        #[serde(
+            default,
+            deserialize_with = "double_option",
+            skip_serializing_if = "Option::is_none"
+        )]
+        isbn: Option<Option<Isbn>>,
+        #[serde(
+            default,
+            deserialize_with = "double_option",
+            skip_serializing_if = "Option::is_none"
+        )]
+        description: Option<Option<Description>>,
+    },
+    /// Removes a book from the catalogue (admin or system only); its stream is kept.
+    RemoveBook,
+    /// Records a generated summary; `source` says what produced it, e.g. a model name.
+    SetSummary {
+        summary: SummaryText,
+        source: String,
+    },
+    /// Posts the principal's review of the book.
+    PostReview {
+        review_id: ReviewId,
+        rating: Rating,
+        text: ReviewText,
+    },
+    /// Changes the principal's own review; absent fields are left alone.
+    EditReview {
+        review_id: ReviewId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rating: Option<Rating>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<ReviewText>,
+    },
+    /// Deletes a review (its author, an admin or the system).
+    DeleteReview { review_id: ReviewId },
+}
+
+/// Why a book command was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BookError {
+    /// The book was never added.
+    #[error("book not found")]
+    NotFound,
+    /// The book was added before.
+    #[error("book already exists")]
+    AlreadyExists,
+    /// The book was removed from the catalogue.
+    #[error("book has been removed")]
+    Removed,
+    /// The principal may not do this.
+    #[error("not allowed to {action}")]
+    Forbidden { action: &'static str },
+    /// No review with this id exists on the book.
+    #[error("review {review_id} not found")]
+    ReviewNotFound { review_id: ReviewId },
+    /// The review was deleted.
+    #[error("review {review_id} has been deleted")]
+    ReviewDeleted { review_id: ReviewId },
+    /// The member already has a live review of this book.
+    #[error("member {member_id} already reviewed this book in review {review_id}")]
+    ReviewAlreadyExists {
+        member_id: UserId,
+        review_id: ReviewId,
+    },
+    /// A review with this id was posted before (possibly deleted since).
+    #[error("review id {review_id} is already taken")]
+    ReviewIdTaken { review_id: ReviewId },
+    /// Only the author may edit a review.
+    #[error("only the author may change review {review_id}")]
+    NotReviewAuthor { review_id: ReviewId },
+    /// A book needs at least one author.
+    #[error("a book needs at least one author")]
+    MissingAuthors,
+    /// Reviews are posted by users; the principal has no user id.
+    #[error("posting a review requires a signed-in user")]
+    ReviewerRequired,
+    /// The summary source label is blank or too long.
+    #[error("summary source must be 1 to 200 characters")]
+    InvalidSummarySource,
+}
+
+impl DomainError for BookError {
+    fn code(&self) -> &'static str {
+        match self {
+            Self::NotFound => "not_found",
+            Self::AlreadyExists => "already_exists",
+            Self::Removed => "book_removed",
+            Self::Forbidden { .. } => "forbidden",
+            Self::ReviewNotFound { .. } => "review_not_found",
+            Self::ReviewDeleted { .. } => "review_deleted",
+            Self::ReviewAlreadyExists { .. } => "review_already_exists",
+            Self::ReviewIdTaken { .. } => "review_id_taken",
+            Self::NotReviewAuthor { .. } => "not_review_author",
+            Self::MissingAuthors => "missing_authors",
+            Self::ReviewerRequired => "reviewer_required",
+            Self::InvalidSummarySource => "invalid_summary_source",
+        }
+    }
+
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::NotFound | Self::ReviewNotFound { .. } => ErrorKind::NotFound,
+            Self::AlreadyExists | Self::ReviewAlreadyExists { .. } | Self::ReviewIdTaken { .. } => {
+                ErrorKind::Conflict
+            }
+            Self::Removed | Self::ReviewDeleted { .. } => ErrorKind::Gone,
+            Self::Forbidden { .. } | Self::NotReviewAuthor { .. } => ErrorKind::Forbidden,
+            Self::MissingAuthors | Self::ReviewerRequired | Self::InvalidSummarySource => {
+                ErrorKind::Invalid
+            }
+        }
+    }
+}
+
+/// One review as the book knows it; deleted reviews are kept so their ids stay taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Review {
+    id: ReviewId,
+    member_id: UserId,
+    rating: Rating,
+    text: ReviewText,
+    deleted: bool,
+}
+
+impl Review {
+    /// The review's id.
+    pub fn id(&self) -> ReviewId {
+        self.id
+    }
+
+    /// The member who wrote it.
+    pub fn member_id(&self) -> UserId {
+        self.member_id
+    }
+
+    /// The current rating.
+    pub fn rating(&self) -> Rating {
+        self.rating
+    }
+
+    /// The current text.
+    pub fn text(&self) -> &ReviewText {
+        &self.text
+    }
+
+    /// Whether the review was deleted.
+    pub fn is_deleted(&self) -> bool {
+        self.deleted
+    }
+}
+
+/// The book aggregate's state.
+#[derive(Debug, Clone, Default)]
+pub struct Book {
+    id: Option<BookId>,
+    removed: bool,
+    title: Option<Title>,
+    authors: Vec<AuthorName>,
+    genres: Vec<Genre>,
+    year_published: Option<Year>,
+    isbn: Option<Isbn>,
+    description: Option<Description>,
+    summary: Option<SummaryText>,
+    summary_source: Option<String>,
+    reviews: BTreeMap<ReviewId, Review>,
+    live_reviews: BTreeMap<UserId, ReviewId>,
+}
+
+impl Book {
+    /// Whether the book was ever added (it may have been removed since).
+    pub fn exists(&self) -> bool {
+        self.id.is_some()
+    }
+
+    /// The book's id, once added.
+    pub fn id(&self) -> Option<BookId> {
+        self.id
+    }
+
+    /// Whether the book was removed from the catalogue.
+    pub fn is_removed(&self) -> bool {
+        self.removed
+    }
+
+    /// The title, once added.
+    pub fn title(&self) -> Option<&Title> {
+        self.title.as_ref()
+    }
+
+    /// The authors, in order; never empty once added.
+    pub fn authors(&self) -> &[AuthorName] {
+        &self.authors
+    }
+
+    /// The genres, without duplicates, in order.
+    pub fn genres(&self) -> &[Genre] {
+        &self.genres
+    }
+
+    /// The publication year, if known.
+    pub fn year_published(&self) -> Option<Year> {
+        self.year_published
+    }
+
+    /// The ISBN, if known.
+    pub fn isbn(&self) -> Option<&Isbn> {
+        self.isbn.as_ref()
+    }
+
+    /// The description, if any.
+    pub fn description(&self) -> Option<&Description> {
+        self.description.as_ref()
+    }
+
+    /// The latest generated summary, if any.
+    pub fn summary(&self) -> Option<&SummaryText> {
+        self.summary.as_ref()
+    }
+
+    /// What produced the latest summary, if any.
+    pub fn summary_source(&self) -> Option<&str> {
+        self.summary_source.as_deref()
+    }
+
+    /// The live (not deleted) reviews, ordered by review id.
+    pub fn reviews(&self) -> impl Iterator<Item = &Review> {
+        self.reviews.values().filter(|review| !review.deleted)
+    }
+
+    /// Any review by id, deleted or not.
+    pub fn review(&self, review_id: ReviewId) -> Option<&Review> {
+        self.reviews.get(&review_id)
+    }
+
+    /// The member's live review of this book, if any.
+    pub fn live_review_of(&self, member_id: UserId) -> Option<&Review> {
+        self.live_reviews
+            .get(&member_id)
+            .and_then(|review_id| self.reviews.get(review_id))
+    }
+
+    /// The number of live reviews.
+    pub fn review_count(&self) -> usize {
+        self.live_reviews.len()
+    }
+
+    /// The mean rating of the live reviews, if there are any.
+    pub fn average_rating(&self) -> Option<f64> {
+        let count = self.review_count();
+        if count == 0 {
+            return None;
+        }
+        let total: u32 = self.reviews().map(|r| u32::from(r.rating.value())).sum();
+        Some(f64::from(total) / count as f64)
+    }
+
+    /// Checks that the book can be changed: it exists and was not removed.
+    fn ensure_live(&self) -> Result<(), BookError> {
+        if !self.exists() {
+            return Err(BookError::NotFound);
+        }
+        if self.removed {
+            return Err(BookError::Removed);
+        }
+        Ok(())
+    }
+
+    /// Finds a live review, telling an unknown id apart from a deleted review.
+    fn live_review(&self, review_id: ReviewId) -> Result<&Review, BookError> {
+        match self.reviews.get(&review_id) {
+            None => Err(BookError::ReviewNotFound { review_id }),
+            Some(review) if review.deleted => Err(BookError::ReviewDeleted { review_id }),
+            Some(review) => Ok(review),
+        }
+    }
+
+    fn decide_update(
+        &self,
+        title: Option<&Title>,
+        authors: Option<&Vec<AuthorName>>,
+        genres: Option<&Vec<Genre>>,
+        year_published: Option<Option<Year>>,
+        isbn: Option<&Option<Isbn>>,
+        description: Option<&Option<Description>>,
+    ) -> Result<Vec<BookEvent>, BookError> {
+        if authors.is_some_and(Vec::is_empty) {
+            return Err(BookError::MissingAuthors);
+        }
+        // Only fields that differ from the current state go into the event, so the event says
+        // exactly what changed and a repeated update is a no-op.
+        let changes = BookChanges {
+            title: title.filter(|t| self.title.as_ref() != Some(*t)).cloned(),
+            authors: authors.filter(|a| **a != self.authors).cloned(),
+            genres: genres
+                .map(|g| dedup_genres(g.clone()))
+                .filter(|g| *g != self.genres),
+            year_published: year_published.filter(|y| *y != self.year_published),
+            isbn: isbn.filter(|i| **i != self.isbn).cloned(),
+            description: description.filter(|d| **d != self.description).cloned(),
+        };
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(vec![BookEvent::BookUpdated(changes)])
+    }
+}
+
+/// Refuses principals that may not administer the catalogue.
+fn require_privileged(principal: &Principal, action: &'static str) -> Result<(), BookError> {
+    if principal.is_privileged() {
+        Ok(())
+    } else {
+        Err(BookError::Forbidden { action })
+    }
+}
+
+/// Removes repeated genres, keeping the first occurrence of each.
+fn dedup_genres(genres: Vec<Genre>) -> Vec<Genre> {
+    let mut unique: Vec<Genre> = Vec::with_capacity(genres.len());
+    for genre in genres {
+        if !unique.contains(&genre) {
+            unique.push(genre);
+        }
+    }
+    unique
+}
+
+impl Aggregate for Book {
+    type Command = BookCommand;
+    type Event = BookEvent;
+    type Error = BookError;
+
+    const CATEGORY: &'static str = "book";
+
+    fn decide(
+        &self,
+        command: &BookCommand,
+        ctx: &CommandContext,
+    ) -> Result<Vec<BookEvent>, BookError> {
+        let principal = &ctx.principal;
+        match command {
+            BookCommand::AddBook {
+                book_id,
+                title,
+                authors,
+                genres,
+                year_published,
+                isbn,
+                description,
+            } => {
+                require_privileged(principal, "add books")?;
+                if self.exists() {
+                    return Err(BookError::AlreadyExists);
+                }
+                if authors.is_empty() {
+                    return Err(BookError::MissingAuthors);
+                }
+                Ok(vec![BookEvent::BookAdded {
+                    book_id: *book_id,
+                    title: title.clone(),
+                    authors: authors.clone(),
+                    genres: dedup_genres(genres.clone()),
+                    year_published: *year_published,
+                    isbn: isbn.clone(),
+                    description: description.clone(),
+                }])
+            }
+            BookCommand::UpdateBook {
+                title,
+                authors,
+                genres,
+                year_published,
+                isbn,
+                description,
+            } => {
+                require_privileged(principal, "update books")?;
+                self.ensure_live()?;
+                self.decide_update(
+                    title.as_ref(),
+                    authors.as_ref(),
+                    genres.as_ref(),
+                    *year_published,
+                    isbn.as_ref(),
+                    description.as_ref(),
+                )
+            }
+            BookCommand::RemoveBook => {
+                require_privileged(principal, "remove books")?;
+                self.ensure_live()?;
+                Ok(vec![BookEvent::BookRemoved])
+            }
+            BookCommand::SetSummary { summary, source } => {
+                require_privileged(principal, "set summaries")?;
+                self.ensure_live()?;
+                let source = source.trim();
+                if source.is_empty() || source.chars().count() > MAX_SUMMARY_SOURCE_CHARS {
+                    return Err(BookError::InvalidSummarySource);
+                }
+                // Re-running the summary engine with the same result must not grow the stream.
+                if self.summary.as_ref() == Some(summary) && self.summary_source() == Some(source) {
+                    return Ok(Vec::new());
+                }
+                Ok(vec![BookEvent::BookSummarySet {
+                    summary: summary.clone(),
+                    source: source.to_owned(),
+                }])
+            }
+            BookCommand::PostReview {
+                review_id,
+                rating,
+                text,
+            } => {
+                self.ensure_live()?;
+                let member_id = principal.user_id.ok_or(BookError::ReviewerRequired)?;
+                if self.reviews.contains_key(review_id) {
+                    return Err(BookError::ReviewIdTaken {
+                        review_id: *review_id,
+                    });
+                }
+                if let Some(existing) = self.live_reviews.get(&member_id) {
+                    return Err(BookError::ReviewAlreadyExists {
+                        member_id,
+                        review_id: *existing,
+                    });
+                }
+                Ok(vec![BookEvent::ReviewPosted {
+                    review_id: *review_id,
+                    member_id,
+                    rating: *rating,
+                    text: text.clone(),
+                }])
+            }
+            BookCommand::EditReview {
+                review_id,
+                rating,
+                text,
+            } => {
+                self.ensure_live()?;
+                let review = self.live_review(*review_id)?;
+                // Not even an admin may put words in a member's mouth; admins delete instead.
+                if !principal.is_user(review.member_id) {
+                    return Err(BookError::NotReviewAuthor {
+                        review_id: *review_id,
+                    });
+                }
+                let rating = rating.filter(|r| *r != review.rating);
+                let text = text.as_ref().filter(|t| **t != review.text).cloned();
+                if rating.is_none() && text.is_none() {
+                    return Ok(Vec::new());
+                }
+                Ok(vec![BookEvent::ReviewEdited {
+                    review_id: *review_id,
+                    rating,
+                    text,
+                }])
+            }
+            BookCommand::DeleteReview { review_id } => {
+                self.ensure_live()?;
+                let review = self.live_review(*review_id)?;
+                if !principal.is_user_or_privileged(review.member_id) {
+                    return Err(BookError::NotReviewAuthor {
+                        review_id: *review_id,
+                    });
+                }
+                Ok(vec![BookEvent::ReviewDeleted {
+                    review_id: *review_id,
+                    member_id: review.member_id,
+                    deleted_by: principal.user_id,
+                }])
+            }
+        }
+    }
+
+    fn apply(&mut self, event: &BookEvent) {
+        match event {
+            BookEvent::BookAdded {
+                book_id,
+                title,
+                authors,
+                genres,
+                year_published,
+                isbn,
+                description,
+            } => {
+                self.id = Some(*book_id);
+                self.removed = false;
+                self.title = Some(title.clone());
+                self.authors = authors.clone();
+                self.genres = genres.clone();
+                self.year_published = *year_published;
+                self.isbn = isbn.clone();
+                self.description = description.clone();
+            }
+            BookEvent::BookUpdated(changes) => {
+                if let Some(title) = &changes.title {
+                    self.title = Some(title.clone());
+                }
+                if let Some(authors) = &changes.authors {
+                    self.authors = authors.clone();
+                }
+                if let Some(genres) = &changes.genres {
+                    self.genres = genres.clone();
+                }
+                if let Some(year_published) = changes.year_published {
+                    self.year_published = year_published;
+                }
+                if let Some(isbn) = &changes.isbn {
+                    self.isbn = isbn.clone();
+                }
+                if let Some(description) = &changes.description {
+                    self.description = description.clone();
+                }
+            }
+            BookEvent::BookRemoved => self.removed = true,
+            BookEvent::BookSummarySet { summary, source } => {
+                self.summary = Some(summary.clone());
+                self.summary_source = Some(source.clone());
+            }
+            BookEvent::ReviewPosted {
+                review_id,
+                member_id,
+                rating,
+                text,
+            } => {
+                self.reviews.insert(
+                    *review_id,
+                    Review {
+                        id: *review_id,
+                        member_id: *member_id,
+                        rating: *rating,
+                        text: text.clone(),
+                        deleted: false,
+                    },
+                );
+                self.live_reviews.insert(*member_id, *review_id);
+            }
+            BookEvent::ReviewEdited {
+                review_id,
+                rating,
+                text,
+            } => {
+                if let Some(review) = self.reviews.get_mut(review_id) {
+                    if let Some(rating) = rating {
+                        review.rating = *rating;
+                    }
+                    if let Some(text) = text {
+                        review.text = text.clone();
+                    }
+                }
+            }
+            BookEvent::ReviewDeleted {
+                review_id,
+                member_id,
+                ..
+            } => {
+                if let Some(review) = self.reviews.get_mut(review_id) {
+                    review.deleted = true;
+                }
+                if self.live_reviews.get(member_id) == Some(review_id) {
+                    self.live_reviews.remove(member_id);
+                }
+            }
+        }
+    }
+}

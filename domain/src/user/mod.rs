@@ -1,0 +1,261 @@
+//! The user aggregate: a registered reader or administrator, their credentials and preferences.
+
+mod events;
+
+use serde::{Deserialize, Serialize};
+
+use crate::aggregate::{Aggregate, DomainError, ErrorKind};
+use crate::auth::{CommandContext, Principal, Role};
+use crate::ids::UserId;
+use crate::values::{Email, Genre, PasswordHash, PersonName};
+
+pub use events::UserEvent;
+
+/// The most favourite genres a user may keep, so a profile stays a preference and not a catalogue.
+pub const MAX_FAVOURITE_GENRES: usize = 50;
+
+/// Commands a user accepts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum UserCommand {
+    /// Creates the user; anyone may register a member, only an admin or the system an admin.
+    Register {
+        user_id: UserId,
+        name: PersonName,
+        email: Email,
+        role: Role,
+        password_hash: PasswordHash,
+    },
+    /// Replaces the user's favourite genres (duplicates are dropped, order kept).
+    ChangePreferences { favourite_genres: Vec<Genre> },
+    /// Replaces the password hash.
+    ChangePassword { password_hash: PasswordHash },
+    /// Deactivates the account for good.
+    Deactivate,
+}
+
+/// Why a user command was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UserError {
+    /// The user never registered.
+    #[error("user not found")]
+    NotFound,
+    /// The user registered before.
+    #[error("user already exists")]
+    AlreadyExists,
+    /// The user was deactivated.
+    #[error("user has been deactivated")]
+    Deactivated,
+    /// The principal may not do this.
+    #[error("not allowed to {action}")]
+    Forbidden { action: &'static str },
+    /// The system role belongs to internal engines and cannot be given to a user.
+    #[error("users cannot be registered with the system role")]
+    SystemRoleNotAllowed,
+    /// More favourite genres than allowed.
+    #[error("at most {max} favourite genres are allowed, got {count}")]
+    TooManyGenres { count: usize, max: usize },
+}
+
+impl DomainError for UserError {
+    fn code(&self) -> &'static str {
+        match self {
+            Self::NotFound => "not_found",
+            Self::AlreadyExists => "already_exists",
+            Self::Deactivated => "user_deactivated",
+            Self::Forbidden { .. } => "forbidden",
+            Self::SystemRoleNotAllowed => "invalid_role",
+            Self::TooManyGenres { .. } => "too_many_genres",
+        }
+    }
+
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::NotFound => ErrorKind::NotFound,
+            Self::AlreadyExists => ErrorKind::Conflict,
+            Self::Deactivated => ErrorKind::Gone,
+            Self::Forbidden { .. } => ErrorKind::Forbidden,
+            Self::SystemRoleNotAllowed | Self::TooManyGenres { .. } => ErrorKind::Invalid,
+        }
+    }
+}
+
+/// The user aggregate's state.
+#[derive(Debug, Clone, Default)]
+pub struct User {
+    id: Option<UserId>,
+    name: Option<PersonName>,
+    email: Option<Email>,
+    role: Option<Role>,
+    password_hash: Option<PasswordHash>,
+    favourite_genres: Vec<Genre>,
+    deactivated: bool,
+}
+
+impl User {
+    /// Whether the user registered (they may have been deactivated since).
+    pub fn exists(&self) -> bool {
+        self.id.is_some()
+    }
+
+    /// The user's id, once registered.
+    pub fn id(&self) -> Option<UserId> {
+        self.id
+    }
+
+    /// The display name, once registered.
+    pub fn name(&self) -> Option<&PersonName> {
+        self.name.as_ref()
+    }
+
+    /// The email address, once registered.
+    pub fn email(&self) -> Option<&Email> {
+        self.email.as_ref()
+    }
+
+    /// The role, once registered.
+    pub fn role(&self) -> Option<Role> {
+        self.role
+    }
+
+    /// The current password hash, once registered.
+    pub fn password_hash(&self) -> Option<&PasswordHash> {
+        self.password_hash.as_ref()
+    }
+
+    /// The favourite genres, in the order the user gave them.
+    pub fn favourite_genres(&self) -> &[Genre] {
+        &self.favourite_genres
+    }
+
+    /// Whether the user is registered and not deactivated.
+    pub fn is_active(&self) -> bool {
+        self.exists() && !self.deactivated
+    }
+
+    /// Checks that the user exists, that the principal is the user or an admin, and that the user
+    /// is still active; in that order, so outsiders learn nothing about the account's status.
+    fn ensure_changeable_by(
+        &self,
+        principal: &Principal,
+        action: &'static str,
+    ) -> Result<UserId, UserError> {
+        let id = self.id.ok_or(UserError::NotFound)?;
+        if !principal.is_user_or_privileged(id) {
+            return Err(UserError::Forbidden { action });
+        }
+        if self.deactivated {
+            return Err(UserError::Deactivated);
+        }
+        Ok(id)
+    }
+}
+
+/// Removes repeated genres, keeping the first occurrence of each.
+fn dedup_genres(genres: &[Genre]) -> Vec<Genre> {
+    let mut unique: Vec<Genre> = Vec::with_capacity(genres.len());
+    for genre in genres {
+        if !unique.contains(genre) {
+            unique.push(genre.clone());
+        }
+    }
+    unique
+}
+
+impl Aggregate for User {
+    type Command = UserCommand;
+    type Event = UserEvent;
+    type Error = UserError;
+
+    const CATEGORY: &'static str = "user";
+
+    fn decide(
+        &self,
+        command: &UserCommand,
+        ctx: &CommandContext,
+    ) -> Result<Vec<UserEvent>, UserError> {
+        let principal = &ctx.principal;
+        match command {
+            UserCommand::Register {
+                user_id,
+                name,
+                email,
+                role,
+                password_hash,
+            } => {
+                match role {
+                    Role::System => return Err(UserError::SystemRoleNotAllowed),
+                    Role::Admin if !principal.is_privileged() => {
+                        return Err(UserError::Forbidden {
+                            action: "register admins",
+                        });
+                    }
+                    Role::Admin | Role::Member => {}
+                }
+                if self.exists() {
+                    return Err(UserError::AlreadyExists);
+                }
+                Ok(vec![UserEvent::UserRegistered {
+                    user_id: *user_id,
+                    name: name.clone(),
+                    email: email.clone(),
+                    role: *role,
+                    password_hash: password_hash.clone(),
+                }])
+            }
+            UserCommand::ChangePreferences { favourite_genres } => {
+                self.ensure_changeable_by(principal, "change this user's preferences")?;
+                let favourite_genres = dedup_genres(favourite_genres);
+                if favourite_genres.len() > MAX_FAVOURITE_GENRES {
+                    return Err(UserError::TooManyGenres {
+                        count: favourite_genres.len(),
+                        max: MAX_FAVOURITE_GENRES,
+                    });
+                }
+                if favourite_genres == self.favourite_genres {
+                    return Ok(Vec::new());
+                }
+                Ok(vec![UserEvent::PreferencesChanged { favourite_genres }])
+            }
+            UserCommand::ChangePassword { password_hash } => {
+                self.ensure_changeable_by(principal, "change this user's password")?;
+                if self.password_hash.as_ref() == Some(password_hash) {
+                    return Ok(Vec::new());
+                }
+                Ok(vec![UserEvent::PasswordChanged {
+                    password_hash: password_hash.clone(),
+                }])
+            }
+            UserCommand::Deactivate => {
+                self.ensure_changeable_by(principal, "deactivate this user")?;
+                Ok(vec![UserEvent::UserDeactivated])
+            }
+        }
+    }
+
+    fn apply(&mut self, event: &UserEvent) {
+        match event {
+            UserEvent::UserRegistered {
+                user_id,
+                name,
+                email,
+                role,
+                password_hash,
+            } => {
+                self.id = Some(*user_id);
+                self.name = Some(name.clone());
+                self.email = Some(email.clone());
+                self.role = Some(*role);
+                self.password_hash = Some(password_hash.clone());
+                self.deactivated = false;
+            }
+            UserEvent::PreferencesChanged { favourite_genres } => {
+                self.favourite_genres = favourite_genres.clone();
+            }
+            UserEvent::PasswordChanged { password_hash } => {
+                self.password_hash = Some(password_hash.clone());
+            }
+            UserEvent::UserDeactivated => self.deactivated = true,
+        }
+    }
+}

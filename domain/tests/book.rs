@@ -1,0 +1,998 @@
+//! Given/when/then tests for the book aggregate, one rule per test, plus its stored event schema.
+
+use quire_domain::book::{Book, BookChanges, BookCommand, BookError, BookEvent};
+use quire_domain::ids::{BookId, ReviewId, UserId};
+use quire_domain::testing::{Given, assert_round_trips};
+use quire_domain::values::{
+    AuthorName, Description, Genre, Isbn, Rating, ReviewText, SummaryText, Title, Year,
+};
+use quire_domain::{
+    Aggregate, CommandContext, DomainError, DomainEvent, ErrorKind, EventDecodeError,
+};
+use serde_json::json;
+use uuid::Uuid;
+
+fn book_id() -> BookId {
+    BookId::from_uuid(Uuid::from_u128(0xb00c))
+}
+
+fn review_id(n: u128) -> ReviewId {
+    ReviewId::from_uuid(Uuid::from_u128(0x7e00 + n))
+}
+
+fn user(n: u128) -> UserId {
+    UserId::from_uuid(Uuid::from_u128(0x5e00 + n))
+}
+
+fn alice() -> UserId {
+    user(1)
+}
+
+fn bob() -> UserId {
+    user(2)
+}
+
+fn admin() -> CommandContext {
+    CommandContext::admin(user(99))
+}
+
+fn title(s: &str) -> Title {
+    Title::parse(s).unwrap()
+}
+
+fn author(s: &str) -> AuthorName {
+    AuthorName::parse(s).unwrap()
+}
+
+fn genre(s: &str) -> Genre {
+    Genre::parse(s).unwrap()
+}
+
+fn rating(n: u8) -> Rating {
+    Rating::parse(n).unwrap()
+}
+
+fn text(s: &str) -> ReviewText {
+    ReviewText::parse(s).unwrap()
+}
+
+fn summary(s: &str) -> SummaryText {
+    SummaryText::parse(s).unwrap()
+}
+
+fn dune_added() -> BookEvent {
+    BookEvent::BookAdded {
+        book_id: book_id(),
+        title: title("Dune"),
+        authors: vec![author("Frank Herbert")],
+        genres: vec![genre("science fiction")],
+        year_published: Some(Year::parse(1965).unwrap()),
+        isbn: Some(Isbn::parse("978-0-441-01359-3").unwrap()),
+        description: Some(Description::parse("A desert planet.").unwrap()),
+    }
+}
+
+fn add_dune() -> BookCommand {
+    BookCommand::AddBook {
+        book_id: book_id(),
+        title: title("Dune"),
+        authors: vec![author("Frank Herbert")],
+        genres: vec![genre("science fiction")],
+        year_published: Some(Year::parse(1965).unwrap()),
+        isbn: Some(Isbn::parse("978-0-441-01359-3").unwrap()),
+        description: Some(Description::parse("A desert planet.").unwrap()),
+    }
+}
+
+fn posted(n: u128, member: UserId, stars: u8, body: &str) -> BookEvent {
+    BookEvent::ReviewPosted {
+        review_id: review_id(n),
+        member_id: member,
+        rating: rating(stars),
+        text: text(body),
+    }
+}
+
+fn post(n: u128, stars: u8, body: &str) -> BookCommand {
+    BookCommand::PostReview {
+        review_id: review_id(n),
+        rating: rating(stars),
+        text: text(body),
+    }
+}
+
+/// An `UpdateBook` carrying exactly these changes.
+fn update(changes: BookChanges) -> BookCommand {
+    BookCommand::UpdateBook {
+        title: changes.title,
+        authors: changes.authors,
+        genres: changes.genres,
+        year_published: changes.year_published,
+        isbn: changes.isbn,
+        description: changes.description,
+    }
+}
+
+fn empty_update() -> BookCommand {
+    update(BookChanges::default())
+}
+
+// AddBook
+
+#[test]
+fn admin_can_add_a_book() {
+    let book = Given::<Book>::nothing()
+        .when(add_dune(), admin())
+        .then_events(vec![dune_added()]);
+    assert!(book.exists());
+    assert_eq!(book.id(), Some(book_id()));
+    assert_eq!(book.title(), Some(&title("Dune")));
+}
+
+#[test]
+fn system_can_add_a_book() {
+    Given::<Book>::nothing()
+        .when(add_dune(), CommandContext::system())
+        .then_events(vec![dune_added()]);
+}
+
+#[test]
+fn member_cannot_add_a_book() {
+    let error = Given::<Book>::nothing()
+        .when(add_dune(), CommandContext::member(alice()))
+        .then_error("forbidden");
+    assert_eq!(error.kind(), ErrorKind::Forbidden);
+}
+
+#[test]
+fn a_book_cannot_be_added_twice() {
+    let error = Given::<Book>::events(vec![dune_added()])
+        .when(add_dune(), admin())
+        .then_error("already_exists");
+    assert_eq!(error.kind(), ErrorKind::Conflict);
+}
+
+#[test]
+fn a_removed_book_cannot_be_added_again() {
+    Given::<Book>::events(vec![dune_added(), BookEvent::BookRemoved])
+        .when(add_dune(), admin())
+        .then_error("already_exists");
+}
+
+#[test]
+fn a_book_needs_at_least_one_author() {
+    let mut command = add_dune();
+    if let BookCommand::AddBook { authors, .. } = &mut command {
+        authors.clear();
+    }
+    let error = Given::<Book>::nothing()
+        .when(command, admin())
+        .then_error("missing_authors");
+    assert_eq!(error.kind(), ErrorKind::Invalid);
+}
+
+#[test]
+fn duplicate_genres_are_dropped_keeping_order() {
+    let command = BookCommand::AddBook {
+        book_id: book_id(),
+        title: title("Dune"),
+        authors: vec![author("Frank Herbert")],
+        genres: vec![genre("SF"), genre("classic"), genre("sf"), genre("Classic")],
+        year_published: None,
+        isbn: None,
+        description: None,
+    };
+    let book = Given::<Book>::nothing()
+        .when(command, admin())
+        .then_events(vec![BookEvent::BookAdded {
+            book_id: book_id(),
+            title: title("Dune"),
+            authors: vec![author("Frank Herbert")],
+            genres: vec![genre("sf"), genre("classic")],
+            year_published: None,
+            isbn: None,
+            description: None,
+        }]);
+    assert_eq!(book.genres(), &[genre("sf"), genre("classic")]);
+}
+
+// UpdateBook
+
+#[test]
+fn an_update_records_only_the_fields_that_changed() {
+    let command = BookCommand::UpdateBook {
+        title: Some(title("Dune")),
+        authors: Some(vec![author("Frank Herbert")]),
+        genres: Some(vec![genre("classic")]),
+        year_published: Some(Some(Year::parse(1966).unwrap())),
+        isbn: None,
+        description: None,
+    };
+    let book = Given::<Book>::events(vec![dune_added()])
+        .when(command, admin())
+        .then_events(vec![BookEvent::BookUpdated(BookChanges {
+            genres: Some(vec![genre("classic")]),
+            year_published: Some(Some(Year::parse(1966).unwrap())),
+            ..BookChanges::default()
+        })]);
+    assert_eq!(book.year_published().map(Year::value), Some(1966));
+    assert_eq!(book.title(), Some(&title("Dune")));
+}
+
+#[test]
+fn an_update_that_changes_nothing_emits_nothing() {
+    let command = BookCommand::UpdateBook {
+        title: Some(title("Dune")),
+        authors: None,
+        genres: Some(vec![genre("science fiction")]),
+        year_published: Some(Some(Year::parse(1965).unwrap())),
+        isbn: None,
+        description: None,
+    };
+    Given::<Book>::events(vec![dune_added()])
+        .when(command, admin())
+        .then_no_events();
+}
+
+#[test]
+fn an_empty_update_emits_nothing() {
+    Given::<Book>::events(vec![dune_added()])
+        .when(empty_update(), admin())
+        .then_no_events();
+}
+
+#[test]
+fn an_update_can_clear_optional_metadata() {
+    let command = BookCommand::UpdateBook {
+        title: None,
+        authors: None,
+        genres: None,
+        year_published: None,
+        isbn: Some(None),
+        description: Some(None),
+    };
+    let book = Given::<Book>::events(vec![dune_added()])
+        .when(command, CommandContext::system())
+        .then_events(vec![BookEvent::BookUpdated(BookChanges {
+            isbn: Some(None),
+            description: Some(None),
+            ..BookChanges::default()
+        })]);
+    assert_eq!(book.isbn(), None);
+    assert_eq!(book.description(), None);
+    assert!(book.year_published().is_some());
+}
+
+#[test]
+fn an_update_deduplicates_genres_before_comparing() {
+    let command = update(BookChanges {
+        genres: Some(vec![genre("science fiction"), genre("Science Fiction")]),
+        ..BookChanges::default()
+    });
+    Given::<Book>::events(vec![dune_added()])
+        .when(command, admin())
+        .then_no_events();
+}
+
+#[test]
+fn an_update_cannot_remove_all_authors() {
+    let command = update(BookChanges {
+        authors: Some(vec![]),
+        ..BookChanges::default()
+    });
+    Given::<Book>::events(vec![dune_added()])
+        .when(command, admin())
+        .then_error("missing_authors");
+}
+
+#[test]
+fn member_cannot_update_a_book() {
+    let command = update(BookChanges {
+        title: Some(title("Dune Messiah")),
+        ..BookChanges::default()
+    });
+    Given::<Book>::events(vec![dune_added()])
+        .when(command, CommandContext::member(alice()))
+        .then_error("forbidden");
+}
+
+#[test]
+fn updating_a_missing_book_is_not_found() {
+    let error = Given::<Book>::nothing()
+        .when(empty_update(), admin())
+        .then_error("not_found");
+    assert_eq!(error.kind(), ErrorKind::NotFound);
+}
+
+#[test]
+fn updating_a_removed_book_is_gone() {
+    let error = Given::<Book>::events(vec![dune_added(), BookEvent::BookRemoved])
+        .when(empty_update(), admin())
+        .then_error("book_removed");
+    assert_eq!(error.kind(), ErrorKind::Gone);
+}
+
+// RemoveBook
+
+#[test]
+fn admin_can_remove_a_book() {
+    let book = Given::<Book>::events(vec![dune_added()])
+        .when(BookCommand::RemoveBook, admin())
+        .then_events(vec![BookEvent::BookRemoved]);
+    assert!(book.is_removed());
+    assert!(book.exists());
+}
+
+#[test]
+fn member_cannot_remove_a_book() {
+    Given::<Book>::events(vec![dune_added()])
+        .when(BookCommand::RemoveBook, CommandContext::member(alice()))
+        .then_error("forbidden");
+}
+
+#[test]
+fn removing_a_missing_book_is_not_found() {
+    Given::<Book>::nothing()
+        .when(BookCommand::RemoveBook, admin())
+        .then_error("not_found");
+}
+
+#[test]
+fn removing_a_book_twice_is_gone() {
+    Given::<Book>::events(vec![dune_added(), BookEvent::BookRemoved])
+        .when(BookCommand::RemoveBook, admin())
+        .then_error("book_removed");
+}
+
+// SetSummary
+
+fn set_summary(body: &str, source: &str) -> BookCommand {
+    BookCommand::SetSummary {
+        summary: summary(body),
+        source: source.to_owned(),
+    }
+}
+
+#[test]
+fn the_summary_engine_can_set_a_summary() {
+    let book = Given::<Book>::events(vec![dune_added()])
+        .when(set_summary("Spice.", "llm-v1"), CommandContext::system())
+        .then_events(vec![BookEvent::BookSummarySet {
+            summary: summary("Spice."),
+            source: "llm-v1".to_owned(),
+        }]);
+    assert_eq!(book.summary(), Some(&summary("Spice.")));
+    assert_eq!(book.summary_source(), Some("llm-v1"));
+}
+
+#[test]
+fn member_cannot_set_a_summary() {
+    Given::<Book>::events(vec![dune_added()])
+        .when(set_summary("Spice.", "me"), CommandContext::member(alice()))
+        .then_error("forbidden");
+}
+
+#[test]
+fn a_summary_needs_an_existing_book() {
+    Given::<Book>::nothing()
+        .when(set_summary("Spice.", "llm-v1"), CommandContext::system())
+        .then_error("not_found");
+}
+
+#[test]
+fn a_removed_book_gets_no_summary() {
+    Given::<Book>::events(vec![dune_added(), BookEvent::BookRemoved])
+        .when(set_summary("Spice.", "llm-v1"), CommandContext::system())
+        .then_error("book_removed");
+}
+
+#[test]
+fn setting_the_same_summary_again_emits_nothing() {
+    Given::<Book>::events(vec![
+        dune_added(),
+        BookEvent::BookSummarySet {
+            summary: summary("Spice."),
+            source: "llm-v1".to_owned(),
+        },
+    ])
+    .when(set_summary("Spice.", " llm-v1 "), CommandContext::system())
+    .then_no_events();
+}
+
+#[test]
+fn a_summary_source_must_not_be_blank() {
+    let error = Given::<Book>::events(vec![dune_added()])
+        .when(set_summary("Spice.", "  "), CommandContext::system())
+        .then_error("invalid_summary_source");
+    assert_eq!(error.kind(), ErrorKind::Invalid);
+}
+
+// PostReview
+
+#[test]
+fn member_can_post_a_review() {
+    let book = Given::<Book>::events(vec![dune_added()])
+        .when(post(1, 5, "Loved it"), CommandContext::member(alice()))
+        .then_events(vec![posted(1, alice(), 5, "Loved it")]);
+    let review = book.live_review_of(alice()).expect("alice's review");
+    assert_eq!(review.id(), review_id(1));
+    assert_eq!(review.rating().value(), 5);
+}
+
+#[test]
+fn admin_with_a_user_id_can_post_a_review() {
+    Given::<Book>::events(vec![dune_added()])
+        .when(post(1, 4, ""), admin())
+        .then_events(vec![posted(1, user(99), 4, "")]);
+}
+
+#[test]
+fn a_review_needs_a_reviewer() {
+    let error = Given::<Book>::events(vec![dune_added()])
+        .when(post(1, 4, "Fine"), CommandContext::system())
+        .then_error("reviewer_required");
+    assert_eq!(error.kind(), ErrorKind::Invalid);
+}
+
+#[test]
+fn a_member_has_at_most_one_live_review_per_book() {
+    let error = Given::<Book>::events(vec![dune_added(), posted(1, alice(), 5, "Loved it")])
+        .when(
+            post(2, 1, "Changed my mind"),
+            CommandContext::member(alice()),
+        )
+        .then_error("review_already_exists");
+    assert_eq!(error.kind(), ErrorKind::Conflict);
+    assert_eq!(
+        error,
+        BookError::ReviewAlreadyExists {
+            member_id: alice(),
+            review_id: review_id(1)
+        }
+    );
+}
+
+#[test]
+fn different_members_may_review_the_same_book() {
+    let book = Given::<Book>::events(vec![dune_added(), posted(1, alice(), 5, "Loved it")])
+        .when(post(2, 3, "Long"), CommandContext::member(bob()))
+        .then_events(vec![posted(2, bob(), 3, "Long")]);
+    assert_eq!(book.review_count(), 2);
+}
+
+#[test]
+fn a_review_id_cannot_be_reused() {
+    let error = Given::<Book>::events(vec![dune_added(), posted(1, alice(), 5, "Loved it")])
+        .when(post(1, 3, "Mine now"), CommandContext::member(bob()))
+        .then_error("review_id_taken");
+    assert_eq!(error.kind(), ErrorKind::Conflict);
+}
+
+#[test]
+fn a_deleted_review_keeps_its_id_taken() {
+    Given::<Book>::events(vec![
+        dune_added(),
+        posted(1, alice(), 5, "Loved it"),
+        deleted(1, alice(), Some(alice())),
+    ])
+    .when(post(1, 3, "Again"), CommandContext::member(alice()))
+    .then_error("review_id_taken");
+}
+
+#[test]
+fn reviewing_a_missing_book_is_not_found() {
+    Given::<Book>::nothing()
+        .when(post(1, 5, "?"), CommandContext::member(alice()))
+        .then_error("not_found");
+}
+
+#[test]
+fn reviewing_a_removed_book_is_gone() {
+    Given::<Book>::events(vec![dune_added(), BookEvent::BookRemoved])
+        .when(post(1, 5, "?"), CommandContext::member(alice()))
+        .then_error("book_removed");
+}
+
+// EditReview
+
+fn edit(n: u128, stars: Option<u8>, body: Option<&str>) -> BookCommand {
+    BookCommand::EditReview {
+        review_id: review_id(n),
+        rating: stars.map(rating),
+        text: body.map(text),
+    }
+}
+
+fn deleted(n: u128, member: UserId, by: Option<UserId>) -> BookEvent {
+    BookEvent::ReviewDeleted {
+        review_id: review_id(n),
+        member_id: member,
+        deleted_by: by,
+    }
+}
+
+#[test]
+fn the_author_can_edit_their_review() {
+    let book = Given::<Book>::events(vec![dune_added(), posted(1, alice(), 5, "Loved it")])
+        .when(
+            edit(1, Some(4), Some("Loved it, mostly")),
+            CommandContext::member(alice()),
+        )
+        .then_events(vec![BookEvent::ReviewEdited {
+            review_id: review_id(1),
+            rating: Some(rating(4)),
+            text: Some(text("Loved it, mostly")),
+        }]);
+    let review = book.review(review_id(1)).unwrap();
+    assert_eq!(review.rating().value(), 4);
+    assert_eq!(review.text().as_str(), "Loved it, mostly");
+}
+
+#[test]
+fn an_edit_records_only_what_changed() {
+    Given::<Book>::events(vec![dune_added(), posted(1, alice(), 5, "Loved it")])
+        .when(
+            edit(1, Some(5), Some("Adored it")),
+            CommandContext::member(alice()),
+        )
+        .then_events(vec![BookEvent::ReviewEdited {
+            review_id: review_id(1),
+            rating: None,
+            text: Some(text("Adored it")),
+        }]);
+}
+
+#[test]
+fn an_edit_that_changes_nothing_emits_nothing() {
+    Given::<Book>::events(vec![dune_added(), posted(1, alice(), 5, "Loved it")])
+        .when(edit(1, Some(5), None), CommandContext::member(alice()))
+        .then_no_events();
+}
+
+#[test]
+fn only_the_author_can_edit_a_review() {
+    let error = Given::<Book>::events(vec![dune_added(), posted(1, alice(), 5, "Loved it")])
+        .when(edit(1, Some(1), None), CommandContext::member(bob()))
+        .then_error("not_review_author");
+    assert_eq!(error.kind(), ErrorKind::Forbidden);
+}
+
+#[test]
+fn not_even_an_admin_can_edit_someone_elses_review() {
+    Given::<Book>::events(vec![dune_added(), posted(1, alice(), 5, "Loved it")])
+        .when(edit(1, Some(1), None), admin())
+        .then_error("not_review_author");
+}
+
+#[test]
+fn editing_an_unknown_review_is_not_found() {
+    let error = Given::<Book>::events(vec![dune_added()])
+        .when(edit(1, Some(1), None), CommandContext::member(alice()))
+        .then_error("review_not_found");
+    assert_eq!(error.kind(), ErrorKind::NotFound);
+}
+
+#[test]
+fn editing_a_deleted_review_is_gone() {
+    let error = Given::<Book>::events(vec![
+        dune_added(),
+        posted(1, alice(), 5, "Loved it"),
+        deleted(1, alice(), Some(alice())),
+    ])
+    .when(edit(1, Some(1), None), CommandContext::member(alice()))
+    .then_error("review_deleted");
+    assert_eq!(error.kind(), ErrorKind::Gone);
+}
+
+#[test]
+fn reviews_of_a_removed_book_cannot_be_edited() {
+    Given::<Book>::events(vec![
+        dune_added(),
+        posted(1, alice(), 5, "Loved it"),
+        BookEvent::BookRemoved,
+    ])
+    .when(edit(1, Some(1), None), CommandContext::member(alice()))
+    .then_error("book_removed");
+}
+
+// DeleteReview
+
+fn delete(n: u128) -> BookCommand {
+    BookCommand::DeleteReview {
+        review_id: review_id(n),
+    }
+}
+
+#[test]
+fn the_author_can_delete_their_review() {
+    let book = Given::<Book>::events(vec![dune_added(), posted(1, alice(), 5, "Loved it")])
+        .when(delete(1), CommandContext::member(alice()))
+        .then_events(vec![deleted(1, alice(), Some(alice()))]);
+    assert!(book.live_review_of(alice()).is_none());
+    assert!(book.review(review_id(1)).unwrap().is_deleted());
+    assert_eq!(book.reviews().count(), 0);
+}
+
+#[test]
+fn an_admin_can_delete_any_review() {
+    Given::<Book>::events(vec![dune_added(), posted(1, alice(), 5, "Loved it")])
+        .when(delete(1), admin())
+        .then_events(vec![deleted(1, alice(), Some(user(99)))]);
+}
+
+#[test]
+fn the_system_can_delete_a_review_without_a_user() {
+    Given::<Book>::events(vec![dune_added(), posted(1, alice(), 5, "Spam")])
+        .when(delete(1), CommandContext::system())
+        .then_events(vec![deleted(1, alice(), None)]);
+}
+
+#[test]
+fn another_member_cannot_delete_a_review() {
+    Given::<Book>::events(vec![dune_added(), posted(1, alice(), 5, "Loved it")])
+        .when(delete(1), CommandContext::member(bob()))
+        .then_error("not_review_author");
+}
+
+#[test]
+fn deleting_an_unknown_review_is_not_found() {
+    Given::<Book>::events(vec![dune_added()])
+        .when(delete(1), admin())
+        .then_error("review_not_found");
+}
+
+#[test]
+fn deleting_a_review_twice_is_gone() {
+    Given::<Book>::events(vec![
+        dune_added(),
+        posted(1, alice(), 5, "Loved it"),
+        deleted(1, alice(), Some(alice())),
+    ])
+    .when(delete(1), CommandContext::member(alice()))
+    .then_error("review_deleted");
+}
+
+#[test]
+fn after_deleting_a_member_may_review_again() {
+    let book = Given::<Book>::events(vec![
+        dune_added(),
+        posted(1, alice(), 5, "Loved it"),
+        deleted(1, alice(), Some(alice())),
+    ])
+    .when(post(2, 2, "On reflection"), CommandContext::member(alice()))
+    .then_events(vec![posted(2, alice(), 2, "On reflection")]);
+    assert_eq!(book.live_review_of(alice()).unwrap().id(), review_id(2));
+}
+
+// State
+
+#[test]
+fn state_exposes_live_reviews_and_their_average() {
+    let book = Given::<Book>::events(vec![
+        dune_added(),
+        posted(1, alice(), 5, "Loved it"),
+        posted(2, bob(), 2, "Too long"),
+        posted(3, user(3), 1, "Spam"),
+        deleted(3, user(3), None),
+    ])
+    .state()
+    .clone();
+    let ids: Vec<_> = book.reviews().map(|r| r.id()).collect();
+    assert_eq!(ids, vec![review_id(1), review_id(2)]);
+    assert_eq!(book.average_rating(), Some(3.5));
+    assert_eq!(book.authors(), &[author("Frank Herbert")]);
+    assert_eq!(book.live_review_of(bob()).unwrap().member_id(), bob());
+    assert!(book.live_review_of(user(3)).is_none());
+}
+
+#[test]
+fn a_new_book_does_not_exist() {
+    let book = Book::default();
+    assert!(!book.exists());
+    assert!(!book.is_removed());
+    assert_eq!(book.average_rating(), None);
+    assert_eq!(Book::CATEGORY, "book");
+}
+
+// Stored schema
+
+fn every_event() -> Vec<BookEvent> {
+    vec![
+        dune_added(),
+        BookEvent::BookAdded {
+            book_id: book_id(),
+            title: title("Anonymous"),
+            authors: vec![author("A"), author("B")],
+            genres: vec![],
+            year_published: None,
+            isbn: None,
+            description: None,
+        },
+        BookEvent::BookUpdated(BookChanges {
+            title: Some(title("Dune Messiah")),
+            authors: Some(vec![author("Frank Herbert"), author("Brian Herbert")]),
+            genres: Some(vec![]),
+            year_published: Some(None),
+            isbn: Some(Some(Isbn::parse("0-306-40615-2").unwrap())),
+            description: None,
+        }),
+        BookEvent::BookRemoved,
+        BookEvent::BookSummarySet {
+            summary: summary("Spice."),
+            source: "llm-v1".to_owned(),
+        },
+        posted(1, alice(), 5, "Loved it"),
+        posted(2, alice(), 3, ""),
+        BookEvent::ReviewEdited {
+            review_id: review_id(1),
+            rating: Some(rating(4)),
+            text: None,
+        },
+        BookEvent::ReviewEdited {
+            review_id: review_id(1),
+            rating: None,
+            text: Some(text("")),
+        },
+        deleted(1, alice(), Some(user(99))),
+        deleted(1, alice(), None),
+    ]
+}
+
+#[test]
+fn every_event_round_trips_through_its_stored_payload() {
+    let events = every_event();
+    let types: std::collections::BTreeSet<_> = events.iter().map(|e| e.event_type()).collect();
+    assert_eq!(types.len(), 7, "one of each event type");
+    for event in &events {
+        assert_round_trips(event);
+    }
+}
+
+#[test]
+fn book_added_is_written_as_version_2_with_a_pinned_shape() {
+    let event = dune_added();
+    assert_eq!(event.event_type(), "BookAdded");
+    assert_eq!(event.schema_version(), 2);
+    assert_eq!(
+        event.to_payload(),
+        json!({
+            "book_id": "00000000-0000-0000-0000-00000000b00c",
+            "title": "Dune",
+            "authors": ["Frank Herbert"],
+            "genres": ["science-fiction"],
+            "year_published": 1965,
+            "isbn": "9780441013593",
+            "description": "A desert planet."
+        })
+    );
+}
+
+#[test]
+fn book_added_version_1_is_upcast_to_authors_and_genres_lists() {
+    let v1 = json!({
+        "book_id": "00000000-0000-0000-0000-00000000b00c",
+        "title": "Dune",
+        "author": "Frank Herbert",
+        "genre": "Science Fiction",
+        "year_published": 1965,
+        "isbn": "978-0-441-01359-3",
+        "description": "A desert planet."
+    });
+    let event = BookEvent::from_stored("BookAdded", 1, &v1).unwrap();
+    assert_eq!(event, dune_added());
+    assert_eq!(event.schema_version(), 2);
+}
+
+#[test]
+fn book_added_version_1_without_a_genre_has_no_genres() {
+    for genre in [json!(null), json!("  ")] {
+        let v1 = json!({
+            "book_id": "00000000-0000-0000-0000-00000000b00c",
+            "title": "Dune",
+            "author": "Frank Herbert",
+            "genre": genre,
+            "year_published": null,
+            "isbn": null,
+            "description": null
+        });
+        let event = BookEvent::from_stored("BookAdded", 1, &v1).unwrap();
+        let BookEvent::BookAdded {
+            authors, genres, ..
+        } = event
+        else {
+            panic!("expected BookAdded");
+        };
+        assert_eq!(authors, vec![author("Frank Herbert")]);
+        assert!(genres.is_empty());
+    }
+}
+
+#[test]
+fn book_added_version_1_without_a_book_id_is_malformed() {
+    let v1 = json!({"title": "Dune", "author": "Frank Herbert", "genre": null});
+    let error = BookEvent::from_stored("BookAdded", 1, &v1).unwrap_err();
+    assert!(
+        matches!(&error, EventDecodeError::Malformed { version: 1, reason, .. } if reason.contains("book_id")),
+        "{error}"
+    );
+}
+
+#[test]
+fn book_updated_distinguishes_absent_from_null() {
+    let payload = json!({"isbn": null, "year_published": 1999});
+    let event = BookEvent::from_stored("BookUpdated", 1, &payload).unwrap();
+    assert_eq!(
+        event,
+        BookEvent::BookUpdated(BookChanges {
+            isbn: Some(None),
+            year_published: Some(Some(Year::parse(1999).unwrap())),
+            ..BookChanges::default()
+        })
+    );
+    assert_eq!(event.to_payload(), payload);
+}
+
+#[test]
+fn an_unknown_event_type_is_reported() {
+    let error = BookEvent::from_stored("BookBurned", 1, &json!({})).unwrap_err();
+    assert_eq!(
+        error,
+        EventDecodeError::UnknownType {
+            event_type: "BookBurned".to_owned()
+        }
+    );
+}
+
+#[test]
+fn a_future_schema_version_is_unsupported() {
+    let error = BookEvent::from_stored("BookAdded", 3, &dune_added().to_payload()).unwrap_err();
+    assert_eq!(
+        error,
+        EventDecodeError::UnsupportedVersion {
+            event_type: "BookAdded".to_owned(),
+            version: 3
+        }
+    );
+    let error = BookEvent::from_stored("ReviewPosted", 2, &json!({})).unwrap_err();
+    assert!(matches!(
+        error,
+        EventDecodeError::UnsupportedVersion { version: 2, .. }
+    ));
+}
+
+#[test]
+fn an_invalid_stored_value_is_malformed() {
+    let payload = json!({
+        "review_id": "00000000-0000-0000-0000-000000007e01",
+        "member_id": "00000000-0000-0000-0000-000000005e01",
+        "rating": 9,
+        "text": ""
+    });
+    let error = BookEvent::from_stored("ReviewPosted", 1, &payload).unwrap_err();
+    assert!(
+        matches!(&error, EventDecodeError::Malformed { reason, .. } if reason.contains("rating")),
+        "{error}"
+    );
+}
+
+#[test]
+fn book_added_with_no_authors_is_malformed() {
+    let mut payload = dune_added().to_payload();
+    payload["authors"] = json!([]);
+    let error = BookEvent::from_stored("BookAdded", 2, &payload).unwrap_err();
+    assert!(
+        matches!(error, EventDecodeError::Malformed { .. }),
+        "{error}"
+    );
+}
+
+// Wire format of commands
+
+#[test]
+fn commands_are_tagged_with_a_snake_case_type() {
+    let json = serde_json::to_value(BookCommand::RemoveBook).unwrap();
+    assert_eq!(json, json!({"type": "remove_book"}));
+    let command: BookCommand = serde_json::from_value(json!({
+        "type": "update_book",
+        "description": null,
+        "title": "Dune"
+    }))
+    .unwrap();
+    assert_eq!(
+        command,
+        update(BookChanges {
+            title: Some(title("Dune")),
+            description: Some(None),
+            ..BookChanges::default()
+        })
+    );
+}
+
+#[test]
+fn commands_with_invalid_values_do_not_deserialize() {
+    let result = serde_json::from_value::<BookCommand>(json!({
+        "type": "post_review",
+        "review_id": "00000000-0000-0000-0000-000000007e01",
+        "rating": 0,
+        "text": ""
+    }));
+    assert!(result.is_err());
+}
+
+// Errors
+
+#[test]
+fn every_error_has_a_stable_code_and_kind() {
+    let cases = [
+        (BookError::NotFound, "not_found", ErrorKind::NotFound),
+        (
+            BookError::AlreadyExists,
+            "already_exists",
+            ErrorKind::Conflict,
+        ),
+        (BookError::Removed, "book_removed", ErrorKind::Gone),
+        (
+            BookError::Forbidden { action: "x" },
+            "forbidden",
+            ErrorKind::Forbidden,
+        ),
+        (
+            BookError::ReviewNotFound {
+                review_id: review_id(1),
+            },
+            "review_not_found",
+            ErrorKind::NotFound,
+        ),
+        (
+            BookError::ReviewDeleted {
+                review_id: review_id(1),
+            },
+            "review_deleted",
+            ErrorKind::Gone,
+        ),
+        (
+            BookError::ReviewAlreadyExists {
+                member_id: alice(),
+                review_id: review_id(1),
+            },
+            "review_already_exists",
+            ErrorKind::Conflict,
+        ),
+        (
+            BookError::ReviewIdTaken {
+                review_id: review_id(1),
+            },
+            "review_id_taken",
+            ErrorKind::Conflict,
+        ),
+        (
+            BookError::NotReviewAuthor {
+                review_id: review_id(1),
+            },
+            "not_review_author",
+            ErrorKind::Forbidden,
+        ),
+        (
+            BookError::MissingAuthors,
+            "missing_authors",
+            ErrorKind::Invalid,
+        ),
+        (
+            BookError::ReviewerRequired,
+            "reviewer_required",
+            ErrorKind::Invalid,
+        ),
+        (
+            BookError::InvalidSummarySource,
+            "invalid_summary_source",
+            ErrorKind::Invalid,
+        ),
+    ];
+    for (error, code, kind) in cases {
+        assert_eq!(error.code(), code);
+        assert_eq!(error.kind(), kind, "{code}");
+        let message = error.to_string();
+        assert_eq!(message, message.to_lowercase(), "{message}");
+        assert!(!message.ends_with('.'), "{message}");
+    }
+}

@@ -1,0 +1,440 @@
+//! Given/when/then tests for the user aggregate, one rule per test, plus its stored event schema.
+
+use quire_domain::ids::UserId;
+use quire_domain::testing::{Given, assert_round_trips};
+use quire_domain::user::{MAX_FAVOURITE_GENRES, User, UserCommand, UserError, UserEvent};
+use quire_domain::values::{Email, Genre, PasswordHash, PersonName};
+use quire_domain::{
+    Aggregate, CommandContext, DomainError, DomainEvent, ErrorKind, EventDecodeError, Role,
+};
+use serde_json::json;
+use uuid::Uuid;
+
+fn user(n: u128) -> UserId {
+    UserId::from_uuid(Uuid::from_u128(0x5e00 + n))
+}
+
+fn ada() -> UserId {
+    user(1)
+}
+
+fn admin() -> CommandContext {
+    CommandContext::admin(user(99))
+}
+
+fn hash(salt: &str) -> PasswordHash {
+    PasswordHash::parse(format!("$argon2id$v=19$m=19456,t=2,p=1${salt}$aGFzaA")).unwrap()
+}
+
+fn genre(s: &str) -> Genre {
+    Genre::parse(s).unwrap()
+}
+
+fn register(role: Role) -> UserCommand {
+    UserCommand::Register {
+        user_id: ada(),
+        name: PersonName::parse("Ada Lovelace").unwrap(),
+        email: Email::parse("ada@Example.org").unwrap(),
+        role,
+        password_hash: hash("c2FsdA"),
+    }
+}
+
+fn registered(role: Role) -> UserEvent {
+    UserEvent::UserRegistered {
+        user_id: ada(),
+        name: PersonName::parse("Ada Lovelace").unwrap(),
+        email: Email::parse("ada@example.org").unwrap(),
+        role,
+        password_hash: hash("c2FsdA"),
+    }
+}
+
+fn member_ada() -> Vec<UserEvent> {
+    vec![registered(Role::Member)]
+}
+
+fn deactivated_ada() -> Vec<UserEvent> {
+    vec![registered(Role::Member), UserEvent::UserDeactivated]
+}
+
+fn prefer(genres: &[&str]) -> UserCommand {
+    UserCommand::ChangePreferences {
+        favourite_genres: genres.iter().map(|g| genre(g)).collect(),
+    }
+}
+
+fn as_ada() -> CommandContext {
+    CommandContext::member(ada())
+}
+
+fn as_someone_else() -> CommandContext {
+    CommandContext::member(user(2))
+}
+
+// Register
+
+#[test]
+fn anyone_can_register_as_a_member() {
+    let ada_user = Given::<User>::nothing()
+        .when(register(Role::Member), CommandContext::anonymous())
+        .then_events(vec![registered(Role::Member)]);
+    assert!(ada_user.is_active());
+    assert_eq!(ada_user.id(), Some(ada()));
+    assert_eq!(ada_user.role(), Some(Role::Member));
+    assert_eq!(ada_user.email().unwrap().as_str(), "ada@example.org");
+}
+
+#[test]
+fn the_system_can_register_a_member() {
+    Given::<User>::nothing()
+        .when(register(Role::Member), CommandContext::system())
+        .then_events(vec![registered(Role::Member)]);
+}
+
+#[test]
+fn an_admin_can_register_an_admin() {
+    Given::<User>::nothing()
+        .when(register(Role::Admin), admin())
+        .then_events(vec![registered(Role::Admin)]);
+}
+
+#[test]
+fn registering_an_admin_requires_an_admin() {
+    for ctx in [CommandContext::anonymous(), as_someone_else(), as_ada()] {
+        let error = Given::<User>::nothing()
+            .when(register(Role::Admin), ctx)
+            .then_error("forbidden");
+        assert_eq!(error.kind(), ErrorKind::Forbidden);
+    }
+}
+
+#[test]
+fn nobody_can_register_the_system_role() {
+    let error = Given::<User>::nothing()
+        .when(register(Role::System), CommandContext::system())
+        .then_error("invalid_role");
+    assert_eq!(error.kind(), ErrorKind::Invalid);
+}
+
+#[test]
+fn a_user_cannot_register_twice() {
+    let error = Given::<User>::events(member_ada())
+        .when(register(Role::Member), CommandContext::anonymous())
+        .then_error("already_exists");
+    assert_eq!(error.kind(), ErrorKind::Conflict);
+}
+
+// ChangePreferences
+
+#[test]
+fn a_user_can_change_their_preferences() {
+    let ada_user = Given::<User>::events(member_ada())
+        .when(prefer(&["poetry", "Science Fiction"]), as_ada())
+        .then_events(vec![UserEvent::PreferencesChanged {
+            favourite_genres: vec![genre("poetry"), genre("science-fiction")],
+        }]);
+    assert_eq!(
+        ada_user.favourite_genres(),
+        &[genre("poetry"), genre("science-fiction")]
+    );
+}
+
+#[test]
+fn an_admin_can_change_anyones_preferences() {
+    Given::<User>::events(member_ada())
+        .when(prefer(&["poetry"]), admin())
+        .then_events(vec![UserEvent::PreferencesChanged {
+            favourite_genres: vec![genre("poetry")],
+        }]);
+}
+
+#[test]
+fn another_member_cannot_change_preferences() {
+    Given::<User>::events(member_ada())
+        .when(prefer(&["poetry"]), as_someone_else())
+        .then_error("forbidden");
+}
+
+#[test]
+fn duplicate_preferences_are_dropped_keeping_order() {
+    Given::<User>::events(member_ada())
+        .when(prefer(&["poetry", "drama", "Poetry"]), as_ada())
+        .then_events(vec![UserEvent::PreferencesChanged {
+            favourite_genres: vec![genre("poetry"), genre("drama")],
+        }]);
+}
+
+#[test]
+fn unchanged_preferences_emit_nothing() {
+    let mut history = member_ada();
+    history.push(UserEvent::PreferencesChanged {
+        favourite_genres: vec![genre("poetry")],
+    });
+    Given::<User>::events(history)
+        .when(prefer(&["poetry", "poetry"]), as_ada())
+        .then_no_events();
+}
+
+#[test]
+fn at_most_fifty_favourite_genres_are_allowed() {
+    let names: Vec<String> = (0..=MAX_FAVOURITE_GENRES)
+        .map(|n| format!("g{n}"))
+        .collect();
+    let too_many: Vec<&str> = names.iter().map(String::as_str).collect();
+    let error = Given::<User>::events(member_ada())
+        .when(prefer(&too_many), as_ada())
+        .then_error("too_many_genres");
+    assert_eq!(error.kind(), ErrorKind::Invalid);
+    Given::<User>::events(member_ada())
+        .when(prefer(&too_many[..MAX_FAVOURITE_GENRES]), as_ada())
+        .then_events(vec![UserEvent::PreferencesChanged {
+            favourite_genres: too_many[..MAX_FAVOURITE_GENRES]
+                .iter()
+                .map(|g| genre(g))
+                .collect(),
+        }]);
+}
+
+#[test]
+fn a_deactivated_user_cannot_change_preferences() {
+    let error = Given::<User>::events(deactivated_ada())
+        .when(prefer(&["poetry"]), as_ada())
+        .then_error("user_deactivated");
+    assert_eq!(error.kind(), ErrorKind::Gone);
+}
+
+#[test]
+fn an_unregistered_user_has_no_preferences_to_change() {
+    let error = Given::<User>::nothing()
+        .when(prefer(&["poetry"]), as_ada())
+        .then_error("not_found");
+    assert_eq!(error.kind(), ErrorKind::NotFound);
+}
+
+// ChangePassword
+
+fn change_password(salt: &str) -> UserCommand {
+    UserCommand::ChangePassword {
+        password_hash: hash(salt),
+    }
+}
+
+#[test]
+fn a_user_can_change_their_password() {
+    let ada_user = Given::<User>::events(member_ada())
+        .when(change_password("bmV3"), as_ada())
+        .then_events(vec![UserEvent::PasswordChanged {
+            password_hash: hash("bmV3"),
+        }]);
+    assert_eq!(ada_user.password_hash(), Some(&hash("bmV3")));
+}
+
+#[test]
+fn an_admin_can_reset_a_password() {
+    Given::<User>::events(member_ada())
+        .when(change_password("bmV3"), admin())
+        .then_events(vec![UserEvent::PasswordChanged {
+            password_hash: hash("bmV3"),
+        }]);
+}
+
+#[test]
+fn another_member_cannot_change_a_password() {
+    Given::<User>::events(member_ada())
+        .when(change_password("bmV3"), as_someone_else())
+        .then_error("forbidden");
+}
+
+#[test]
+fn setting_the_same_password_hash_emits_nothing() {
+    Given::<User>::events(member_ada())
+        .when(change_password("c2FsdA"), as_ada())
+        .then_no_events();
+}
+
+#[test]
+fn a_deactivated_user_cannot_change_their_password() {
+    Given::<User>::events(deactivated_ada())
+        .when(change_password("bmV3"), as_ada())
+        .then_error("user_deactivated");
+}
+
+// Deactivate
+
+#[test]
+fn a_user_can_deactivate_themselves() {
+    let ada_user = Given::<User>::events(member_ada())
+        .when(UserCommand::Deactivate, as_ada())
+        .then_events(vec![UserEvent::UserDeactivated]);
+    assert!(!ada_user.is_active());
+    assert!(ada_user.exists());
+}
+
+#[test]
+fn an_admin_can_deactivate_a_user() {
+    Given::<User>::events(member_ada())
+        .when(UserCommand::Deactivate, admin())
+        .then_events(vec![UserEvent::UserDeactivated]);
+}
+
+#[test]
+fn another_member_cannot_deactivate_a_user() {
+    Given::<User>::events(member_ada())
+        .when(UserCommand::Deactivate, as_someone_else())
+        .then_error("forbidden");
+}
+
+#[test]
+fn deactivating_twice_is_gone() {
+    Given::<User>::events(deactivated_ada())
+        .when(UserCommand::Deactivate, as_ada())
+        .then_error("user_deactivated");
+}
+
+#[test]
+fn deactivating_an_unregistered_user_is_not_found() {
+    Given::<User>::nothing()
+        .when(UserCommand::Deactivate, admin())
+        .then_error("not_found");
+}
+
+// State
+
+#[test]
+fn a_new_user_does_not_exist() {
+    let fresh = User::default();
+    assert!(!fresh.exists());
+    assert!(!fresh.is_active());
+    assert_eq!(fresh.name(), None);
+    assert!(fresh.favourite_genres().is_empty());
+    assert_eq!(User::CATEGORY, "user");
+}
+
+#[test]
+fn state_exposes_the_registration() {
+    let ada_user = Given::<User>::events(member_ada()).state().clone();
+    assert_eq!(ada_user.name().unwrap().as_str(), "Ada Lovelace");
+    assert_eq!(ada_user.password_hash(), Some(&hash("c2FsdA")));
+    // The hash is redacted wherever the state is logged.
+    assert!(!format!("{ada_user:?}").contains("argon2id"));
+}
+
+// Stored schema
+
+#[test]
+fn every_event_round_trips_through_its_stored_payload() {
+    let events = vec![
+        registered(Role::Member),
+        registered(Role::Admin),
+        UserEvent::PreferencesChanged {
+            favourite_genres: vec![genre("poetry"), genre("drama")],
+        },
+        UserEvent::PreferencesChanged {
+            favourite_genres: vec![],
+        },
+        UserEvent::PasswordChanged {
+            password_hash: hash("bmV3"),
+        },
+        UserEvent::UserDeactivated,
+    ];
+    for event in &events {
+        assert_eq!(event.schema_version(), 1);
+        assert_round_trips(event);
+    }
+}
+
+#[test]
+fn user_registered_has_a_pinned_shape() {
+    let event = registered(Role::Admin);
+    assert_eq!(event.event_type(), "UserRegistered");
+    assert_eq!(
+        event.to_payload(),
+        json!({
+            "user_id": "00000000-0000-0000-0000-000000005e01",
+            "name": "Ada Lovelace",
+            "email": "ada@example.org",
+            "role": "admin",
+            "password_hash": "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA"
+        })
+    );
+}
+
+#[test]
+fn unknown_types_and_future_versions_are_reported() {
+    assert_eq!(
+        UserEvent::from_stored("UserPromoted", 1, &json!({})).unwrap_err(),
+        EventDecodeError::UnknownType {
+            event_type: "UserPromoted".to_owned()
+        }
+    );
+    assert_eq!(
+        UserEvent::from_stored("UserDeactivated", 2, &json!({})).unwrap_err(),
+        EventDecodeError::UnsupportedVersion {
+            event_type: "UserDeactivated".to_owned(),
+            version: 2
+        }
+    );
+}
+
+#[test]
+fn a_stored_password_hash_must_still_be_argon2id() {
+    let error =
+        UserEvent::from_stored("PasswordChanged", 1, &json!({"password_hash": "plaintext"}))
+            .unwrap_err();
+    assert!(
+        matches!(error, EventDecodeError::Malformed { .. }),
+        "{error}"
+    );
+}
+
+// Errors
+
+#[test]
+fn every_error_has_a_stable_code_and_kind() {
+    let cases = [
+        (UserError::NotFound, "not_found", ErrorKind::NotFound),
+        (
+            UserError::AlreadyExists,
+            "already_exists",
+            ErrorKind::Conflict,
+        ),
+        (UserError::Deactivated, "user_deactivated", ErrorKind::Gone),
+        (
+            UserError::Forbidden { action: "x" },
+            "forbidden",
+            ErrorKind::Forbidden,
+        ),
+        (
+            UserError::SystemRoleNotAllowed,
+            "invalid_role",
+            ErrorKind::Invalid,
+        ),
+        (
+            UserError::TooManyGenres { count: 51, max: 50 },
+            "too_many_genres",
+            ErrorKind::Invalid,
+        ),
+    ];
+    for (error, code, kind) in cases {
+        assert_eq!(error.code(), code);
+        assert_eq!(error.kind(), kind, "{code}");
+        let message = error.to_string();
+        assert_eq!(message, message.to_lowercase(), "{message}");
+        assert!(!message.ends_with('.'), "{message}");
+    }
+}
+
+#[test]
+fn register_command_wire_format() {
+    let command: UserCommand = serde_json::from_value(json!({
+        "type": "register",
+        "user_id": "00000000-0000-0000-0000-000000005e01",
+        "name": "Ada Lovelace",
+        "email": "ada@Example.org",
+        "role": "member",
+        "password_hash": "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA"
+    }))
+    .unwrap();
+    assert_eq!(command, register(Role::Member));
+}
