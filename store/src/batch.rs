@@ -10,10 +10,10 @@ use std::collections::{HashMap, HashSet};
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
+use crate::StoreError;
 use crate::types::{
     AppendOutcome, AppendRequest, CommandRecord, CommandResult, EventMetadata, Position, Timestamp,
 };
-use crate::StoreError;
 
 /// A queued append and the channel its caller waits on.
 pub(crate) struct Pending {
@@ -102,17 +102,16 @@ pub(crate) fn plan(
     for request in batch {
         // Idempotency comes first: a retried command gets its first outcome whatever the stream's
         // version is now.
-        if let Some(command) = &request.command {
-            if let Some(record) = known_commands.get(&command.command_id) {
-                plan.outcomes
-                    .push(Ok(AppendOutcome::Duplicate(record.clone())));
-                continue;
-            }
+        if let Some(record) = request
+            .command
+            .as_ref()
+            .and_then(|c| known_commands.get(&c.command_id))
+        {
+            plan.outcomes
+                .push(Ok(AppendOutcome::Duplicate(record.clone())));
+            continue;
         }
-        let (actual, last_position) = versions
-            .get(&request.stream_id)
-            .copied()
-            .unwrap_or((0, 0));
+        let (actual, last_position) = versions.get(&request.stream_id).copied().unwrap_or((0, 0));
         // Event ids are unique store-wide; refusing here keeps one bad request from failing the
         // whole batch's transaction on the unique index.
         let mut own_ids = HashSet::new();
@@ -210,8 +209,9 @@ pub(crate) trait BatchWriter: Send + 'static {
     fn write_batch(
         &mut self,
         batch: &[&AppendRequest],
-    ) -> impl std::future::Future<Output = Result<(Vec<Result<AppendOutcome, StoreError>>, Position), StoreError>>
-    + Send;
+    ) -> impl std::future::Future<
+        Output = Result<(Vec<Result<AppendOutcome, StoreError>>, Position), StoreError>,
+    > + Send;
 }
 
 /// Runs the writer: takes whatever is queued (up to `max_batch`), commits it, answers each caller.
@@ -287,7 +287,12 @@ mod tests {
         }
     }
 
-    fn request(stream: &str, expected: ExpectedVersion, events: u32, cmd: Option<Uuid>) -> AppendRequest {
+    fn request(
+        stream: &str,
+        expected: ExpectedVersion,
+        events: u32,
+        cmd: Option<Uuid>,
+    ) -> AppendRequest {
         AppendRequest {
             stream_id: stream.into(),
             expected,
@@ -324,9 +329,28 @@ mod tests {
         let first = request("s", ExpectedVersion::NoStream, 1, None);
         let second = request("s", ExpectedVersion::Exact(1), 1, None);
         let stale = request("s", ExpectedVersion::Exact(1), 1, None);
-        let plan = plan(&[&first, &second, &stale], HashMap::new(), HashSet::new(), HashMap::new(), 0, 0);
-        assert!(matches!(plan.outcomes[0], Ok(AppendOutcome::Appended { stream_version: 1, .. })));
-        assert!(matches!(plan.outcomes[1], Ok(AppendOutcome::Appended { stream_version: 2, .. })));
+        let plan = plan(
+            &[&first, &second, &stale],
+            HashMap::new(),
+            HashSet::new(),
+            HashMap::new(),
+            0,
+            0,
+        );
+        assert!(matches!(
+            plan.outcomes[0],
+            Ok(AppendOutcome::Appended {
+                stream_version: 1,
+                ..
+            })
+        ));
+        assert!(matches!(
+            plan.outcomes[1],
+            Ok(AppendOutcome::Appended {
+                stream_version: 2,
+                ..
+            })
+        ));
         assert!(matches!(
             plan.outcomes[2],
             Err(StoreError::WrongExpectedVersion { actual: 2, .. })
@@ -351,7 +375,14 @@ mod tests {
         };
         let retry = request("s", ExpectedVersion::NoStream, 1, Some(id));
         let versions = HashMap::from([("s".to_string(), (5, 9))]);
-        let plan = plan(&[&retry], HashMap::from([(id, record.clone())]), HashSet::new(), versions, 9, 0);
+        let plan = plan(
+            &[&retry],
+            HashMap::from([(id, record.clone())]),
+            HashSet::new(),
+            versions,
+            9,
+            0,
+        );
         assert_eq!(plan.outcomes.len(), 1);
         assert!(matches!(&plan.outcomes[0], Ok(AppendOutcome::Duplicate(r)) if *r == record));
         assert!(plan.events.is_empty() && plan.commands.is_empty());
@@ -362,7 +393,14 @@ mod tests {
         let id = Uuid::new_v4();
         let a = request("s", ExpectedVersion::NoStream, 1, Some(id));
         let b = request("s", ExpectedVersion::NoStream, 1, Some(id));
-        let plan = plan(&[&a, &b], HashMap::new(), HashSet::new(), HashMap::new(), 0, 0);
+        let plan = plan(
+            &[&a, &b],
+            HashMap::new(),
+            HashSet::new(),
+            HashMap::new(),
+            0,
+            0,
+        );
         assert_eq!(plan.events.len(), 1);
         assert_eq!(plan.commands.len(), 1);
         assert!(matches!(plan.outcomes[1], Ok(AppendOutcome::Duplicate(_))));
@@ -378,7 +416,10 @@ mod tests {
         assert!(plan.events.is_empty());
         assert!(plan.streams.is_empty());
         assert_eq!(plan.new_head, 4);
-        assert!(matches!(plan.commands[0].result, CommandResult::Rejected { .. }));
+        assert!(matches!(
+            plan.commands[0].result,
+            CommandResult::Rejected { .. }
+        ));
     }
 
     #[test]
@@ -387,8 +428,17 @@ mod tests {
         let good = request("b", ExpectedVersion::NoStream, 1, None);
         let stored = HashSet::from([bad.events[0].event_id]);
         let plan = plan(&[&bad, &good], HashMap::new(), stored, HashMap::new(), 0, 0);
-        assert!(matches!(plan.outcomes[0], Err(StoreError::InvalidRequest(_))));
-        assert!(matches!(plan.outcomes[1], Ok(AppendOutcome::Appended { first_position: 1, .. })));
+        assert!(matches!(
+            plan.outcomes[0],
+            Err(StoreError::InvalidRequest(_))
+        ));
+        assert!(matches!(
+            plan.outcomes[1],
+            Ok(AppendOutcome::Appended {
+                first_position: 1,
+                ..
+            })
+        ));
         assert_eq!(plan.events.len(), 1);
     }
 

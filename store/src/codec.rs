@@ -57,7 +57,9 @@ pub(crate) fn decode_result(value: serde_json::Value) -> Result<CommandResult, S
     })
 }
 
-pub(crate) fn decode_metadata(value: serde_json::Value) -> Result<crate::EventMetadata, StoreError> {
+pub(crate) fn decode_metadata(
+    value: serde_json::Value,
+) -> Result<crate::EventMetadata, StoreError> {
     serde_json::from_value(value).map_err(|e| StoreError::Corrupt(format!("event metadata: {e}")))
 }
 

@@ -26,7 +26,8 @@ pub use error::StoreError;
 pub use subscribe::{Subscription, subscribe};
 pub use types::{
     AppendOutcome, AppendRequest, CommandRecord, CommandResult, EventMetadata, ExpectedVersion,
-    NewEvent, PendingCommand, Position, RecordedEvent, StoreStats, StreamInfo, Timestamp, now_micros,
+    NewEvent, PendingCommand, Position, RecordedEvent, StoreStats, StreamInfo, Timestamp,
+    now_micros,
 };
 
 /// A shared, dynamically dispatched event store.
@@ -60,8 +61,11 @@ pub trait EventStore: Send + Sync + 'static {
     ) -> Result<Vec<RecordedEvent>, StoreError>;
 
     /// Reads up to `limit` events of the global log whose position is greater than `after`.
-    async fn read_all(&self, after: Position, limit: usize)
-    -> Result<Vec<RecordedEvent>, StoreError>;
+    async fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
 
     /// The position of the last committed event (0 for an empty store).
     async fn head(&self) -> Result<Position, StoreError>;
@@ -112,7 +116,9 @@ pub async fn read_stream_to_end(
 /// feature is compiled in.
 pub async fn open(url: &str, options: StoreOptions) -> Result<DynEventStore, StoreError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(postgres::PostgresStore::connect(url, options).await?))
+        Ok(Arc::new(
+            postgres::PostgresStore::connect(url, options).await?,
+        ))
     } else if url.starts_with("kurrentdb://") || url.starts_with("esdb://") {
         #[cfg(feature = "kurrentdb")]
         {

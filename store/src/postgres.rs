@@ -42,7 +42,8 @@ impl PostgresStore {
     /// Connects, migrates (unless read-only), starts the writer and the commit listener.
     #[tracing::instrument(skip_all)]
     pub async fn connect(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
-        let connect = PgConnectOptions::from_str(url).map_err(StoreError::db("parsing postgres url"))?;
+        let connect =
+            PgConnectOptions::from_str(url).map_err(StoreError::db("parsing postgres url"))?;
         let pool = PgPoolOptions::new()
             .max_connections(options.read_connections.max(1) + 1)
             .acquire_timeout(Duration::from_secs(10))
@@ -161,11 +162,12 @@ impl PostgresWriter {
     ) -> Result<(Vec<Result<AppendOutcome, StoreError>>, Position), StoreError> {
         let (command_ids, stream_ids, event_ids) = batch::lookups(batch);
         // The head row lock, held to commit, orders all writers of this database (all nodes).
-        let head: i64 =
-            sqlx::query_scalar("UPDATE es_head SET position = position WHERE id = 1 RETURNING position")
-                .fetch_one(&mut **tx)
-                .await
-                .map_err(StoreError::db("locking head position"))?;
+        let head: i64 = sqlx::query_scalar(
+            "UPDATE es_head SET position = position WHERE id = 1 RETURNING position",
+        )
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(StoreError::db("locking head position"))?;
 
         let mut known = HashMap::new();
         if !command_ids.is_empty() {
@@ -220,7 +222,11 @@ impl PostgresWriter {
             .bind(e.iter().map(|e| e.version as i64).collect::<Vec<_>>())
             .bind(e.iter().map(|e| e.event_id).collect::<Vec<_>>())
             .bind(e.iter().map(|e| e.event_type.clone()).collect::<Vec<_>>())
-            .bind(e.iter().map(|e| e.schema_version as i32).collect::<Vec<_>>())
+            .bind(
+                e.iter()
+                    .map(|e| e.schema_version as i32)
+                    .collect::<Vec<_>>(),
+            )
             .bind(e.iter().map(|e| e.payload.clone()).collect::<Vec<_>>())
             .bind(
                 e.iter()

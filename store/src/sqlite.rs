@@ -48,7 +48,8 @@ impl SqliteStore {
     pub async fn open(path: &Path, options: StoreOptions) -> Result<Self, StoreError> {
         if !options.read_only {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent).map_err(StoreError::db("creating data directory"))?;
+                std::fs::create_dir_all(parent)
+                    .map_err(StoreError::db("creating data directory"))?;
             }
         } else if !path.exists() {
             return Err(StoreError::Config(format!(

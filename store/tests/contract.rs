@@ -104,7 +104,13 @@ async fn appends_and_reads_a_stream(h: Harness) {
     let tail = store.read_stream("book-1", 2, 100).await.unwrap();
     assert_eq!(tail.len(), 1);
     assert_eq!(tail[0].version, 3);
-    assert!(store.read_stream("book-2", 0, 100).await.unwrap().is_empty());
+    assert!(
+        store
+            .read_stream("book-2", 0, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn a_stale_expected_version_is_refused_and_writes_nothing(h: Harness) {
@@ -146,7 +152,13 @@ async fn a_retried_command_returns_its_first_outcome_and_appends_nothing(h: Harn
             ))
             .await
             .unwrap();
-        assert!(matches!(first, AppendOutcome::Appended { stream_version: 1, .. }));
+        assert!(matches!(
+            first,
+            AppendOutcome::Appended {
+                stream_version: 1,
+                ..
+            }
+        ));
         let retry = store
             .append(with_command(
                 append("s", ExpectedVersion::NoStream, vec![event("A", 1)]),
@@ -209,7 +221,11 @@ async fn concurrent_appends_at_one_version_have_exactly_one_winner(h: Harness) {
             let store = store.clone();
             tokio::spawn(async move {
                 store
-                    .append(append("hot", ExpectedVersion::NoStream, vec![event("A", i)]))
+                    .append(append(
+                        "hot",
+                        ExpectedVersion::NoStream,
+                        vec![event("A", i)],
+                    ))
                     .await
             })
         })
@@ -258,7 +274,11 @@ async fn a_subscriber_sees_every_event_of_concurrent_writers_once_in_order(h: Ha
                 let stream = format!("w-{n}-{w}");
                 for v in 0..EVENTS_PER_WRITER {
                     store
-                        .append(append(&stream, ExpectedVersion::Exact(v), vec![event("E", v)]))
+                        .append(append(
+                            &stream,
+                            ExpectedVersion::Exact(v),
+                            vec![event("E", v)],
+                        ))
                         .await
                         .unwrap();
                 }
@@ -321,12 +341,20 @@ async fn streams_and_stats_describe_the_store(h: Harness) {
     let store = h.open().await;
     for id in ["book-b", "book-a", "user-a", "book_%"] {
         store
-            .append(append(id, ExpectedVersion::NoStream, vec![event("Added", 1)]))
+            .append(append(
+                id,
+                ExpectedVersion::NoStream,
+                vec![event("Added", 1)],
+            ))
             .await
             .unwrap();
     }
     store
-        .append(append("book-a", ExpectedVersion::Exact(1), vec![event("Changed", 2)]))
+        .append(append(
+            "book-a",
+            ExpectedVersion::Exact(1),
+            vec![event("Changed", 2)],
+        ))
         .await
         .unwrap();
     let books = store.streams("book-", None, 10).await.unwrap();
@@ -409,4 +437,3 @@ contract_all!(
     streams_and_stats_describe_the_store,
     a_read_only_store_reads_a_live_store_and_refuses_writes,
 );
-
