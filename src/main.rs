@@ -1,1 +1,117 @@
-fn main() {}
+//! `quire`: the book-platform service and its operator tools.
+
+mod cli;
+mod config;
+mod serve;
+mod telemetry;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Overrides, Settings};
+
+#[derive(Parser)]
+#[command(
+    name = "quire",
+    version,
+    about = "An event-sourced, actor-based backend for book platforms"
+)]
+struct Cli {
+    /// A TOML config file (default: ./quire.toml if present). Env: QUIRE_CONFIG.
+    #[arg(long, global = true, env = "QUIRE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Where the event store is; shared by every subcommand.
+#[derive(Args, Clone, Default)]
+struct StoreArgs {
+    /// Directory of the embedded (SQLite) backend.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// A Postgres URL (postgres://…) to use the scaled backend instead.
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the platform: event store, entity actors, HTTP API.
+    Serve {
+        /// HTTP listen address.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Audit and replay tools over the event log (safe on a live store).
+    #[command(subcommand)]
+    Events(cli::events::EventsCommand),
+    /// Print the effective configuration, secrets redacted.
+    Config {
+        /// Print JSON instead of TOML.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let listen = match &cli.command {
+        Command::Serve { listen } => *listen,
+        _ => None,
+    };
+    let overrides = Overrides {
+        data_dir: cli.store.data_dir.clone(),
+        database_url: cli.store.database_url.clone(),
+        listen,
+    };
+    let settings = match Settings::load(cli.config.as_deref(), &overrides) {
+        Ok(s) => s,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    // Operator tools log only warnings so their stdout stays clean for scripts.
+    let log = match cli.command {
+        Command::Serve { .. } => settings.log.clone(),
+        _ => "warn".to_string(),
+    };
+    telemetry::init(&log, settings.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(error) => {
+            eprintln!("error: starting the async runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve { .. } => serve::run(settings).await,
+            Command::Events(command) => cli::events::run(&settings, command).await,
+            Command::Config { json } => {
+                if json {
+                    println!("{:#}", settings.to_redacted_json());
+                } else {
+                    print!("{}", settings.to_redacted_toml());
+                }
+                Ok(())
+            }
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "quire failed");
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

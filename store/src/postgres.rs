@@ -8,6 +8,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -36,6 +37,8 @@ pub struct PostgresStore {
     pool: PgPool,
     queue: Option<mpsc::Sender<Pending>>,
     head: watch::Sender<Position>,
+    /// Background tasks run while this is alive.
+    _alive: Arc<()>,
 }
 
 impl PostgresStore {
@@ -69,6 +72,8 @@ impl PostgresStore {
             .await
             .map_err(StoreError::db("listening for commits"))?;
         let notified = head.clone();
+        let alive = Arc::new(());
+        let watching = Arc::downgrade(&alive);
         tokio::spawn(async move {
             loop {
                 match listener.try_recv().await {
@@ -92,7 +97,8 @@ impl PostgresStore {
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                 }
-                if notified.is_closed() {
+                // The task ends with the store, not with the watch's receivers, which come and go.
+                if watching.strong_count() == 0 {
                     return;
                 }
             }
@@ -109,7 +115,12 @@ impl PostgresStore {
             ));
             tx
         });
-        Ok(Self { pool, queue, head })
+        Ok(Self {
+            pool,
+            queue,
+            head,
+            _alive: alive,
+        })
     }
 
     /// The connection pool, for callers that keep read models in the same database.

@@ -8,6 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -40,6 +41,8 @@ pub struct SqliteStore {
     queue: Option<mpsc::Sender<Pending>>,
     head: watch::Sender<Position>,
     path: std::path::PathBuf,
+    /// Background tasks run while this is alive.
+    _alive: Arc<()>,
 }
 
 impl SqliteStore {
@@ -85,6 +88,7 @@ impl SqliteStore {
         let head_now = read_head(&reads).await?;
         let (head, _) = watch::channel(head_now);
 
+        let alive = Arc::new(());
         let queue = queue.map(|conn| {
             let (tx, rx) = mpsc::channel(options.max_batch * 4);
             let writer = SqliteWriter { conn };
@@ -101,8 +105,11 @@ impl SqliteStore {
             // `head_watch` still moves for followers such as `quire events tail --follow`.
             let reads = reads.clone();
             let head = head.clone();
+            let alive = Arc::downgrade(&alive);
             tokio::spawn(async move {
-                while !head.is_closed() {
+                // The task ends with the store (its liveness token), not with the watch's
+                // receivers, which come and go.
+                while alive.strong_count() > 0 {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     if let Ok(now) = read_head(&reads).await {
                         head.send_if_modified(|h| std::mem::replace(h, now) != now);
@@ -115,6 +122,7 @@ impl SqliteStore {
             queue,
             head,
             path: path.to_path_buf(),
+            _alive: alive,
         })
     }
 }

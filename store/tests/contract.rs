@@ -392,11 +392,18 @@ async fn a_read_only_store_reads_a_live_store_and_refuses_writes(h: Harness) {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::ReadOnly));
-    // The reader's subscription follows the writer's later commits.
-    let mut sub = subscribe(reader, 1).with_poll_interval(Duration::from_millis(50));
+    // The reader's head watch moves with the writer's later commits (no receiver existed when the
+    // reader opened, which must not stop its watcher), and its subscription follows them.
+    let mut watch = reader.head_watch();
+    watch.borrow_and_update();
+    let mut sub = subscribe(reader, 1).with_poll_interval(Duration::from_secs(60));
     store
         .append(append("s", ExpectedVersion::Exact(1), vec![event("A", 2)]))
         .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), watch.changed())
+        .await
+        .expect("the read-only head watch moved")
         .unwrap();
     let next = tokio::time::timeout(Duration::from_secs(5), sub.next())
         .await

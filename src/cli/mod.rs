@@ -1,0 +1,2 @@
+//! Operator subcommands.
+pub(crate) mod events;

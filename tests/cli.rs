@@ -1,0 +1,257 @@
+//! Black-box tests of the `quire` binary: real processes, real sockets, real stores.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use quire_store::{AppendRequest, EventMetadata, ExpectedVersion, NewEvent, StoreOptions};
+use uuid::Uuid;
+
+fn quire() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_quire"));
+    // Keep the tests independent of the developer's environment and working directory.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("QUIRE_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("RUST_LOG", "warn");
+    cmd
+}
+
+/// Starts `quire serve` on port 0 and returns the child and its base URL.
+fn serve(args: &[&str]) -> (Child, String) {
+    let mut child = quire()
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start quire serve");
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read the listening line");
+    let url = line
+        .trim()
+        .strip_prefix("quire listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .to_string();
+    (child, url)
+}
+
+fn terminate(child: &mut Child) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("send SIGTERM");
+    assert!(status.success());
+    for _ in 0..100 {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap();
+    panic!("quire did not stop within 5 s of SIGTERM");
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run quire");
+    assert!(
+        out.status.success(),
+        "quire failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+async fn write_events(url: &str, stream: &str, n: u64) {
+    let store = quire_store::open(url, StoreOptions::default())
+        .await
+        .unwrap();
+    let events = (0..n)
+        .map(|i| NewEvent {
+            event_id: Uuid::new_v4(),
+            event_type: "BookAdded".into(),
+            schema_version: 2,
+            payload: serde_json::json!({ "i": i, "title": "Moby-Dick" }),
+            metadata: EventMetadata {
+                actor: Some("admin".into()),
+                ..EventMetadata::default()
+            },
+        })
+        .collect();
+    store
+        .append(AppendRequest {
+            stream_id: stream.into(),
+            expected: ExpectedVersion::NoStream,
+            events,
+            command: None,
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn serve_answers_status_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let (mut child, url) = serve(&["--data-dir", data]);
+    let status: serde_json::Value = reqwest::get(format!("{url}/status"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["service"], "quire");
+    assert_eq!(status["status"], "running");
+    assert_eq!(status["event_store"]["backend"], "sqlite");
+    let exit = terminate(&mut child);
+    assert!(exit.success(), "clean exit on SIGTERM, got {exit}");
+    assert!(dir.path().join("events.db").exists());
+}
+
+/// The audit tools read a store that a running server holds open.
+async fn events_tools_read_a_live_store(store_args: &[&str], store_url: &str) {
+    let (mut child, _) = serve(store_args);
+    write_events(store_url, "book-42", 3).await;
+    write_events(store_url, "user-7", 1).await;
+
+    let stats: serde_json::Value = serde_json::from_str(&run_ok(
+        quire().args(store_args).args(["events", "stats", "--json"]),
+    ))
+    .unwrap();
+    assert_eq!(stats["events"], 4);
+    assert_eq!(stats["streams"], 2);
+    assert_eq!(stats["head"], 4);
+    assert_eq!(stats["by_type"][0]["event_type"], "BookAdded");
+
+    let streams: serde_json::Value = serde_json::from_str(&run_ok(
+        quire()
+            .args(store_args)
+            .args(["events", "streams", "--prefix", "book-", "--json"]),
+    ))
+    .unwrap();
+    assert_eq!(streams[0]["stream_id"], "book-42");
+    assert_eq!(streams[0]["version"], 3);
+
+    let shown = run_ok(quire().args(store_args).args([
+        "events",
+        "show",
+        "book-42",
+        "--from-version",
+        "1",
+        "--json",
+    ]));
+    let versions: Vec<u64> = shown
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["version"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(versions, vec![2, 3]);
+
+    let table = run_ok(quire().args(store_args).args(["events", "show", "book-42"]));
+    assert!(
+        table.contains("BookAdded v2") && table.contains("admin"),
+        "{table}"
+    );
+
+    let tail = run_ok(
+        quire()
+            .args(store_args)
+            .args(["events", "tail", "--from", "2", "--json"]),
+    );
+    let positions: Vec<u64> = tail
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["position"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(positions, vec![3, 4]);
+
+    // --follow prints events committed after it started.
+    let follower = quire()
+        .args(store_args)
+        .args([
+            "events", "tail", "--from", "4", "--follow", "--limit", "1", "--json",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    write_events(store_url, "book-43", 1).await;
+    let out = tokio::task::spawn_blocking(move || follower.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let followed: serde_json::Value =
+        serde_json::from_str(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
+    assert_eq!(followed["position"], 5);
+    assert_eq!(followed["stream_id"], "book-43");
+
+    assert!(terminate(&mut child).success());
+}
+
+#[tokio::test]
+async fn events_tools_read_a_live_sqlite_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_string();
+    let db = dir.path().join("events.db").display().to_string();
+    events_tools_read_a_live_store(&["--data-dir", &data], &db).await;
+}
+
+#[tokio::test]
+async fn events_tools_read_a_live_postgres_store() {
+    let url = quire_store::testing::fresh_postgres_database().await;
+    events_tools_read_a_live_store(&["--database-url", &url], &url).await;
+}
+
+#[test]
+fn config_prints_the_effective_settings_with_secrets_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("quire.toml");
+    std::fs::write(
+        &file,
+        "listen = \"0.0.0.0:9999\"\n[actors]\nidle_timeout_secs = 42\n",
+    )
+    .unwrap();
+    let out = run_ok(
+        quire()
+            .args(["--config", file.to_str().unwrap(), "config", "--json"])
+            .env(
+                "QUIRE_DATABASE_URL",
+                "postgres://quire:hunter2@db:5432/quire",
+            )
+            .env("QUIRE_STORE__MAX_BATCH", "64"),
+    );
+    assert!(!out.contains("hunter2"), "{out}");
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["listen"], "0.0.0.0:9999");
+    assert_eq!(json["actors"]["idle_timeout_secs"], 42);
+    assert_eq!(json["store"]["max_batch"], 64);
+    assert_eq!(
+        json["database_url"],
+        "postgres://quire:<redacted>@db:5432/quire"
+    );
+}
+
+#[test]
+fn a_bad_setting_is_reported_clearly() {
+    let out = quire()
+        .args(["config"])
+        .env("QUIRE_STORE__MAX_BATCH", "lots")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.to_lowercase().contains("max_batch"), "{err}");
+}
