@@ -1,1 +1,109 @@
-//! Shared benchmark helpers.
+//! Shared benchmark helpers: timed concurrent loops, latency histograms, result tables.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use tokio::sync::Mutex;
+
+/// One measured scenario.
+pub struct Measurement {
+    pub name: String,
+    pub ops: u64,
+    pub elapsed: Duration,
+    pub latency: Histogram<u64>,
+}
+
+impl Measurement {
+    pub fn per_second(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// A row: name, ops, ops/s, p50, p99 (latencies in microseconds).
+    pub fn row(&self) -> String {
+        format!(
+            "{:<58} {:>9} {:>11.0} {:>9.2} {:>9.2}",
+            self.name,
+            self.ops,
+            self.per_second(),
+            self.latency.value_at_quantile(0.50) as f64 / 1e6,
+            self.latency.value_at_quantile(0.99) as f64 / 1e6,
+        )
+    }
+}
+
+/// Prints the header that goes with [`Measurement::row`].
+pub fn header() {
+    println!(
+        "{:<58} {:>9} {:>11} {:>9} {:>9}",
+        "scenario", "ops", "ops/s", "p50 ms", "p99 ms"
+    );
+    println!("{}", "-".repeat(100));
+}
+
+/// Runs `op(worker, i)` from `workers` concurrent tasks for `duration`, timing each call.
+/// `op` returns how many units (events, rows) the call completed.
+pub async fn run_for<F, Fut>(name: &str, workers: usize, duration: Duration, op: F) -> Measurement
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = u64> + Send,
+{
+    let op = Arc::new(op);
+    let hist = Arc::new(Mutex::new(
+        Histogram::<u64>::new_with_bounds(1_000, 60_000_000_000, 3).expect("histogram"),
+    ));
+    let start = Instant::now();
+    let deadline = start + duration;
+    let tasks: Vec<_> = (0..workers)
+        .map(|w| {
+            let op = op.clone();
+            let hist = hist.clone();
+            tokio::spawn(async move {
+                let mut local =
+                    Histogram::<u64>::new_with_bounds(1_000, 60_000_000_000, 3).expect("histogram");
+                let mut done = 0u64;
+                let mut i = 0u64;
+                while Instant::now() < deadline {
+                    let t = Instant::now();
+                    done += op(w, i).await;
+                    local.saturating_record(t.elapsed().as_nanos() as u64);
+                    i += 1;
+                }
+                hist.lock().await.add(local).expect("merge histogram");
+                done
+            })
+        })
+        .collect();
+    let mut ops = 0;
+    for t in tasks {
+        ops += t.await.expect("worker");
+    }
+    let elapsed = start.elapsed();
+    let latency = Arc::try_unwrap(hist)
+        .ok()
+        .expect("all workers done")
+        .into_inner();
+    Measurement {
+        name: name.to_string(),
+        ops,
+        elapsed,
+        latency,
+    }
+}
+
+/// Seconds per scenario: `QUIRE_BENCH_SECONDS` (default 5).
+pub fn scenario_duration() -> Duration {
+    let secs = std::env::var("QUIRE_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .unwrap_or(5.0);
+    Duration::from_secs_f64(secs)
+}
+
+/// Resident memory of this process in bytes (Linux), for memory figures.
+pub fn rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}

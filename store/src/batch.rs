@@ -223,6 +223,7 @@ pub(crate) async fn run_writer<W: BatchWriter>(
 ) {
     let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
     while queue.recv_many(&mut batch, max_batch).await > 0 {
+        linger(&mut queue, &mut batch, max_batch).await;
         // Callers that gave up (dropped their receiver) still get their events written: the write may
         // be a retry's first half, and idempotency makes the retry safe either way.
         let requests: Vec<&AppendRequest> = batch.iter().map(|p| &p.request).collect();
@@ -253,6 +254,33 @@ pub(crate) async fn run_writer<W: BatchWriter>(
                 }
             }
         }
+    }
+}
+
+/// Lets callers that are about to append join the batch before it commits.
+///
+/// Right after a commit, the callers it acknowledged are waking up to send their next append; taking
+/// only the first few arrivals would commit a tiny batch and make all the others wait a whole commit
+/// for it. So the writer yields while new requests keep arriving, which costs a lone writer a few
+/// microseconds and lets a busy store commit full batches. The total wait is capped.
+async fn linger(queue: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>, max_batch: usize) {
+    const MAX_LINGER: std::time::Duration = std::time::Duration::from_millis(2);
+    let start = std::time::Instant::now();
+    let mut quiet_rounds = 0;
+    while batch.len() < max_batch && start.elapsed() < MAX_LINGER && quiet_rounds < 2 {
+        tokio::task::yield_now().await;
+        let before = batch.len();
+        while batch.len() < max_batch {
+            match queue.try_recv() {
+                Ok(pending) => batch.push(pending),
+                Err(_) => break,
+            }
+        }
+        quiet_rounds = if batch.len() == before {
+            quiet_rounds + 1
+        } else {
+            0
+        };
     }
 }
 
