@@ -79,10 +79,10 @@ where
         ops += t.await.expect("worker");
     }
     let elapsed = start.elapsed();
-    let latency = Arc::try_unwrap(hist)
-        .ok()
-        .expect("all workers done")
-        .into_inner();
+    let Ok(latency) = Arc::try_unwrap(hist) else {
+        unreachable!("every worker has finished and dropped its handle");
+    };
+    let latency = latency.into_inner();
     Measurement {
         name: name.to_string(),
         ops,

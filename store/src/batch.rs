@@ -202,6 +202,10 @@ pub(crate) fn plan(
     plan
 }
 
+/// One outcome per request of a batch, in order, and the new head; `Err` if nothing committed.
+pub(crate) type BatchResult =
+    Result<(Vec<Result<AppendOutcome, StoreError>>, Position), StoreError>;
+
 /// A backend's half of group commit: run one transaction for a batch.
 pub(crate) trait BatchWriter: Send + 'static {
     /// Writes a batch in one transaction and returns one outcome per request (in order) and the new

@@ -12,14 +12,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::future::BoxFuture;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Executor, Postgres, Row};
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
-use crate::batch::{self, BatchWriter, Pending};
+use crate::batch::{self, BatchResult, BatchWriter, Pending};
 use crate::codec::{decode_metadata, decode_result, encode_metadata, encode_result};
 use crate::types::{
     AppendOutcome, AppendRequest, CommandRecord, Position, RecordedEvent, StoreStats, StreamInfo,
@@ -210,19 +209,7 @@ struct CommandRow {
 }
 
 impl PostgresWriter {
-    /// Boxed because sqlx's executor lifetimes are not general enough for the `Send` future the
-    /// writer trait asks for otherwise.
-    fn write<'a>(
-        conn: &'a mut PgConnection,
-        batch: &'a [&'a AppendRequest],
-    ) -> BoxFuture<'a, Result<(Vec<Result<AppendOutcome, StoreError>>, Position), StoreError>> {
-        Box::pin(Self::write_inner(conn, batch))
-    }
-
-    async fn write_inner(
-        conn: &mut PgConnection,
-        batch: &[&AppendRequest],
-    ) -> Result<(Vec<Result<AppendOutcome, StoreError>>, Position), StoreError> {
+    async fn write(conn: &mut PgConnection, batch: &[&AppendRequest]) -> BatchResult {
         let (command_ids, stream_ids, event_ids) = batch::lookups(batch);
         // Round trip 1: begin, and take the head row lock that orders all writers of this database
         // (all nodes) until commit. The simple-query protocol sends both statements at once. The
@@ -322,10 +309,7 @@ impl PostgresWriter {
 }
 
 impl BatchWriter for PostgresWriter {
-    async fn write_batch(
-        &mut self,
-        batch: &[&AppendRequest],
-    ) -> Result<(Vec<Result<AppendOutcome, StoreError>>, Position), StoreError> {
+    async fn write_batch(&mut self, batch: &[&AppendRequest]) -> BatchResult {
         let conn = match &mut self.conn {
             Some(conn) => conn,
             None => {
@@ -347,10 +331,10 @@ impl BatchWriter for PostgresWriter {
         let result = Self::write(conn, batch).await;
         if result.is_err() {
             // Leave no transaction open; a connection that cannot even roll back is replaced.
-            if (&mut **conn).execute("ROLLBACK").await.is_err() {
-                if let Some(conn) = self.conn.take() {
-                    drop(conn.detach());
-                }
+            if (&mut **conn).execute("ROLLBACK").await.is_err()
+                && let Some(conn) = self.conn.take()
+            {
+                drop(conn.detach());
             }
         }
         result

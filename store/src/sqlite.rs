@@ -20,7 +20,7 @@ use sqlx::{Connection, QueryBuilder, Row};
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
-use crate::batch::{self, BatchWriter, Pending};
+use crate::batch::{self, BatchResult, BatchWriter, Pending};
 use crate::codec::{decode_metadata, decode_result, encode_metadata, encode_result};
 use crate::types::{
     AppendOutcome, AppendRequest, CommandRecord, Position, RecordedEvent, StoreStats, StreamInfo,
@@ -178,10 +178,7 @@ struct SqliteWriter {
 }
 
 impl SqliteWriter {
-    async fn write(
-        &mut self,
-        batch: &[&AppendRequest],
-    ) -> Result<(Vec<Result<AppendOutcome, StoreError>>, Position), StoreError> {
+    async fn write(&mut self, batch: &[&AppendRequest]) -> BatchResult {
         let (command_ids, stream_ids, event_ids) = batch::lookups(batch);
         let conn = &mut self.conn;
         // IMMEDIATE takes the write lock now, so the head and versions read below cannot change
@@ -324,10 +321,7 @@ impl SqliteWriter {
 }
 
 impl BatchWriter for SqliteWriter {
-    async fn write_batch(
-        &mut self,
-        batch: &[&AppendRequest],
-    ) -> Result<(Vec<Result<AppendOutcome, StoreError>>, Position), StoreError> {
+    async fn write_batch(&mut self, batch: &[&AppendRequest]) -> BatchResult {
         let result = self.write(batch).await;
         if result.is_err() {
             // Leave the connection clean for the next batch; a failed ROLLBACK (no transaction
