@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Makes sure the services Quire's tests talk to are running on this machine: PostgreSQL on
+# 127.0.0.1:5432 and NATS with JetStream on 127.0.0.1:4222. Starts whichever is down (Debian
+# packages, as on the dev and CI machines) and installs it first if it is missing.
+set -euo pipefail
+
+log() { echo "services: $*" >&2; }
+
+apt_install() {
+  if [ "$(id -u)" -ne 0 ]; then
+    log "need root to install $*"; return 1
+  fi
+  log "installing $*"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+wait_for() { # NAME COMMAND...
+  local name=$1; shift
+  for _ in $(seq 1 60); do
+    if "$@" >/dev/null 2>&1; then log "$name is up"; return 0; fi
+    sleep 0.5
+  done
+  log "$name did not come up"; return 1
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# PostgreSQL
+if ! command -v pg_isready >/dev/null 2>&1; then
+  apt_install postgresql postgresql-client
+fi
+if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  if [ -d /etc/postgresql ] && command -v pg_ctlcluster >/dev/null 2>&1; then
+    version=$(ls /etc/postgresql | sort -V | tail -n 1)
+    log "starting PostgreSQL $version"
+    pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  fi
+  wait_for PostgreSQL pg_isready -q -h 127.0.0.1 -p 5432
+fi
+
+# NATS with JetStream (the NATS command bus arrives with its own issue; its tests need it)
+if ! command -v nats-server >/dev/null 2>&1; then
+  apt_install nats-server
+fi
+if ! port_open 4222; then
+  store_dir=${NATS_STORE_DIR:-/var/lib/nats-server}
+  mkdir -p "$store_dir"
+  log "starting nats-server with JetStream in $store_dir"
+  start-stop-daemon --start --oknodo --background --exec "$(command -v nats-server)" -- \
+    -a 127.0.0.1 -p 4222 -js -sd "$store_dir" -l /tmp/nats-server.log
+  wait_for NATS port_open 4222
+fi
