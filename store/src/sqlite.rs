@@ -16,7 +16,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Connection, QueryBuilder, Row};
+use sqlx::{Connection, Row};
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
@@ -29,9 +29,6 @@ use crate::types::{
 use crate::{EventStore, StoreError, StoreOptions};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-
-/// SQLite limits a statement to 32,766 bound values; 9 per event row keeps well under it.
-const ROWS_PER_INSERT: usize = 1000;
 
 const EVENT_COLUMNS: &str = "position, stream_id, version, event_id, event_type, schema_version, payload, metadata, recorded_at";
 
@@ -177,6 +174,40 @@ struct SqliteWriter {
     conn: SqliteConnection,
 }
 
+/// The facts a batch needs, in one statement: the head, then known commands, stream versions and
+/// stored event ids. Every statement the writer runs has a fixed text (lists travel as one JSON
+/// argument read with `json_each`), so each is prepared once and cached, whatever the batch size.
+const LOOKUPS: &str = "\
+    SELECT 'h' AS kind, COALESCE(MAX(position), 0) AS a, NULL AS b, NULL AS c, NULL AS d, NULL AS e \
+      FROM es_events \
+    UNION ALL \
+    SELECT 'c', command_id, stream_id, fingerprint, outcome, recorded_at FROM es_commands \
+      WHERE command_id IN (SELECT value FROM json_each(?1)) \
+    UNION ALL \
+    SELECT 's', stream_id, version, last_position, NULL, NULL FROM es_streams \
+      WHERE stream_id IN (SELECT value FROM json_each(?2)) \
+    UNION ALL \
+    SELECT 'e', event_id, NULL, NULL, NULL, NULL FROM es_events \
+      WHERE event_id IN (SELECT value FROM json_each(?3))";
+
+const INSERT_EVENTS: &str = "\
+    INSERT INTO es_events (position, stream_id, version, event_id, event_type, schema_version, \
+        payload, metadata, recorded_at) \
+    SELECT value ->> '$[0]', value ->> '$[1]', value ->> '$[2]', value ->> '$[3]', value ->> '$[4]', \
+        value ->> '$[5]', value -> '$[6]', value -> '$[7]', ?2 \
+    FROM json_each(?1)";
+
+const UPSERT_STREAMS: &str = "\
+    INSERT INTO es_streams (stream_id, version, last_position, updated_at) \
+    SELECT value ->> '$[0]', value ->> '$[1]', value ->> '$[2]', ?2 FROM json_each(?1) WHERE true \
+    ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, \
+        last_position = excluded.last_position, updated_at = excluded.updated_at";
+
+const INSERT_COMMANDS: &str = "\
+    INSERT INTO es_commands (command_id, stream_id, fingerprint, outcome, recorded_at) \
+    SELECT value ->> '$[0]', value ->> '$[1]', value ->> '$[2]', value -> '$[3]', ?2 \
+    FROM json_each(?1)";
+
 impl SqliteWriter {
     async fn write(&mut self, batch: &[&AppendRequest]) -> BatchResult {
         let (command_ids, stream_ids, event_ids) = batch::lookups(batch);
@@ -188,126 +219,110 @@ impl SqliteWriter {
             .await
             .map_err(StoreError::db("beginning sqlite transaction"))?;
 
-        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM es_events")
-            .fetch_one(&mut *conn)
+        let ids = |v: &[Uuid]| {
+            serde_json::Value::from(v.iter().map(Uuid::to_string).collect::<Vec<_>>()).to_string()
+        };
+        let rows = sqlx::query(LOOKUPS)
+            .bind(ids(&command_ids))
+            .bind(serde_json::Value::from(stream_ids).to_string())
+            .bind(ids(&event_ids))
+            .fetch_all(&mut *conn)
             .await
-            .map_err(StoreError::db("reading head position"))?;
-
+            .map_err(StoreError::db("reading batch facts"))?;
+        let mut head = 0u64;
         let mut known = HashMap::new();
-        for chunk in command_ids.chunks(ROWS_PER_INSERT) {
-            let mut q = QueryBuilder::new("SELECT * FROM es_commands WHERE command_id IN (");
-            let mut list = q.separated(", ");
-            for id in chunk {
-                list.push_bind(id.to_string());
-            }
-            q.push(")");
-            for row in q
-                .build()
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(StoreError::db("reading command outcomes"))?
-            {
-                let record = command_from_row(&row)?;
-                known.insert(record.command_id, record);
-            }
-        }
-
         let mut versions = HashMap::new();
-        for chunk in stream_ids.chunks(ROWS_PER_INSERT) {
-            let mut q = QueryBuilder::new(
-                "SELECT stream_id, version, last_position FROM es_streams WHERE stream_id IN (",
-            );
-            let mut list = q.separated(", ");
-            for id in chunk {
-                list.push_bind(id.as_str());
-            }
-            q.push(")");
-            for row in q
-                .build()
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(StoreError::db("reading stream versions"))?
-            {
-                versions.insert(
-                    row.get::<String, _>(0),
-                    (row.get::<i64, _>(1) as u64, row.get::<i64, _>(2) as u64),
-                );
-            }
-        }
-
         let mut stored_ids = HashSet::new();
-        for chunk in event_ids.chunks(ROWS_PER_INSERT) {
-            let mut q = QueryBuilder::new("SELECT event_id FROM es_events WHERE event_id IN (");
-            let mut list = q.separated(", ");
-            for id in chunk {
-                list.push_bind(id.to_string());
-            }
-            q.push(")");
-            for row in q
-                .build()
-                .fetch_all(&mut *conn)
-                .await
-                .map_err(StoreError::db("checking event ids"))?
-            {
-                let id: String = row.get(0);
-                if let Ok(id) = Uuid::parse_str(&id) {
-                    stored_ids.insert(id);
+        for row in &rows {
+            match row.get::<&str, _>(0) {
+                "h" => head = row.get::<i64, _>(1) as u64,
+                "c" => {
+                    let id: String = row.get(1);
+                    let outcome: String = row.get(4);
+                    let record = CommandRecord {
+                        command_id: Uuid::parse_str(&id)
+                            .map_err(|e| StoreError::Corrupt(format!("command id {id}: {e}")))?,
+                        stream_id: row.get(2),
+                        fingerprint: row.get(3),
+                        result: decode_result(
+                            serde_json::from_str(&outcome).map_err(|e| {
+                                StoreError::Corrupt(format!("command outcome: {e}"))
+                            })?,
+                        )?,
+                        recorded_at: row.get(5),
+                    };
+                    known.insert(record.command_id, record);
+                }
+                "s" => {
+                    versions.insert(
+                        row.get::<String, _>(1),
+                        (row.get::<i64, _>(2) as u64, row.get::<i64, _>(3) as u64),
+                    );
+                }
+                _ => {
+                    if let Ok(id) = Uuid::parse_str(row.get::<&str, _>(1)) {
+                        stored_ids.insert(id);
+                    }
                 }
             }
         }
 
         let now = now_micros();
-        let plan = batch::plan(batch, known, stored_ids, versions, head as Position, now);
+        let plan = batch::plan(batch, known, stored_ids, versions, head, now);
 
-        for chunk in plan.events.chunks(ROWS_PER_INSERT) {
-            let mut q = QueryBuilder::new(format!("INSERT INTO es_events ({EVENT_COLUMNS}) "));
-            q.push_values(chunk, |mut row, e| {
-                row.push_bind(e.position as i64)
-                    .push_bind(e.stream_id.as_str())
-                    .push_bind(e.version as i64)
-                    .push_bind(e.event_id.to_string())
-                    .push_bind(e.event_type.as_str())
-                    .push_bind(e.schema_version as i64)
-                    .push_bind(e.payload.to_string())
-                    .push_bind(encode_metadata(&e.metadata).to_string())
-                    .push_bind(now);
-            });
-            q.build()
+        if !plan.events.is_empty() {
+            let rows: Vec<serde_json::Value> = plan
+                .events
+                .iter()
+                .map(|e| {
+                    serde_json::json!([
+                        e.position,
+                        e.stream_id,
+                        e.version,
+                        e.event_id.to_string(),
+                        e.event_type,
+                        e.schema_version,
+                        e.payload,
+                        encode_metadata(&e.metadata),
+                    ])
+                })
+                .collect();
+            sqlx::query(INSERT_EVENTS)
+                .bind(serde_json::Value::from(rows).to_string())
+                .bind(now)
                 .execute(&mut *conn)
                 .await
                 .map_err(StoreError::db("inserting events"))?;
         }
-        for chunk in plan.streams.chunks(ROWS_PER_INSERT) {
-            let mut q = QueryBuilder::new(
-                "INSERT INTO es_streams (stream_id, version, last_position, updated_at) ",
-            );
-            q.push_values(chunk, |mut row, (id, version, last)| {
-                row.push_bind(id.as_str())
-                    .push_bind(*version as i64)
-                    .push_bind(*last as i64)
-                    .push_bind(now);
-            });
-            q.push(
-                " ON CONFLICT (stream_id) DO UPDATE SET version = excluded.version, \
-                 last_position = excluded.last_position, updated_at = excluded.updated_at",
-            );
-            q.build()
+        if !plan.streams.is_empty() {
+            let rows: Vec<serde_json::Value> = plan
+                .streams
+                .iter()
+                .map(|(id, version, last)| serde_json::json!([id, version, last]))
+                .collect();
+            sqlx::query(UPSERT_STREAMS)
+                .bind(serde_json::Value::from(rows).to_string())
+                .bind(now)
                 .execute(&mut *conn)
                 .await
                 .map_err(StoreError::db("updating stream versions"))?;
         }
-        for chunk in plan.commands.chunks(ROWS_PER_INSERT) {
-            let mut q = QueryBuilder::new(
-                "INSERT INTO es_commands (command_id, stream_id, fingerprint, outcome, recorded_at) ",
-            );
-            q.push_values(chunk, |mut row, c| {
-                row.push_bind(c.command_id.to_string())
-                    .push_bind(c.stream_id.as_str())
-                    .push_bind(c.fingerprint.as_deref())
-                    .push_bind(encode_result(&c.result).to_string())
-                    .push_bind(now);
-            });
-            q.build()
+        if !plan.commands.is_empty() {
+            let rows: Vec<serde_json::Value> = plan
+                .commands
+                .iter()
+                .map(|c| {
+                    serde_json::json!([
+                        c.command_id.to_string(),
+                        c.stream_id,
+                        c.fingerprint,
+                        encode_result(&c.result),
+                    ])
+                })
+                .collect();
+            sqlx::query(INSERT_COMMANDS)
+                .bind(serde_json::Value::from(rows).to_string())
+                .bind(now)
                 .execute(&mut *conn)
                 .await
                 .map_err(StoreError::db("recording command outcomes"))?;

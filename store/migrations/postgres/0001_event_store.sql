@@ -15,7 +15,7 @@ CREATE TABLE es_events (
     event_type     TEXT        NOT NULL,
     schema_version INTEGER     NOT NULL,
     payload        JSONB       NOT NULL,
-    metadata       JSONB       NOT NULL,
+    metadata       JSON        NOT NULL,
     recorded_at    BIGINT      NOT NULL,
     UNIQUE (stream_id, version)
 );
@@ -31,6 +31,6 @@ CREATE TABLE es_commands (
     command_id  UUID   PRIMARY KEY,
     stream_id   TEXT   NOT NULL,
     fingerprint TEXT,
-    outcome     JSONB  NOT NULL,
+    outcome     JSON   NOT NULL,
     recorded_at BIGINT NOT NULL
 );
