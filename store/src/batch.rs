@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::StoreError;
 use crate::types::{
-    AppendOutcome, AppendRequest, CommandRecord, CommandResult, EventMetadata, Position, Timestamp,
+    AppendOutcome, AppendRequest, CommandRecord, EventMetadata, Position, Timestamp,
 };
 
 /// A queued append and the channel its caller waits on.
@@ -163,24 +163,12 @@ pub(crate) fn plan(
             versions.insert(request.stream_id.clone(), (actual, last_position));
         }
         if let Some(command) = &request.command {
-            let result = match &command.rejection {
-                Some(error) => CommandResult::Rejected {
-                    error: error.clone(),
-                },
-                None => CommandResult::Accepted {
-                    stream_version: version,
-                    first_position: first,
-                    last_position: last,
-                    event_count: request.events.len() as u32,
-                },
-            };
-            let record = CommandRecord {
-                command_id: command.command_id,
-                stream_id: request.stream_id.clone(),
-                fingerprint: command.fingerprint.clone(),
-                result,
-                recorded_at: now,
-            };
+            let record = command.record(
+                &request.stream_id,
+                (version, first, last),
+                request.events.len(),
+                now,
+            );
             known_commands.insert(command.command_id, record.clone());
             plan.commands.push(record);
         }
@@ -307,7 +295,7 @@ pub(crate) async fn submit(
 mod tests {
     use super::*;
     use crate::ExpectedVersion;
-    use crate::types::{NewEvent, PendingCommand};
+    use crate::types::{CommandResult, NewEvent, PendingCommand};
 
     fn event(n: u32) -> NewEvent {
         NewEvent {

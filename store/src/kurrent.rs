@@ -69,8 +69,8 @@ use uuid::Uuid;
 use crate::batch;
 use crate::codec::{decode_metadata, decode_result, encode_metadata, encode_result};
 use crate::types::{
-    AppendOutcome, AppendRequest, CommandRecord, CommandResult, EventMetadata, ExpectedVersion,
-    NewEvent, Position, RecordedEvent, StoreStats, StreamInfo, Timestamp, now_micros,
+    AppendOutcome, AppendRequest, CommandRecord, EventMetadata, ExpectedVersion, NewEvent,
+    Position, RecordedEvent, StoreStats, StreamInfo, Timestamp, now_micros,
 };
 use crate::{EventStore, StoreError};
 
@@ -391,24 +391,16 @@ impl EventStore for KurrentStore {
             self.head.send_if_modified(|h| bump(h, last));
         }
         if let Some(command) = &request.command {
-            let result = match &command.rejection {
-                Some(error) => CommandResult::Rejected {
-                    error: error.clone(),
-                },
-                None => CommandResult::Accepted {
-                    stream_version: settled.stream_version,
-                    first_position: settled.first_position,
-                    last_position: settled.last_position,
-                    event_count: request.events.len() as u32,
-                },
-            };
-            let record = CommandRecord {
-                command_id: command.command_id,
-                stream_id: request.stream_id.clone(),
-                fingerprint: command.fingerprint.clone(),
-                result,
-                recorded_at: now_micros(),
-            };
+            let record = command.record(
+                &request.stream_id,
+                (
+                    settled.stream_version,
+                    settled.first_position,
+                    settled.last_position,
+                ),
+                request.events.len(),
+                now_micros(),
+            );
             if let Some(first) = self.record_command(&record).await? {
                 return Ok(AppendOutcome::Duplicate(first));
             }
@@ -849,6 +841,7 @@ async fn follow_head(client: es::Client, head: watch::Sender<Position>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::CommandResult;
 
     #[test]
     fn kurrentdb_urls_become_esdb_connection_strings() {

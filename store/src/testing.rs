@@ -47,6 +47,51 @@ pub fn with_database(url: &str, database: &str) -> String {
     format!("{server}/{database}{query}")
 }
 
+/// An event for tests: a small JSON payload with non-ASCII text, and every metadata field set.
+pub fn event(event_type: &str, n: u64) -> crate::NewEvent {
+    crate::NewEvent {
+        event_id: uuid::Uuid::new_v4(),
+        event_type: event_type.into(),
+        schema_version: 1,
+        payload: serde_json::json!({ "n": n, "text": "naïve café" }),
+        metadata: crate::EventMetadata {
+            command_id: None,
+            causation_id: Some(uuid::Uuid::new_v4()),
+            correlation_id: Some(uuid::Uuid::new_v4()),
+            actor: Some("user-1".into()),
+            occurred_at: 1_700_000_000_000_000,
+            traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+        },
+    }
+}
+
+/// An append of `events` to `stream_id` with no command record.
+pub fn append(
+    stream_id: &str,
+    expected: crate::ExpectedVersion,
+    events: Vec<crate::NewEvent>,
+) -> crate::AppendRequest {
+    crate::AppendRequest {
+        stream_id: stream_id.into(),
+        expected,
+        events,
+        command: None,
+    }
+}
+
+/// The same append, recorded as the accepted command `command_id` (fingerprint `"fp"`).
+pub fn with_command(
+    mut request: crate::AppendRequest,
+    command_id: uuid::Uuid,
+) -> crate::AppendRequest {
+    request.command = Some(crate::PendingCommand {
+        command_id,
+        fingerprint: Some("fp".into()),
+        rejection: None,
+    });
+    request
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -125,6 +125,37 @@ pub struct PendingCommand {
     pub rejection: Option<serde_json::Value>,
 }
 
+impl PendingCommand {
+    /// The record this command leaves once its append settled at `stream_version`, with its events
+    /// (if any) at `first_position..=last_position`.
+    pub(crate) fn record(
+        &self,
+        stream_id: &str,
+        (stream_version, first_position, last_position): (u64, Position, Position),
+        event_count: usize,
+        recorded_at: Timestamp,
+    ) -> CommandRecord {
+        let result = match &self.rejection {
+            Some(error) => CommandResult::Rejected {
+                error: error.clone(),
+            },
+            None => CommandResult::Accepted {
+                stream_version,
+                first_position,
+                last_position,
+                event_count: event_count as u32,
+            },
+        };
+        CommandRecord {
+            command_id: self.command_id,
+            stream_id: stream_id.to_string(),
+            fingerprint: self.fingerprint.clone(),
+            result,
+            recorded_at,
+        }
+    }
+}
+
 /// What an append did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AppendOutcome {

@@ -4,9 +4,10 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use quire_store::testing::{append, event, with_command};
 use quire_store::{
-    AppendOutcome, AppendRequest, CommandResult, DynEventStore, EventMetadata, ExpectedVersion,
-    NewEvent, PendingCommand, StoreError, StoreOptions, subscribe,
+    AppendOutcome, CommandResult, DynEventStore, ExpectedVersion, PendingCommand, StoreError,
+    StoreOptions, subscribe,
 };
 use uuid::Uuid;
 
@@ -37,41 +38,6 @@ impl Harness {
             .await
             .expect("open store")
     }
-}
-
-fn event(kind: &str, n: u64) -> NewEvent {
-    NewEvent {
-        event_id: Uuid::new_v4(),
-        event_type: kind.into(),
-        schema_version: 1,
-        payload: serde_json::json!({ "n": n, "text": "naïve café" }),
-        metadata: EventMetadata {
-            command_id: None,
-            causation_id: Some(Uuid::new_v4()),
-            correlation_id: Some(Uuid::new_v4()),
-            actor: Some("user-1".into()),
-            occurred_at: 1_700_000_000_000_000,
-            traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
-        },
-    }
-}
-
-fn append(stream: &str, expected: ExpectedVersion, events: Vec<NewEvent>) -> AppendRequest {
-    AppendRequest {
-        stream_id: stream.into(),
-        expected,
-        events,
-        command: None,
-    }
-}
-
-fn with_command(mut request: AppendRequest, command_id: Uuid) -> AppendRequest {
-    request.command = Some(PendingCommand {
-        command_id,
-        fingerprint: Some("fp".into()),
-        rejection: None,
-    });
-    request
 }
 
 async fn appends_and_reads_a_stream(h: Harness) {

@@ -8,9 +8,10 @@
 //! KurrentDB positions are log offsets with gaps.
 #![cfg(feature = "kurrentdb")]
 
+use quire_store::testing::{append, event, with_command};
 use quire_store::{
-    AppendOutcome, AppendRequest, CommandResult, DynEventStore, EventMetadata, ExpectedVersion,
-    NewEvent, PendingCommand, StoreError, StoreOptions,
+    AppendOutcome, CommandResult, DynEventStore, ExpectedVersion, PendingCommand, StoreError,
+    StoreOptions,
 };
 use uuid::Uuid;
 
@@ -31,41 +32,6 @@ async fn store() -> Option<DynEventStore> {
 
 fn stream(kind: &str) -> String {
     format!("{kind}-{}", Uuid::new_v4().simple())
-}
-
-fn event(kind: &str, n: u64) -> NewEvent {
-    NewEvent {
-        event_id: Uuid::new_v4(),
-        event_type: kind.into(),
-        schema_version: 2,
-        payload: serde_json::json!({ "n": n, "text": "naïve café" }),
-        metadata: EventMetadata {
-            command_id: None,
-            causation_id: Some(Uuid::new_v4()),
-            correlation_id: Some(Uuid::new_v4()),
-            actor: Some("user-1".into()),
-            occurred_at: 1_700_000_000_000_000,
-            traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
-        },
-    }
-}
-
-fn append(stream_id: &str, expected: ExpectedVersion, events: Vec<NewEvent>) -> AppendRequest {
-    AppendRequest {
-        stream_id: stream_id.into(),
-        expected,
-        events,
-        command: None,
-    }
-}
-
-fn with_command(mut request: AppendRequest, command_id: Uuid) -> AppendRequest {
-    request.command = Some(PendingCommand {
-        command_id,
-        fingerprint: Some("fp".into()),
-        rejection: None,
-    });
-    request
 }
 
 fn appended(outcome: AppendOutcome) -> (u64, u64, u64) {
