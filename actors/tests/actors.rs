@@ -355,6 +355,77 @@ async fn version_conflicts_between_nodes_do_not_reach_callers(h: Harness) {
     assert_eq!(done.load(Ordering::Relaxed), 40);
 }
 
+/// Events are stored forever: a stream whose first event is `BookAdded` v1 (the seed design's single
+/// `author`/`genre`) still loads, upcast to v2, and takes new commands.
+async fn an_entity_with_old_event_versions_loads_and_takes_commands(h: Harness) {
+    let store = h.open().await;
+    let book = BookId::new();
+    let stream = format!("book-{book}");
+    store
+        .append(quire_store::testing::append(
+            &stream,
+            quire_store::ExpectedVersion::NoStream,
+            vec![quire_store::NewEvent {
+                event_id: uuid::Uuid::new_v4(),
+                event_type: "BookAdded".into(),
+                schema_version: 1,
+                payload: serde_json::json!({
+                    "book_id": book.to_string(),
+                    "title": "Pride and Prejudice",
+                    "author": "Jane Austen",
+                    "genre": "Classics",
+                    "year_published": 1813,
+                }),
+                metadata: quire_store::EventMetadata::default(),
+            }],
+        ))
+        .await
+        .unwrap();
+    let bus = LocalBus::new(store.clone(), ActorConfig::default());
+    // The upcast book exists (the review is accepted) and has its one author.
+    let out = bus
+        .dispatch(CommandEnvelope::new(
+            Principal::member(UserId::new()),
+            post_review(book, 5),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(out.stream_version, 2);
+    // Adding it again is refused as a duplicate: the v1 event was understood as the book's creation.
+    let Err(CommandError::Rejected(r)) = bus
+        .dispatch(CommandEnvelope::new(admin(), add_book(book)))
+        .await
+    else {
+        panic!("the upcast book must already exist");
+    };
+    assert_eq!(r.code, "already_exists");
+}
+
+/// An event type this code does not know makes the entity fail loudly, not load half a state.
+async fn an_unknown_stored_event_fails_the_command_and_writes_nothing(h: Harness) {
+    let store = h.open().await;
+    let book = BookId::new();
+    let stream = format!("book-{book}");
+    store
+        .append(quire_store::testing::append(
+            &stream,
+            quire_store::ExpectedVersion::NoStream,
+            vec![quire_store::testing::event("BookTeleported", 1)],
+        ))
+        .await
+        .unwrap();
+    let bus = LocalBus::new(store.clone(), ActorConfig::default());
+    let err = bus
+        .dispatch(CommandEnvelope::new(
+            Principal::member(UserId::new()),
+            post_review(book, 5),
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CommandError::Corrupt { .. }), "{err}");
+    assert_eq!(events_in(&store, &stream).await, 1);
+}
+
 macro_rules! on_backends {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
@@ -385,4 +456,6 @@ on_backends!(
     passivation_never_loses_a_command,
     a_panicking_handler_fails_only_its_command,
     version_conflicts_between_nodes_do_not_reach_callers,
+    an_entity_with_old_event_versions_loads_and_takes_commands,
+    an_unknown_stored_event_fails_the_command_and_writes_nothing,
 );
