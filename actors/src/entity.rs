@@ -184,7 +184,7 @@ impl<A: Aggregate> EntityState<A> {
         &mut self,
         envelope: CommandEnvelope<A::Command>,
     ) -> Result<CommandOutcome, CommandError> {
-        let fingerprint = fingerprint(&envelope.command);
+        let fingerprint = fingerprint(&envelope.principal, &envelope.command);
         let ctx = CommandContext {
             principal: envelope.principal.clone(),
         };

@@ -156,18 +156,25 @@ pub(crate) fn replay(record: &CommandRecord) -> Result<CommandOutcome, CommandEr
     }
 }
 
-/// A stable digest of a command's content (FNV-1a over its JSON), to detect a reused idempotency key.
+/// A stable digest of who sent a command and what it says (FNV-1a over their JSON), to detect a
+/// reused idempotency key: another command, or the same command from another principal, must not
+/// receive the first one's recorded outcome.
 ///
 /// `DefaultHasher` is not stable across Rust versions, and stored fingerprints must stay comparable
 /// forever, hence this small fixed algorithm.
-pub(crate) fn fingerprint<C: Serialize>(command: &C) -> String {
-    let bytes = serde_json::to_vec(command).expect("commands always serialize");
+pub(crate) fn fingerprint<C: Serialize>(principal: &Principal, command: &C) -> String {
+    let bytes =
+        serde_json::to_vec(&(principal, command)).expect("principals and commands serialize");
+    format!("fnv1a64:{:016x}", fnv1a64(&bytes))
+}
+
+fn fnv1a64(bytes: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
+    for &b in bytes {
         hash ^= u64::from(b);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    format!("fnv1a64:{hash:016x}")
+    hash
 }
 
 #[cfg(test)]
@@ -175,12 +182,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn fingerprints_are_stable_and_content_sensitive() {
-        let a = fingerprint(&serde_json::json!({ "a": 1 }));
-        assert_eq!(a, fingerprint(&serde_json::json!({ "a": 1 })));
-        assert_ne!(a, fingerprint(&serde_json::json!({ "a": 2 })));
-        // Pinned: stored fingerprints must never change meaning.
-        assert_eq!(fingerprint(&""), "fnv1a64:07cc7607b4949e25");
+    fn fingerprints_are_stable_and_cover_content_and_principal() {
+        let system = Principal::system();
+        let a = fingerprint(&system, &serde_json::json!({ "a": 1 }));
+        assert_eq!(a, fingerprint(&system, &serde_json::json!({ "a": 1 })));
+        assert_ne!(a, fingerprint(&system, &serde_json::json!({ "a": 2 })));
+        let someone = Principal::member(quire_domain::ids::UserId::new());
+        assert_ne!(a, fingerprint(&someone, &serde_json::json!({ "a": 1 })));
+    }
+
+    #[test]
+    fn the_fingerprint_algorithm_is_pinned() {
+        // Stored fingerprints must never change meaning: FNV-1a 64 of the JSON `""`.
+        assert_eq!(fnv1a64(b"\"\""), 0x07cc_7607_b494_9e25);
     }
 
     #[test]

@@ -156,6 +156,13 @@ async fn a_reused_command_id_with_other_content_is_refused(h: Harness) {
         bus.dispatch(other).await,
         Err(CommandError::KeyReused(_))
     ));
+    // The same command under the same key from someone else is not given the first outcome either.
+    let mut impostor = envelope.clone();
+    impostor.principal = admin();
+    assert!(matches!(
+        bus.dispatch(impostor).await,
+        Err(CommandError::KeyReused(_))
+    ));
 }
 
 /// One review per member per book, with many concurrent requests split over two nodes that share

@@ -248,7 +248,6 @@ fn print_stats(stats: &StoreStats, json: bool) {
         return;
     }
     let mut table = new_table();
-    table.set_header(vec!["", ""]);
     table.add_row(vec!["backend".to_string(), stats.backend.clone()]);
     table.add_row(vec!["events".to_string(), stats.events.to_string()]);
     table.add_row(vec!["streams".to_string(), stats.streams.to_string()]);
