@@ -77,9 +77,11 @@ fn main() -> std::process::ExitCode {
         }
     };
     // Operator tools log only warnings so their stdout stays clean for scripts.
-    let log = match cli.command {
-        Command::Serve { .. } => settings.log.clone(),
-        _ => "warn".to_string(),
+    let serving = matches!(cli.command, Command::Serve { .. });
+    let log = if serving {
+        settings.log.clone()
+    } else {
+        "warn".to_string()
     };
     telemetry::init(&log, settings.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -109,8 +111,13 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!(error = format!("{error:#}"), "quire failed");
-            eprintln!("error: {error:#}");
+            // The server reports through its logs (which may be JSON for a collector); the operator
+            // tools, whose logs are quiet, on stderr. Once either way.
+            if serving {
+                tracing::error!(error = format!("{error:#}"), "quire failed");
+            } else {
+                eprintln!("error: {error:#}");
+            }
             std::process::ExitCode::FAILURE
         }
     }

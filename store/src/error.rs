@@ -18,12 +18,12 @@ pub enum StoreError {
     /// The request itself is malformed (for example a rejection that carries events).
     #[error("invalid append request: {0}")]
     InvalidRequest(String),
-    /// The database failed; `context` says what the store was doing.
-    #[error("{context}: {source}")]
+    /// The database failed; `context` says what the store was doing. The cause is part of the
+    /// message rather than a chained source, so that neither logs nor `{:#}` print it twice.
+    #[error("{context}: {cause}")]
     Database {
         context: &'static str,
-        #[source]
-        source: Arc<dyn std::error::Error + Send + Sync>,
+        cause: Arc<dyn std::error::Error + Send + Sync>,
     },
     /// A stored row could not be decoded.
     #[error("corrupt stored data: {0}")]
@@ -44,9 +44,9 @@ impl StoreError {
     where
         E: std::error::Error + Send + Sync + 'static,
     {
-        move |source| Self::Database {
+        move |cause| Self::Database {
             context,
-            source: Arc::new(source),
+            cause: Arc::new(cause),
         }
     }
 

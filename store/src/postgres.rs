@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Executor, Postgres, Row};
+use sqlx::{Connection, Executor, Postgres, Row};
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
@@ -48,6 +48,14 @@ impl PostgresStore {
     pub async fn connect(url: &str, options: StoreOptions) -> Result<Self, StoreError> {
         let connect =
             PgConnectOptions::from_str(url).map_err(StoreError::db("parsing postgres url"))?;
+        // One direct connection first: a pool only says "timed out", hiding why (refused, bad
+        // password, no such database), which is what an operator needs to read.
+        PgConnection::connect_with(&connect)
+            .await
+            .map_err(StoreError::db("connecting to postgres"))?
+            .close()
+            .await
+            .map_err(StoreError::db("connecting to postgres"))?;
         let pool = PgPoolOptions::new()
             .max_connections(options.read_connections.max(1) + 1)
             .acquire_timeout(Duration::from_secs(10))
