@@ -35,8 +35,8 @@ impl Command {
     /// The id of the stream the command writes to, e.g. `book-<uuid>`.
     pub fn stream_id(&self) -> String {
         match self {
-            Self::Book { book_id, .. } => format!("book-{book_id}"),
-            Self::User { user_id, .. } => format!("user-{user_id}"),
+            Self::Book { book_id, .. } => book_id.stream_id(),
+            Self::User { user_id, .. } => user_id.stream_id(),
         }
     }
 }

@@ -201,9 +201,7 @@ pub(crate) trait BatchWriter: Send + 'static {
     fn write_batch(
         &mut self,
         batch: &[&AppendRequest],
-    ) -> impl std::future::Future<
-        Output = Result<(Vec<Result<AppendOutcome, StoreError>>, Position), StoreError>,
-    > + Send;
+    ) -> impl std::future::Future<Output = BatchResult> + Send;
 }
 
 /// Runs the writer: takes whatever is queued (up to `max_batch`), commits it, answers each caller.

@@ -49,9 +49,4 @@ impl StoreError {
             cause: Arc::new(cause),
         }
     }
-
-    /// Whether retrying the same request may succeed (a transient database failure).
-    pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Database { .. } | Self::Unavailable(_))
-    }
 }
