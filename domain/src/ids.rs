@@ -110,6 +110,21 @@ impl BookId {
 }
 
 impl UserId {
+    /// The namespace of username-derived user ids (UUIDv5); fixed forever, because stored
+    /// streams are named after the ids it produces.
+    const USERNAME_NAMESPACE: Uuid = Uuid::from_u128(0x6f1c_2a52_9d3e_4b8a_a1f0_53c7_e2b4_0d91);
+
+    /// The id of the user who logs in as `username`.
+    ///
+    /// Deriving the id from the login makes "one account per username" an expected-version check
+    /// on one stream, with no cross-stream uniqueness index that could race.
+    pub fn for_username(username: &crate::values::Username) -> Self {
+        Self(Uuid::new_v5(
+            &Self::USERNAME_NAMESPACE,
+            username.as_str().as_bytes(),
+        ))
+    }
+
     /// The id of the user's event stream, "user-{id}".
     pub fn stream_id(&self) -> String {
         format!(

@@ -92,6 +92,7 @@ const SUMMARY_TEXT: &str = "summary_text";
 const PERSON_NAME: &str = "person_name";
 const EMAIL: &str = "email";
 const PASSWORD_HASH: &str = "password_hash";
+const USERNAME: &str = "username";
 
 /// Trims a value and checks that it is non-empty and at most `max` characters long.
 fn trimmed_text(field: &'static str, raw: String, max: usize) -> Result<String, ValueError> {
@@ -249,6 +250,12 @@ string_value!(
     Email
 );
 string_value!(
+    /// A login name: trimmed, lowercased, 1 to 254 characters, no whitespace, control characters
+    /// or ':' (HTTP Basic uses ':' as its separator). An email address is a valid username.
+    #[derive(Debug)]
+    Username
+);
+string_value!(
     /// An argon2id PHC string; the caller hashes, the domain only stores the hash.
     PasswordHash
 );
@@ -262,7 +269,8 @@ display_value!(
     ReviewText,
     SummaryText,
     PersonName,
-    Email
+    Email,
+    Username
 );
 
 impl Title {
@@ -469,6 +477,26 @@ impl SummaryText {
     /// Validates a summary.
     pub fn parse(value: impl Into<String>) -> Result<Self, ValueError> {
         trimmed_text(SUMMARY_TEXT, value.into(), Self::MAX_CHARS).map(Self)
+    }
+}
+
+impl Username {
+    /// The longest username, in characters (long enough for any email address).
+    pub const MAX_CHARS: usize = 254;
+
+    /// Validates a username and lowercases it, so "Alice" and "alice" are one login.
+    pub fn parse(value: impl Into<String>) -> Result<Self, ValueError> {
+        let value = trimmed_text(USERNAME, value.into(), Self::MAX_CHARS)?;
+        if let Some(character) = value
+            .chars()
+            .find(|c| c.is_whitespace() || c.is_control() || *c == ':')
+        {
+            return Err(ValueError::DisallowedCharacter {
+                field: USERNAME,
+                character,
+            });
+        }
+        Ok(Self(value.to_lowercase()))
     }
 }
 

@@ -3,7 +3,7 @@
 use quire_domain::ids::UserId;
 use quire_domain::testing::{Given, assert_round_trips};
 use quire_domain::user::{MAX_FAVOURITE_GENRES, User, UserCommand, UserError, UserEvent};
-use quire_domain::values::{Email, Genre, PasswordHash, PersonName};
+use quire_domain::values::{Email, Genre, PasswordHash, PersonName, Username};
 use quire_domain::{
     Aggregate, CommandContext, DomainError, DomainEvent, ErrorKind, EventDecodeError, Role,
 };
@@ -15,7 +15,11 @@ fn user(n: u128) -> UserId {
 }
 
 fn ada() -> UserId {
-    user(1)
+    UserId::for_username(&username("ada"))
+}
+
+fn username(s: &str) -> Username {
+    Username::parse(s).unwrap()
 }
 
 fn admin() -> CommandContext {
@@ -34,9 +38,10 @@ fn register(role: Role) -> UserCommand {
     UserCommand::Register {
         user_id: ada(),
         name: PersonName::parse("Ada Lovelace").unwrap(),
-        email: Email::parse("ada@Example.org").unwrap(),
+        username: Some(username("Ada")),
+        email: Some(Email::parse("ada@Example.org").unwrap()),
         role,
-        password_hash: hash("c2FsdA"),
+        password_hash: Some(hash("c2FsdA")),
     }
 }
 
@@ -44,9 +49,10 @@ fn registered(role: Role) -> UserEvent {
     UserEvent::UserRegistered {
         user_id: ada(),
         name: PersonName::parse("Ada Lovelace").unwrap(),
-        email: Email::parse("ada@example.org").unwrap(),
+        username: Some(username("ada")),
+        email: Some(Email::parse("ada@example.org").unwrap()),
         role,
-        password_hash: hash("c2FsdA"),
+        password_hash: Some(hash("c2FsdA")),
     }
 }
 
@@ -339,7 +345,12 @@ fn every_event_round_trips_through_its_stored_payload() {
         UserEvent::UserDeactivated,
     ];
     for event in &events {
-        assert_eq!(event.schema_version(), 1);
+        let expected = if matches!(event, UserEvent::UserRegistered { .. }) {
+            2
+        } else {
+            1
+        };
+        assert_eq!(event.schema_version(), expected);
         assert_round_trips(event);
     }
 }
@@ -351,8 +362,9 @@ fn user_registered_has_a_pinned_shape() {
     assert_eq!(
         event.to_payload(),
         json!({
-            "user_id": "00000000-0000-0000-0000-000000005e01",
+            "user_id": ada().to_string(),
             "name": "Ada Lovelace",
+            "username": "ada",
             "email": "ada@example.org",
             "role": "admin",
             "password_hash": "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA"
@@ -429,12 +441,107 @@ fn every_error_has_a_stable_code_and_kind() {
 fn register_command_wire_format() {
     let command: UserCommand = serde_json::from_value(json!({
         "type": "register",
-        "user_id": "00000000-0000-0000-0000-000000005e01",
+        "user_id": ada().to_string(),
         "name": "Ada Lovelace",
+        "username": "Ada",
         "email": "ada@Example.org",
         "role": "member",
         "password_hash": "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA"
     }))
     .unwrap();
     assert_eq!(command, register(Role::Member));
+}
+
+// Logins and patrons
+
+#[test]
+fn the_user_id_of_a_login_is_derived_from_the_username() {
+    let mut command = register(Role::Member);
+    if let UserCommand::Register { user_id, .. } = &mut command {
+        *user_id = user(7);
+    }
+    let error = Given::<User>::nothing()
+        .when(command, CommandContext::anonymous())
+        .then_error("user_id_mismatch");
+    assert_eq!(error.kind(), ErrorKind::Invalid);
+}
+
+#[test]
+fn usernames_are_case_insensitive_logins() {
+    assert_eq!(
+        UserId::for_username(&username("ADA")),
+        UserId::for_username(&username("ada"))
+    );
+    assert_ne!(
+        UserId::for_username(&username("ada")),
+        UserId::for_username(&username("bob"))
+    );
+    assert!(Username::parse("ada:x").is_err());
+    assert!(Username::parse("a b").is_err());
+    assert!(Username::parse("  ").is_err());
+}
+
+#[test]
+fn an_admin_can_enrol_a_patron_without_login_or_email() {
+    let patron = UserCommand::Register {
+        user_id: user(5),
+        name: PersonName::parse("Alice").unwrap(),
+        username: None,
+        email: None,
+        role: Role::Member,
+        password_hash: None,
+    };
+    Given::<User>::nothing()
+        .when(patron, admin())
+        .then_events(vec![UserEvent::UserRegistered {
+            user_id: user(5),
+            name: PersonName::parse("Alice").unwrap(),
+            username: None,
+            email: None,
+            role: Role::Member,
+            password_hash: None,
+        }]);
+}
+
+#[test]
+fn a_password_without_a_username_is_refused() {
+    let command = UserCommand::Register {
+        user_id: user(5),
+        name: PersonName::parse("Alice").unwrap(),
+        username: None,
+        email: None,
+        role: Role::Member,
+        password_hash: Some(hash("c2FsdA")),
+    };
+    let error = Given::<User>::nothing()
+        .when(command, admin())
+        .then_error("password_without_username");
+    assert_eq!(error, UserError::PasswordWithoutUsername);
+}
+
+#[test]
+fn version_1_registrations_log_in_with_their_email() {
+    let event = UserEvent::from_stored(
+        "UserRegistered",
+        1,
+        &json!({
+            "user_id": "00000000-0000-0000-0000-000000005e01",
+            "name": "Ada Lovelace",
+            "email": "Ada@example.org",
+            "role": "member",
+            "password_hash": "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA"
+        }),
+    )
+    .unwrap();
+    assert_eq!(
+        event,
+        UserEvent::UserRegistered {
+            user_id: user(1),
+            name: PersonName::parse("Ada Lovelace").unwrap(),
+            username: Some(username("ada@example.org")),
+            email: Some(Email::parse("Ada@example.org").unwrap()),
+            role: Role::Member,
+            password_hash: Some(hash("c2FsdA")),
+        }
+    );
 }

@@ -6,7 +6,7 @@ use crate::aggregate::{DomainEvent, EventDecodeError};
 use crate::auth::Role;
 use crate::ids::UserId;
 use crate::serde_util::{decode_payload, encode_payload};
-use crate::values::{Email, Genre, PasswordHash, PersonName};
+use crate::values::{Email, Genre, PasswordHash, PersonName, Username};
 
 const USER_REGISTERED: &str = "UserRegistered";
 const PREFERENCES_CHANGED: &str = "PreferencesChanged";
@@ -16,13 +16,14 @@ const USER_DEACTIVATED: &str = "UserDeactivated";
 /// Facts recorded in a user's stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UserEvent {
-    /// The user registered.
+    /// The user registered (schema version 2).
     UserRegistered {
         user_id: UserId,
         name: PersonName,
-        email: Email,
+        username: Option<Username>,
+        email: Option<Email>,
         role: Role,
-        password_hash: PasswordHash,
+        password_hash: Option<PasswordHash>,
     },
     /// The favourite genres were replaced.
     PreferencesChanged { favourite_genres: Vec<Genre> },
@@ -61,14 +62,29 @@ impl From<RoleV1> for Role {
     }
 }
 
-/// `UserRegistered` version 1.
-#[derive(Serialize, Deserialize)]
+/// `UserRegistered` version 1: every user logged in with their email address and a password.
+#[derive(Deserialize)]
 struct UserRegisteredV1 {
     user_id: UserId,
     name: PersonName,
     email: Email,
     role: RoleV1,
     password_hash: PasswordHash,
+}
+
+/// `UserRegistered` version 2: the login is a username, and patrons enrolled by an admin may have
+/// no login, email or password.
+#[derive(Serialize, Deserialize)]
+struct UserRegisteredV2 {
+    user_id: UserId,
+    name: PersonName,
+    #[serde(default)]
+    username: Option<Username>,
+    #[serde(default)]
+    email: Option<Email>,
+    role: RoleV1,
+    #[serde(default)]
+    password_hash: Option<PasswordHash>,
 }
 
 /// `PreferencesChanged` version 1: the complete new list, not a delta.
@@ -98,7 +114,10 @@ impl DomainEvent for UserEvent {
     }
 
     fn schema_version(&self) -> u32 {
-        1
+        match self {
+            Self::UserRegistered { .. } => 2,
+            _ => 1,
+        }
     }
 
     fn to_payload(&self) -> serde_json::Value {
@@ -106,12 +125,14 @@ impl DomainEvent for UserEvent {
             Self::UserRegistered {
                 user_id,
                 name,
+                username,
                 email,
                 role,
                 password_hash,
-            } => encode_payload(&UserRegisteredV1 {
+            } => encode_payload(&UserRegisteredV2 {
                 user_id: *user_id,
                 name: name.clone(),
+                username: username.clone(),
                 email: email.clone(),
                 role: (*role).into(),
                 password_hash: password_hash.clone(),
@@ -136,12 +157,28 @@ impl DomainEvent for UserEvent {
         match (event_type, schema_version) {
             (USER_REGISTERED, 1) => {
                 let v1: UserRegisteredV1 = decode_payload(event_type, schema_version, payload)?;
+                // Version 1 users logged in with their email address; it stays their username so
+                // their credentials keep working. (Their ids were random, so for them the id is
+                // not derived from the username; the read model's login index covers them.)
+                let username = Username::parse(v1.email.as_str()).ok();
                 Ok(Self::UserRegistered {
                     user_id: v1.user_id,
                     name: v1.name,
-                    email: v1.email,
+                    username,
+                    email: Some(v1.email),
                     role: v1.role.into(),
-                    password_hash: v1.password_hash,
+                    password_hash: Some(v1.password_hash),
+                })
+            }
+            (USER_REGISTERED, 2) => {
+                let v2: UserRegisteredV2 = decode_payload(event_type, schema_version, payload)?;
+                Ok(Self::UserRegistered {
+                    user_id: v2.user_id,
+                    name: v2.name,
+                    username: v2.username,
+                    email: v2.email,
+                    role: v2.role.into(),
+                    password_hash: v2.password_hash,
                 })
             }
             (PREFERENCES_CHANGED, 1) => {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::aggregate::{Aggregate, DomainError, ErrorKind};
 use crate::auth::{CommandContext, Principal, Role};
 use crate::ids::UserId;
-use crate::values::{Email, Genre, PasswordHash, PersonName};
+use crate::values::{Email, Genre, PasswordHash, PersonName, Username};
 
 pub use events::UserEvent;
 
@@ -19,12 +19,20 @@ pub const MAX_FAVOURITE_GENRES: usize = 50;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum UserCommand {
     /// Creates the user; anyone may register a member, only an admin or the system an admin.
+    ///
+    /// A user who logs in has a `username`, and then `user_id` must be
+    /// [`UserId::for_username`] of it. A library patron an admin enrolls may have neither login
+    /// nor email.
     Register {
         user_id: UserId,
         name: PersonName,
-        email: Email,
+        #[serde(default)]
+        username: Option<Username>,
+        #[serde(default)]
+        email: Option<Email>,
         role: Role,
-        password_hash: PasswordHash,
+        #[serde(default)]
+        password_hash: Option<PasswordHash>,
     },
     /// Replaces the user's favourite genres (duplicates are dropped, order kept).
     ChangePreferences { favourite_genres: Vec<Genre> },
@@ -52,6 +60,12 @@ pub enum UserError {
     /// The system role belongs to internal engines and cannot be given to a user.
     #[error("users cannot be registered with the system role")]
     SystemRoleNotAllowed,
+    /// The user id is not the one derived from the username.
+    #[error("the user id of username {username:?} must be {expected}")]
+    IdNotDerivedFromUsername { username: String, expected: UserId },
+    /// A password without a username could never be used.
+    #[error("a password needs a username to log in with")]
+    PasswordWithoutUsername,
     /// More favourite genres than allowed.
     #[error("at most {max} favourite genres are allowed, got {count}")]
     TooManyGenres { count: usize, max: usize },
@@ -66,6 +80,8 @@ impl DomainError for UserError {
             Self::Forbidden { .. } => "forbidden",
             Self::SystemRoleNotAllowed => "invalid_role",
             Self::TooManyGenres { .. } => "too_many_genres",
+            Self::IdNotDerivedFromUsername { .. } => "user_id_mismatch",
+            Self::PasswordWithoutUsername => "password_without_username",
         }
     }
 
@@ -75,7 +91,10 @@ impl DomainError for UserError {
             Self::AlreadyExists => ErrorKind::Conflict,
             Self::Deactivated => ErrorKind::Gone,
             Self::Forbidden { .. } => ErrorKind::Forbidden,
-            Self::SystemRoleNotAllowed | Self::TooManyGenres { .. } => ErrorKind::Invalid,
+            Self::SystemRoleNotAllowed
+            | Self::TooManyGenres { .. }
+            | Self::IdNotDerivedFromUsername { .. }
+            | Self::PasswordWithoutUsername => ErrorKind::Invalid,
         }
     }
 }
@@ -85,6 +104,7 @@ impl DomainError for UserError {
 pub struct User {
     id: Option<UserId>,
     name: Option<PersonName>,
+    username: Option<Username>,
     email: Option<Email>,
     role: Option<Role>,
     password_hash: Option<PasswordHash>,
@@ -108,7 +128,12 @@ impl User {
         self.name.as_ref()
     }
 
-    /// The email address, once registered.
+    /// The login name, if the user has one.
+    pub fn username(&self) -> Option<&Username> {
+        self.username.as_ref()
+    }
+
+    /// The email address, if the user gave one.
     pub fn email(&self) -> Option<&Email> {
         self.email.as_ref()
     }
@@ -118,7 +143,7 @@ impl User {
         self.role
     }
 
-    /// The current password hash, once registered.
+    /// The current password hash, if the user has one.
     pub fn password_hash(&self) -> Option<&PasswordHash> {
         self.password_hash.as_ref()
     }
@@ -179,10 +204,26 @@ impl Aggregate for User {
             UserCommand::Register {
                 user_id,
                 name,
+                username,
                 email,
                 role,
                 password_hash,
             } => {
+                match username {
+                    Some(username) => {
+                        let expected = UserId::for_username(username);
+                        if *user_id != expected {
+                            return Err(UserError::IdNotDerivedFromUsername {
+                                username: username.to_string(),
+                                expected,
+                            });
+                        }
+                    }
+                    None if password_hash.is_some() => {
+                        return Err(UserError::PasswordWithoutUsername);
+                    }
+                    None => {}
+                }
                 match role {
                     Role::System => return Err(UserError::SystemRoleNotAllowed),
                     Role::Admin if !principal.is_privileged() => {
@@ -198,6 +239,7 @@ impl Aggregate for User {
                 Ok(vec![UserEvent::UserRegistered {
                     user_id: *user_id,
                     name: name.clone(),
+                    username: username.clone(),
                     email: email.clone(),
                     role: *role,
                     password_hash: password_hash.clone(),
@@ -238,15 +280,17 @@ impl Aggregate for User {
             UserEvent::UserRegistered {
                 user_id,
                 name,
+                username,
                 email,
                 role,
                 password_hash,
             } => {
                 self.id = Some(*user_id);
                 self.name = Some(name.clone());
-                self.email = Some(email.clone());
+                self.username = username.clone();
+                self.email = email.clone();
                 self.role = Some(*role);
-                self.password_hash = Some(password_hash.clone());
+                self.password_hash = password_hash.clone();
                 self.deactivated = false;
             }
             UserEvent::PreferencesChanged { favourite_genres } => {
