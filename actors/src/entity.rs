@@ -184,7 +184,11 @@ impl<A: Aggregate> EntityState<A> {
         &mut self,
         envelope: CommandEnvelope<A::Command>,
     ) -> Result<CommandOutcome, CommandError> {
-        let fingerprint = fingerprint(&envelope.principal, &envelope.command);
+        let fingerprint = fingerprint(
+            &envelope.principal,
+            &envelope.command,
+            envelope.expected_version,
+        );
         let ctx = CommandContext {
             principal: envelope.principal.clone(),
         };
@@ -193,11 +197,23 @@ impl<A: Aggregate> EntityState<A> {
             if self.aggregate.is_none() {
                 self.catch_up().await?;
             }
+            if let Some(expected) = envelope.expected_version
+                && expected != self.version
+            {
+                // Another node may have written since this actor last looked: only the stream's
+                // tail can tell whether the sender's version is really stale.
+                self.catch_up().await?;
+            }
             let aggregate = self.aggregate.as_ref().expect("loaded above");
-            let decision = aggregate.decide(&envelope.command, &ctx);
-            let (events, rejection) = match &decision {
-                Ok(events) => (events.clone(), None),
-                Err(error) => (Vec::new(), Some(Rejection::from_domain(error))),
+            let (events, rejection) = match envelope.expected_version {
+                Some(expected) if expected != self.version => (
+                    Vec::new(),
+                    Some(Rejection::version_mismatch(expected, self.version)),
+                ),
+                _ => match aggregate.decide(&envelope.command, &ctx) {
+                    Ok(events) => (events, None),
+                    Err(error) => (Vec::new(), Some(Rejection::from_domain(&error))),
+                },
             };
             let request = AppendRequest {
                 stream_id: self.stream_id.clone(),

@@ -18,6 +18,10 @@ pub struct CommandEnvelope<C> {
     pub principal: Principal,
     /// W3C `traceparent` of the request, carried into the stored events.
     pub traceparent: Option<String>,
+    /// The entity version the sender based the command on (HTTP `If-Match`); when set and the
+    /// entity has moved on, the command is refused as `version_mismatch` and writes nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_version: Option<u64>,
     pub command: C,
 }
 
@@ -31,8 +35,15 @@ impl<C> CommandEnvelope<C> {
             causation_id: None,
             principal,
             traceparent: None,
+            expected_version: None,
             command,
         }
+    }
+
+    /// Makes the command conditional on the entity still being at `version`.
+    pub fn with_expected_version(mut self, version: u64) -> Self {
+        self.expected_version = Some(version);
+        self
     }
 
     /// Sets the idempotency key (for example from an `Idempotency-Key` header).
@@ -52,6 +63,7 @@ impl<C> CommandEnvelope<C> {
             causation_id: self.causation_id,
             principal: self.principal,
             traceparent: self.traceparent,
+            expected_version: self.expected_version,
             command: f(self.command),
         }
     }
@@ -77,12 +89,22 @@ pub struct CommandOutcome {
 pub struct Rejection {
     /// Stable machine code, such as `review_already_exists`.
     pub code: String,
-    /// `not_found`, `conflict`, `forbidden`, `invalid` or `gone`.
+    /// `not_found`, `conflict`, `forbidden`, `invalid`, `gone`, or `precondition` when the
+    /// entity was not at the version the command expected.
     pub kind: String,
     pub message: String,
 }
 
 impl Rejection {
+    /// The refusal of a command whose expected version is not the entity's.
+    pub(crate) fn version_mismatch(expected: u64, actual: u64) -> Self {
+        Self {
+            code: "version_mismatch".to_string(),
+            kind: "precondition".to_string(),
+            message: format!("the entity is at version {actual}, not the expected {expected}"),
+        }
+    }
+
     pub(crate) fn from_domain(error: &impl DomainError) -> Self {
         Self {
             code: error.code().to_string(),
@@ -162,9 +184,18 @@ pub(crate) fn replay(record: &CommandRecord) -> Result<CommandOutcome, CommandEr
 ///
 /// `DefaultHasher` is not stable across Rust versions, and stored fingerprints must stay comparable
 /// forever, hence this small fixed algorithm.
-pub(crate) fn fingerprint<C: Serialize>(principal: &Principal, command: &C) -> String {
-    let bytes =
-        serde_json::to_vec(&(principal, command)).expect("principals and commands serialize");
+pub(crate) fn fingerprint<C: Serialize>(
+    principal: &Principal,
+    command: &C,
+    expected_version: Option<u64>,
+) -> String {
+    // Without a precondition the digest keeps its original input, so stored fingerprints of
+    // unconditional commands stay comparable.
+    let bytes = match expected_version {
+        None => serde_json::to_vec(&(principal, command)),
+        Some(version) => serde_json::to_vec(&(principal, command, version)),
+    }
+    .expect("principals and commands serialize");
     format!("fnv1a64:{:016x}", fnv1a64(&bytes))
 }
 
@@ -184,11 +215,24 @@ mod tests {
     #[test]
     fn fingerprints_are_stable_and_cover_content_and_principal() {
         let system = Principal::system();
-        let a = fingerprint(&system, &serde_json::json!({ "a": 1 }));
-        assert_eq!(a, fingerprint(&system, &serde_json::json!({ "a": 1 })));
-        assert_ne!(a, fingerprint(&system, &serde_json::json!({ "a": 2 })));
+        let a = fingerprint(&system, &serde_json::json!({ "a": 1 }), None);
+        assert_eq!(
+            a,
+            fingerprint(&system, &serde_json::json!({ "a": 1 }), None)
+        );
+        assert_ne!(
+            a,
+            fingerprint(&system, &serde_json::json!({ "a": 2 }), None)
+        );
+        assert_ne!(
+            a,
+            fingerprint(&system, &serde_json::json!({ "a": 1 }), Some(3))
+        );
         let someone = Principal::member(quire_domain::ids::UserId::new());
-        assert_ne!(a, fingerprint(&someone, &serde_json::json!({ "a": 1 })));
+        assert_ne!(
+            a,
+            fingerprint(&someone, &serde_json::json!({ "a": 1 }), None)
+        );
     }
 
     #[test]

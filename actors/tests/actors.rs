@@ -433,6 +433,50 @@ async fn an_unknown_stored_event_fails_the_command_and_writes_nothing(h: Harness
     assert_eq!(events_in(&store, &stream).await, 1);
 }
 
+async fn a_stale_expected_version_is_refused_even_when_another_node_wrote(h: Harness) {
+    let store = h.open().await;
+    let node_a = LocalBus::new(store.clone(), ActorConfig::default());
+    let node_b = LocalBus::new(store.clone(), ActorConfig::default());
+    let book = BookId::new();
+    node_a
+        .dispatch(CommandEnvelope::new(admin(), add_book(book)))
+        .await
+        .unwrap();
+    // Node A's actor now holds version 1 in memory; node B moves the book to version 2.
+    node_b
+        .dispatch(CommandEnvelope::new(
+            Principal::member(UserId::new()),
+            post_review(book, 5),
+        ))
+        .await
+        .unwrap();
+    let stale = CommandEnvelope::new(admin(), remove_book(book)).with_expected_version(1);
+    match node_a.dispatch(stale.clone()).await {
+        Err(CommandError::Rejected(r)) => {
+            assert_eq!(r.code, "version_mismatch");
+            assert_eq!(r.kind, "precondition");
+        }
+        other => panic!("expected a version mismatch, got {other:?}"),
+    }
+    // The retry gets the same refusal, and nothing was written.
+    assert!(matches!(
+        node_a.dispatch(stale).await,
+        Err(CommandError::Rejected(_))
+    ));
+    assert_eq!(events_in(&store, &format!("book-{book}")).await, 2);
+    // Node A has not seen version 2 yet, but a command expecting it succeeds there.
+    let current = CommandEnvelope::new(admin(), remove_book(book)).with_expected_version(2);
+    let out = node_a.dispatch(current).await.unwrap();
+    assert_eq!(out.stream_version, 3);
+}
+
+fn remove_book(book_id: BookId) -> Command {
+    Command::Book {
+        book_id,
+        command: BookCommand::RemoveBook,
+    }
+}
+
 macro_rules! on_backends {
     ($($test:ident),* $(,)?) => {
         mod sqlite {
@@ -465,4 +509,5 @@ on_backends!(
     version_conflicts_between_nodes_do_not_reach_callers,
     an_entity_with_old_event_versions_loads_and_takes_commands,
     an_unknown_stored_event_fails_the_command_and_writes_nothing,
+    a_stale_expected_version_is_refused_even_when_another_node_wrote,
 );
