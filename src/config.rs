@@ -17,7 +17,15 @@ pub(crate) struct Settings {
     /// Where the embedded backend keeps its files (`events.db`).
     pub data_dir: PathBuf,
     /// A Postgres URL (`postgres://…`) selects the scaled backend; empty means embedded SQLite.
+    /// TLS to Postgres is set in the URL (`?sslmode=require`, `verify-full`, `sslrootcert=…`).
     pub database_url: Option<Secret>,
+    /// Where the read models live: by default the Postgres database of the events, or
+    /// `read.db` in the data directory for the embedded backend.
+    pub read_model_url: Option<Secret>,
+    /// With `admin_password`, creates this admin at start-up if no such user exists yet
+    /// (`QUIRE_ADMIN_USER` / `QUIRE_ADMIN_PASSWORD`).
+    pub admin_user: Option<String>,
+    pub admin_password: Option<Secret>,
     /// The HTTP listen address.
     pub listen: SocketAddr,
     /// A `tracing` filter, e.g. `info` or `quire=debug,sqlx=warn`.
@@ -26,6 +34,8 @@ pub(crate) struct Settings {
     pub log_format: LogFormat,
     pub actors: ActorSettings,
     pub store: StoreSettings,
+    pub api: ApiSettings,
+    pub tls: TlsSettings,
     /// How long shutdown waits for in-flight commands.
     pub shutdown_timeout_secs: u64,
 }
@@ -47,6 +57,33 @@ pub(crate) struct ActorSettings {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(crate) struct ApiSettings {
+    /// The largest request body, in bytes.
+    pub body_limit_bytes: usize,
+    /// How long a read presenting a consistency token waits for the read models.
+    pub consistency_timeout_ms: u64,
+    /// How long a write waits for the read models before answering 202.
+    pub write_wait_ms: u64,
+    /// Requests per second per client IP; 0 turns rate limiting off.
+    pub rate_limit_per_second: f64,
+    pub rate_limit_burst: u32,
+    /// Lifetime of bearer tokens.
+    pub token_ttl_secs: u64,
+    /// Signs bearer tokens; every node of a cluster needs the same one. When unset, a random
+    /// secret is kept in `<data_dir>/token-secret`.
+    pub token_secret: Option<Secret>,
+}
+
+/// HTTPS: PEM files of the certificate chain and private key; both or neither.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TlsSettings {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct StoreSettings {
     pub max_batch: usize,
     pub read_connections: u32,
@@ -57,6 +94,9 @@ impl Default for Settings {
         Self {
             data_dir: PathBuf::from("quire-data"),
             database_url: None,
+            read_model_url: None,
+            admin_user: None,
+            admin_password: None,
             listen: "127.0.0.1:8080".parse().expect("valid default address"),
             log: "info".into(),
             log_format: LogFormat::Text,
@@ -69,6 +109,16 @@ impl Default for Settings {
                 max_batch: 512,
                 read_connections: 8,
             },
+            api: ApiSettings {
+                body_limit_bytes: 64 * 1024,
+                consistency_timeout_ms: 5_000,
+                write_wait_ms: 5_000,
+                rate_limit_per_second: 200.0,
+                rate_limit_burst: 400,
+                token_ttl_secs: 3_600,
+                token_secret: None,
+            },
+            tls: TlsSettings::default(),
             shutdown_timeout_secs: 10,
         }
     }
@@ -80,6 +130,8 @@ pub(crate) struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub database_url: Option<String>,
     pub listen: Option<SocketAddr>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Settings {
@@ -102,7 +154,16 @@ impl Settings {
             None => {}
         }
         let mut settings: Settings = figment
-            .merge(Env::prefixed("QUIRE_").ignore(&["CONFIG"]).split("__"))
+            .merge(
+                Env::prefixed("QUIRE_")
+                    .ignore(&["CONFIG"])
+                    // Test and benchmark knobs share the prefix but are not settings.
+                    .filter(|key| {
+                        let key = key.as_str().to_ascii_lowercase();
+                        !key.starts_with("test_") && !key.starts_with("bench_")
+                    })
+                    .split("__"),
+            )
             .extract()
             .context("reading configuration")?;
         if let Some(dir) = &overrides.data_dir {
@@ -114,6 +175,20 @@ impl Settings {
         if let Some(listen) = overrides.listen {
             settings.listen = listen;
         }
+        if let Some(cert) = &overrides.tls_cert {
+            settings.tls.cert = Some(cert.clone());
+        }
+        if let Some(key) = &overrides.tls_key {
+            settings.tls.key = Some(key.clone());
+        }
+        anyhow::ensure!(
+            settings.tls.cert.is_some() == settings.tls.key.is_some(),
+            "TLS needs both a certificate and a key (--tls-cert and --tls-key)"
+        );
+        anyhow::ensure!(
+            settings.admin_user.is_some() == settings.admin_password.is_some(),
+            "QUIRE_ADMIN_USER and QUIRE_ADMIN_PASSWORD go together"
+        );
         if settings
             .database_url
             .as_ref()
@@ -129,6 +204,27 @@ impl Settings {
         match &self.database_url {
             Some(url) => url.expose().to_string(),
             None => self.data_dir.join("events.db").display().to_string(),
+        }
+    }
+
+    /// The read-model URL: explicit, else the events' Postgres database, else `read.db`.
+    pub(crate) fn read_model_url(&self) -> String {
+        match (&self.read_model_url, &self.database_url) {
+            (Some(url), _) if !url.expose().trim().is_empty() => url.expose().to_string(),
+            (_, Some(url)) => url.expose().to_string(),
+            _ => self.data_dir.join("read.db").display().to_string(),
+        }
+    }
+
+    pub(crate) fn api_config(&self) -> quire_api::ApiConfig {
+        quire_api::ApiConfig {
+            body_limit: self.api.body_limit_bytes.max(1024),
+            consistency_timeout: Duration::from_millis(self.api.consistency_timeout_ms),
+            write_wait: Duration::from_millis(self.api.write_wait_ms),
+            rate_limit: quire_api::RateLimit {
+                per_second: self.api.rate_limit_per_second,
+                burst: self.api.rate_limit_burst,
+            },
         }
     }
 
@@ -161,6 +257,10 @@ impl Settings {
     fn redacted(&self) -> Settings {
         let mut s = self.clone();
         s.database_url = s.database_url.map(|u| Secret(redact_url(u.expose())));
+        s.read_model_url = s.read_model_url.map(|u| Secret(redact_url(u.expose())));
+        let hidden = || Secret("<redacted>".into());
+        s.admin_password = s.admin_password.map(|_| hidden());
+        s.api.token_secret = s.api.token_secret.map(|_| hidden());
         s
     }
 }
@@ -236,10 +336,13 @@ mod tests {
 
     #[test]
     fn the_redacted_config_hides_the_database_password() {
-        let settings = Settings {
+        let mut settings = Settings {
             database_url: Some(Secret("postgres://u:hunter2@h/d".into())),
+            admin_user: Some("root".into()),
+            admin_password: Some(Secret("hunter2".into())),
             ..Settings::default()
         };
+        settings.api.token_secret = Some(Secret("hunter2".into()));
         assert!(!settings.to_redacted_toml().contains("hunter2"));
         assert!(!settings.to_redacted_json().to_string().contains("hunter2"));
         assert!(!format!("{settings:?}").contains("hunter2"));

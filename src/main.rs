@@ -46,7 +46,16 @@ enum Command {
         /// HTTP listen address.
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The PEM private key of --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
+    /// Read-model projections: status, and rebuild (safe while a server runs).
+    #[command(subcommand)]
+    Projections(cli::projections::ProjectionsCommand),
     /// Audit and replay tools over the event log (safe on a live store).
     #[command(subcommand)]
     Events(cli::events::EventsCommand),
@@ -60,14 +69,20 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let listen = match &cli.command {
-        Command::Serve { listen } => *listen,
-        _ => None,
+    let (listen, tls_cert, tls_key) = match &cli.command {
+        Command::Serve {
+            listen,
+            tls_cert,
+            tls_key,
+        } => (*listen, tls_cert.clone(), tls_key.clone()),
+        _ => (None, None, None),
     };
     let overrides = Overrides {
         data_dir: cli.store.data_dir.clone(),
         database_url: cli.store.database_url.clone(),
         listen,
+        tls_cert,
+        tls_key,
     };
     let settings = match Settings::load(cli.config.as_deref(), &overrides) {
         Ok(s) => s,
@@ -98,6 +113,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Serve { .. } => serve::run(settings).await,
             Command::Events(command) => cli::events::run(&settings, command).await,
+            Command::Projections(command) => cli::projections::run(&settings, command).await,
             Command::Config { json } => {
                 if json {
                     println!("{:#}", settings.to_redacted_json());

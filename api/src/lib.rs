@@ -1,122 +1,171 @@
-//! The HTTP API: routes and DTOs only. Writes go through the command bus, reads through read models
-//! (the catalog, review and user endpoints arrive with the read side); today it serves `GET /status`.
+//! The HTTP API: routes, DTOs, authentication, errors and the OpenAPI document. Writes go through
+//! the command bus; reads come from the read models (or, for history and `as_of`, straight from
+//! the event store). The crate holds no storage code of its own.
+
+pub mod auth;
+pub mod dto;
+pub mod error;
+pub mod extract;
+mod openapi;
+pub mod ratelimit;
+mod routes;
+mod trace;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::routing::{get, post};
 use quire_actors::CommandBus;
+use quire_projections::ReadModels;
 use quire_store::DynEventStore;
-use serde::Serialize;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+pub use crate::auth::{Authenticator, hash_password};
+use crate::error::ApiError;
+pub use crate::openapi::openapi;
+pub use crate::ratelimit::{RateLimit, RateLimiter};
+
+/// Tunables of the API.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// The largest request body, in bytes (larger ones get 413).
+    pub body_limit: usize,
+    /// How long a read that presents a consistency token may wait for the read models.
+    pub consistency_timeout: Duration,
+    /// How long a write waits for the read models before answering 202 instead of 201/200.
+    pub write_wait: Duration,
+    /// Per-client request rate.
+    pub rate_limit: RateLimit,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            body_limit: 64 * 1024,
+            consistency_timeout: Duration::from_secs(5),
+            write_wait: Duration::from_secs(5),
+            rate_limit: RateLimit::default(),
+        }
+    }
+}
 
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
     pub store: DynEventStore,
     pub bus: Arc<dyn CommandBus>,
+    pub read: ReadModels,
+    pub auth: Arc<Authenticator>,
+    pub config: Arc<ApiConfig>,
+    limiter: Arc<RateLimiter>,
 }
 
-/// The application's router; tests drive it directly or over a socket.
+impl AppState {
+    /// Wires the state; the rate limiter follows `config.rate_limit`.
+    pub fn new(
+        store: DynEventStore,
+        bus: Arc<dyn CommandBus>,
+        read: ReadModels,
+        auth: Arc<Authenticator>,
+        config: ApiConfig,
+    ) -> Self {
+        let limiter = Arc::new(RateLimiter::new(config.rate_limit));
+        Self {
+            store,
+            bus,
+            read,
+            auth,
+            config: Arc::new(config),
+            limiter,
+        }
+    }
+}
+
+/// The application's router; tests drive it directly or over a socket. Serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()` so rate limits apply per client.
 pub fn app(state: AppState) -> Router {
-    Router::new()
-        .route("/status", get(status))
-        .with_state(state)
-}
-
-/// The seed's status shape plus backend health.
-#[derive(Serialize)]
-struct Status {
-    service: &'static str,
-    status: &'static str,
-    timestamp: String,
-    version: &'static str,
-    event_store: StoreHealth,
-}
-
-#[derive(Serialize)]
-struct StoreHealth {
-    backend: &'static str,
-    healthy: bool,
-    head_position: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
-}
-
-#[tracing::instrument(name = "http.status", skip_all)]
-async fn status(State(state): State<AppState>) -> Response {
-    let head = state.store.head().await;
-    let timestamp = time::OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .unwrap_or_else(|_| time::OffsetDateTime::now_utc())
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
-    let healthy = head.is_ok();
-    if let Err(error) = &head {
-        tracing::warn!(%error, "status: event store unhealthy");
-    }
-    let body = Status {
-        service: "quire",
-        status: if healthy { "running" } else { "degraded" },
-        timestamp,
-        version: env!("CARGO_PKG_VERSION"),
-        event_store: StoreHealth {
-            backend: state.store.backend(),
-            healthy,
-            head_position: head.as_ref().ok().copied(),
-            // The client learns that the store is failing, not the internal error text.
-            error: (!healthy).then(|| "event store unreachable".to_string()),
-        },
-    };
-    let code = if healthy {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (code, Json(body)).into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::body::Body;
-    use axum::http::Request;
-    use tower::ServiceExt;
-
-    #[tokio::test]
-    async fn status_reports_running_and_the_backend() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = quire_store::open(
-            &dir.path().join("events.db").display().to_string(),
-            quire_store::StoreOptions::default(),
+    // Both `/books` and `/books/` (one seed design used trailing slashes).
+    let api = Router::new()
+        .route("/status", get(routes::status::status))
+        .route(
+            "/books",
+            get(routes::books::list).post(routes::books::create),
         )
-        .await
-        .unwrap();
-        let bus = Arc::new(quire_actors::LocalBus::new(
-            store.clone(),
-            quire_actors::ActorConfig::default(),
-        ));
-        let response = app(AppState { store, bus })
-            .oneshot(Request::get("/status").body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
-            .await
-            .unwrap();
-        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(json["service"], "quire");
-        assert_eq!(json["status"], "running");
-        assert_eq!(json["event_store"]["backend"], "sqlite");
-        assert_eq!(json["event_store"]["head_position"], 0);
-        assert!(
-            time::OffsetDateTime::parse(
-                json["timestamp"].as_str().unwrap(),
-                &time::format_description::well_known::Rfc3339
-            )
-            .is_ok()
+        .route(
+            "/books/",
+            get(routes::books::list).post(routes::books::create),
+        )
+        .route(
+            "/books/{id}",
+            get(routes::books::get)
+                .put(routes::books::update)
+                .patch(routes::books::update)
+                .delete(routes::books::delete),
+        )
+        .route("/books/{id}/history", get(routes::books::history))
+        .route(
+            "/books/{id}/reviews",
+            get(routes::reviews::list).post(routes::reviews::create),
+        )
+        .route(
+            "/books/{id}/reviews/{review_id}",
+            get(routes::reviews::get)
+                .put(routes::reviews::update)
+                .patch(routes::reviews::update)
+                .delete(routes::reviews::delete),
+        )
+        .route("/books/{id}/summary", get(routes::reviews::summary))
+        .route(
+            "/users",
+            get(routes::users::list).post(routes::users::create),
+        )
+        .route(
+            "/users/",
+            get(routes::users::list).post(routes::users::create),
+        )
+        .route("/users/me", get(routes::users::me))
+        .route("/users/{id}", get(routes::users::get))
+        .route("/auth/token", post(routes::auth::token))
+        .merge(openapi::routes())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            ratelimit::limit,
+        ))
+        .layer(DefaultBodyLimit::max(state.config.body_limit))
+        .layer(axum::middleware::from_fn(trace::propagate))
+        .layer(CatchPanicLayer::custom(panicked))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+                tracing::info_span!(
+                    "http.request",
+                    method = %request.method(),
+                    path = %request.uri().path(),
+                    trace_id = tracing::field::Empty,
+                )
+            }),
         );
-    }
+    api.with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+async fn method_not_allowed(method: Method) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on this endpoint"),
+    )
+}
+
+fn panicked(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    ApiError::internal("handling a request", &"handler panicked").into_response()
 }

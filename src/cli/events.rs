@@ -276,7 +276,7 @@ fn new_table() -> Table {
 }
 
 /// Formats microseconds since the epoch as RFC 3339 UTC.
-fn format_time(micros: Timestamp) -> String {
+pub(crate) fn format_time(micros: Timestamp) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000)
         .ok()
         .and_then(|t| {

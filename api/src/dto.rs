@@ -1,0 +1,424 @@
+//! The API's request and response bodies. They are the public contract (the seed field names
+//! first: `author`, `genre`, `year_published`, `summary`, `review_text`, …), kept apart from the
+//! domain's types and the stored event schema so each can evolve on its own terms.
+
+use quire_domain::Role;
+use quire_domain::book::Book;
+use quire_domain::ids::{BookId, ReviewId, UserId};
+use quire_projections::{BookView, RatingStats, ReviewView, UserView};
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+/// Formats a store timestamp (microseconds since the epoch) as RFC 3339.
+pub fn rfc3339(micros: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// A book to add. `author`/`genre` (one each, as the seed designs send them) and
+/// `authors`/`genres` (several) are both accepted.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewBook {
+    #[schema(example = "Frankenstein")]
+    pub title: String,
+    #[schema(example = "Mary Shelley")]
+    pub author: Option<String>,
+    pub authors: Option<Vec<String>>,
+    #[schema(example = "gothic")]
+    pub genre: Option<String>,
+    pub genres: Option<Vec<String>>,
+    #[schema(example = 1818)]
+    pub year_published: Option<i32>,
+    #[schema(example = "9780143131847")]
+    pub isbn: Option<String>,
+    pub description: Option<String>,
+    /// An editor's summary of the book.
+    pub summary: Option<String>,
+}
+
+/// Changes to a book: an absent field stays as it is; `null` clears an optional field.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BookChanges {
+    pub title: Option<String>,
+    pub author: Option<String>,
+    pub authors: Option<Vec<String>>,
+    pub genre: Option<String>,
+    pub genres: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<i32>)]
+    pub year_published: Option<Option<i32>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub isbn: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<Option<String>>,
+    /// Replaces the editor's summary.
+    pub summary: Option<String>,
+}
+
+/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn double_option<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// A book.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BookDto {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: BookId,
+    pub title: String,
+    /// The first author (the seed designs' single-author field).
+    pub author: Option<String>,
+    pub authors: Vec<String>,
+    /// The first genre (the seed designs' single-genre field).
+    pub genre: Option<String>,
+    pub genres: Vec<String>,
+    pub year_published: Option<i32>,
+    pub isbn: Option<String>,
+    pub description: Option<String>,
+    pub summary: Option<String>,
+    /// What wrote the summary: `editor`, `extractive`, a model name…
+    pub summary_source: Option<String>,
+    pub average_rating: Option<f64>,
+    pub rating_count: u64,
+    /// The book's version; also its `ETag`.
+    pub version: u64,
+    pub added_at: Option<String>,
+    pub updated_at: Option<String>,
+}
+
+impl From<BookView> for BookDto {
+    fn from(view: BookView) -> Self {
+        Self {
+            id: view.id,
+            author: view.authors.first().cloned(),
+            genre: view.genres.first().cloned(),
+            title: view.title,
+            authors: view.authors,
+            genres: view.genres,
+            year_published: view.year_published,
+            isbn: view.isbn,
+            description: view.description,
+            summary: view.summary,
+            summary_source: view.summary_source,
+            average_rating: view.rating.average.map(round2),
+            rating_count: view.rating.count,
+            version: view.version,
+            added_at: Some(rfc3339(view.added_at)),
+            updated_at: Some(rfc3339(view.updated_at)),
+        }
+    }
+}
+
+impl BookDto {
+    /// The book as a folded aggregate (for `?as_of=`), at `version`.
+    pub fn from_aggregate(book: &Book, version: u64) -> Option<Self> {
+        let id = book.id()?;
+        let live: Vec<u8> = book
+            .reviews()
+            .filter(|r| !r.is_deleted())
+            .map(|r| r.rating().value())
+            .collect();
+        let authors: Vec<String> = book.authors().iter().map(ToString::to_string).collect();
+        let genres: Vec<String> = book.genres().iter().map(ToString::to_string).collect();
+        Some(Self {
+            id,
+            title: book.title()?.to_string(),
+            author: authors.first().cloned(),
+            genre: genres.first().cloned(),
+            authors,
+            genres,
+            year_published: book.year_published().map(|y| y.value()),
+            isbn: book.isbn().map(ToString::to_string),
+            description: book.description().map(ToString::to_string),
+            summary: book.summary().map(ToString::to_string),
+            summary_source: book.summary_source().map(ToString::to_string),
+            average_rating: (!live.is_empty()).then(|| {
+                round2(live.iter().map(|&r| f64::from(r)).sum::<f64>() / live.len() as f64)
+            }),
+            rating_count: live.len() as u64,
+            version,
+            added_at: None,
+            updated_at: None,
+        })
+    }
+}
+
+fn round2(value: f64) -> f64 {
+    (value * 100.0).round() / 100.0
+}
+
+/// A page of books.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BookList {
+    pub books: Vec<BookDto>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Filters, order and page of `GET /books`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct BookListParams {
+    /// Books by this author (case-insensitive, exact name).
+    pub author: Option<String>,
+    /// Books in this genre.
+    pub genre: Option<String>,
+    /// Books published in this year.
+    pub year: Option<i32>,
+    /// `title`, `year`, `rating` or `added`; prefix `-` for descending. Default `title`.
+    pub sort: Option<String>,
+    /// Page size, 1 to 100 (default 20).
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// A page request on its own.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// Page size, 1 to 100 (default 20).
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// `?as_of=` on `GET /books/{id}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AsOfParams {
+    /// An RFC 3339 time: the book as it was then, folded from its events.
+    pub as_of: Option<String>,
+}
+
+/// A review to post. `rating` 1–5; `review_text` may be empty for a rating alone.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewReview {
+    #[schema(example = 5)]
+    pub rating: i64,
+    #[serde(default, alias = "text")]
+    pub review_text: Option<String>,
+    /// The reviewer; must be the caller, unless an admin posts on a member's behalf.
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub user_id: Option<UserId>,
+}
+
+/// Changes to a review; absent fields stay.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewChanges {
+    pub rating: Option<i64>,
+    #[serde(default, alias = "text")]
+    pub review_text: Option<String>,
+}
+
+/// A review.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReviewDto {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: ReviewId,
+    #[schema(value_type = String, format = Uuid)]
+    pub book_id: BookId,
+    #[schema(value_type = String, format = Uuid)]
+    pub user_id: UserId,
+    pub rating: u8,
+    pub review_text: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<ReviewView> for ReviewDto {
+    fn from(view: ReviewView) -> Self {
+        Self {
+            id: view.id,
+            book_id: view.book_id,
+            user_id: view.user_id,
+            rating: view.rating,
+            review_text: view.review_text,
+            created_at: rfc3339(view.created_at),
+            updated_at: rfc3339(view.updated_at),
+        }
+    }
+}
+
+/// A page of reviews, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReviewList {
+    pub reviews: Vec<ReviewDto>,
+    pub next_cursor: Option<String>,
+}
+
+/// The aggregated rating of a book.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RatingDto {
+    pub average: Option<f64>,
+    pub count: u64,
+    /// How many ratings of each star value, keys "1" to "5".
+    #[schema(value_type = Object, example = json!({"1": 0, "2": 1, "3": 4, "4": 9, "5": 12}))]
+    pub distribution: std::collections::BTreeMap<String, u64>,
+}
+
+impl From<&RatingStats> for RatingDto {
+    fn from(stats: &RatingStats) -> Self {
+        Self {
+            average: stats.average.map(round2),
+            count: stats.count,
+            distribution: (1..=5)
+                .map(|stars| (stars.to_string(), stats.distribution[stars - 1]))
+                .collect(),
+        }
+    }
+}
+
+/// `GET /books/{id}/summary`: the book's summary and its aggregated rating.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SummaryDto {
+    #[schema(value_type = String, format = Uuid)]
+    pub book_id: BookId,
+    pub title: String,
+    pub summary: Option<String>,
+    pub summary_source: Option<String>,
+    /// The average rating (also inside `rating`, for clients of the seed design).
+    pub average_rating: Option<f64>,
+    pub review_count: u64,
+    pub rating: RatingDto,
+    /// A summary of the reviews; written by the summaries engine once it runs.
+    pub review_summary: Option<String>,
+}
+
+/// A user to create. Self-registration needs `username` and `password`; an admin may also enrol
+/// a patron by `name` alone, or create admins.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    #[schema(example = "Alice")]
+    pub name: String,
+    #[schema(example = "alice")]
+    pub username: Option<String>,
+    pub email: Option<String>,
+    pub password: Option<String>,
+    /// `member` (default) or `admin` (admins only).
+    pub role: Option<String>,
+}
+
+/// A user, as an admin or the user themself sees them.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserDto {
+    #[schema(value_type = String, format = Uuid)]
+    pub id: UserId,
+    pub name: String,
+    pub username: Option<String>,
+    pub email: Option<String>,
+    #[schema(example = "member")]
+    pub role: String,
+    pub active: bool,
+    pub favourite_genres: Vec<String>,
+    pub created_at: String,
+    pub version: u64,
+}
+
+impl From<UserView> for UserDto {
+    fn from(view: UserView) -> Self {
+        Self {
+            id: view.id,
+            name: view.name,
+            username: view.username,
+            email: view.email,
+            role: role_name(view.role).to_string(),
+            active: view.active,
+            favourite_genres: view.favourite_genres,
+            created_at: rfc3339(view.created_at),
+            version: view.version,
+        }
+    }
+}
+
+/// The wire name of a role.
+pub fn role_name(role: Role) -> &'static str {
+    role.as_str()
+}
+
+/// A page of users.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserList {
+    pub users: Vec<UserDto>,
+    pub next_cursor: Option<String>,
+}
+
+/// Credentials for a bearer token (HTTP Basic on the request works too).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    pub username: String,
+    pub password: String,
+}
+
+/// A bearer token.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenResponse {
+    pub access_token: String,
+    #[schema(example = "Bearer")]
+    pub token_type: &'static str,
+    /// Seconds until it expires.
+    pub expires_in: u64,
+    #[schema(value_type = String, format = Uuid)]
+    pub user_id: UserId,
+    pub role: String,
+}
+
+/// One event of a book's history.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryEntry {
+    /// The book's version after this event.
+    pub version: u64,
+    /// Its position in the global log.
+    pub position: u64,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub schema_version: u32,
+    /// When it was stored (RFC 3339).
+    pub recorded_at: String,
+    /// Who caused it: a user id, or `system`.
+    pub actor: Option<String>,
+    pub command_id: Option<uuid::Uuid>,
+    pub correlation_id: Option<uuid::Uuid>,
+    /// The W3C trace context of the request that caused it.
+    pub traceparent: Option<String>,
+    /// The event's stored payload.
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+}
+
+/// A page of a book's history, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryList {
+    pub events: Vec<HistoryEntry>,
+    pub next_cursor: Option<String>,
+}
+
+/// The answer to a write whose read model did not catch up in time: the write is durable.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Accepted {
+    pub id: String,
+    #[schema(example = "accepted")]
+    pub status: &'static str,
+    pub version: u64,
+    pub consistency_token: u64,
+}

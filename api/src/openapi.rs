@@ -1,0 +1,74 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations, and Swagger UI at `/docs`.
+
+use axum::Router;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::AppState;
+use crate::routes;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Quire",
+        description = "An event-sourced backend for book platforms. Writes answer with `ETag` (the entity version) and `Consistency-Token` (the log position); send the token back on a read to see your own write. `POST` honours `Idempotency-Key`; `PUT`/`DELETE` honour `If-Match`. Errors are RFC 9457 problem details.",
+        license(name = "Apache-2.0")
+    ),
+    paths(
+        routes::status::status,
+        routes::books::create,
+        routes::books::list,
+        routes::books::get,
+        routes::books::update,
+        routes::books::delete,
+        routes::books::history,
+        routes::reviews::create,
+        routes::reviews::list,
+        routes::reviews::summary,
+        routes::reviews::get,
+        routes::reviews::update,
+        routes::reviews::delete,
+        routes::users::create,
+        routes::users::list,
+        routes::users::me,
+        routes::users::get,
+        routes::auth::token,
+    ),
+    components(schemas(crate::error::Problem, crate::error::FieldError, crate::dto::Accepted)),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "books", description = "The catalogue"),
+        (name = "reviews", description = "Reviews, ratings and their aggregates"),
+        (name = "users", description = "Accounts"),
+        (name = "auth", description = "Bearer tokens"),
+        (name = "operations", description = "Health"),
+    )
+)]
+struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)),
+        );
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// The OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// `/openapi.json` and the Swagger UI at `/docs` (its assets are compiled in: no CDN).
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new().merge(SwaggerUi::new("/docs").url("/openapi.json", openapi()))
+}

@@ -1,0 +1,139 @@
+//! The routes, one module per resource, and what their handlers share: dispatching commands,
+//! waiting for read models, and the headers of write responses.
+
+pub(crate) mod auth;
+pub(crate) mod books;
+pub(crate) mod reviews;
+pub(crate) mod status;
+pub(crate) mod users;
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use quire_actors::{Command, CommandEnvelope, CommandOutcome};
+use quire_domain::Principal;
+use quire_projections::PageRequest;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::dto::Accepted;
+use crate::error::ApiError;
+use crate::extract::{CONSISTENCY_TOKEN, consistency_token, etag};
+
+/// The default page size.
+const DEFAULT_LIMIT: u32 = 20;
+/// The largest page size.
+const MAX_LIMIT: u32 = 100;
+
+/// Sends one command through the bus.
+pub(crate) async fn dispatch(
+    state: &AppState,
+    principal: &Principal,
+    command_id: Uuid,
+    expected_version: Option<u64>,
+    command: Command,
+) -> Result<CommandOutcome, ApiError> {
+    let mut envelope = CommandEnvelope::new(principal.clone(), command).with_command_id(command_id);
+    envelope.expected_version = expected_version;
+    envelope.traceparent = crate::trace::current();
+    Ok(state.bus.dispatch(envelope).await?)
+}
+
+/// Waits for the read models to reflect a write. `Ok(false)` when they did not within the
+/// write timeout: the write is durable all the same.
+pub(crate) async fn settle(state: &AppState, position: u64) -> Result<bool, ApiError> {
+    match state.read.wait_for(position, state.config.write_wait).await {
+        Ok(()) => Ok(true),
+        Err(quire_projections::WaitError::Timeout { reached }) => {
+            tracing::warn!(position, reached, "read models lag behind a write");
+            Ok(false)
+        }
+        #[allow(unreachable_patterns, reason = "WaitError may grow variants")]
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// Honours a read's consistency token: waits until the read models have caught up with it.
+pub(crate) async fn read_your_writes(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    if let Some(position) = consistency_token(headers)? {
+        state
+            .read
+            .wait_for(position, state.config.consistency_timeout)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The headers of a write's response: the entity version and the consistency token.
+pub(crate) fn write_headers(outcome: &CommandOutcome, location: Option<&str>) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if let Ok(value) = HeaderValue::from_str(&etag(outcome.stream_version)) {
+        headers.insert(header::ETAG, value);
+    }
+    headers.insert(&CONSISTENCY_TOKEN, HeaderValue::from(outcome.last_position));
+    if let Some(location) = location
+        && let Ok(value) = HeaderValue::from_str(location)
+    {
+        headers.insert(header::LOCATION, value);
+    }
+    headers
+}
+
+/// A write whose read model lagged: 202 with what is known, the write being durable.
+pub(crate) fn accepted(id: String, outcome: &CommandOutcome, location: Option<&str>) -> Response {
+    (
+        StatusCode::ACCEPTED,
+        write_headers(outcome, location),
+        axum::Json(Accepted {
+            id,
+            status: "accepted",
+            version: outcome.stream_version,
+            consistency_token: outcome.last_position,
+        }),
+    )
+        .into_response()
+}
+
+/// A page request from query parameters.
+pub(crate) fn page(limit: Option<u32>, cursor: Option<String>) -> Result<PageRequest, ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("limit must be between 1 and {MAX_LIMIT}"),
+        ));
+    }
+    Ok(PageRequest { cursor, limit })
+}
+
+/// A `Link: <…>; rel="next"` header for the next page, keeping the other query parameters.
+pub(crate) fn next_link(path: &str, query: &[(&str, String)], next: Option<&str>) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if let Some(cursor) = next {
+        let mut pairs: Vec<String> = query
+            .iter()
+            .filter(|(k, _)| *k != "cursor")
+            .map(|(k, v)| format!("{k}={}", urlencode(v)))
+            .collect();
+        pairs.push(format!("cursor={}", urlencode(cursor)));
+        let link = format!("<{path}?{}>; rel=\"next\"", pairs.join("&"));
+        if let Ok(value) = HeaderValue::from_str(&link) {
+            headers.insert(header::LINK, value);
+        }
+    }
+    headers
+}
+
+fn urlencode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}

@@ -1,0 +1,331 @@
+//! `/books/{id}/reviews` and `/books/{id}/summary`: reviews, ratings and their aggregate.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use quire_actors::Command;
+use quire_domain::book::BookCommand;
+use quire_domain::ids::{BookId, ReviewId};
+use quire_domain::values::{Rating, ReviewText};
+use quire_domain::{Principal, Role};
+use uuid::Uuid;
+
+use super::books::missing_book;
+use super::{accepted, dispatch, next_link, page, read_your_writes, settle, write_headers};
+use crate::AppState;
+use crate::dto::{
+    NewReview, PageParams, RatingDto, ReviewChanges, ReviewDto, ReviewList, SummaryDto,
+};
+use crate::error::{ApiError, Problem, Validation};
+use crate::extract::{Json, PathId, Query, User, command_id, idempotency_key};
+
+/// Posts the caller's review of a book: one per member per book.
+#[utoipa::path(
+    post, path = "/books/{id}/reviews", tag = "reviews",
+    request_body = NewReview,
+    params(("id" = String, Path, format = Uuid), ("Idempotency-Key" = Option<String>, Header)),
+    responses(
+        (status = 201, body = ReviewDto),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The member already reviewed this book", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+#[tracing::instrument(name = "http.reviews.create", skip_all, fields(book_id = %book_id))]
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    User(caller): User,
+    PathId(book_id): PathId<BookId>,
+    headers: HeaderMap,
+    Json(body): Json<NewReview>,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let mut v = Validation::default();
+    let rating = match u8::try_from(body.rating) {
+        Ok(stars) => v.field("rating", Rating::parse(stars)),
+        Err(_) => {
+            v.fail(
+                "rating",
+                "rating must be between 1 and 5, got out-of-range number",
+            );
+            None
+        }
+    };
+    let text = v.field(
+        "review_text",
+        ReviewText::parse(body.review_text.unwrap_or_default()),
+    );
+    v.finish()?;
+    let (Some(rating), Some(text)) = (rating, text) else {
+        unreachable!("validation passed")
+    };
+    // Members review as themselves; an admin may record a review on a member's behalf.
+    let principal = match body.user_id {
+        None => caller.clone(),
+        Some(user_id) if caller.is_user(user_id) => caller.clone(),
+        Some(user_id) if caller.role == Role::Admin => Principal::member(user_id),
+        Some(_) => {
+            return Err(ApiError::forbidden(
+                "members can only post their own reviews",
+            ));
+        }
+    };
+    let command_id = command_id(
+        &caller,
+        &format!("POST /books/{book_id}/reviews"),
+        key.as_deref(),
+    );
+    let review_id = match key {
+        Some(_) => ReviewId::from_uuid(Uuid::new_v5(&command_id, b"review")),
+        None => ReviewId::new(),
+    };
+    let outcome = dispatch(
+        &state,
+        &principal,
+        command_id,
+        None,
+        Command::Book {
+            book_id,
+            command: BookCommand::PostReview {
+                review_id,
+                rating,
+                text,
+            },
+        },
+    )
+    .await?;
+    let location = format!("/books/{book_id}/reviews/{review_id}");
+    if !settle(&state, outcome.last_position).await? {
+        return Ok(accepted(review_id.to_string(), &outcome, Some(&location)));
+    }
+    let review = state
+        .read
+        .review(book_id, review_id)
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::GONE, "review_deleted", "review was deleted"))?;
+    Ok((
+        StatusCode::CREATED,
+        write_headers(&outcome, Some(&location)),
+        axum::Json(ReviewDto::from(review)),
+    )
+        .into_response())
+}
+
+/// The reviews of a book, newest first.
+#[utoipa::path(
+    get, path = "/books/{id}/reviews", tag = "reviews",
+    params(("id" = String, Path, format = Uuid), PageParams, ("Consistency-Token" = Option<u64>, Header)),
+    responses(
+        (status = 200, body = ReviewList),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(name = "http.reviews.list", skip_all, fields(book_id = %book_id))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    PathId(book_id): PathId<BookId>,
+    headers: HeaderMap,
+    Query(params): Query<PageParams>,
+) -> Result<Response, ApiError> {
+    read_your_writes(&state, &headers).await?;
+    let request = page(params.limit, params.cursor)?;
+    if state.read.book(book_id).await?.is_none() {
+        return Err(missing_book(&state, book_id).await);
+    }
+    let result = state.read.reviews(book_id, &request).await?;
+    let link = next_link(
+        &format!("/books/{book_id}/reviews"),
+        &[("limit", request.limit.to_string())],
+        result.next_cursor.as_deref(),
+    );
+    Ok((
+        link,
+        axum::Json(ReviewList {
+            reviews: result.items.into_iter().map(ReviewDto::from).collect(),
+            next_cursor: result.next_cursor,
+        }),
+    )
+        .into_response())
+}
+
+/// The book's summary and aggregated rating (average, count, distribution).
+#[utoipa::path(
+    get, path = "/books/{id}/summary", tag = "reviews",
+    params(("id" = String, Path, format = Uuid), ("Consistency-Token" = Option<u64>, Header)),
+    responses(
+        (status = 200, body = SummaryDto),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(name = "http.books.summary", skip_all, fields(book_id = %book_id))]
+pub(crate) async fn summary(
+    State(state): State<AppState>,
+    PathId(book_id): PathId<BookId>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    read_your_writes(&state, &headers).await?;
+    let Some(book) = state.read.book(book_id).await? else {
+        return Err(missing_book(&state, book_id).await);
+    };
+    let stats = state.read.rating_stats(book_id).await?;
+    let rating = RatingDto::from(&stats);
+    Ok(axum::Json(SummaryDto {
+        book_id,
+        title: book.title,
+        summary: book.summary,
+        summary_source: book.summary_source,
+        average_rating: rating.average,
+        review_count: rating.count,
+        rating,
+        review_summary: None,
+    })
+    .into_response())
+}
+
+/// One review.
+#[utoipa::path(
+    get, path = "/books/{id}/reviews/{review_id}", tag = "reviews",
+    params(("id" = String, Path, format = Uuid), ("review_id" = String, Path, format = Uuid), ("Consistency-Token" = Option<u64>, Header)),
+    responses(
+        (status = 200, body = ReviewDto),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    )
+)]
+#[tracing::instrument(name = "http.reviews.get", skip_all)]
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    Path((book_id, review_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (book_id, review_id) = parse_ids(&book_id, &review_id)?;
+    read_your_writes(&state, &headers).await?;
+    let review = state
+        .read
+        .review(book_id, review_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("review"))?;
+    Ok(axum::Json(ReviewDto::from(review)).into_response())
+}
+
+fn parse_ids(book_id: &str, review_id: &str) -> Result<(BookId, ReviewId), ApiError> {
+    let book_id = book_id
+        .parse::<BookId>()
+        .map_err(|_| ApiError::not_found("book"))?;
+    let review_id = review_id
+        .parse::<ReviewId>()
+        .map_err(|_| ApiError::not_found("review"))?;
+    Ok((book_id, review_id))
+}
+
+/// Changes the caller's own review: absent fields stay.
+#[utoipa::path(
+    put, path = "/books/{id}/reviews/{review_id}", tag = "reviews",
+    request_body = ReviewChanges,
+    params(("id" = String, Path, format = Uuid), ("review_id" = String, Path, format = Uuid)),
+    responses(
+        (status = 200, body = ReviewDto),
+        (status = 403, description = "Not the review's author", body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+#[tracing::instrument(name = "http.reviews.update", skip_all)]
+pub(crate) async fn update(
+    State(state): State<AppState>,
+    User(caller): User,
+    Path((book_id, review_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    Json(body): Json<ReviewChanges>,
+) -> Result<Response, ApiError> {
+    let (book_id, review_id) = parse_ids(&book_id, &review_id)?;
+    let mut v = Validation::default();
+    let rating = match body.rating.map(u8::try_from) {
+        None => None,
+        Some(Ok(stars)) => v.field("rating", Rating::parse(stars)),
+        Some(Err(_)) => {
+            v.fail("rating", "rating must be between 1 and 5");
+            None
+        }
+    };
+    let text = body
+        .review_text
+        .and_then(|t| v.field("review_text", ReviewText::parse(t)));
+    v.finish()?;
+    let key = idempotency_key(&headers)?;
+    let command_id = command_id(
+        &caller,
+        &format!("PUT /books/{book_id}/reviews/{review_id}"),
+        key.as_deref(),
+    );
+    let outcome = dispatch(
+        &state,
+        &caller,
+        command_id,
+        None,
+        Command::Book {
+            book_id,
+            command: BookCommand::EditReview {
+                review_id,
+                rating,
+                text,
+            },
+        },
+    )
+    .await?;
+    if !settle(&state, outcome.last_position).await? {
+        return Ok(accepted(review_id.to_string(), &outcome, None));
+    }
+    let review = state
+        .read
+        .review(book_id, review_id)
+        .await?
+        .ok_or_else(|| ApiError::new(StatusCode::GONE, "review_deleted", "review was deleted"))?;
+    Ok((
+        write_headers(&outcome, None),
+        axum::Json(ReviewDto::from(review)),
+    )
+        .into_response())
+}
+
+/// Deletes a review (its author or an admin).
+#[utoipa::path(
+    delete, path = "/books/{id}/reviews/{review_id}", tag = "reviews",
+    params(("id" = String, Path, format = Uuid), ("review_id" = String, Path, format = Uuid)),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+#[tracing::instrument(name = "http.reviews.delete", skip_all)]
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    User(caller): User,
+    Path((book_id, review_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (book_id, review_id) = parse_ids(&book_id, &review_id)?;
+    let key = idempotency_key(&headers)?;
+    let command_id = command_id(
+        &caller,
+        &format!("DELETE /books/{book_id}/reviews/{review_id}"),
+        key.as_deref(),
+    );
+    let outcome = dispatch(
+        &state,
+        &caller,
+        command_id,
+        None,
+        Command::Book {
+            book_id,
+            command: BookCommand::DeleteReview { review_id },
+        },
+    )
+    .await?;
+    settle(&state, outcome.last_position).await?;
+    Ok((StatusCode::NO_CONTENT, write_headers(&outcome, None)).into_response())
+}

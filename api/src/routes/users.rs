@@ -1,0 +1,224 @@
+//! `/users`: registration, the user list (admins) and the caller's own account.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use quire_actors::Command;
+use quire_domain::ids::UserId;
+use quire_domain::user::UserCommand;
+use quire_domain::values::{Email, PersonName, Username};
+use quire_domain::{Principal, Role};
+use uuid::Uuid;
+
+use super::{accepted, dispatch, next_link, page, read_your_writes, settle, write_headers};
+use crate::AppState;
+use crate::auth::{check_password_policy, hash_password};
+use crate::dto::{NewUser, PageParams, UserDto, UserList};
+use crate::error::{ApiError, Problem, Validation};
+use crate::extract::{Caller, Json, PathId, Query, User, command_id, idempotency_key};
+
+/// Creates a user. Anyone may sign up as a member with a username and password; admins may also
+/// create admins and enrol patrons who have no login (a name is enough).
+#[utoipa::path(
+    post, path = "/users", tag = "users",
+    request_body = NewUser,
+    params(("Idempotency-Key" = Option<String>, Header)),
+    responses(
+        (status = 201, body = UserDto),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The username is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ),
+    security((), ("basic" = []), ("bearer" = []))
+)]
+#[tracing::instrument(name = "http.users.create", skip_all)]
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    headers: HeaderMap,
+    Json(body): Json<NewUser>,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let mut v = Validation::default();
+    let name = v.field("name", PersonName::parse(body.name));
+    let username = body
+        .username
+        .and_then(|u| v.field("username", Username::parse(u)));
+    let email = body.email.and_then(|e| v.field("email", Email::parse(e)));
+    let role = match body.role.as_deref() {
+        None | Some("member") => Some(Role::Member),
+        Some("admin") => Some(Role::Admin),
+        Some(_) => {
+            v.fail("role", "role must be member or admin");
+            None
+        }
+    };
+    if let Some(password) = &body.password
+        && let Err(message) = check_password_policy(password)
+    {
+        v.fail("password", format!("password {message}"));
+    }
+    if body.password.is_some() && username.is_none() {
+        v.fail("username", "a password needs a username to log in with");
+    }
+    v.finish()?;
+    let (Some(name), Some(role)) = (name, role) else {
+        unreachable!("validation passed")
+    };
+    if !caller.is_privileged() && (username.is_none() || body.password.is_none()) {
+        return Err(if caller.user_id.is_none() {
+            ApiError::unauthorized("signing up needs a username and a password")
+        } else {
+            ApiError::forbidden("only admins can enrol users without a login")
+        });
+    }
+    let command_id = command_id(&caller, "POST /users", key.as_deref());
+    let password_hash = match &body.password {
+        Some(password) => Some(
+            hash_password(
+                password,
+                key.is_some().then(|| Uuid::new_v5(&command_id, b"salt")),
+            )
+            .await?,
+        ),
+        None => None,
+    };
+    let user_id = match (&username, &key) {
+        (Some(username), _) => UserId::for_username(username),
+        (None, Some(_)) => UserId::from_uuid(Uuid::new_v5(&command_id, b"user")),
+        (None, None) => UserId::new(),
+    };
+    let outcome = dispatch(
+        &state,
+        &caller,
+        command_id,
+        None,
+        Command::User {
+            user_id,
+            command: UserCommand::Register {
+                user_id,
+                name,
+                username,
+                email,
+                role,
+                password_hash,
+            },
+        },
+    )
+    .await?;
+    let location = format!("/users/{user_id}");
+    if !settle(&state, outcome.last_position).await? {
+        return Ok(accepted(user_id.to_string(), &outcome, Some(&location)));
+    }
+    let user = state
+        .read
+        .user(user_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
+    Ok((
+        StatusCode::CREATED,
+        write_headers(&outcome, Some(&location)),
+        axum::Json(UserDto::from(user)),
+    )
+        .into_response())
+}
+
+/// Lists users (admins).
+#[utoipa::path(
+    get, path = "/users", tag = "users",
+    params(PageParams, ("Consistency-Token" = Option<u64>, Header)),
+    responses(
+        (status = 200, body = UserList),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+#[tracing::instrument(name = "http.users.list", skip_all)]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    User(caller): User,
+    headers: HeaderMap,
+    Query(params): Query<PageParams>,
+) -> Result<Response, ApiError> {
+    require_admin(&caller)?;
+    read_your_writes(&state, &headers).await?;
+    let request = page(params.limit, params.cursor)?;
+    let result = state.read.list_users(&request).await?;
+    let link = next_link(
+        "/users",
+        &[("limit", request.limit.to_string())],
+        result.next_cursor.as_deref(),
+    );
+    Ok((
+        link,
+        axum::Json(UserList {
+            users: result.items.into_iter().map(UserDto::from).collect(),
+            next_cursor: result.next_cursor,
+        }),
+    )
+        .into_response())
+}
+
+/// The caller's own account.
+#[utoipa::path(
+    get, path = "/users/me", tag = "users",
+    responses(
+        (status = 200, body = UserDto),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+#[tracing::instrument(name = "http.users.me", skip_all)]
+pub(crate) async fn me(
+    State(state): State<AppState>,
+    User(caller): User,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    read_your_writes(&state, &headers).await?;
+    let id = caller.user_id.expect("User extractor guarantees an id");
+    let user = state
+        .read
+        .user(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
+    Ok(axum::Json(UserDto::from(user)).into_response())
+}
+
+/// One user (admins, or the user themself).
+#[utoipa::path(
+    get, path = "/users/{id}", tag = "users",
+    params(("id" = String, Path, format = Uuid)),
+    responses(
+        (status = 200, body = UserDto),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+#[tracing::instrument(name = "http.users.get", skip_all, fields(user_id = %user_id))]
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    User(caller): User,
+    PathId(user_id): PathId<UserId>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if !caller.is_user_or_privileged(user_id) {
+        return Err(ApiError::forbidden("only admins can see other users"));
+    }
+    read_your_writes(&state, &headers).await?;
+    let user = state
+        .read
+        .user(user_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
+    Ok(axum::Json(UserDto::from(user)).into_response())
+}
+
+fn require_admin(caller: &Principal) -> Result<(), ApiError> {
+    if caller.is_privileged() {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("only admins can do this"))
+    }
+}
