@@ -1,2 +1,3 @@
 //! Operator subcommands.
 pub(crate) mod events;
+pub(crate) mod import;
