@@ -59,6 +59,9 @@ enum Command {
     /// Audit and replay tools over the event log (safe on a live store).
     #[command(subcommand)]
     Events(cli::events::EventsCommand),
+    /// Bulk imports of public datasets, sent as commands like the API's.
+    #[command(subcommand)]
+    Import(cli::import::ImportCommand),
     /// Print the effective configuration, secrets redacted.
     Config {
         /// Print JSON instead of TOML.
@@ -114,6 +117,7 @@ fn main() -> std::process::ExitCode {
             Command::Serve { .. } => serve::run(settings).await,
             Command::Events(command) => cli::events::run(&settings, command).await,
             Command::Projections(command) => cli::projections::run(&settings, command).await,
+            Command::Import(command) => cli::import::run(&settings, command).await,
             Command::Config { json } => {
                 if json {
                     println!("{:#}", settings.to_redacted_json());

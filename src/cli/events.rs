@@ -267,7 +267,7 @@ fn print_stats(stats: &StoreStats, json: bool) {
     }
 }
 
-fn new_table() -> Table {
+pub(crate) fn new_table() -> Table {
     let mut table = Table::new();
     table
         .load_preset(UTF8_FULL_CONDENSED)

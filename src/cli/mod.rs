@@ -1,3 +1,4 @@
 //! Operator subcommands.
 pub(crate) mod events;
+pub(crate) mod import;
 pub(crate) mod projections;

@@ -1,0 +1,482 @@
+//! `quire import …`: bulk imports that send every change as a command through the bus, exactly as
+//! the HTTP API does, so imported entities obey the same rules and produce the same events.
+//!
+//! Command ids derive from the data (UUIDv5), so running an import again sends identical commands:
+//! the store answers each with its recorded outcome and appends nothing.
+
+mod goodbooks;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use quire_actors::{Command, CommandBus, CommandEnvelope, CommandError, CommandOutcome, LocalBus};
+use quire_domain::book::BookCommand;
+use quire_domain::user::UserCommand;
+use quire_domain::values::{PersonName, ReviewText};
+use quire_domain::{Principal, Role};
+use serde::Serialize;
+
+use crate::cli::events::new_table;
+use crate::config::{Settings, redact_url};
+use goodbooks::{Dataset, GbBook};
+
+#[derive(Subcommand)]
+pub(crate) enum ImportCommand {
+    /// Import goodbooks-10k (books.csv, book_tags.csv, tags.csv, ratings.csv in DIR): books with
+    /// their top genres, every rater as a patron without login, and their ratings as reviews.
+    /// Safe to re-run: a second run changes nothing.
+    Goodbooks(GoodbooksArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct GoodbooksArgs {
+    /// The directory holding the goodbooks-10k CSV files.
+    dir: PathBuf,
+    /// Commands in flight at once.
+    #[arg(long, default_value_t = 256)]
+    concurrency: usize,
+    /// Import only the first N books of books.csv (and only their ratings and raters).
+    #[arg(long)]
+    limit_books: Option<usize>,
+    /// Import books only: no raters, no ratings.
+    #[arg(long)]
+    no_ratings: bool,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) async fn run(settings: &Settings, command: ImportCommand) -> anyhow::Result<()> {
+    match command {
+        ImportCommand::Goodbooks(args) => import_goodbooks(settings, args).await,
+    }
+}
+
+/// How many rejected or failed commands are described in the summary.
+const FIRST_ERRORS: usize = 5;
+/// An import stops after this many failed commands: something is broken, not the data.
+const MAX_FAILURES: u64 = 1000;
+/// Attempts for a command that failed for a transient reason (store error, lost reply,
+/// contention); the retry carries the same command id, so it can never apply twice.
+const ATTEMPTS: u32 = 4;
+
+/// What happened to one phase's commands.
+#[derive(Debug, Default, Clone, Serialize)]
+struct PhaseStats {
+    sent: u64,
+    /// Accepted now (events appended, or none when there was nothing to change).
+    new: u64,
+    /// Answered from the store's record of an earlier identical command.
+    replayed: u64,
+    /// Refused because the entity already existed (e.g. added through the API before).
+    already_present: u64,
+    /// Refused by the domain for another reason.
+    rejected: u64,
+    /// Not applied: store errors, reused command ids and the like.
+    failed: u64,
+    /// Events appended by this run.
+    events: u64,
+    elapsed_secs: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct Summary {
+    dataset: String,
+    backend: String,
+    books: PhaseStats,
+    users: PhaseStats,
+    ratings: PhaseStats,
+    books_skipped: Vec<String>,
+    isbn: goodbooks::IsbnStats,
+    rating_rows: goodbooks::RatingStats,
+    commands: u64,
+    events_appended: u64,
+    read_secs: f64,
+    elapsed_secs: f64,
+    commands_per_sec: f64,
+    first_errors: Vec<String>,
+}
+
+async fn import_goodbooks(settings: &Settings, args: GoodbooksArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let dir = args.dir.clone();
+    let (limit, with_ratings) = (args.limit_books, !args.no_ratings);
+    let data = tokio::task::spawn_blocking(move || goodbooks::load(&dir, limit, with_ratings))
+        .await
+        .context("reading the dataset")??;
+    let read_secs = started.elapsed().as_secs_f64();
+    eprintln!(
+        "read {} books, {} raters, {} ratings from {} in {read_secs:.1} s",
+        data.books.len(),
+        data.users.len(),
+        data.rating_stats.unique,
+        args.dir.display()
+    );
+
+    let url = settings.store_url();
+    let store = quire_store::open(&url, settings.store_options(false))
+        .await
+        .with_context(|| format!("opening event store at {}", redact_url(&url)))?;
+    let backend = store.backend().to_string();
+    let bus = LocalBus::new(store.clone(), settings.actor_config());
+    let concurrency = args.concurrency.max(1);
+    let mut errors = Vec::new();
+
+    let books = run_phase(
+        &bus,
+        "books",
+        data.books.len() as u64,
+        data.books.iter().map(add_book),
+        concurrency,
+        &mut errors,
+    )
+    .await?;
+    let users = run_phase(
+        &bus,
+        "users",
+        data.users.len() as u64,
+        data.users.iter().map(|&id| register_user(id)),
+        concurrency,
+        &mut errors,
+    )
+    .await?;
+    let ratings = run_phase(
+        &bus,
+        "ratings",
+        data.rating_stats.unique,
+        interleaved_ratings(&data),
+        concurrency,
+        &mut errors,
+    )
+    .await?;
+
+    bus.shutdown(Duration::from_secs(settings.shutdown_timeout_secs))
+        .await;
+    drop(store);
+
+    let elapsed_secs = started.elapsed().as_secs_f64();
+    let commands = books.sent + users.sent + ratings.sent;
+    let summary = Summary {
+        dataset: args.dir.display().to_string(),
+        backend,
+        events_appended: books.events + users.events + ratings.events,
+        books,
+        users,
+        ratings,
+        books_skipped: data.books_skipped,
+        isbn: data.isbn,
+        rating_rows: data.rating_stats,
+        commands,
+        read_secs,
+        elapsed_secs,
+        commands_per_sec: commands as f64 / (elapsed_secs - read_secs).max(1e-9),
+        first_errors: errors,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print_summary(&summary);
+    }
+    let bad: u64 = [&summary.books, &summary.users, &summary.ratings]
+        .iter()
+        .map(|p| p.rejected + p.failed)
+        .sum();
+    anyhow::ensure!(
+        bad == 0,
+        "{bad} commands were rejected or failed (see the summary)"
+    );
+    Ok(())
+}
+
+fn add_book(book: &GbBook) -> CommandEnvelope<Command> {
+    let book_id = goodbooks::book_id(book.id);
+    CommandEnvelope::new(
+        Principal::system(),
+        Command::Book {
+            book_id,
+            command: BookCommand::AddBook {
+                book_id,
+                title: book.title.clone(),
+                authors: book.authors.clone(),
+                genres: book.genres.clone(),
+                year_published: book.year,
+                isbn: book.isbn.clone(),
+                description: None,
+            },
+        },
+    )
+    .with_command_id(goodbooks::derive(&format!(
+        "goodbooks:cmd:add-book:{}",
+        book.id
+    )))
+}
+
+fn register_user(id: u32) -> CommandEnvelope<Command> {
+    let user_id = goodbooks::user_id(id);
+    let name = PersonName::parse(format!("Goodbooks reader {id}")).expect("a valid name");
+    CommandEnvelope::new(
+        Principal::system(),
+        Command::User {
+            user_id,
+            command: UserCommand::Register {
+                user_id,
+                name,
+                username: None,
+                email: None,
+                role: Role::Member,
+                password_hash: None,
+            },
+        },
+    )
+    .with_command_id(goodbooks::derive(&format!(
+        "goodbooks:cmd:register-user:{id}"
+    )))
+}
+
+/// The ratings as `PostReview`s by their members, round-robin over the books: one book's
+/// commands run one at a time in its actor, so sending a book's ratings back to back (the file's
+/// order) would serialize the import; interleaving keeps every in-flight command on another book.
+fn interleaved_ratings(data: &Dataset) -> impl Iterator<Item = CommandEnvelope<Command>> + '_ {
+    let rounds = data.ratings.iter().map(Vec::len).max().unwrap_or(0);
+    (0..rounds).flat_map(move |round| {
+        data.books
+            .iter()
+            .zip(&data.ratings)
+            .filter_map(move |(book, ratings)| {
+                let &(user, rating) = ratings.get(round)?;
+                let user_id = goodbooks::user_id(user);
+                let envelope = CommandEnvelope::new(
+                    Principal::member(user_id),
+                    Command::Book {
+                        book_id: goodbooks::book_id(book.id),
+                        command: BookCommand::PostReview {
+                            review_id: goodbooks::review_id(book.id, user),
+                            rating,
+                            text: ReviewText::empty(),
+                        },
+                    },
+                )
+                .with_command_id(goodbooks::derive(&format!(
+                    "goodbooks:cmd:post-review:{}:{user}",
+                    book.id
+                )));
+                Some(envelope)
+            })
+    })
+}
+
+/// Rejection codes that mean "this is already there", not an error.
+const ALREADY_PRESENT: &[&str] = &["already_exists", "review_already_exists", "review_id_taken"];
+
+async fn run_phase(
+    bus: &LocalBus,
+    phase: &'static str,
+    total: u64,
+    envelopes: impl Iterator<Item = CommandEnvelope<Command>>,
+    concurrency: usize,
+    errors: &mut Vec<String>,
+) -> anyhow::Result<PhaseStats> {
+    let started = Instant::now();
+    let mut progress = Progress::new(phase, total);
+    let mut stats = PhaseStats::default();
+    let mut results = futures::stream::iter(envelopes)
+        .map(|envelope| dispatch_with_retry(bus, envelope))
+        .buffer_unordered(concurrency);
+    while let Some((stream_id, result)) = results.next().await {
+        stats.sent += 1;
+        match result {
+            Ok(outcome) if outcome.replayed => stats.replayed += 1,
+            Ok(outcome) => {
+                stats.new += 1;
+                stats.events += u64::from(outcome.event_count);
+            }
+            Err(CommandError::Rejected(r)) if ALREADY_PRESENT.contains(&r.code.as_str()) => {
+                stats.already_present += 1;
+            }
+            Err(error) => {
+                if matches!(error, CommandError::Rejected(_)) {
+                    stats.rejected += 1;
+                } else {
+                    stats.failed += 1;
+                }
+                if errors.len() < FIRST_ERRORS {
+                    errors.push(format!("{phase}: {stream_id}: {error}"));
+                }
+                if stats.failed >= MAX_FAILURES {
+                    progress.finish();
+                    anyhow::bail!(
+                        "stopping the import after {} failed {phase} commands; first: {}",
+                        stats.failed,
+                        errors.first().map_or("", String::as_str)
+                    );
+                }
+            }
+        }
+        progress.inc();
+    }
+    progress.finish();
+    stats.elapsed_secs = started.elapsed().as_secs_f64();
+    Ok(stats)
+}
+
+async fn dispatch_with_retry(
+    bus: &LocalBus,
+    envelope: CommandEnvelope<Command>,
+) -> (String, Result<CommandOutcome, CommandError>) {
+    let stream_id = envelope.command.stream_id();
+    let mut attempt = 1;
+    loop {
+        let result = bus.dispatch(envelope.clone()).await;
+        let transient = matches!(
+            result,
+            Err(CommandError::Store(_)
+                | CommandError::Unavailable(_)
+                | CommandError::Contention { .. })
+        );
+        if !transient || attempt >= ATTEMPTS {
+            return (stream_id, result);
+        }
+        tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+        attempt += 1;
+    }
+}
+
+/// A progress bar on a terminal; otherwise a line on stderr at every 10 %, so logs show progress.
+struct Progress {
+    phase: &'static str,
+    total: u64,
+    done: u64,
+    bar: Option<ProgressBar>,
+    last_decile: u64,
+}
+
+impl Progress {
+    fn new(phase: &'static str, total: u64) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(total);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{prefix:>8} [{bar:40}] {pos}/{len} {per_sec} eta {eta}",
+                )
+                .expect("a valid template")
+                .progress_chars("=> "),
+            );
+            bar.set_prefix(phase);
+            bar
+        });
+        Self {
+            phase,
+            total,
+            done: 0,
+            bar,
+            last_decile: 0,
+        }
+    }
+
+    fn inc(&mut self) {
+        self.done += 1;
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+            return;
+        }
+        let decile = self.done * 10 / self.total.max(1);
+        if decile > self.last_decile {
+            self.last_decile = decile;
+            eprintln!(
+                "{}: {}/{} ({}%)",
+                self.phase,
+                self.done,
+                self.total,
+                decile * 10
+            );
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish();
+        }
+    }
+}
+
+fn print_summary(s: &Summary) {
+    let mut table = new_table();
+    table.set_header(vec![
+        "phase",
+        "sent",
+        "new",
+        "replayed",
+        "already present",
+        "rejected",
+        "failed",
+        "events",
+        "seconds",
+    ]);
+    for (name, p) in [
+        ("books", &s.books),
+        ("users", &s.users),
+        ("ratings", &s.ratings),
+    ] {
+        table.add_row(vec![
+            name.to_string(),
+            p.sent.to_string(),
+            p.new.to_string(),
+            p.replayed.to_string(),
+            p.already_present.to_string(),
+            p.rejected.to_string(),
+            p.failed.to_string(),
+            p.events.to_string(),
+            format!("{:.1}", p.elapsed_secs),
+        ]);
+    }
+    println!("{table}");
+    let r = &s.rating_rows;
+    let mut facts = new_table();
+    for (k, v) in [
+        ("backend", s.backend.clone()),
+        (
+            "books skipped (no title/author)",
+            s.books_skipped.len().to_string(),
+        ),
+        (
+            "ISBNs (from isbn13 / isbn10 / invalid / missing)",
+            format!(
+                "{} / {} / {} / {}",
+                s.isbn.from_isbn13, s.isbn.from_isbn10, s.isbn.invalid, s.isbn.missing
+            ),
+        ),
+        ("rating rows read", r.rows.to_string()),
+        (
+            "rating rows of books not imported",
+            r.skipped_rows.to_string(),
+        ),
+        (
+            "duplicated (book, user) pairs resolved (last row wins)",
+            r.duplicate_pairs.to_string(),
+        ),
+        ("… of which conflicting", r.conflicting_pairs.to_string()),
+        (
+            "duplicate rows dropped",
+            r.duplicate_rows_dropped.to_string(),
+        ),
+        ("commands", s.commands.to_string()),
+        ("events appended", s.events_appended.to_string()),
+        ("reading CSV", format!("{:.1} s", s.read_secs)),
+        ("elapsed", format!("{:.1} s", s.elapsed_secs)),
+        ("commands/s", format!("{:.0}", s.commands_per_sec)),
+    ] {
+        facts.add_row(vec![k.to_string(), v]);
+    }
+    println!("{facts}");
+    for skipped in &s.books_skipped {
+        println!("skipped book: {skipped}");
+    }
+    for error in &s.first_errors {
+        println!("error: {error}");
+    }
+}

@@ -1,0 +1,282 @@
+//! Black-box tests of `quire import goodbooks` against the committed goodbooks-mini fixture
+//! (tests/fixtures/goodbooks-mini: goodbooks-10k by Zygmunt Zając, CC BY-SA 4.0).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use quire_actors::{CommandBus, CommandEnvelope, LocalBus};
+use quire_domain::Principal;
+use quire_domain::book::BookCommand;
+use quire_domain::values::{AuthorName, Title};
+use serde_json::Value;
+use uuid::Uuid;
+
+/// The importer's id namespace (src/cli/import/goodbooks.rs); ids derived from it are a stable
+/// contract, because stored streams are named after them.
+const NAMESPACE: Uuid = Uuid::from_u128(0x5d2a_8c3e_41f7_4b09_9e6d_0a7c_b3f1_2e84);
+
+// What the fixture holds (see its README).
+const BOOKS: u64 = 50;
+const USERS: u64 = 227;
+const RATING_ROWS: u64 = 2013;
+const RATINGS: u64 = 2003;
+const DUPLICATE_PAIRS: u64 = 10;
+const CONFLICTING_PAIRS: u64 = 3;
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/goodbooks-mini")
+}
+
+fn quire() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_quire"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("QUIRE_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("RUST_LOG", "warn");
+    cmd
+}
+
+fn run(store_args: &[&str], args: &[&str]) -> Output {
+    quire()
+        .args(store_args)
+        .args(args)
+        .output()
+        .expect("run quire")
+}
+
+fn json_ok(store_args: &[&str], args: &[&str]) -> Value {
+    let out = run(store_args, args);
+    assert!(
+        out.status.success(),
+        "quire {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
+fn import(store_args: &[&str], dir: &Path, extra: &[&str]) -> Value {
+    let mut args = vec!["import", "goodbooks", dir.to_str().unwrap(), "--json"];
+    args.extend_from_slice(extra);
+    json_ok(store_args, &args)
+}
+
+fn stats(store_args: &[&str]) -> Value {
+    json_ok(store_args, &["events", "stats", "--json"])
+}
+
+fn count_of(stats: &Value, event_type: &str) -> u64 {
+    stats["by_type"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["event_type"] == event_type)
+        .map_or(0, |t| t["count"].as_u64().unwrap())
+}
+
+fn derive(name: &str) -> Uuid {
+    Uuid::new_v5(&NAMESPACE, name.as_bytes())
+}
+
+/// The rating of `user`'s review of `book` as stored, from `quire events show`.
+fn stored_rating(store_args: &[&str], book: u32, user: u32) -> u64 {
+    let stream = format!("book-{}", derive(&format!("goodbooks:book:{book}")));
+    let member = derive(&format!("goodbooks:user:{user}")).to_string();
+    let out = run(store_args, &["events", "show", &stream, "--json"]);
+    assert!(out.status.success());
+    let posted: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["event_type"] == "ReviewPosted" && e["payload"]["member_id"] == member)
+        .collect();
+    assert_eq!(posted.len(), 1, "one review of book {book} by user {user}");
+    posted[0]["payload"]["rating"].as_u64().unwrap()
+}
+
+fn assert_phase(summary: &Value, phase: &str, new: u64, replayed: u64, present: u64) {
+    let p = &summary[phase];
+    assert_eq!(p["new"], new, "{phase}: {p}");
+    assert_eq!(p["replayed"], replayed, "{phase}: {p}");
+    assert_eq!(p["already_present"], present, "{phase}: {p}");
+    assert_eq!(p["rejected"], 0, "{phase}: {p}");
+    assert_eq!(p["failed"], 0, "{phase}: {p}");
+}
+
+/// A full import, then a re-run that changes nothing.
+fn imports_the_fixture_once(store_args: &[&str]) {
+    let first = import(store_args, &fixture(), &[]);
+    assert_phase(&first, "books", BOOKS, 0, 0);
+    assert_phase(&first, "users", USERS, 0, 0);
+    assert_phase(&first, "ratings", RATINGS, 0, 0);
+    let rows = &first["rating_rows"];
+    assert_eq!(rows["rows"], RATING_ROWS);
+    assert_eq!(rows["unique"], RATINGS);
+    assert_eq!(rows["duplicate_pairs"], DUPLICATE_PAIRS);
+    assert_eq!(rows["conflicting_pairs"], CONFLICTING_PAIRS);
+    assert_eq!(rows["duplicate_rows_dropped"], RATING_ROWS - RATINGS);
+    assert_eq!(first["events_appended"], BOOKS + USERS + RATINGS);
+    assert_eq!(first["isbn"]["from_isbn10"], BOOKS);
+
+    let after_first = stats(store_args);
+    assert_eq!(after_first["events"], BOOKS + USERS + RATINGS);
+    assert_eq!(after_first["streams"], BOOKS + USERS);
+    assert_eq!(count_of(&after_first, "BookAdded"), BOOKS);
+    assert_eq!(count_of(&after_first, "UserRegistered"), USERS);
+    assert_eq!(count_of(&after_first, "ReviewPosted"), RATINGS);
+
+    // The last row of a duplicated pair wins: book 30 / user 24582 is rated 4, then 3.
+    assert_eq!(stored_rating(store_args, 30, 24582), 3);
+    assert_eq!(stored_rating(store_args, 38, 31198), 5);
+
+    // Again: every command is answered from the store's records, nothing is appended.
+    let second = import(store_args, &fixture(), &[]);
+    assert_phase(&second, "books", 0, BOOKS, 0);
+    assert_phase(&second, "users", 0, USERS, 0);
+    assert_phase(&second, "ratings", 0, RATINGS, 0);
+    assert_eq!(second["events_appended"], 0);
+    let after_second = stats(store_args);
+    assert_eq!(after_second["events"], after_first["events"]);
+    assert_eq!(after_second["commands"], after_first["commands"]);
+    assert_eq!(after_second["head"], after_first["head"]);
+}
+
+#[test]
+fn imports_goodbooks_into_sqlite_and_a_rerun_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    imports_the_fixture_once(&["--data-dir", data]);
+}
+
+#[tokio::test]
+async fn imports_goodbooks_into_postgres_and_a_rerun_changes_nothing() {
+    let url = quire_store::testing::fresh_postgres_database().await;
+    tokio::task::spawn_blocking(move || imports_the_fixture_once(&["--database-url", &url]))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_book_added_through_the_api_counts_as_already_present() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_string();
+    // Add goodbooks book 1 as the API would: same id, another command id.
+    let db = dir.path().join("events.db").display().to_string();
+    let store = quire_store::open(&db, quire_store::StoreOptions::default())
+        .await
+        .unwrap();
+    let bus = LocalBus::new(store.clone(), quire_actors::ActorConfig::default());
+    let book_id = derive("goodbooks:book:1").into();
+    let command = quire_actors::Command::Book {
+        book_id,
+        command: BookCommand::AddBook {
+            book_id,
+            title: Title::parse("The Hunger Games").unwrap(),
+            authors: vec![AuthorName::parse("Suzanne Collins").unwrap()],
+            genres: vec![],
+            year_published: None,
+            isbn: None,
+            description: None,
+        },
+    };
+    bus.dispatch(CommandEnvelope::new(Principal::system(), command))
+        .await
+        .unwrap();
+    bus.shutdown(std::time::Duration::from_secs(5)).await;
+    drop(store);
+
+    let summary = tokio::task::spawn_blocking(move || {
+        import(
+            &["--data-dir", &data],
+            &fixture(),
+            &["--limit-books", "5", "--no-ratings"],
+        )
+    })
+    .await
+    .unwrap();
+    assert_phase(&summary, "books", 4, 0, 1);
+    assert_phase(&summary, "users", 0, 0, 0);
+    assert_phase(&summary, "ratings", 0, 0, 0);
+}
+
+#[test]
+fn limit_books_imports_only_those_books_and_their_ratings() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let summary = import(&["--data-dir", data], &fixture(), &["--limit-books", "3"]);
+    assert_phase(&summary, "books", 3, 0, 0);
+    let ratings = summary["ratings"]["new"].as_u64().unwrap();
+    assert!(ratings > 0 && ratings < RATINGS, "{summary}");
+    assert_eq!(
+        summary["rating_rows"]["skipped_rows"].as_u64().unwrap()
+            + summary["rating_rows"]["unique"].as_u64().unwrap()
+            + summary["rating_rows"]["duplicate_rows_dropped"]
+                .as_u64()
+                .unwrap(),
+        RATING_ROWS
+    );
+}
+
+/// Copies the fixture to a temp dir, letting `edit` change one file.
+fn broken_fixture(file: &str, mut edit: impl FnMut(String) -> Option<String>) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["books.csv", "book_tags.csv", "tags.csv", "ratings.csv"] {
+        let text = std::fs::read_to_string(fixture().join(name)).unwrap();
+        let text = if name == file { edit(text) } else { Some(text) };
+        if let Some(text) = text {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+    }
+    dir
+}
+
+fn import_fails(dir: &Path) -> String {
+    let data = tempfile::tempdir().unwrap();
+    let out = run(
+        &["--data-dir", data.path().to_str().unwrap()],
+        &["import", "goodbooks", dir.to_str().unwrap()],
+    );
+    assert!(!out.status.success(), "the import must fail");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+#[test]
+fn a_malformed_row_is_reported_with_its_file_and_line() {
+    // Line 101 of ratings.csv gets a user id that is not a number.
+    let dir = broken_fixture("ratings.csv", |text| {
+        let mut lines: Vec<String> = text.lines().map(String::from).collect();
+        lines[100] = "5,not-a-user,4".into();
+        Some(lines.join("\n") + "\n")
+    });
+    let err = import_fails(dir.path());
+    assert!(
+        err.contains("ratings.csv line 101") && err.contains("user_id"),
+        "{err}"
+    );
+
+    // A row with a missing field in books.csv, line 7.
+    let dir = broken_fixture("books.csv", |text| {
+        let mut lines: Vec<String> = text.lines().map(String::from).collect();
+        lines[6] = "7,1,2,3".into();
+        Some(lines.join("\n") + "\n")
+    });
+    let err = import_fails(dir.path());
+    assert!(err.contains("books.csv line 7"), "{err}");
+
+    // A rating outside 1..5.
+    let dir = broken_fixture("ratings.csv", |text| Some(text + "1,99,9\n"));
+    let err = import_fails(dir.path());
+    assert!(
+        err.contains(&format!("ratings.csv line {}", RATING_ROWS + 2)) && err.contains("rating"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_missing_file_is_named() {
+    let dir = broken_fixture("tags.csv", |_| None);
+    let err = import_fails(dir.path());
+    assert!(err.contains("tags.csv"), "{err}");
+}
