@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes sure the services Quire's tests talk to are running on this machine: PostgreSQL on
 # 127.0.0.1:5432 and NATS with JetStream on 127.0.0.1:4222. Starts whichever is down (Debian
-# packages, as on the dev and CI machines) and installs it first if it is missing.
+# packages, as on the dev and CI machines) and installs it first if it is missing; also installs
+# Chromium for the browser test of /docs.
 set -euo pipefail
 
 log() { echo "services: $*" >&2; }
@@ -50,4 +51,9 @@ if ! port_open 4222; then
   start-stop-daemon --start --oknodo --background --exec "$(command -v nats-server)" -- \
     -a 127.0.0.1 -p 4222 -js -sd "$store_dir" -l /tmp/nats-server.log
   wait_for NATS port_open 4222
+fi
+
+# Chromium, for the test that renders /docs in a real browser (tests/docs_browser.rs).
+if [ -z "${QUIRE_TEST_CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then
+  apt_install chromium
 fi
