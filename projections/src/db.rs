@@ -1,0 +1,415 @@
+//! The two read-model databases behind one small interface: pools, migrations, and transactions.
+//!
+//! Both backends run the same SQL text wherever the dialects agree (`$n` parameters work in both);
+//! where they differ (set-returning JSON functions, locking), [`Backend`] supplies the fragment.
+//! Lists travel to the database as one JSON argument, so multi-row statements have a fixed text and
+//! are prepared once per connection.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Connection, Executor, Postgres, Sqlite};
+
+use crate::ReadModelError;
+
+/// Which database holds the read models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// A row source over the JSON array of arrays in parameter `n`; columns are `j.value->>k`.
+    pub(crate) fn rows(self, n: usize) -> String {
+        match self {
+            Self::Sqlite => format!("json_each(${n}) AS j"),
+            Self::Postgres => format!("json_array_elements(${n}::json) AS j(value)"),
+        }
+    }
+
+    /// A row source over the JSON array of strings in parameter `n`; the column is `j.value`.
+    pub(crate) fn texts(self, n: usize) -> String {
+        match self {
+            Self::Sqlite => format!("json_each(${n}) AS j"),
+            Self::Postgres => format!("json_array_elements_text(${n}::json) AS j(value)"),
+        }
+    }
+
+    /// The statement that reads a checkpoint at the start of a transaction and locks it until commit
+    /// (SQLite's `BEGIN IMMEDIATE` already holds the database's write lock).
+    pub(crate) fn lock_checkpoint(self) -> &'static str {
+        match self {
+            Self::Sqlite => "SELECT position FROM rm_checkpoints WHERE projection = $1",
+            Self::Postgres => {
+                "SELECT position FROM rm_checkpoints WHERE projection = $1 FOR UPDATE"
+            }
+        }
+    }
+}
+
+/// The pools.
+#[derive(Debug, Clone)]
+pub(crate) enum Db {
+    /// One write connection (SQLite has one writer; queuing on the pool beats its busy handler)
+    /// and a pool of read-only connections. `write` is `None` when opened read-only.
+    Sqlite {
+        write: Option<SqlitePool>,
+        read: SqlitePool,
+    },
+    Postgres {
+        pool: PgPool,
+        read_only: bool,
+    },
+}
+
+/// A value bound to a statement parameter.
+#[derive(Debug, Clone)]
+pub(crate) enum Arg {
+    I64(i64),
+    OptI64(Option<i64>),
+    F64(f64),
+    Text(String),
+    OptText(Option<String>),
+    Bool(bool),
+}
+
+/// Binds `args` in order to a `sqlx::query`/`query_as`/`query_scalar` builder.
+macro_rules! bind_args {
+    ($query:expr, $args:expr) => {{
+        let mut query = $query;
+        for arg in $args {
+            query = match arg {
+                $crate::db::Arg::I64(v) => query.bind(*v),
+                $crate::db::Arg::OptI64(v) => query.bind(*v),
+                $crate::db::Arg::F64(v) => query.bind(*v),
+                $crate::db::Arg::Text(v) => query.bind(v.as_str()),
+                $crate::db::Arg::OptText(v) => query.bind(v.as_deref()),
+                $crate::db::Arg::Bool(v) => query.bind(*v),
+            };
+        }
+        query
+    }};
+}
+pub(crate) use bind_args;
+
+/// Runs `$body` with `$pool` bound to the pool that serves reads, whatever the backend.
+macro_rules! with_read_pool {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::db::Db::Sqlite { read: $pool, .. } => $body,
+            $crate::db::Db::Postgres { pool: $pool, .. } => $body,
+        }
+    };
+}
+pub(crate) use with_read_pool;
+
+/// Runs `$body` with `$conn` bound to the transaction's connection, whatever the backend.
+macro_rules! with_tx {
+    ($tx:expr, $conn:ident => $body:expr) => {
+        match $tx {
+            $crate::db::Tx::Sqlite(tx) => {
+                let $conn = &mut **tx;
+                $body
+            }
+            $crate::db::Tx::Postgres(tx) => {
+                let $conn = &mut **tx;
+                $body
+            }
+        }
+    };
+}
+
+/// A read-model write transaction.
+pub(crate) enum Tx {
+    Sqlite(sqlx::Transaction<'static, Sqlite>),
+    Postgres(sqlx::Transaction<'static, Postgres>),
+}
+
+impl Tx {
+    pub(crate) fn backend(&self) -> Backend {
+        match self {
+            Self::Sqlite(_) => Backend::Sqlite,
+            Self::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Runs one statement; returns the rows it changed.
+    pub(crate) async fn exec(
+        &mut self,
+        context: &'static str,
+        sql: &str,
+        args: &[Arg],
+    ) -> Result<u64, ReadModelError> {
+        with_tx!(self, conn => {
+            let done = bind_args!(sqlx::query(sql), args)
+                .execute(conn)
+                .await
+                .map_err(ReadModelError::db(context))?;
+            Ok(done.rows_affected())
+        })
+    }
+
+    /// Runs one statement that returns `(text, integer)` rows.
+    pub(crate) async fn fetch_pairs(
+        &mut self,
+        context: &'static str,
+        sql: &str,
+        args: &[Arg],
+    ) -> Result<Vec<(String, i64)>, ReadModelError> {
+        with_tx!(self, conn => {
+            bind_args!(sqlx::query_as::<_, (String, i64)>(sql), args)
+                .fetch_all(conn)
+                .await
+                .map_err(ReadModelError::db(context))
+        })
+    }
+
+    /// Runs one statement that returns at most one integer.
+    pub(crate) async fn fetch_i64(
+        &mut self,
+        context: &'static str,
+        sql: &str,
+        args: &[Arg],
+    ) -> Result<Option<i64>, ReadModelError> {
+        with_tx!(self, conn => {
+            bind_args!(sqlx::query_scalar::<_, i64>(sql), args)
+                .fetch_optional(conn)
+                .await
+                .map_err(ReadModelError::db(context))
+        })
+    }
+
+    /// Runs one statement that returns text rows.
+    pub(crate) async fn fetch_texts(
+        &mut self,
+        context: &'static str,
+        sql: &str,
+        args: &[Arg],
+    ) -> Result<Vec<String>, ReadModelError> {
+        with_tx!(self, conn => {
+            bind_args!(sqlx::query_scalar::<_, String>(sql), args)
+                .fetch_all(conn)
+                .await
+                .map_err(ReadModelError::db(context))
+        })
+    }
+
+    /// Runs parameterless SQL, possibly several statements (DDL).
+    pub(crate) async fn script(
+        &mut self,
+        context: &'static str,
+        sql: &str,
+    ) -> Result<(), ReadModelError> {
+        with_tx!(self, conn => {
+            conn.execute(sql).await.map_err(ReadModelError::db(context))?;
+            Ok(())
+        })
+    }
+
+    pub(crate) async fn commit(self) -> Result<(), ReadModelError> {
+        match self {
+            Self::Sqlite(tx) => tx.commit().await,
+            Self::Postgres(tx) => tx.commit().await,
+        }
+        .map_err(ReadModelError::db("committing read-model transaction"))
+    }
+}
+
+impl Db {
+    pub(crate) fn backend(&self) -> Backend {
+        match self {
+            Self::Sqlite { .. } => Backend::Sqlite,
+            Self::Postgres { .. } => Backend::Postgres,
+        }
+    }
+
+    /// Begins a write transaction (SQLite: `BEGIN IMMEDIATE`, taking the write lock at once).
+    pub(crate) async fn begin(&self) -> Result<Tx, ReadModelError> {
+        match self {
+            Self::Sqlite { write, .. } => {
+                let write = write.as_ref().ok_or(ReadModelError::ReadOnly)?;
+                Ok(Tx::Sqlite(
+                    write
+                        .begin_with("BEGIN IMMEDIATE")
+                        .await
+                        .map_err(ReadModelError::db("beginning read-model transaction"))?,
+                ))
+            }
+            Self::Postgres { pool, read_only } => {
+                if *read_only {
+                    return Err(ReadModelError::ReadOnly);
+                }
+                Ok(Tx::Postgres(pool.begin().await.map_err(
+                    ReadModelError::db("beginning read-model transaction"),
+                )?))
+            }
+        }
+    }
+
+    /// Opens the database a URL names and migrates it (unless read-only).
+    pub(crate) async fn open(
+        url: &str,
+        read_only: bool,
+        connections: u32,
+    ) -> Result<Self, ReadModelError> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            open_postgres(url, read_only, connections).await
+        } else {
+            let path = url.strip_prefix("sqlite://").unwrap_or(url);
+            open_sqlite(std::path::Path::new(path), read_only, connections).await
+        }
+    }
+}
+
+/// The migrations, in order: (version, description, SQL).
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "read models",
+    include_str!("../migrations/sqlite/0001_read_models.sql"),
+)];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "read models",
+    include_str!("../migrations/postgres/0001_read_models.sql"),
+)];
+
+/// The table that records applied read-model migrations. It is not sqlx's `_sqlx_migrations`,
+/// because in Postgres the event store may use that one in the same database.
+const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS rm_migrations (\
+    version BIGINT PRIMARY KEY, description TEXT NOT NULL, applied_at BIGINT NOT NULL)";
+
+/// Serializes migrations of several processes on one Postgres database (an arbitrary constant).
+const MIGRATION_LOCK: i64 = 0x7175_6972_655f_726d;
+
+async fn open_sqlite(
+    path: &std::path::Path,
+    read_only: bool,
+    connections: u32,
+) -> Result<Db, ReadModelError> {
+    if read_only {
+        if !path.exists() {
+            return Err(ReadModelError::Config(format!(
+                "no read-model database at {}",
+                path.display()
+            )));
+        }
+    } else if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| ReadModelError::Config(format!("creating {}: {e}", parent.display())))?;
+    }
+    let base = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+        .map_err(ReadModelError::db("parsing sqlite path"))?
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        // A rebuild's swap holds the write lock while it catches up; writers of other processes
+        // wait for it rather than fail.
+        .busy_timeout(Duration::from_secs(60))
+        .pragma("temp_store", "memory");
+    let write = if read_only {
+        None
+    } else {
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(120))
+            .connect_with(base.clone().create_if_missing(true))
+            .await
+            .map_err(ReadModelError::db("opening sqlite read models"))?;
+        let mut tx = Tx::Sqlite(
+            write
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(ReadModelError::db("beginning migration"))?,
+        );
+        migrate(&mut tx, SQLITE_MIGRATIONS).await?;
+        tx.commit().await?;
+        Some(write)
+    };
+    let read = SqlitePoolOptions::new()
+        .max_connections(connections.max(1))
+        .connect_with(base.read_only(true))
+        .await
+        .map_err(ReadModelError::db("opening sqlite read pool"))?;
+    Ok(Db::Sqlite { write, read })
+}
+
+async fn open_postgres(url: &str, read_only: bool, connections: u32) -> Result<Db, ReadModelError> {
+    let connect =
+        PgConnectOptions::from_str(url).map_err(ReadModelError::db("parsing postgres url"))?;
+    // One direct connection first: a pool only says "timed out", hiding why.
+    PgConnection::connect_with(&connect)
+        .await
+        .map_err(ReadModelError::db("connecting to postgres"))?
+        .close()
+        .await
+        .map_err(ReadModelError::db("connecting to postgres"))?;
+    let pool = PgPoolOptions::new()
+        .max_connections(connections.max(2))
+        .acquire_timeout(Duration::from_secs(30))
+        .connect_with(connect)
+        .await
+        .map_err(ReadModelError::db("connecting to postgres"))?;
+    if !read_only {
+        let mut tx = Tx::Postgres(
+            pool.begin()
+                .await
+                .map_err(ReadModelError::db("beginning migration"))?,
+        );
+        tx.exec(
+            "locking read-model migrations",
+            "SELECT pg_advisory_xact_lock($1)",
+            &[Arg::I64(MIGRATION_LOCK)],
+        )
+        .await?;
+        migrate(&mut tx, POSTGRES_MIGRATIONS).await?;
+        tx.commit().await?;
+    }
+    Ok(Db::Postgres { pool, read_only })
+}
+
+/// Applies the migrations not yet recorded, in the caller's transaction.
+async fn migrate(tx: &mut Tx, migrations: &[(i64, &str, &str)]) -> Result<(), ReadModelError> {
+    tx.script("creating read-model migrations table", MIGRATIONS_TABLE)
+        .await?;
+    let applied: Vec<(String, i64)> = tx
+        .fetch_pairs(
+            "reading applied read-model migrations",
+            "SELECT description, version FROM rm_migrations",
+            &[],
+        )
+        .await?;
+    for (version, description, sql) in migrations {
+        if applied.iter().any(|(_, v)| v == version) {
+            continue;
+        }
+        tracing::info!(version, description, "applying read-model migration");
+        tx.script("applying read-model migration", sql).await?;
+        tx.exec(
+            "recording read-model migration",
+            "INSERT INTO rm_migrations (version, description, applied_at) VALUES ($1, $2, $3)",
+            &[
+                Arg::I64(*version),
+                Arg::Text((*description).to_string()),
+                Arg::I64(quire_store::now_micros()),
+            ],
+        )
+        .await?;
+    }
+    for name in crate::PROJECTIONS {
+        tx.exec(
+            "creating checkpoint",
+            "INSERT INTO rm_checkpoints (projection, position, updated_at) VALUES ($1, 0, $2) \
+             ON CONFLICT (projection) DO NOTHING",
+            &[
+                Arg::Text((*name).to_string()),
+                Arg::I64(quire_store::now_micros()),
+            ],
+        )
+        .await?;
+    }
+    Ok(())
+}

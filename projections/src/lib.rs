@@ -1,0 +1,222 @@
+//! Quire's read models: checkpointed projections of the event log, on SQLite (embedded) or Postgres.
+//!
+//! Each projection (`books`, `reviews`, `users`) consumes the global log in batches and applies each
+//! batch in one read-model transaction that also moves its checkpoint (BRIEF problem 7), after
+//! reading that checkpoint under a lock, so events another runner or a rebuild already applied are
+//! skipped and handlers only need to be idempotent for the replays an operator asks for. See
+//! [`runner::spawn`] for the runner, [`rebuild::rebuild`] for rebuild-aside-then-swap, and
+//! [`ReadModels`] for the queries the API uses.
+
+mod apply;
+mod db;
+mod error;
+mod query;
+pub mod rebuild;
+pub mod runner;
+mod views;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+pub use error::{ReadModelError, WaitError};
+pub use rebuild::{RebuildProgress, RebuildReport, rebuild};
+pub use runner::{ProjectionsHandle, RunnerOptions, spawn};
+pub use views::{
+    BookQuery, BookSort, BookView, Credentials, Page, PageRequest, ProjectionStatus, RatingStats,
+    ReviewView, UserView,
+};
+
+use crate::apply::Projection;
+use crate::db::{Arg, Db, with_read_pool};
+
+/// The projections, in the order statuses list them.
+pub const PROJECTIONS: &[&str] = &["books", "reviews", "users"];
+
+/// How to open the read models.
+#[derive(Debug, Clone)]
+pub struct ReadModelOptions {
+    /// Open without migrating and refuse writes (for `quire projections status` on a live system).
+    pub read_only: bool,
+    /// Connections for queries.
+    pub connections: u32,
+}
+
+impl Default for ReadModelOptions {
+    fn default() -> Self {
+        Self {
+            read_only: false,
+            connections: 8,
+        }
+    }
+}
+
+/// The read-model database and the local runners' checkpoint watches. Cheap to clone.
+#[derive(Clone)]
+pub struct ReadModels {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    /// One per projection, in [`PROJECTIONS`] order; moved after each local commit.
+    checkpoints: Vec<watch::Sender<u64>>,
+}
+
+impl std::fmt::Debug for ReadModels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadModels")
+            .field("backend", &self.backend())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReadModels {
+    /// Opens the read models a URL names: `postgres://…` (tables prefixed `rm_`, possibly in the
+    /// event store's database) or else a SQLite file path (a file of its own, e.g. `data/read.db`).
+    /// Migrates unless read-only.
+    #[tracing::instrument(skip_all, fields(read_only = options.read_only))]
+    pub async fn open(url: &str, options: ReadModelOptions) -> Result<Self, ReadModelError> {
+        let db = Db::open(url, options.read_only, options.connections).await?;
+        let models = Self {
+            inner: Arc::new(Inner {
+                db,
+                checkpoints: PROJECTIONS.iter().map(|_| watch::channel(0).0).collect(),
+            }),
+        };
+        for status in models.statuses().await? {
+            if let Some(p) = Projection::parse(&status.name) {
+                models.advance(p, status.position);
+            }
+        }
+        Ok(models)
+    }
+
+    pub(crate) fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    /// "sqlite" or "postgres".
+    pub fn backend(&self) -> &'static str {
+        match self.inner.db.backend() {
+            db::Backend::Sqlite => "sqlite",
+            db::Backend::Postgres => "postgres",
+        }
+    }
+
+    /// Records that a projection's checkpoint reached `position` (never moves it back).
+    pub(crate) fn advance(&self, projection: Projection, position: u64) {
+        self.inner.checkpoints[projection.index()].send_if_modified(|p| {
+            if position > *p {
+                *p = position;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// A receiver of a projection's checkpoint as this process knows it (moved by the local runner
+    /// and by [`wait_for`](Self::wait_for)'s polls).
+    pub fn checkpoint_watch(&self, name: &str) -> Result<watch::Receiver<u64>, ReadModelError> {
+        let p = Projection::parse(name)
+            .ok_or_else(|| ReadModelError::UnknownProjection(name.to_string()))?;
+        Ok(self.inner.checkpoints[p.index()].subscribe())
+    }
+
+    /// Waits until every projection has applied the log up to `position`.
+    ///
+    /// Wakes on the local runners' commits and also polls the checkpoint table every 25 ms, because
+    /// the runner advancing them may live in another process or node.
+    #[tracing::instrument(skip(self))]
+    pub async fn wait_for(&self, position: u64, timeout: Duration) -> Result<(), WaitError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut receivers: Vec<watch::Receiver<u64>> = self
+            .inner
+            .checkpoints
+            .iter()
+            .map(watch::Sender::subscribe)
+            .collect();
+        loop {
+            let local = receivers
+                .iter_mut()
+                .map(|r| *r.borrow_and_update())
+                .min()
+                .unwrap_or(0);
+            if local >= position {
+                return Ok(());
+            }
+            let stored = self.statuses().await.map_err(WaitError::ReadModel)?;
+            for status in &stored {
+                if let Some(p) = Projection::parse(&status.name) {
+                    self.advance(p, status.position);
+                }
+            }
+            let reached = self.local_min().max(local);
+            if reached >= position {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(WaitError::Timeout { reached });
+            }
+            let changed =
+                futures::future::select_all(receivers.iter_mut().map(|r| Box::pin(r.changed())));
+            let poll = tokio::time::Instant::now() + Duration::from_millis(25);
+            tokio::select! {
+                _ = changed => {}
+                _ = tokio::time::sleep_until(poll.min(deadline)) => {}
+            }
+        }
+    }
+
+    fn local_min(&self) -> u64 {
+        self.inner
+            .checkpoints
+            .iter()
+            .map(|c| *c.borrow())
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// Every projection's checkpoint and last error, in [`PROJECTIONS`] order.
+    #[tracing::instrument(skip_all)]
+    pub async fn statuses(&self) -> Result<Vec<ProjectionStatus>, ReadModelError> {
+        type Row = (String, i64, Option<String>, Option<i64>, i64);
+        let sql = "SELECT projection, position, last_error, last_error_at, updated_at \
+                   FROM rm_checkpoints WHERE projection IN ($1, $2, $3)";
+        let args: Vec<Arg> = PROJECTIONS
+            .iter()
+            .map(|p| Arg::Text((*p).to_string()))
+            .collect();
+        let rows: Vec<Row> = with_read_pool!(self.db(), pool => {
+            db::bind_args!(sqlx::query_as::<_, Row>(sql), &args)
+                .fetch_all(pool)
+                .await
+                .map_err(ReadModelError::db("reading checkpoints"))?
+        });
+        let mut out: Vec<ProjectionStatus> = rows
+            .into_iter()
+            .map(
+                |(name, position, last_error, last_error_at, updated_at)| ProjectionStatus {
+                    name,
+                    position: position as u64,
+                    last_error,
+                    last_error_at,
+                    updated_at,
+                },
+            )
+            .collect();
+        out.sort_by_key(|s| PROJECTIONS.iter().position(|p| *p == s.name));
+        Ok(out)
+    }
+
+    /// The lowest checkpoint: every projection has applied the log up to here.
+    pub async fn min_position(&self) -> Result<u64, ReadModelError> {
+        let statuses = self.statuses().await?;
+        if statuses.len() < PROJECTIONS.len() {
+            return Ok(0);
+        }
+        Ok(statuses.iter().map(|s| s.position).min().unwrap_or(0))
+    }
+}

@@ -1,0 +1,219 @@
+//! The projection runner: one task per projection, each a checkpointed consumer of the global log.
+//!
+//! A task reads a batch after its checkpoint, applies it in one read-model transaction that starts
+//! by reading (and locking) the stored checkpoint and ends by moving it, then reads on. When caught
+//! up it waits for the store's head watch (or a poll interval, for commits of other nodes). A
+//! failing batch (an undecodable event, a database error) is recorded in the checkpoint row and
+//! logged, then retried with backoff; nothing is skipped.
+
+use std::time::Duration;
+
+use quire_store::{DynEventStore, RecordedEvent};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::apply::{Projection, Target, apply_batch};
+use crate::db::Arg;
+use crate::{ReadModelError, ReadModels};
+
+/// Tuning for the runner.
+#[derive(Debug, Clone)]
+pub struct RunnerOptions {
+    /// The most events one transaction applies.
+    pub batch_size: usize,
+    /// The longest wait before reading the log again without a wake-up.
+    pub poll_interval: Duration,
+    /// The first retry delay after a failure; it doubles up to `max_backoff`.
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RunnerOptions {
+    fn default() -> Self {
+        Self {
+            batch_size: 500,
+            poll_interval: Duration::from_millis(500),
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The running projections; [`shutdown`](Self::shutdown) stops them between batches.
+pub struct ProjectionsHandle {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl ProjectionsHandle {
+    /// Stops every projection task after its current batch and waits for them.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            if let Err(error) = task.await {
+                tracing::error!(%error, "projection task failed");
+            }
+        }
+    }
+}
+
+/// Starts one task per projection, consuming `store` into `read`.
+pub fn spawn(store: DynEventStore, read: ReadModels, options: RunnerOptions) -> ProjectionsHandle {
+    let (stop, stopped) = watch::channel(false);
+    let tasks = Projection::ALL
+        .into_iter()
+        .map(|projection| {
+            let runner = Runner {
+                store: store.clone(),
+                read: read.clone(),
+                options: options.clone(),
+                target: Target::live(projection),
+                stopped: stopped.clone(),
+            };
+            tokio::spawn(runner.run())
+        })
+        .collect();
+    ProjectionsHandle { stop, tasks }
+}
+
+struct Runner {
+    store: DynEventStore,
+    read: ReadModels,
+    options: RunnerOptions,
+    target: Target,
+    stopped: watch::Receiver<bool>,
+}
+
+impl Runner {
+    fn name(&self) -> &'static str {
+        self.target.projection.name()
+    }
+
+    /// Sleeps for `duration` unless asked to stop first; returns whether to go on.
+    async fn pause(&mut self, duration: Duration) -> bool {
+        tokio::select! {
+            _ = self.stopped.wait_for(|s| *s) => false,
+            _ = tokio::time::sleep(duration) => true,
+        }
+    }
+
+    async fn run(mut self) {
+        let mut head = self.store.head_watch();
+        let mut backoff = self.options.initial_backoff;
+        let mut after: Option<u64> = None;
+        tracing::info!(projection = self.name(), "projection started");
+        while !*self.stopped.borrow() {
+            // Mark the head as seen before reading, so a commit after the read still wakes us.
+            head.borrow_and_update();
+            let step = match after {
+                None => self.read.checkpoint(self.target.projection).await.map(Some),
+                Some(position) => self.step(position).await,
+            };
+            match step {
+                Ok(Some(position)) => {
+                    let moved = after != Some(position);
+                    after = Some(position);
+                    backoff = self.options.initial_backoff;
+                    if moved {
+                        continue;
+                    }
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    let message = error.chain();
+                    tracing::error!(projection = self.name(), error = %message, retry_in = ?backoff, "projection batch failed");
+                    if let Err(record) = self.read.record_error(&self.target, &message).await {
+                        tracing::error!(projection = self.name(), error = %record.chain(), "cannot record projection error");
+                    }
+                    // Re-read the checkpoint before retrying: it is the truth, not our memory.
+                    after = None;
+                    if !self.pause(backoff).await {
+                        break;
+                    }
+                    backoff = (backoff * 2).min(self.options.max_backoff);
+                    continue;
+                }
+            }
+            // Caught up: wait for a commit, the poll interval, or the stop signal.
+            let poll = self.options.poll_interval;
+            tokio::select! {
+                _ = self.stopped.wait_for(|s| *s) => break,
+                _ = head.changed() => {}
+                _ = tokio::time::sleep(poll) => {}
+            }
+        }
+        tracing::info!(projection = self.name(), "projection stopped");
+    }
+
+    /// Applies the next batch after `after`; `Ok(Some(p))` is the new checkpoint, `Ok(None)` means
+    /// the log had nothing new.
+    async fn step(&self, after: u64) -> Result<Option<u64>, ReadModelError> {
+        let events: Vec<RecordedEvent> = self
+            .store
+            .read_all(after, self.options.batch_size)
+            .await
+            .map_err(ReadModelError::Store)?;
+        if events.is_empty() {
+            return Ok(None);
+        }
+        match self.read.apply_live(&self.target, &events).await {
+            Ok(position) => Ok(Some(position)),
+            Err(error) => {
+                if let ReadModelError::Decode { position, .. } = &error
+                    && events[0].position < *position
+                {
+                    // Apply what precedes the undecodable event, so the projection stops right
+                    // before it, then report it.
+                    let before = events.partition_point(|e| e.position < *position);
+                    self.read
+                        .apply_live(&self.target, &events[..before])
+                        .await?;
+                }
+                Err(error)
+            }
+        }
+    }
+}
+
+impl ReadModels {
+    /// A projection's stored checkpoint.
+    pub(crate) async fn checkpoint(&self, projection: Projection) -> Result<u64, ReadModelError> {
+        let statuses = self.statuses().await?;
+        let position = statuses
+            .iter()
+            .find(|s| s.name == projection.name())
+            .map_or(0, |s| s.position);
+        self.advance(projection, position);
+        Ok(position)
+    }
+
+    /// Applies a batch to the live tables in one transaction; returns the new checkpoint.
+    #[tracing::instrument(skip_all, fields(projection = target.projection.name(), events = events.len()))]
+    pub(crate) async fn apply_live(
+        &self,
+        target: &Target,
+        events: &[RecordedEvent],
+    ) -> Result<u64, ReadModelError> {
+        let mut tx = self.db().begin().await?;
+        let position = apply_batch(&mut tx, target, events).await?;
+        tx.commit().await?;
+        self.advance(target.projection, position);
+        Ok(position)
+    }
+
+    /// Stores the error a projection is stuck on, for `statuses`.
+    async fn record_error(&self, target: &Target, message: &str) -> Result<(), ReadModelError> {
+        let mut tx = self.db().begin().await?;
+        tx.exec(
+            "recording projection error",
+            "UPDATE rm_checkpoints SET last_error = $2, last_error_at = $3 WHERE projection = $1",
+            &[
+                Arg::Text(target.checkpoint.clone()),
+                Arg::Text(message.to_string()),
+                Arg::I64(quire_store::now_micros()),
+            ],
+        )
+        .await?;
+        tx.commit().await
+    }
+}
