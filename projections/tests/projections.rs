@@ -14,7 +14,8 @@ use quire_domain::ids::{BookId, ReviewId, UserId};
 use quire_domain::user::UserEvent;
 use quire_domain::values::*;
 use quire_projections::{
-    BookQuery, BookSort, PageRequest, ReadModelError, RunnerOptions, WaitError, rebuild,
+    BookQuery, BookSort, PageRequest, ReadModelError, ReadModelOptions, ReadModels, RunnerOptions,
+    WaitError, rebuild,
 };
 
 /// Generates `<name>::sqlite` and `<name>::postgres` from `async fn name(env: Env)`.
@@ -570,6 +571,30 @@ async fn wait_for_follows_the_checkpoints(env: Env) {
             .iter()
             .all(|s| s.position == later && s.last_error.is_none())
     );
+
+    // Read-only (the CLI's `projections status` on a live system): queries work, writes do not.
+    let read_only = ReadModels::open(
+        &env.read_url(),
+        ReadModelOptions {
+            read_only: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(read_only.min_position().await.unwrap(), later);
+    assert!(read_only.book(book).await.unwrap().is_some());
+    let refused = rebuild(&env.store, &read_only, "books", &|_| {}).await;
+    assert!(
+        matches!(refused, Err(ReadModelError::ReadOnly)),
+        "{refused:?}"
+    );
+}
+
+#[test]
+fn read_models_are_shareable() {
+    fn shareable<T: Clone + Send + Sync + 'static>() {}
+    shareable::<ReadModels>();
 }
 
 async fn rebuild_while_live_swaps_in_a_complete_model(env: Env) {

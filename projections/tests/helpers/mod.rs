@@ -79,6 +79,10 @@ impl Env {
         quire_projections::spawn(self.store.clone(), self.read.clone(), options)
     }
 
+    pub(crate) fn read_url(&self) -> String {
+        self.read_url.clone()
+    }
+
     /// Other read models on the same database (as another process would open them).
     pub(crate) async fn reopen_read_models(&self) -> ReadModels {
         ReadModels::open(&self.read_url, ReadModelOptions::default())
