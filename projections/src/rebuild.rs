@@ -41,7 +41,9 @@ pub struct RebuildReport {
     pub events_per_sec: f64,
 }
 
-/// Rebuilds projection `name` from the whole log and swaps it in; safe while runners are live.
+/// Rebuilds projection `name` from the whole log and swaps it in; safe while runners are live (in
+/// this process or others). Run one rebuild of a projection at a time: a second one would replace
+/// the first one's shadow tables.
 #[tracing::instrument(skip(store, read, progress), fields(backend = read.backend()))]
 pub async fn rebuild(
     store: &DynEventStore,
