@@ -41,6 +41,8 @@ forbid quire-store "the store knows events, not the domain or the actors" \
   quire-domain quire-actors quire-api ractor async-nats
 forbid quire-actors "actors know no HTTP" \
   axum hyper reqwest quire-api
+forbid quire-projections "projections read the log and write read models, nothing else" \
+  axum hyper quire-api quire-actors ractor async-nats
 
 # The API reaches storage only through the ports of quire-store and quire-actors.
 direct=$(deps quire-api --depth 1)

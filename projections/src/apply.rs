@@ -238,7 +238,7 @@ async fn apply_books(
         let at = event.recorded_at;
         if REVIEW_TYPES.contains(&event.event_type.as_str()) {
             let bump = bumps.entry(book_id).or_insert((version, at));
-            *bump = ((*bump).0.max(version), (*bump).1.max(at));
+            *bump = (bump.0.max(version), bump.1.max(at));
             continue;
         }
         match decode_book(event, &book_id)? {

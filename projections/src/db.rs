@@ -123,7 +123,6 @@ macro_rules! with_tx {
         }
     };
 }
-pub(crate) use with_tx;
 
 /// A read-model write transaction.
 pub(crate) enum Tx {

@@ -41,7 +41,9 @@ pub struct RebuildReport {
     pub events_per_sec: f64,
 }
 
-/// Rebuilds projection `name` from the whole log and swaps it in; safe while runners are live.
+/// Rebuilds projection `name` from the whole log and swaps it in; safe while runners are live (in
+/// this process or others). Run one rebuild of a projection at a time: a second one would replace
+/// the first one's shadow tables.
 #[tracing::instrument(skip(store, read, progress), fields(backend = read.backend()))]
 pub async fn rebuild(
     store: &DynEventStore,
@@ -73,19 +75,24 @@ pub async fn rebuild(
     .await?;
     tx.commit().await?;
 
-    // Replay, one transaction per batch, beside the live runner.
+    // Replay, one transaction per batch, beside the live runner; the next batch is read while
+    // the current one is applied.
     let mut position = 0;
     let mut events_read = 0u64;
     let mut head = store.head().await.map_err(ReadModelError::Store)?;
-    loop {
-        let events = read_after(store, position).await?;
-        if events.is_empty() {
-            break;
-        }
+    let mut next = read_after(store, 0).await?;
+    while let Some(last) = next.last().map(|e| e.position) {
+        let events = std::mem::take(&mut next);
         events_read += events.len() as u64;
-        let mut tx = read.db().begin().await?;
-        position = apply_batch(&mut tx, &shadow, &events).await?;
-        tx.commit().await?;
+        let apply = async {
+            let mut tx = read.db().begin().await?;
+            let position = apply_batch(&mut tx, &shadow, &events).await?;
+            tx.commit().await?;
+            Ok::<_, ReadModelError>(position)
+        };
+        let (applied, fetched) = tokio::join!(apply, read_after(store, last));
+        position = applied?;
+        next = fetched?;
         if position >= head {
             head = store.head().await.map_err(ReadModelError::Store)?;
         }

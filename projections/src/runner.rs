@@ -101,13 +101,14 @@ impl Runner {
         let mut head = self.store.head_watch();
         let mut backoff = self.options.initial_backoff;
         let mut after: Option<u64> = None;
+        let mut prefetched = None;
         tracing::info!(projection = self.name(), "projection started");
         while !*self.stopped.borrow() {
             // Mark the head as seen before reading, so a commit after the read still wakes us.
             head.borrow_and_update();
             let step = match after {
                 None => self.read.checkpoint(self.target.projection).await.map(Some),
-                Some(position) => self.step(position).await,
+                Some(position) => self.step(position, &mut prefetched).await,
             };
             match step {
                 Ok(Some(position)) => {
@@ -127,6 +128,7 @@ impl Runner {
                     }
                     // Re-read the checkpoint before retrying: it is the truth, not our memory.
                     after = None;
+                    prefetched = None;
                     if !self.pause(backoff).await {
                         break;
                     }
@@ -146,18 +148,51 @@ impl Runner {
     }
 
     /// Applies the next batch after `after`; `Ok(Some(p))` is the new checkpoint, `Ok(None)` means
-    /// the log had nothing new.
-    async fn step(&self, after: u64) -> Result<Option<u64>, ReadModelError> {
-        let events: Vec<RecordedEvent> = self
-            .store
+    /// the log had nothing new. While a batch is applied the next one is read, so catching up keeps
+    /// both databases busy; a prefetched batch is only a hint (the transaction skips whatever the
+    /// stored checkpoint already covers).
+    async fn step(
+        &self,
+        after: u64,
+        prefetched: &mut Option<Vec<RecordedEvent>>,
+    ) -> Result<Option<u64>, ReadModelError> {
+        let events = match prefetched.take() {
+            Some(events) if events.first().is_some_and(|e| e.position > after) => events,
+            _ => self.read_after(after).await?,
+        };
+        let Some(last) = events.last().map(|e| e.position) else {
+            return Ok(None);
+        };
+        let (applied, next) = tokio::join!(
+            self.read.apply_live(&self.target, &events),
+            self.read_after(last)
+        );
+        match applied {
+            Ok(position) => {
+                *prefetched = next.ok().filter(|n| !n.is_empty());
+                Ok(Some(position))
+            }
+            Err(error) => {
+                if let ReadModelError::Decode { position, .. } = &error
+                    && events[0].position < *position
+                {
+                    // Apply what precedes the undecodable event, so the projection stops right
+                    // before it, then report it.
+                    let before = events.partition_point(|e| e.position < *position);
+                    self.read
+                        .apply_live(&self.target, &events[..before])
+                        .await?;
+                }
+                Err(error)
+            }
+        }
+    }
+
+    async fn read_after(&self, after: u64) -> Result<Vec<RecordedEvent>, ReadModelError> {
+        self.store
             .read_all(after, self.options.batch_size)
             .await
-            .map_err(ReadModelError::Store)?;
-        if events.is_empty() {
-            return Ok(None);
-        }
-        let position = self.read.apply_live(&self.target, &events).await?;
-        Ok(Some(position))
+            .map_err(ReadModelError::Store)
     }
 }
 
