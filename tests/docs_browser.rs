@@ -48,7 +48,10 @@ fn swagger_ui_renders_the_api_operations_in_chromium() {
             "--virtual-time-budget=15000",
             "--dump-dom",
         ])
-        .arg(format!("--user-data-dir={}", dir.path().join("chrome").display()))
+        .arg(format!(
+            "--user-data-dir={}",
+            dir.path().join("chrome").display()
+        ))
         .arg(format!("{base}/docs/"))
         .output()
         .expect("run chromium");

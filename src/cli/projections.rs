@@ -34,6 +34,17 @@ pub(crate) enum ProjectionsCommand {
 }
 
 pub(crate) async fn run(settings: &Settings, command: ProjectionsCommand) -> anyhow::Result<()> {
+    // A wrong name is the operator's mistake whatever the state of the stores: say so first.
+    if let ProjectionsCommand::Rebuild {
+        name: Some(name), ..
+    } = &command
+    {
+        anyhow::ensure!(
+            PROJECTIONS.contains(&name.as_str()),
+            "unknown projection {name:?}; the projections are {}",
+            PROJECTIONS.join(", ")
+        );
+    }
     let url = settings.store_url();
     let store = quire_store::open(&url, settings.store_options(true))
         .await
@@ -55,13 +66,7 @@ pub(crate) async fn run(settings: &Settings, command: ProjectionsCommand) -> any
             let names: Vec<String> = if all {
                 PROJECTIONS.iter().map(|s| s.to_string()).collect()
             } else {
-                let name = name.expect("clap requires a name without --all");
-                anyhow::ensure!(
-                    PROJECTIONS.contains(&name.as_str()),
-                    "unknown projection {name:?}; the projections are {}",
-                    PROJECTIONS.join(", ")
-                );
-                vec![name]
+                vec![name.expect("clap requires a name without --all")]
             };
             for name in names {
                 rebuild_one(&store, &read, &name, json).await?;
