@@ -1,23 +1,15 @@
 //! Black-box tests of the `quire` binary: real processes, real sockets, real stores.
 
+mod common;
+
+use common::quire;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use quire_store::{AppendRequest, EventMetadata, ExpectedVersion, NewEvent, StoreOptions};
 use uuid::Uuid;
-
-fn quire() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_quire"));
-    // Keep the tests independent of the developer's environment and working directory.
-    for (key, _) in std::env::vars() {
-        if key.starts_with("QUIRE_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env("RUST_LOG", "warn");
-    cmd
-}
 
 /// Starts `quire serve` on port 0 and returns the child and its base URL.
 fn serve(args: &[&str]) -> (Child, String) {

@@ -1,8 +1,12 @@
 //! Black-box tests of `quire import goodbooks` against the committed goodbooks-mini fixture
 //! (tests/fixtures/goodbooks-mini: goodbooks-10k by Zygmunt Zając, CC BY-SA 4.0).
 
+mod common;
+
+use common::quire;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use quire_actors::{CommandBus, CommandEnvelope, LocalBus};
 use quire_domain::Principal;
@@ -25,17 +29,6 @@ const CONFLICTING_PAIRS: u64 = 3;
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/goodbooks-mini")
-}
-
-fn quire() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_quire"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("QUIRE_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env("RUST_LOG", "warn");
-    cmd
 }
 
 fn run(store_args: &[&str], args: &[&str]) -> Output {

@@ -102,12 +102,19 @@ async fn the_seed_contract_works_as_written(backend: Backend) {
     let book = app
         .admin()
         .post(app.url("/books/"))
-        .json(&json!({"title": "1984", "author": "George Orwell"}))
+        .json(&json!({"title": "1984", "author": "George Orwell", "summary": "Big Brother is watching."}))
         .send()
         .await
         .unwrap();
     assert_eq!(book.status(), StatusCode::CREATED);
     let token = header(&book, "consistency-token");
+    let created: Value = book.json().await.unwrap();
+    assert_eq!(created["summary"], "Big Brother is watching.");
+    assert_eq!(created["summary_source"], "editor");
+    assert_eq!(
+        created["version"], 2,
+        "the summary is the book's second event"
+    );
     let user = app
         .admin()
         .post(app.url("/users/"))

@@ -98,20 +98,7 @@ pub(crate) async fn create(
     )
     .await?;
     if let Some(summary) = summary {
-        outcome = dispatch(
-            &state,
-            &principal,
-            Uuid::new_v5(&command_id, b"summary"),
-            None,
-            Command::Book {
-                book_id,
-                command: BookCommand::SetSummary {
-                    summary,
-                    source: EDITOR_SOURCE.to_string(),
-                },
-            },
-        )
-        .await?;
+        outcome = set_summary(&state, &principal, command_id, book_id, summary).await?;
     }
     let location = format!("/books/{book_id}");
     respond_with_book(
@@ -120,6 +107,30 @@ pub(crate) async fn create(
         &outcome,
         StatusCode::CREATED,
         Some(&location),
+    )
+    .await
+}
+
+/// Records an editor's summary as the request's second command, its id derived from the first's.
+async fn set_summary(
+    state: &AppState,
+    principal: &quire_domain::Principal,
+    command_id: Uuid,
+    book_id: BookId,
+    summary: SummaryText,
+) -> Result<quire_actors::CommandOutcome, ApiError> {
+    dispatch(
+        state,
+        principal,
+        Uuid::new_v5(&command_id, b"summary"),
+        None,
+        Command::Book {
+            book_id,
+            command: BookCommand::SetSummary {
+                summary,
+                source: EDITOR_SOURCE.to_string(),
+            },
+        },
     )
     .await
 }
@@ -425,20 +436,7 @@ pub(crate) async fn update(
     )
     .await?;
     if let Some(summary) = summary {
-        outcome = dispatch(
-            &state,
-            &principal,
-            Uuid::new_v5(&command_id, b"summary"),
-            None,
-            Command::Book {
-                book_id,
-                command: BookCommand::SetSummary {
-                    summary,
-                    source: EDITOR_SOURCE.to_string(),
-                },
-            },
-        )
-        .await?;
+        outcome = set_summary(&state, &principal, command_id, book_id, summary).await?;
     }
     respond_with_book(&state, book_id, &outcome, StatusCode::OK, None).await
 }
