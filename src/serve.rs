@@ -117,6 +117,11 @@ async fn bootstrap_admin(
     bus: &LocalBus,
 ) -> anyhow::Result<()> {
     let (Some(user), Some(password)) = (&settings.admin_user, &settings.admin_password) else {
+        if store.head().await.context("reading event store head")? == 0 {
+            tracing::warn!(
+                "the store is empty and no admin is configured: set QUIRE_ADMIN_USER and QUIRE_ADMIN_PASSWORD to create one"
+            );
+        }
         return Ok(());
     };
     let username =
