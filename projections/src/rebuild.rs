@@ -19,8 +19,10 @@ use crate::{ReadModelError, ReadModels};
 /// The suffix of shadow tables and of the shadow checkpoint's name.
 const SUFFIX: &str = "__rebuild";
 
-/// Events per replay transaction.
-const BATCH: usize = 2000;
+/// Events per replay transaction. Reviews of the real goodbooks log land on pages all over the
+/// indexes, so bigger transactions write each dirty page fewer times: on its 1M events the reviews
+/// rebuild went from 17.7k (2,000 per batch) to 21.6k events/s.
+const BATCH: usize = 10_000;
 
 /// How far a rebuild has come.
 #[derive(Debug, Clone, Copy)]
