@@ -25,7 +25,7 @@ pub fn rfc3339(micros: i64) -> String {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewBook {
-    #[schema(example = "Frankenstein")]
+    #[schema(example = "Frankenstein", min_length = 1, max_length = 500)]
     pub title: String,
     #[schema(example = "Mary Shelley")]
     pub author: Option<String>,
@@ -33,7 +33,7 @@ pub struct NewBook {
     #[schema(example = "gothic")]
     pub genre: Option<String>,
     pub genres: Option<Vec<String>>,
-    #[schema(example = 1818)]
+    #[schema(example = 1818, minimum = -3000, maximum = 2100)]
     pub year_published: Option<i32>,
     #[schema(example = "9780143131847")]
     pub isbn: Option<String>,
@@ -182,6 +182,7 @@ pub struct BookListParams {
     /// `title`, `year`, `rating` or `added`; prefix `-` for descending. Default `title`.
     pub sort: Option<String>,
     /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -193,6 +194,7 @@ pub struct BookListParams {
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
@@ -211,7 +213,7 @@ pub struct AsOfParams {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewReview {
-    #[schema(example = 5)]
+    #[schema(example = 5, minimum = 1, maximum = 5)]
     pub rating: i64,
     #[serde(default, alias = "text")]
     pub review_text: Option<String>,
@@ -224,6 +226,7 @@ pub struct NewReview {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReviewChanges {
+    #[schema(minimum = 1, maximum = 5)]
     pub rating: Option<i64>,
     #[serde(default, alias = "text")]
     pub review_text: Option<String>,

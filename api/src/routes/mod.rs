@@ -58,6 +58,18 @@ pub(crate) async fn read_your_writes(
     headers: &HeaderMap,
 ) -> Result<(), ApiError> {
     if let Some(position) = consistency_token(headers)? {
+        // A token beyond the log's head was never issued by this deployment: waiting cannot help.
+        let head = state
+            .store
+            .head()
+            .await
+            .map_err(|e| ApiError::internal("reading the event store head", &e))?;
+        if position > head {
+            return Err(ApiError::bad_request(
+                "invalid_consistency_token",
+                format!("the Consistency-Token {position} is ahead of the event log (at {head})"),
+            ));
+        }
         state
             .read
             .wait_for(position, state.config.consistency_timeout)

@@ -92,9 +92,16 @@ pub(crate) async fn status(State(state): State<AppState>) -> Response {
         })
         .unwrap_or_default();
     let healthy = head.is_ok() && statuses.is_ok();
+    // A failing projection leaves the node able to take writes and serve (older) reads: it is
+    // degraded, not down, so the code stays 200 and the body says which projection fails.
+    let projection_failing = projections.iter().any(|p| p.error.is_some());
     let body = Status {
         service: "quire",
-        status: if healthy { "running" } else { "degraded" },
+        status: if healthy && !projection_failing {
+            "running"
+        } else {
+            "degraded"
+        },
         timestamp,
         version: env!("CARGO_PKG_VERSION"),
         event_store: StoreHealth {

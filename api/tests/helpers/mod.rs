@@ -174,6 +174,31 @@ impl TestApp {
         }
     }
 
+    /// Appends an event no projection can decode to a book stream: the books projection stops
+    /// right before it (and reports the error), so the read models never reach its position.
+    pub(crate) async fn stall_read_models(&self) -> u64 {
+        let outcome = self
+            .store
+            .append(quire_store::AppendRequest {
+                stream_id: format!("book-{}", uuid::Uuid::now_v7()),
+                expected: quire_store::ExpectedVersion::NoStream,
+                events: vec![quire_store::NewEvent {
+                    event_id: uuid::Uuid::new_v4(),
+                    event_type: "BookTeleported".into(),
+                    schema_version: 1,
+                    payload: json!({}),
+                    metadata: quire_store::EventMetadata::default(),
+                }],
+                command: None,
+            })
+            .await
+            .unwrap();
+        match outcome {
+            quire_store::AppendOutcome::Appended { last_position, .. } => last_position,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
     pub(crate) async fn head(&self) -> u64 {
         self.store.head().await.unwrap()
     }
