@@ -321,6 +321,21 @@ pub struct NewUser {
     pub role: Option<String>,
 }
 
+/// A new password.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewPassword {
+    pub password: String,
+}
+
+/// A user's favourite genres (replaces the list).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Preferences {
+    #[schema(example = json!(["fantasy", "science-fiction"]))]
+    pub favourite_genres: Vec<String>,
+}
+
 /// A user, as an admin or the user themself sees them.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UserDto {

@@ -18,7 +18,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use quire_actors::CommandBus;
 use quire_projections::ReadModels;
 use quire_store::DynEventStore;
@@ -129,7 +129,15 @@ pub fn app(state: AppState) -> Router {
             get(routes::users::list).post(routes::users::create),
         )
         .route("/users/me", get(routes::users::me))
-        .route("/users/{id}", get(routes::users::get))
+        .route(
+            "/users/{id}",
+            get(routes::users::get).delete(routes::users::deactivate),
+        )
+        .route("/users/{id}/password", put(routes::users::change_password))
+        .route(
+            "/users/{id}/preferences",
+            put(routes::users::change_preferences),
+        )
         .route("/auth/token", post(routes::auth::token))
         .merge(openapi::routes())
         .fallback(not_found)

@@ -677,6 +677,72 @@ async fn basic_and_bearer_authentication(backend: Backend) {
     // Passwords and their hashes never appear in responses.
     let text = admins_list.text().await.unwrap();
     assert!(!text.contains("argon2"), "{text}");
+
+    // Preferences, a new password, then deactivation, which ends Basic and bearer access.
+    let ann_id = token["user_id"].as_str().unwrap().to_string();
+    let prefs = app
+        .client
+        .put(app.url(&format!("/users/{ann_id}/preferences")))
+        .basic_auth("ann", Some("correct-horse"))
+        .json(&json!({"favourite_genres": ["Science Fiction", "fantasy"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(prefs.status(), StatusCode::OK);
+    let prefs: Value = prefs.json().await.unwrap();
+    assert_eq!(
+        prefs["favourite_genres"],
+        json!(["science-fiction", "fantasy"])
+    );
+    let other = app.signup("bob").await;
+    let meddling = app
+        .as_user(&other)
+        .delete(app.url(&format!("/users/{ann_id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(meddling, StatusCode::FORBIDDEN, "forbidden").await;
+    let changed = app
+        .client
+        .put(app.url(&format!("/users/{ann_id}/password")))
+        .basic_auth("ann", Some("correct-horse"))
+        .json(&json!({"password": "battery-staple"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), StatusCode::NO_CONTENT);
+    let old = app
+        .client
+        .get(app.url("/users/me"))
+        .basic_auth("ann", Some("correct-horse"))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(old, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    let deactivated = app
+        .client
+        .delete(app.url(&format!("/users/{ann_id}")))
+        .basic_auth("ann", Some("battery-staple"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deactivated.status(), StatusCode::NO_CONTENT);
+    for response in [
+        app.client
+            .get(app.url("/users/me"))
+            .basic_auth("ann", Some("battery-staple"))
+            .send()
+            .await
+            .unwrap(),
+        app.client
+            .get(app.url("/users/me"))
+            .bearer_auth(bearer)
+            .send()
+            .await
+            .unwrap(),
+    ] {
+        assert_problem(response, StatusCode::UNAUTHORIZED, "unauthorized").await;
+    }
 }
 
 async fn clients_over_their_rate_get_429(backend: Backend) {

@@ -6,14 +6,14 @@ use axum::response::{IntoResponse, Response};
 use quire_actors::Command;
 use quire_domain::ids::UserId;
 use quire_domain::user::UserCommand;
-use quire_domain::values::{Email, PersonName, Username};
+use quire_domain::values::{Email, Genre, PersonName, Username};
 use quire_domain::{Principal, Role};
 use uuid::Uuid;
 
 use super::{accepted, dispatch, next_link, page, read_your_writes, settle, write_headers};
 use crate::AppState;
 use crate::auth::{check_password_policy, hash_password};
-use crate::dto::{NewUser, PageParams, UserDto, UserList};
+use crate::dto::{NewPassword, NewUser, PageParams, Preferences, UserDto, UserList};
 use crate::error::{ApiError, Problem, Validation};
 use crate::extract::{Caller, Json, PathId, Query, User, command_id, idempotency_key};
 
@@ -221,4 +221,155 @@ fn require_admin(caller: &Principal) -> Result<(), ApiError> {
     } else {
         Err(ApiError::forbidden("only admins can do this"))
     }
+}
+
+/// Changes a user's password (the user themself, or an admin). Other sessions' Basic credentials
+/// stop working at once; bearer tokens already issued stay valid until they expire.
+#[utoipa::path(
+    put, path = "/users/{id}/password", tag = "users",
+    request_body = NewPassword,
+    params(("id" = String, Path, format = Uuid)),
+    responses(
+        (status = 204, description = "Changed"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+#[tracing::instrument(name = "http.users.password", skip_all, fields(user_id = %user_id))]
+pub(crate) async fn change_password(
+    State(state): State<AppState>,
+    User(caller): User,
+    PathId(user_id): PathId<UserId>,
+    headers: HeaderMap,
+    Json(body): Json<NewPassword>,
+) -> Result<Response, ApiError> {
+    if let Err(message) = check_password_policy(&body.password) {
+        let mut v = Validation::default();
+        v.fail("password", format!("password {message}"));
+        v.finish()?;
+    }
+    let key = idempotency_key(&headers)?;
+    let command_id = command_id(
+        &caller,
+        &format!("PUT /users/{user_id}/password"),
+        key.as_deref(),
+    );
+    let salt = key.is_some().then(|| Uuid::new_v5(&command_id, b"salt"));
+    let password_hash = hash_password(&body.password, salt).await?;
+    let outcome = dispatch(
+        &state,
+        &caller,
+        command_id,
+        None,
+        Command::User {
+            user_id,
+            command: UserCommand::ChangePassword { password_hash },
+        },
+    )
+    .await?;
+    settle(&state, outcome.last_position).await?;
+    Ok((StatusCode::NO_CONTENT, write_headers(&outcome, None)).into_response())
+}
+
+/// Replaces a user's favourite genres (the user themself, or an admin); recommendations start
+/// from them.
+#[utoipa::path(
+    put, path = "/users/{id}/preferences", tag = "users",
+    request_body = Preferences,
+    params(("id" = String, Path, format = Uuid)),
+    responses(
+        (status = 200, body = UserDto),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+#[tracing::instrument(name = "http.users.preferences", skip_all, fields(user_id = %user_id))]
+pub(crate) async fn change_preferences(
+    State(state): State<AppState>,
+    User(caller): User,
+    PathId(user_id): PathId<UserId>,
+    headers: HeaderMap,
+    Json(body): Json<Preferences>,
+) -> Result<Response, ApiError> {
+    let mut v = Validation::default();
+    let genres: Vec<_> = body
+        .favourite_genres
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, g)| v.field(&format!("favourite_genres[{i}]"), Genre::parse(g)))
+        .collect();
+    v.finish()?;
+    let key = idempotency_key(&headers)?;
+    let command_id = command_id(
+        &caller,
+        &format!("PUT /users/{user_id}/preferences"),
+        key.as_deref(),
+    );
+    let outcome = dispatch(
+        &state,
+        &caller,
+        command_id,
+        None,
+        Command::User {
+            user_id,
+            command: UserCommand::ChangePreferences {
+                favourite_genres: genres,
+            },
+        },
+    )
+    .await?;
+    if !settle(&state, outcome.last_position).await? {
+        return Ok(accepted(user_id.to_string(), &outcome, None));
+    }
+    let user = state
+        .read
+        .user(user_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
+    Ok((
+        write_headers(&outcome, None),
+        axum::Json(UserDto::from(user)),
+    )
+        .into_response())
+}
+
+/// Deactivates an account for good (the user themself, or an admin): it can no longer log in,
+/// and its bearer tokens stop working.
+#[utoipa::path(
+    delete, path = "/users/{id}", tag = "users",
+    params(("id" = String, Path, format = Uuid)),
+    responses(
+        (status = 204, description = "Deactivated"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "Already deactivated", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+#[tracing::instrument(name = "http.users.deactivate", skip_all, fields(user_id = %user_id))]
+pub(crate) async fn deactivate(
+    State(state): State<AppState>,
+    User(caller): User,
+    PathId(user_id): PathId<UserId>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let command_id = command_id(&caller, &format!("DELETE /users/{user_id}"), key.as_deref());
+    let outcome = dispatch(
+        &state,
+        &caller,
+        command_id,
+        None,
+        Command::User {
+            user_id,
+            command: UserCommand::Deactivate,
+        },
+    )
+    .await?;
+    settle(&state, outcome.last_position).await?;
+    Ok((StatusCode::NO_CONTENT, write_headers(&outcome, None)).into_response())
 }
