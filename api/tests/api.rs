@@ -315,6 +315,16 @@ async fn an_idempotency_key_replays_the_first_response(backend: Backend) {
     assert_eq!(a.status(), StatusCode::CREATED);
     let b = signup().await.unwrap();
     assert_eq!(b.status(), StatusCode::CREATED);
+    // Another anonymous client that happens to pick the same key is not confused with Paul.
+    let other = app
+        .client
+        .post(app.url("/users"))
+        .header("idempotency-key", "signup-7")
+        .json(&json!({"name": "Leto", "username": "leto", "password": "atreides-duke"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), StatusCode::CREATED);
 }
 
 async fn reviews_aggregate_and_one_per_member_holds_under_concurrency(backend: Backend) {

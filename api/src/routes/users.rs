@@ -72,7 +72,12 @@ pub(crate) async fn create(
             ApiError::forbidden("only admins can enrol users without a login")
         });
     }
-    let command_id = command_id(&caller, "POST /users", key.as_deref());
+    // Anonymous callers share one key space; the username they sign up with separates them.
+    let route = match (&caller.user_id, &username) {
+        (None, Some(username)) => format!("POST /users {username}"),
+        _ => "POST /users".to_string(),
+    };
+    let command_id = command_id(&caller, &route, key.as_deref());
     let password_hash = match &body.password {
         Some(password) => Some(
             hash_password(
@@ -88,21 +93,18 @@ pub(crate) async fn create(
         (None, Some(_)) => UserId::from_uuid(Uuid::new_v5(&command_id, b"user")),
         (None, None) => UserId::new(),
     };
-    let outcome = dispatch(
+    let outcome = send_to_user(
         &state,
         &caller,
         command_id,
-        None,
-        Command::User {
+        user_id,
+        UserCommand::Register {
             user_id,
-            command: UserCommand::Register {
-                user_id,
-                name,
-                username,
-                email,
-                role,
-                password_hash,
-            },
+            name,
+            username,
+            email,
+            role,
+            password_hash,
         },
     )
     .await?;
@@ -215,6 +217,24 @@ pub(crate) async fn get(
     Ok(axum::Json(UserDto::from(user)).into_response())
 }
 
+/// Sends one command to a user's entity.
+async fn send_to_user(
+    state: &AppState,
+    caller: &Principal,
+    command_id: Uuid,
+    user_id: UserId,
+    command: UserCommand,
+) -> Result<quire_actors::CommandOutcome, ApiError> {
+    dispatch(
+        state,
+        caller,
+        command_id,
+        None,
+        Command::User { user_id, command },
+    )
+    .await
+}
+
 fn require_admin(caller: &Principal) -> Result<(), ApiError> {
     if caller.is_privileged() {
         Ok(())
@@ -258,15 +278,12 @@ pub(crate) async fn change_password(
     );
     let salt = key.is_some().then(|| Uuid::new_v5(&command_id, b"salt"));
     let password_hash = hash_password(&body.password, salt).await?;
-    let outcome = dispatch(
+    let outcome = send_to_user(
         &state,
         &caller,
         command_id,
-        None,
-        Command::User {
-            user_id,
-            command: UserCommand::ChangePassword { password_hash },
-        },
+        user_id,
+        UserCommand::ChangePassword { password_hash },
     )
     .await?;
     settle(&state, outcome.last_position).await?;
@@ -309,16 +326,13 @@ pub(crate) async fn change_preferences(
         &format!("PUT /users/{user_id}/preferences"),
         key.as_deref(),
     );
-    let outcome = dispatch(
+    let outcome = send_to_user(
         &state,
         &caller,
         command_id,
-        None,
-        Command::User {
-            user_id,
-            command: UserCommand::ChangePreferences {
-                favourite_genres: genres,
-            },
+        user_id,
+        UserCommand::ChangePreferences {
+            favourite_genres: genres,
         },
     )
     .await?;
@@ -359,15 +373,12 @@ pub(crate) async fn deactivate(
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
     let command_id = command_id(&caller, &format!("DELETE /users/{user_id}"), key.as_deref());
-    let outcome = dispatch(
+    let outcome = send_to_user(
         &state,
         &caller,
         command_id,
-        None,
-        Command::User {
-            user_id,
-            command: UserCommand::Deactivate,
-        },
+        user_id,
+        UserCommand::Deactivate,
     )
     .await?;
     settle(&state, outcome.last_position).await?;
