@@ -826,6 +826,42 @@ async fn a_consistency_token_ahead_of_the_read_models_times_out_cleanly(backend:
     .await;
 }
 
+async fn a_stuck_projection_does_not_hold_up_writes_it_does_not_answer(backend: Backend) {
+    let app = spawn_app_with(backend, |config| {
+        config.write_wait = Duration::from_secs(2);
+        config.consistency_timeout = Duration::from_millis(300);
+    })
+    .await;
+    // The users projection stops at an event it cannot decode.
+    let stuck_at = app.stall_projection_of("user").await;
+    // Book writes answer from the books projection, which is fine: 201 with the book, not 202.
+    let created = app
+        .admin_post(
+            "/books",
+            &json!({"title": "Parable of the Sower", "author": "Octavia Butler"}),
+        )
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let token = header(&created, "consistency-token");
+    let book: Value = created.json().await.unwrap();
+    assert_eq!(book["title"], "Parable of the Sower");
+    // A read presenting the token still waits for every read model, and says it cannot serve it.
+    let consistent = app
+        .client
+        .get(app.url(&format!("/books/{}", book["id"].as_str().unwrap())))
+        .header("consistency-token", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(
+        consistent,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "read_model_behind",
+    )
+    .await;
+    assert!(token.parse::<u64>().unwrap() > stuck_at);
+}
+
 async fn history_and_as_of_show_the_past(backend: Backend) {
     let app = spawn_app(backend).await;
     let book = app.add_book("The Dispossessed").await;
@@ -1010,4 +1046,5 @@ on_backends!(
     a_consistency_token_ahead_of_the_read_models_times_out_cleanly,
     history_and_as_of_show_the_past,
     openapi_docs_and_status_are_served,
+    a_stuck_projection_does_not_hold_up_writes_it_does_not_answer,
 );

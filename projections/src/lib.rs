@@ -131,12 +131,31 @@ impl ReadModels {
     /// the runner advancing them may live in another process or node.
     #[tracing::instrument(skip(self))]
     pub async fn wait_for(&self, position: u64, timeout: Duration) -> Result<(), WaitError> {
+        self.wait_for_projections(PROJECTIONS, position, timeout)
+            .await
+    }
+
+    /// Waits until the named projections have applied the log up to `position`; a write uses it
+    /// to wait only for the read model its answer comes from, so one stuck projection does not
+    /// slow every write.
+    #[tracing::instrument(skip(self))]
+    pub async fn wait_for_projections(
+        &self,
+        names: &[&str],
+        position: u64,
+        timeout: Duration,
+    ) -> Result<(), WaitError> {
+        let mut chosen = Vec::with_capacity(names.len());
+        for name in names {
+            let p = Projection::parse(name).ok_or_else(|| {
+                WaitError::ReadModel(ReadModelError::UnknownProjection(name.to_string()))
+            })?;
+            chosen.push(p);
+        }
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut receivers: Vec<watch::Receiver<u64>> = self
-            .inner
-            .checkpoints
+        let mut receivers: Vec<watch::Receiver<u64>> = chosen
             .iter()
-            .map(watch::Sender::subscribe)
+            .map(|p| self.inner.checkpoints[p.index()].subscribe())
             .collect();
         loop {
             let local = receivers
@@ -153,7 +172,12 @@ impl ReadModels {
                     self.advance(p, status.position);
                 }
             }
-            let reached = self.local_min().max(local);
+            let reached = chosen
+                .iter()
+                .map(|p| *self.inner.checkpoints[p.index()].borrow())
+                .min()
+                .unwrap_or(0)
+                .max(local);
             if reached >= position {
                 return Ok(());
             }
@@ -168,15 +192,6 @@ impl ReadModels {
                 _ = tokio::time::sleep_until(poll.min(deadline)) => {}
             }
         }
-    }
-
-    fn local_min(&self) -> u64 {
-        self.inner
-            .checkpoints
-            .iter()
-            .map(|c| *c.borrow())
-            .min()
-            .unwrap_or(0)
     }
 
     /// Every projection's checkpoint and last error, in [`PROJECTIONS`] order.

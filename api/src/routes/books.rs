@@ -143,7 +143,7 @@ async fn respond_with_book(
     status: StatusCode,
     location: Option<&str>,
 ) -> Result<Response, ApiError> {
-    if !settle(state, outcome.last_position).await? {
+    if !settle(state, "books", outcome.last_position).await? {
         return Ok(accepted(book_id.to_string(), outcome, location));
     }
     let mut headers = write_headers(outcome, location);
@@ -478,7 +478,7 @@ pub(crate) async fn delete(
         },
     )
     .await?;
-    settle(&state, outcome.last_position).await?;
+    settle(&state, "books", outcome.last_position).await?;
     Ok((StatusCode::NO_CONTENT, write_headers(&outcome, None)).into_response())
 }
 

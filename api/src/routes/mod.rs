@@ -38,13 +38,27 @@ pub(crate) async fn dispatch(
     Ok(state.bus.dispatch(envelope).await?)
 }
 
-/// Waits for the read models to reflect a write. `Ok(false)` when they did not within the
-/// write timeout: the write is durable all the same.
-pub(crate) async fn settle(state: &AppState, position: u64) -> Result<bool, ApiError> {
-    match state.read.wait_for(position, state.config.write_wait).await {
+/// Waits for the read model a write's answer comes from to reflect it (the others may lag: a
+/// later read presenting the consistency token waits for all). `Ok(false)` when it did not within
+/// the write timeout: the write is durable all the same.
+pub(crate) async fn settle(
+    state: &AppState,
+    projection: &str,
+    position: u64,
+) -> Result<bool, ApiError> {
+    match state
+        .read
+        .wait_for_projections(&[projection], position, state.config.write_wait)
+        .await
+    {
         Ok(()) => Ok(true),
         Err(quire_projections::WaitError::Timeout { reached }) => {
-            tracing::warn!(position, reached, "read models lag behind a write");
+            tracing::warn!(
+                projection,
+                position,
+                reached,
+                "a read model lags behind a write"
+            );
             Ok(false)
         }
         #[allow(unreachable_patterns, reason = "WaitError may grow variants")]

@@ -97,7 +97,7 @@ pub(crate) async fn create(
     )
     .await?;
     let location = format!("/books/{book_id}/reviews/{review_id}");
-    if !settle(&state, outcome.last_position).await? {
+    if !settle(&state, "reviews", outcome.last_position).await? {
         return Ok(accepted(review_id.to_string(), &outcome, Some(&location)));
     }
     let review = state
@@ -275,7 +275,7 @@ pub(crate) async fn update(
         },
     )
     .await?;
-    if !settle(&state, outcome.last_position).await? {
+    if !settle(&state, "reviews", outcome.last_position).await? {
         return Ok(accepted(review_id.to_string(), &outcome, None));
     }
     let review = state
@@ -326,6 +326,6 @@ pub(crate) async fn delete(
         },
     )
     .await?;
-    settle(&state, outcome.last_position).await?;
+    settle(&state, "reviews", outcome.last_position).await?;
     Ok((StatusCode::NO_CONTENT, write_headers(&outcome, None)).into_response())
 }

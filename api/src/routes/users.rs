@@ -109,7 +109,7 @@ pub(crate) async fn create(
     )
     .await?;
     let location = format!("/users/{user_id}");
-    if !settle(&state, outcome.last_position).await? {
+    if !settle(&state, "users", outcome.last_position).await? {
         return Ok(accepted(user_id.to_string(), &outcome, Some(&location)));
     }
     let user = state
@@ -286,7 +286,7 @@ pub(crate) async fn change_password(
         UserCommand::ChangePassword { password_hash },
     )
     .await?;
-    settle(&state, outcome.last_position).await?;
+    settle(&state, "users", outcome.last_position).await?;
     Ok((StatusCode::NO_CONTENT, write_headers(&outcome, None)).into_response())
 }
 
@@ -336,7 +336,7 @@ pub(crate) async fn change_preferences(
         },
     )
     .await?;
-    if !settle(&state, outcome.last_position).await? {
+    if !settle(&state, "users", outcome.last_position).await? {
         return Ok(accepted(user_id.to_string(), &outcome, None));
     }
     let user = state
@@ -381,6 +381,6 @@ pub(crate) async fn deactivate(
         UserCommand::Deactivate,
     )
     .await?;
-    settle(&state, outcome.last_position).await?;
+    settle(&state, "users", outcome.last_position).await?;
     Ok((StatusCode::NO_CONTENT, write_headers(&outcome, None)).into_response())
 }

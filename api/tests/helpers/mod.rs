@@ -177,10 +177,16 @@ impl TestApp {
     /// Appends an event no projection can decode to a book stream: the books projection stops
     /// right before it (and reports the error), so the read models never reach its position.
     pub(crate) async fn stall_read_models(&self) -> u64 {
+        self.stall_projection_of("book").await
+    }
+
+    /// Appends an undecodable event to a new stream of `category` ("book" stalls the books and
+    /// reviews projections, "user" the users projection) and returns its position.
+    pub(crate) async fn stall_projection_of(&self, category: &str) -> u64 {
         let outcome = self
             .store
             .append(quire_store::AppendRequest {
-                stream_id: format!("book-{}", uuid::Uuid::now_v7()),
+                stream_id: format!("{category}-{}", uuid::Uuid::now_v7()),
                 expected: quire_store::ExpectedVersion::NoStream,
                 events: vec![quire_store::NewEvent {
                     event_id: uuid::Uuid::new_v4(),
