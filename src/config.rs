@@ -67,6 +67,9 @@ pub(crate) struct ApiSettings {
     /// Requests per second per client IP; 0 turns rate limiting off.
     pub rate_limit_per_second: f64,
     pub rate_limit_burst: u32,
+    /// Reverse proxies (IP addresses) whose `X-Forwarded-For` identifies the client for rate
+    /// limiting; empty means every peer address is a client.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Lifetime of bearer tokens.
     pub token_ttl_secs: u64,
     /// Signs bearer tokens; every node of a cluster needs the same one. When unset, a random
@@ -115,6 +118,7 @@ impl Default for Settings {
                 write_wait_ms: 5_000,
                 rate_limit_per_second: 200.0,
                 rate_limit_burst: 400,
+                trusted_proxies: Vec::new(),
                 token_ttl_secs: 3_600,
                 token_secret: None,
             },
@@ -225,6 +229,7 @@ impl Settings {
                 per_second: self.api.rate_limit_per_second,
                 burst: self.api.rate_limit_burst,
             },
+            trusted_proxies: self.api.trusted_proxies.clone(),
         }
     }
 

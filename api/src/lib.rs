@@ -41,6 +41,8 @@ pub struct ApiConfig {
     pub write_wait: Duration,
     /// Per-client request rate.
     pub rate_limit: RateLimit,
+    /// Reverse proxies whose `X-Forwarded-For` names the client for rate limiting.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for ApiConfig {
@@ -50,6 +52,7 @@ impl Default for ApiConfig {
             consistency_timeout: Duration::from_secs(5),
             write_wait: Duration::from_secs(5),
             rate_limit: RateLimit::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use axum::extract::{ConnectInfo, Request, State};
+use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -84,12 +85,38 @@ impl RateLimiter {
     }
 }
 
+/// The client a request counts against: the peer, or, when the peer is one of the trusted
+/// reverse proxies, the right-most `X-Forwarded-For` address that is not itself a trusted proxy
+/// (addresses further left were written by the client and cannot be believed).
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted_proxies: &[IpAddr]) -> IpAddr {
+    if !trusted_proxies.contains(&peer) {
+        return peer;
+    }
+    let mut client = peer;
+    let hops = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    for hop in hops.into_iter().rev() {
+        match hop.parse::<IpAddr>() {
+            Ok(ip) if trusted_proxies.contains(&ip) => client = ip,
+            Ok(ip) => return ip,
+            Err(_) => return client,
+        }
+    }
+    client
+}
+
 /// The middleware: requests over the client's budget get a 429 with `Retry-After`.
 pub async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let client = request
+    let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+    let client = client_ip(peer, request.headers(), &state.config.trusted_proxies);
     match state.limiter.take(client) {
         Ok(()) => next.run(request).await,
         Err(retry_after) => {
@@ -116,6 +143,29 @@ mod tests {
         }
         assert_eq!(limiter.take(a), Err(1));
         assert!(limiter.take(b).is_ok());
+    }
+
+    #[test]
+    fn forwarded_addresses_count_only_behind_trusted_proxies() {
+        let proxy = IpAddr::from([10, 0, 0, 9]);
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", "6.6.6.6, 203.0.113.7".parse().unwrap());
+        // From the trusted proxy: the address it saw connect (right-most), not the client's claim.
+        assert_eq!(
+            client_ip(proxy, &headers, &[proxy]),
+            IpAddr::from([203, 0, 113, 7])
+        );
+        // From anyone else the header is ignored.
+        let stranger = IpAddr::from([198, 51, 100, 1]);
+        assert_eq!(client_ip(stranger, &headers, &[proxy]), stranger);
+        // Chained proxies are skipped; no header leaves the proxy itself.
+        let edge = IpAddr::from([10, 0, 0, 8]);
+        headers.insert("x-forwarded-for", "203.0.113.7, 10.0.0.8".parse().unwrap());
+        assert_eq!(
+            client_ip(proxy, &headers, &[proxy, edge]),
+            IpAddr::from([203, 0, 113, 7])
+        );
+        assert_eq!(client_ip(proxy, &HeaderMap::new(), &[proxy]), proxy);
     }
 
     #[test]

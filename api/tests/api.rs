@@ -772,6 +772,33 @@ async fn clients_over_their_rate_get_429(backend: Backend) {
     assert_problem(limited, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
 }
 
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget(backend: Backend) {
+    let app = spawn_app_with(backend, |config| {
+        config.rate_limit = quire_api::RateLimit {
+            per_second: 1.0,
+            burst: 2,
+        };
+        config.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let from = |client: &'static str| {
+        app.client
+            .get(app.url("/status"))
+            .header("x-forwarded-for", format!("6.6.6.6, {client}"))
+            .send()
+    };
+    for _ in 0..2 {
+        assert_eq!(from("203.0.113.1").await.unwrap().status(), StatusCode::OK);
+    }
+    assert_problem(
+        from("203.0.113.1").await.unwrap(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+    )
+    .await;
+    assert_eq!(from("203.0.113.2").await.unwrap().status(), StatusCode::OK);
+}
+
 async fn a_consistency_token_ahead_of_the_read_models_times_out_cleanly(backend: Backend) {
     let app = spawn_app_with(backend, |config| {
         config.consistency_timeout = Duration::from_millis(200);
@@ -1043,6 +1070,7 @@ on_backends!(
     bad_requests_get_problems_and_change_nothing,
     basic_and_bearer_authentication,
     clients_over_their_rate_get_429,
+    behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget,
     a_consistency_token_ahead_of_the_read_models_times_out_cleanly,
     history_and_as_of_show_the_past,
     openapi_docs_and_status_are_served,
