@@ -211,6 +211,55 @@ fn page_size(page: &PageRequest) -> usize {
     page.limit.clamp(1, 1000) as usize
 }
 
+/// The columns a `ReviewRow` reads.
+const REVIEW_COLUMNS: &str = "id, book_id, member_id, rating, text, created_at, updated_at";
+/// The columns a `UserRow` reads.
+const USER_COLUMNS: &str =
+    "id, name, username, email, role, active, favourite_genres, created_at, version";
+
+/// The keyset condition of a listing ordered by `(created_at, id)`: the rows after the page's
+/// cursor, in the listing's direction. Empty on the first page.
+fn after_created_at(
+    args: &mut Vec<Arg>,
+    page: &PageRequest,
+    listing: &str,
+    descending: bool,
+) -> Result<String, ReadModelError> {
+    let Some(text) = &page.cursor else {
+        return Ok(String::new());
+    };
+    let cursor = Cursor::decode(text, listing)?;
+    let at = param(
+        args,
+        Arg::I64(cursor.k.as_i64().ok_or(ReadModelError::InvalidCursor)?),
+    );
+    let id = param(args, Arg::Text(cursor.id));
+    let op = if descending { "<" } else { ">" };
+    Ok(format!(
+        " AND (created_at {op} {at} OR (created_at = {at} AND id {op} {id}))"
+    ))
+}
+
+/// Turns the `limit + 1` rows of a keyset query into a page: the extra row only says that there
+/// is a next page, whose cursor is made from the last row kept.
+fn into_page<R, V>(
+    mut rows: Vec<R>,
+    limit: usize,
+    cursor_of: impl FnOnce(&R) -> Cursor,
+    view: impl Fn(R) -> Result<V, ReadModelError>,
+) -> Result<Page<V>, ReadModelError> {
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    let next_cursor = match (more, rows.last()) {
+        (true, Some(last)) => Some(cursor_of(last).encode()),
+        _ => None,
+    };
+    Ok(Page {
+        items: rows.into_iter().map(view).collect::<Result<_, _>>()?,
+        next_cursor,
+    })
+}
+
 impl ReadModels {
     async fn fetch_all<T>(
         &self,
@@ -324,32 +373,22 @@ impl ReadModels {
         };
         let n = param(&mut args, Arg::I64(limit as i64 + 1));
         sql += &format!(" ORDER BY {nulls_last}{key} {dir}, b.id {dir} LIMIT {n}");
-        let mut rows: Vec<BookRow> = self.fetch_all("listing books", &sql, &args).await?;
-        let more = rows.len() > limit;
-        rows.truncate(limit);
-        let next_cursor = match (more, rows.last()) {
-            (true, Some(last)) => Some(
-                Cursor {
-                    s: listing,
-                    k: match q.sort {
-                        BookSort::Title => Value::from(last.title_sort.clone()),
-                        BookSort::Year => last.year_published.map_or(Value::Null, Value::from),
-                        BookSort::Rating => last.avg.map_or(Value::Null, Value::from),
-                        BookSort::Added => Value::from(last.added_at),
-                    },
-                    id: last.id.clone(),
-                }
-                .encode(),
-            ),
-            _ => None,
-        };
-        Ok(Page {
-            items: rows
-                .into_iter()
-                .map(BookRow::view)
-                .collect::<Result<_, _>>()?,
-            next_cursor,
-        })
+        let rows: Vec<BookRow> = self.fetch_all("listing books", &sql, &args).await?;
+        into_page(
+            rows,
+            limit,
+            |last| Cursor {
+                s: listing,
+                k: match q.sort {
+                    BookSort::Title => Value::from(last.title_sort.clone()),
+                    BookSort::Year => last.year_published.map_or(Value::Null, Value::from),
+                    BookSort::Rating => last.avg.map_or(Value::Null, Value::from),
+                    BookSort::Added => Value::from(last.added_at),
+                },
+                id: last.id.clone(),
+            },
+            BookRow::view,
+        )
     }
 
     /// A book's reviews, newest first, deleted ones left out.
@@ -361,42 +400,23 @@ impl ReadModels {
     ) -> Result<Page<ReviewView>, ReadModelError> {
         let listing = "reviews";
         let mut args = vec![Arg::Text(book.to_string())];
-        let mut sql = "SELECT id, book_id, member_id, rating, text, created_at, updated_at \
-                       FROM rm_reviews WHERE book_id = $1 AND NOT deleted"
-            .to_string();
-        if let Some(text) = &page.cursor {
-            let cursor = Cursor::decode(text, listing)?;
-            let at = param(
-                &mut args,
-                Arg::I64(cursor.k.as_i64().ok_or(ReadModelError::InvalidCursor)?),
-            );
-            let id = param(&mut args, Arg::Text(cursor.id));
-            sql += &format!(" AND (created_at < {at} OR (created_at = {at} AND id < {id}))");
-        }
+        let mut sql =
+            format!("SELECT {REVIEW_COLUMNS} FROM rm_reviews WHERE book_id = $1 AND NOT deleted");
+        sql += &after_created_at(&mut args, page, listing, true)?;
         let limit = page_size(page);
         let n = param(&mut args, Arg::I64(limit as i64 + 1));
         sql += &format!(" ORDER BY created_at DESC, id DESC LIMIT {n}");
-        let mut rows: Vec<ReviewRow> = self.fetch_all("listing reviews", &sql, &args).await?;
-        let more = rows.len() > limit;
-        rows.truncate(limit);
-        let next_cursor = match (more, rows.last()) {
-            (true, Some(last)) => Some(
-                Cursor {
-                    s: listing.into(),
-                    k: Value::from(last.created_at),
-                    id: last.id.clone(),
-                }
-                .encode(),
-            ),
-            _ => None,
-        };
-        Ok(Page {
-            items: rows
-                .into_iter()
-                .map(ReviewRow::view)
-                .collect::<Result<_, _>>()?,
-            next_cursor,
-        })
+        let rows: Vec<ReviewRow> = self.fetch_all("listing reviews", &sql, &args).await?;
+        into_page(
+            rows,
+            limit,
+            |last| Cursor {
+                s: listing.into(),
+                k: Value::from(last.created_at),
+                id: last.id.clone(),
+            },
+            ReviewRow::view,
+        )
     }
 
     /// One review of a book, or `None` if it is unknown or deleted.
@@ -409,8 +429,10 @@ impl ReadModels {
         let rows: Vec<ReviewRow> = self
             .fetch_all(
                 "reading review",
-                "SELECT id, book_id, member_id, rating, text, created_at, updated_at \
-                 FROM rm_reviews WHERE id = $1 AND book_id = $2 AND NOT deleted",
+                &format!(
+                    "SELECT {REVIEW_COLUMNS} FROM rm_reviews \
+                     WHERE id = $1 AND book_id = $2 AND NOT deleted"
+                ),
                 &[Arg::Text(review.to_string()), Arg::Text(book.to_string())],
             )
             .await?;
@@ -439,8 +461,7 @@ impl ReadModels {
         let rows: Vec<UserRow> = self
             .fetch_all(
                 "reading user",
-                "SELECT id, name, username, email, role, active, favourite_genres, created_at, \
-                 version FROM rm_users WHERE id = $1",
+                &format!("SELECT {USER_COLUMNS} FROM rm_users WHERE id = $1"),
                 &[Arg::Text(id.to_string())],
             )
             .await?;
@@ -452,42 +473,22 @@ impl ReadModels {
     pub async fn list_users(&self, page: &PageRequest) -> Result<Page<UserView>, ReadModelError> {
         let listing = "users";
         let mut args = Vec::new();
-        let mut sql = "SELECT id, name, username, email, role, active, favourite_genres, \
-                       created_at, version FROM rm_users WHERE true"
-            .to_string();
-        if let Some(text) = &page.cursor {
-            let cursor = Cursor::decode(text, listing)?;
-            let at = param(
-                &mut args,
-                Arg::I64(cursor.k.as_i64().ok_or(ReadModelError::InvalidCursor)?),
-            );
-            let id = param(&mut args, Arg::Text(cursor.id));
-            sql += &format!(" AND (created_at > {at} OR (created_at = {at} AND id > {id}))");
-        }
+        let mut sql = format!("SELECT {USER_COLUMNS} FROM rm_users WHERE true");
+        sql += &after_created_at(&mut args, page, listing, false)?;
         let limit = page_size(page);
         let n = param(&mut args, Arg::I64(limit as i64 + 1));
         sql += &format!(" ORDER BY created_at, id LIMIT {n}");
-        let mut rows: Vec<UserRow> = self.fetch_all("listing users", &sql, &args).await?;
-        let more = rows.len() > limit;
-        rows.truncate(limit);
-        let next_cursor = match (more, rows.last()) {
-            (true, Some(last)) => Some(
-                Cursor {
-                    s: listing.into(),
-                    k: Value::from(last.created_at),
-                    id: last.id.clone(),
-                }
-                .encode(),
-            ),
-            _ => None,
-        };
-        Ok(Page {
-            items: rows
-                .into_iter()
-                .map(UserRow::view)
-                .collect::<Result<_, _>>()?,
-            next_cursor,
-        })
+        let rows: Vec<UserRow> = self.fetch_all("listing users", &sql, &args).await?;
+        into_page(
+            rows,
+            limit,
+            |last| Cursor {
+                s: listing.into(),
+                k: Value::from(last.created_at),
+                id: last.id.clone(),
+            },
+            UserRow::view,
+        )
     }
 
     /// What a login needs for `username` (already normalized to lowercase).
