@@ -2,7 +2,6 @@
 //! first: `author`, `genre`, `year_published`, `summary`, `review_text`, …), kept apart from the
 //! domain's types and the stored event schema so each can evolve on its own terms.
 
-use quire_domain::Role;
 use quire_domain::book::Book;
 use quire_domain::ids::{BookId, ReviewId, UserId};
 use quire_projections::{BookView, RatingStats, ReviewView, UserView};
@@ -126,11 +125,6 @@ impl BookDto {
     /// The book as a folded aggregate (for `?as_of=`), at `version`.
     pub fn from_aggregate(book: &Book, version: u64) -> Option<Self> {
         let id = book.id()?;
-        let live: Vec<u8> = book
-            .reviews()
-            .filter(|r| !r.is_deleted())
-            .map(|r| r.rating().value())
-            .collect();
         let authors: Vec<String> = book.authors().iter().map(ToString::to_string).collect();
         let genres: Vec<String> = book.genres().iter().map(ToString::to_string).collect();
         Some(Self {
@@ -145,10 +139,8 @@ impl BookDto {
             description: book.description().map(ToString::to_string),
             summary: book.summary().map(ToString::to_string),
             summary_source: book.summary_source().map(ToString::to_string),
-            average_rating: (!live.is_empty()).then(|| {
-                round2(live.iter().map(|&r| f64::from(r)).sum::<f64>() / live.len() as f64)
-            }),
-            rating_count: live.len() as u64,
+            average_rating: book.average_rating().map(round2),
+            rating_count: book.review_count() as u64,
             version,
             added_at: None,
             updated_at: None,
@@ -359,18 +351,13 @@ impl From<UserView> for UserDto {
             name: view.name,
             username: view.username,
             email: view.email,
-            role: role_name(view.role).to_string(),
+            role: view.role.as_str().to_string(),
             active: view.active,
             favourite_genres: view.favourite_genres,
             created_at: rfc3339(view.created_at),
             version: view.version,
         }
     }
-}
-
-/// The wire name of a role.
-pub fn role_name(role: Role) -> &'static str {
-    role.as_str()
 }
 
 /// A page of users.

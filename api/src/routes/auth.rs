@@ -6,7 +6,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 
 use crate::AppState;
-use crate::dto::{TokenRequest, TokenResponse, role_name};
+use crate::dto::{TokenRequest, TokenResponse};
 use crate::error::{ApiError, Problem};
 
 /// Issues a bearer token.
@@ -54,7 +54,7 @@ pub(crate) async fn token(
         token_type: "Bearer",
         expires_in: issued.expires_in,
         user_id,
-        role: role_name(role).to_string(),
+        role: role.as_str().to_string(),
     })
     .into_response())
 }
