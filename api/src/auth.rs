@@ -36,6 +36,10 @@ type HmacSha256 = Hmac<Sha256>;
 pub const MIN_PASSWORD_CHARS: usize = 8;
 /// The longest password accepted, in bytes (argon2 input stays bounded).
 pub const MAX_PASSWORD_BYTES: usize = 1024;
+/// A real argon2id hash (of a password nobody has) to verify against when the user does not
+/// exist, so that an unknown username costs as much time as a wrong password. Its parameters must
+/// stay those of `Argon2::default()`, which hashes real passwords (a test checks it).
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$yjunWDBhLkPXux8ZpU3Q5g$R9feDKmbuQ6+zUWNWKBODJUnRJ5299lQTylZ5GviIjY";
 /// How long a verified Basic credential is remembered.
 const CACHE_TTL: Duration = Duration::from_secs(300);
 /// The most remembered credentials; beyond it the oldest half is dropped.
@@ -48,7 +52,6 @@ pub struct Authenticator {
     token_key: Vec<u8>,
     cache_key: [u8; 32],
     token_ttl: Duration,
-    dummy_hash: String,
     cache: Mutex<HashMap<String, CachedLogin>>,
 }
 
@@ -82,19 +85,12 @@ impl Authenticator {
         let mut cache_key = [0u8; 32];
         OsRng.fill_bytes(&mut cache_key);
         let token_key = hmac_sha256(token_secret, b"quire bearer tokens v1").to_vec();
-        // A real hash to verify against when the user does not exist, so that an unknown username
-        // costs as much time as a wrong password.
-        let dummy_hash = Argon2::default()
-            .hash_password(b"not a password", &SaltString::generate(&mut OsRng))
-            .map(|h| h.to_string())
-            .unwrap_or_default();
         Self {
             store,
             read,
             token_key,
             cache_key,
             token_ttl,
-            dummy_hash,
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -260,7 +256,7 @@ impl Authenticator {
     }
 
     async fn burn_time(&self, password: &str) {
-        let _ = verify_password(password, &self.dummy_hash).await;
+        let _ = verify_password(password, DUMMY_HASH).await;
     }
 }
 
@@ -335,4 +331,19 @@ pub fn random_secret() -> String {
     let mut bytes = [0u8; 32];
     OsRng.fill_bytes(&mut bytes);
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dummy_hash_costs_what_a_real_one_does() {
+        let dummy = PhcString::new(DUMMY_HASH).unwrap();
+        let salt = SaltString::generate(&mut OsRng);
+        let real = Argon2::default().hash_password(b"x", &salt).unwrap();
+        assert_eq!(dummy.algorithm, real.algorithm);
+        assert_eq!(dummy.version, real.version);
+        assert_eq!(dummy.params, real.params);
+    }
 }
