@@ -252,7 +252,9 @@ impl From<WaitError> for ApiError {
                 ),
                 1,
             ),
-            #[allow(unreachable_patterns, reason = "WaitError may grow variants")]
+            // Through the read-model mapping, so the log shows the database's own error.
+            WaitError::ReadModel(error) => error.into(),
+            // `WaitError` is non-exhaustive.
             other => Self::internal("waiting for read models", &other),
         }
     }

@@ -61,7 +61,6 @@ pub(crate) async fn settle(
             );
             Ok(false)
         }
-        #[allow(unreachable_patterns, reason = "WaitError may grow variants")]
         Err(other) => Err(other.into()),
     }
 }
