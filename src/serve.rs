@@ -34,7 +34,7 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
     let projections =
         quire_projections::spawn(store.clone(), read.clone(), RunnerOptions::default());
     let bus = LocalBus::new(store.clone(), settings.actor_config());
-    bootstrap_admin(&settings, &store, &bus).await?;
+    bootstrap_admin(&settings, &store, head, &bus).await?;
 
     let secret = token_secret(&settings)?;
     let auth = Arc::new(Authenticator::new(
@@ -114,10 +114,11 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
 async fn bootstrap_admin(
     settings: &Settings,
     store: &DynEventStore,
+    head: u64,
     bus: &LocalBus,
 ) -> anyhow::Result<()> {
     let (Some(user), Some(password)) = (&settings.admin_user, &settings.admin_password) else {
-        if store.head().await.context("reading event store head")? == 0 {
+        if head == 0 {
             tracing::warn!(
                 "the store is empty and no admin is configured: set QUIRE_ADMIN_USER and QUIRE_ADMIN_PASSWORD to create one"
             );
