@@ -36,6 +36,7 @@ pub(crate) struct Settings {
     pub store: StoreSettings,
     pub api: ApiSettings,
     pub tls: TlsSettings,
+    pub cluster: ClusterSettings,
     /// How long shutdown waits for in-flight commands.
     pub shutdown_timeout_secs: u64,
 }
@@ -85,6 +86,46 @@ pub(crate) struct TlsSettings {
     pub key: Option<PathBuf>,
 }
 
+/// Running as one node of many: commands travel over NATS to the node holding their entity's
+/// partition lease. Without `nats_url` the node runs alone with an in-process command bus.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ClusterSettings {
+    /// NATS server URL(s), comma-separated (`nats://…`, `tls://…`).
+    pub nats_url: Option<Secret>,
+    /// A NATS `.creds` file (JWT + NKey seed).
+    pub nats_credentials: Option<PathBuf>,
+    /// PEM CA bundle for the NATS servers' certificates (turns TLS on).
+    pub nats_tls_ca: Option<PathBuf>,
+    /// PEM client certificate and key for NATS servers that verify clients.
+    pub nats_tls_cert: Option<PathBuf>,
+    pub nats_tls_key: Option<PathBuf>,
+    /// Refuse to talk to NATS without TLS.
+    pub nats_require_tls: bool,
+    /// Namespace of the cluster's subjects and lease bucket.
+    pub name: String,
+    /// This node's id (default: host name and process id).
+    pub node_id: Option<String>,
+    /// What this node does: `api` (HTTP), `actors` (runs commands), `projections`.
+    pub roles: Vec<String>,
+    /// Command partitions; the same on every node.
+    pub partitions: u32,
+    /// A lease not renewed for this long moves to another node.
+    pub lease_ttl_ms: u64,
+    /// How long the API waits for a command's node to answer, retries included.
+    pub request_timeout_ms: u64,
+    /// JetStream replicas of the lease bucket (3 on a production NATS cluster).
+    pub replicas: usize,
+}
+
+impl ClusterSettings {
+    pub(crate) const ROLES: [&'static str; 3] = ["api", "actors", "projections"];
+
+    pub(crate) fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct StoreSettings {
@@ -123,6 +164,21 @@ impl Default for Settings {
                 token_secret: None,
             },
             tls: TlsSettings::default(),
+            cluster: ClusterSettings {
+                nats_url: None,
+                nats_credentials: None,
+                nats_tls_ca: None,
+                nats_tls_cert: None,
+                nats_tls_key: None,
+                nats_require_tls: false,
+                name: "quire".into(),
+                node_id: None,
+                roles: ClusterSettings::ROLES.map(String::from).to_vec(),
+                partitions: 32,
+                lease_ttl_ms: 4_000,
+                request_timeout_ms: 10_000,
+                replicas: 1,
+            },
             shutdown_timeout_secs: 10,
         }
     }
@@ -136,6 +192,14 @@ pub(crate) struct Overrides {
     pub listen: Option<SocketAddr>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub nats_url: Option<String>,
+    pub nats_credentials: Option<PathBuf>,
+    pub nats_tls_ca: Option<PathBuf>,
+    pub nats_tls_cert: Option<PathBuf>,
+    pub nats_tls_key: Option<PathBuf>,
+    pub roles: Option<Vec<String>>,
+    pub node_id: Option<String>,
+    pub cluster: Option<String>,
 }
 
 impl Settings {
@@ -185,6 +249,59 @@ impl Settings {
         if let Some(key) = &overrides.tls_key {
             settings.tls.key = Some(key.clone());
         }
+        let cluster = &mut settings.cluster;
+        if let Some(url) = &overrides.nats_url {
+            cluster.nats_url = Some(Secret(url.clone()));
+        }
+        if let Some(path) = &overrides.nats_credentials {
+            cluster.nats_credentials = Some(path.clone());
+        }
+        if let Some(path) = &overrides.nats_tls_ca {
+            cluster.nats_tls_ca = Some(path.clone());
+        }
+        if let Some(path) = &overrides.nats_tls_cert {
+            cluster.nats_tls_cert = Some(path.clone());
+        }
+        if let Some(path) = &overrides.nats_tls_key {
+            cluster.nats_tls_key = Some(path.clone());
+        }
+        if let Some(roles) = &overrides.roles {
+            cluster.roles = roles.clone();
+        }
+        if let Some(id) = &overrides.node_id {
+            cluster.node_id = Some(id.clone());
+        }
+        if let Some(name) = &overrides.cluster {
+            cluster.name = name.clone();
+        }
+        if cluster
+            .nats_url
+            .as_ref()
+            .is_some_and(|u| u.expose().trim().is_empty())
+        {
+            cluster.nats_url = None;
+        }
+        cluster.roles = cluster
+            .roles
+            .iter()
+            .map(|r| r.trim().to_ascii_lowercase())
+            .filter(|r| !r.is_empty())
+            .collect();
+        cluster.roles.sort();
+        cluster.roles.dedup();
+        for role in &cluster.roles {
+            anyhow::ensure!(
+                ClusterSettings::ROLES.contains(&role.as_str()),
+                "unknown role {role:?}; the roles are {}",
+                ClusterSettings::ROLES.join(", ")
+            );
+        }
+        anyhow::ensure!(!cluster.roles.is_empty(), "a node needs at least one role");
+        anyhow::ensure!(
+            cluster.nats_url.is_some() || cluster.roles.len() == ClusterSettings::ROLES.len(),
+            "a node with only some roles ({}) needs the others elsewhere: set --nats-url",
+            cluster.roles.join(",")
+        );
         anyhow::ensure!(
             settings.tls.cert.is_some() == settings.tls.key.is_some(),
             "TLS needs both a certificate and a key (--tls-cert and --tls-key)"
@@ -241,6 +358,27 @@ impl Settings {
         }
     }
 
+    /// The cluster this node joins, when NATS is configured.
+    pub(crate) fn cluster_config(&self) -> Option<(quire_actors::cluster::NatsOptions, quire_actors::cluster::ClusterConfig)> {
+        let c = &self.cluster;
+        let url = c.nats_url.as_ref()?;
+        let nats = quire_actors::cluster::NatsOptions {
+            url: url.expose().to_string(),
+            credentials_file: c.nats_credentials.clone(),
+            tls_ca: c.nats_tls_ca.clone(),
+            tls_cert: c.nats_tls_cert.clone(),
+            tls_key: c.nats_tls_key.clone(),
+            require_tls: c.nats_require_tls,
+        };
+        let node_id = c.node_id.clone().unwrap_or_else(default_node_id);
+        let mut config = quire_actors::cluster::ClusterConfig::new(c.name.clone(), node_id);
+        config.partitions = c.partitions;
+        config.lease_ttl = Duration::from_millis(c.lease_ttl_ms);
+        config.request_timeout = Duration::from_millis(c.request_timeout_ms.max(100));
+        config.replicas = c.replicas.max(1);
+        Some((nats, config))
+    }
+
     pub(crate) fn actor_config(&self) -> quire_actors::ActorConfig {
         quire_actors::ActorConfig {
             idle_timeout: Duration::from_secs(self.actors.idle_timeout_secs),
@@ -266,8 +404,27 @@ impl Settings {
         let hidden = || Secret("<redacted>".into());
         s.admin_password = s.admin_password.map(|_| hidden());
         s.api.token_secret = s.api.token_secret.map(|_| hidden());
+        s.cluster.nats_url = s
+            .cluster
+            .nats_url
+            .map(|u| Secret(quire_actors::cluster::redact(u.expose())));
         s
     }
+}
+
+/// The host name and process id, reduced to the characters subjects allow.
+fn default_node_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .unwrap_or_else(|| "node".into());
+    let host: String = host
+        .trim()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .take(40)
+        .collect();
+    format!("{host}-{}", std::process::id())
 }
 
 /// A secret string: `Debug` never shows it.

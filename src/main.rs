@@ -39,6 +39,35 @@ struct StoreArgs {
     database_url: Option<String>,
 }
 
+/// Joining a cluster of nodes over NATS (absent: one node, in-process command bus).
+#[derive(Args, Clone, Default)]
+pub(crate) struct ClusterArgs {
+    /// NATS server URL(s), comma-separated; makes this node one of a cluster.
+    #[arg(long)]
+    pub(crate) nats_url: Option<String>,
+    /// NATS credentials file (.creds).
+    #[arg(long)]
+    pub(crate) nats_creds: Option<PathBuf>,
+    /// PEM CA bundle of the NATS servers (turns TLS on).
+    #[arg(long)]
+    pub(crate) nats_tls_ca: Option<PathBuf>,
+    /// PEM client certificate for NATS (needs --nats-tls-key).
+    #[arg(long, requires = "nats_tls_key")]
+    pub(crate) nats_tls_cert: Option<PathBuf>,
+    /// The PEM private key of --nats-tls-cert.
+    #[arg(long, requires = "nats_tls_cert")]
+    pub(crate) nats_tls_key: Option<PathBuf>,
+    /// What this node does: any of api, actors, projections (default: all).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) roles: Option<Vec<String>>,
+    /// This node's id in the cluster (default: host name and process id).
+    #[arg(long)]
+    pub(crate) node_id: Option<String>,
+    /// The cluster's name: its NATS subjects and lease bucket (default: quire).
+    #[arg(long)]
+    pub(crate) cluster: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the platform: event store, entity actors, HTTP API.
@@ -52,7 +81,12 @@ enum Command {
         /// The PEM private key of --tls-cert.
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        #[command(flatten)]
+        cluster: ClusterArgs,
     },
+    /// The cluster as NATS sees it: nodes, partition and projection owners, lag.
+    #[command(subcommand)]
+    Cluster(cli::cluster::ClusterCommand),
     /// Read-model projections: status, and rebuild (safe while a server runs).
     #[command(subcommand)]
     Projections(cli::projections::ProjectionsCommand),
@@ -72,13 +106,15 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let (listen, tls_cert, tls_key) = match &cli.command {
+    let (listen, tls_cert, tls_key, cluster) = match &cli.command {
         Command::Serve {
             listen,
             tls_cert,
             tls_key,
-        } => (*listen, tls_cert.clone(), tls_key.clone()),
-        _ => (None, None, None),
+            cluster,
+        } => (*listen, tls_cert.clone(), tls_key.clone(), cluster.clone()),
+        Command::Cluster(command) => (None, None, None, command.args()),
+        _ => (None, None, None, ClusterArgs::default()),
     };
     let overrides = Overrides {
         data_dir: cli.store.data_dir.clone(),
@@ -86,6 +122,14 @@ fn main() -> std::process::ExitCode {
         listen,
         tls_cert,
         tls_key,
+        nats_url: cluster.nats_url,
+        nats_credentials: cluster.nats_creds,
+        nats_tls_ca: cluster.nats_tls_ca,
+        nats_tls_cert: cluster.nats_tls_cert,
+        nats_tls_key: cluster.nats_tls_key,
+        roles: cluster.roles,
+        node_id: cluster.node_id,
+        cluster: cluster.cluster,
     };
     let settings = match Settings::load(cli.config.as_deref(), &overrides) {
         Ok(s) => s,
@@ -118,6 +162,7 @@ fn main() -> std::process::ExitCode {
             Command::Events(command) => cli::events::run(&settings, command).await,
             Command::Projections(command) => cli::projections::run(&settings, command).await,
             Command::Import(command) => cli::import::run(&settings, command).await,
+            Command::Cluster(command) => cli::cluster::run(&settings, command).await,
             Command::Config { json } => {
                 if json {
                     println!("{:#}", settings.to_redacted_json());

@@ -2,19 +2,24 @@
 //! and shuts them down in order on SIGINT or SIGTERM (stop accepting requests, drain actors, stop
 //! the projections, let the store finish writing).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use quire_actors::cluster::{
+    self, ClusterConfig, ClusterError, LeaseManager, LeaseOwner, NatsBus, NatsOptions, NodeInfo,
+    Notifications, PartitionServer, Resource,
+};
 use quire_actors::{Command, CommandBus, CommandEnvelope, CommandError, LocalBus};
 use quire_api::{AppState, Authenticator};
 use quire_domain::ids::UserId;
 use quire_domain::user::UserCommand;
 use quire_domain::values::{PersonName, Username};
 use quire_domain::{Principal, Role};
-use quire_projections::{ReadModelOptions, ReadModels, RunnerOptions};
+use quire_projections::{PROJECTIONS, ProjectionsHandle, ReadModelOptions, ReadModels, RunnerOptions};
 use quire_store::DynEventStore;
 
 use crate::config::{Settings, redact_url};
@@ -31,33 +36,83 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
     let read = ReadModels::open(&read_url, ReadModelOptions::default())
         .await
         .with_context(|| format!("opening read models at {}", redact_url(&read_url)))?;
-    let projections =
-        quire_projections::spawn(store.clone(), read.clone(), RunnerOptions::default());
-    let bus = LocalBus::new(store.clone(), settings.actor_config());
-    bootstrap_admin(&settings, &store, head, &bus).await?;
 
-    let secret = token_secret(&settings)?;
+    // Bind first: a cluster node announces where its API listens.
+    let serve_api = settings.cluster.has_role("api");
+    let listener = if serve_api {
+        let listener = std::net::TcpListener::bind(settings.listen)
+            .with_context(|| format!("binding {}", settings.listen))?;
+        listener
+            .set_nonblocking(true)
+            .context("configuring the listener")?;
+        Some(listener)
+    } else {
+        None
+    };
+    let addr = listener
+        .as_ref()
+        .map(|l| l.local_addr().context("reading listen address"))
+        .transpose()?;
+
+    let node = match settings.cluster_config() {
+        None => Node::single(&settings, &store, &read),
+        Some((nats, config)) => Node::join(&settings, &store, &read, nats, config, addr).await?,
+    };
+    let bus = node.bus();
+    if node.is_clustered() {
+        // Partitions may still be changing hands while nodes start: keep trying in the background.
+        let (settings, store, bus) = (settings.clone(), store.clone(), bus.clone());
+        tokio::spawn(async move {
+            loop {
+                match bootstrap_admin(&settings, &store, head, bus.as_ref()).await {
+                    Ok(()) => return,
+                    Err(error) => {
+                        tracing::warn!(error = format!("{error:#}"), "creating the admin user; retrying");
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                    }
+                }
+            }
+        });
+    } else {
+        bootstrap_admin(&settings, &store, head, bus.as_ref()).await?;
+    }
+
+    match (listener, addr) {
+        (Some(listener), Some(addr)) => {
+            serve_http(&settings, &store, read, bus, listener, addr, head).await?;
+        }
+        _ => {
+            tracing::info!(backend = store.backend(), head, roles = ?settings.cluster.roles, "quire node is ready (no HTTP API)");
+            println!("quire node running without an API");
+            shutdown_signal().await;
+        }
+    }
+
+    node.shutdown(Duration::from_secs(settings.shutdown_timeout_secs))
+        .await;
+    drop(store);
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+async fn serve_http(
+    settings: &Settings,
+    store: &DynEventStore,
+    read: ReadModels,
+    bus: Arc<dyn CommandBus>,
+    listener: std::net::TcpListener,
+    addr: SocketAddr,
+    head: u64,
+) -> anyhow::Result<()> {
+    let secret = token_secret(settings)?;
     let auth = Arc::new(Authenticator::new(
         store.clone(),
         read.clone(),
         &secret,
         Duration::from_secs(settings.api.token_ttl_secs.max(60)),
     ));
-    let state = AppState::new(
-        store.clone(),
-        Arc::new(bus.clone()),
-        read,
-        auth,
-        settings.api_config(),
-    );
+    let state = AppState::new(store.clone(), bus, read, auth, settings.api_config());
     let app = quire_api::app(state).into_make_service_with_connect_info::<SocketAddr>();
-    let listener = std::net::TcpListener::bind(settings.listen)
-        .with_context(|| format!("binding {}", settings.listen))?;
-    listener
-        .set_nonblocking(true)
-        .context("configuring the listener")?;
-    let addr = listener.local_addr().context("reading listen address")?;
-
     match (&settings.tls.cert, &settings.tls.key) {
         (Some(cert), Some(key)) => {
             // sqlx's rustls already links ring; make it the process-wide provider.
@@ -98,15 +153,204 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
                 .context("serving HTTP")?;
         }
     }
-
-    tracing::info!("shutting down: draining entity actors");
-    bus.shutdown(Duration::from_secs(settings.shutdown_timeout_secs))
-        .await;
-    tracing::info!("stopping projections");
-    projections.shutdown().await;
-    drop(store);
-    tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// What this process runs besides the API: alone, or as one node of a cluster.
+enum Node {
+    /// In-process bus, every projection here.
+    Single {
+        bus: LocalBus,
+        projections: ProjectionsHandle,
+    },
+    /// Commands over NATS; partitions and projections by lease.
+    Clustered {
+        bus: NatsBus,
+        local: Option<LocalBus>,
+        leases: LeaseManager,
+        tasks: Vec<tokio::task::JoinHandle<()>>,
+    },
+}
+
+impl Node {
+    fn single(settings: &Settings, store: &DynEventStore, read: &ReadModels) -> Self {
+        Self::Single {
+            bus: LocalBus::new(store.clone(), settings.actor_config()),
+            projections: quire_projections::spawn(
+                store.clone(),
+                read.clone(),
+                RunnerOptions::default(),
+            ),
+        }
+    }
+
+    async fn join(
+        settings: &Settings,
+        store: &DynEventStore,
+        read: &ReadModels,
+        nats: NatsOptions,
+        config: ClusterConfig,
+        http: Option<SocketAddr>,
+    ) -> anyhow::Result<Self> {
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!("cluster settings: {e}"))?;
+        let roles = settings.cluster.roles.clone();
+        tracing::info!(nats = %cluster::redact(&nats.url), cluster = %config.cluster, node = %config.node_id, ?roles, partitions = config.partitions, "joining the cluster");
+        let client = cluster::connect(&nats, &format!("quire-{}", config.node_id))
+            .await
+            .context("connecting to NATS")?;
+        let notifications = Notifications::new(client.clone(), config.clone());
+        let mut tasks = Vec::new();
+        // Other nodes' appends and checkpoints wake this node's readers at once.
+        let hinted = store.clone();
+        tasks.push(
+            notifications
+                .on_head(move |p| hinted.observe_head(p))
+                .await
+                .context("subscribing to head notifications")?,
+        );
+        let observed = read.clone();
+        tasks.push(
+            notifications
+                .on_checkpoint(move |name, p| {
+                    let _ = observed.observe_checkpoint(name, p);
+                })
+                .await
+                .context("subscribing to checkpoint notifications")?,
+        );
+
+        let local = settings
+            .cluster
+            .has_role("actors")
+            .then(|| LocalBus::new(store.clone(), settings.actor_config()));
+        let server = local
+            .clone()
+            .map(|bus| PartitionServer::new(client.clone(), config.clone(), bus));
+        if let Some(server) = &server {
+            tasks.push(notifications.publish_head(server.appended()));
+        }
+        let work = Arc::new(NodeWork {
+            server,
+            store: store.clone(),
+            read: read.clone(),
+            notifications,
+            projections: tokio::sync::Mutex::new(HashMap::new()),
+        });
+        let node = NodeInfo {
+            node_id: config.node_id.clone(),
+            roles: roles.clone(),
+            partitions: config.partitions,
+            http: http.map(|a| a.to_string()),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            started_at: time::OffsetDateTime::now_utc().unix_timestamp() * 1000,
+        };
+        let resources = cluster::resources(config.partitions, PROJECTIONS, &roles);
+        let leases = LeaseManager::start(client.clone(), config.clone(), node, resources, work)
+            .await
+            .context("joining the cluster's lease bucket")?;
+        Ok(Self::Clustered {
+            bus: NatsBus::new(client, config),
+            local,
+            leases,
+            tasks,
+        })
+    }
+
+    fn is_clustered(&self) -> bool {
+        matches!(self, Self::Clustered { .. })
+    }
+
+    fn bus(&self) -> Arc<dyn CommandBus> {
+        match self {
+            Self::Single { bus, .. } => Arc::new(bus.clone()),
+            Self::Clustered { bus, .. } => Arc::new(bus.clone()),
+        }
+    }
+
+    /// Drains the actors and stops the projections; a cluster node first hands its leases back.
+    async fn shutdown(self, timeout: Duration) {
+        match self {
+            Self::Single { bus, projections } => {
+                tracing::info!("shutting down: draining entity actors");
+                bus.shutdown(timeout).await;
+                tracing::info!("stopping projections");
+                projections.shutdown().await;
+            }
+            Self::Clustered {
+                local,
+                leases,
+                tasks,
+                ..
+            } => {
+                tracing::info!("shutting down: handing partitions and projections back");
+                leases.shutdown().await;
+                if let Some(local) = local {
+                    local.shutdown(timeout).await;
+                }
+                for task in tasks {
+                    task.abort();
+                }
+            }
+        }
+    }
+}
+
+/// Starts and stops this node's share of the work as leases come and go.
+struct NodeWork {
+    server: Option<PartitionServer>,
+    store: DynEventStore,
+    read: ReadModels,
+    notifications: Notifications,
+    projections: tokio::sync::Mutex<HashMap<String, (ProjectionsHandle, tokio::task::JoinHandle<()>)>>,
+}
+
+#[async_trait::async_trait]
+impl LeaseOwner for NodeWork {
+    async fn acquired(&self, resource: &Resource) -> Result<(), ClusterError> {
+        match resource {
+            Resource::Partition(p) => match &self.server {
+                Some(server) => server.start(*p).await,
+                None => Err(ClusterError::Config("this node has no actors role".into())),
+            },
+            Resource::Projection(name) => {
+                let runner = quire_projections::spawn_one(
+                    self.store.clone(),
+                    self.read.clone(),
+                    RunnerOptions::default(),
+                    name,
+                )
+                .map_err(|e| ClusterError::Config(e.to_string()))?;
+                let checkpoints = self
+                    .read
+                    .checkpoint_watch(name)
+                    .map_err(|e| ClusterError::Config(e.to_string()))?;
+                let announce = self.notifications.publish_checkpoint(name, checkpoints);
+                self.projections
+                    .lock()
+                    .await
+                    .insert(name.clone(), (runner, announce));
+                Ok(())
+            }
+        }
+    }
+
+    async fn released(&self, resource: &Resource) {
+        match resource {
+            Resource::Partition(p) => {
+                if let Some(server) = &self.server {
+                    server.stop(*p).await;
+                }
+            }
+            Resource::Projection(name) => {
+                let running = self.projections.lock().await.remove(name);
+                if let Some((runner, announce)) = running {
+                    announce.abort();
+                    runner.shutdown().await;
+                }
+            }
+        }
+    }
 }
 
 /// Creates the configured admin if no user has that username yet. The command id derives from
@@ -115,7 +359,7 @@ async fn bootstrap_admin(
     settings: &Settings,
     store: &DynEventStore,
     head: u64,
-    bus: &LocalBus,
+    bus: &dyn CommandBus,
 ) -> anyhow::Result<()> {
     let (Some(user), Some(password)) = (&settings.admin_user, &settings.admin_password) else {
         if head == 0 {

@@ -5,6 +5,7 @@
 //! id with them, so a retried command returns its first outcome and appends nothing.
 
 mod bus;
+pub mod cluster;
 mod entity;
 mod envelope;
 mod registry;

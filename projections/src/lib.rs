@@ -22,7 +22,7 @@ use tokio::sync::watch;
 
 pub use error::{ReadModelError, WaitError};
 pub use rebuild::{RebuildProgress, RebuildReport, rebuild};
-pub use runner::{ProjectionsHandle, RunnerOptions, spawn};
+pub use runner::{ProjectionsHandle, RunnerOptions, spawn, spawn_one};
 pub use views::{
     BookQuery, BookSort, BookView, Credentials, Page, PageRequest, ProjectionStatus, RatingStats,
     ReviewView, UserView,
@@ -115,6 +115,16 @@ impl ReadModels {
                 false
             }
         });
+    }
+
+    /// Records that another node's runner committed `name`'s checkpoint at `position` (a cluster
+    /// notification), so [`wait_for`](Self::wait_for) returns without waiting for its next poll.
+    /// It must only be called with a checkpoint already committed to the read-model database.
+    pub fn observe_checkpoint(&self, name: &str, position: u64) -> Result<(), ReadModelError> {
+        let p = Projection::parse(name)
+            .ok_or_else(|| ReadModelError::UnknownProjection(name.to_string()))?;
+        self.advance(p, position);
+        Ok(())
     }
 
     /// A receiver of a projection's checkpoint as this process knows it (moved by the local runner

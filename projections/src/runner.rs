@@ -76,6 +76,30 @@ pub fn spawn(store: DynEventStore, read: ReadModels, options: RunnerOptions) -> 
     ProjectionsHandle { stop, tasks }
 }
 
+/// Starts the task of one projection (by name), as a cluster node does for the projections whose
+/// lease it holds.
+pub fn spawn_one(
+    store: DynEventStore,
+    read: ReadModels,
+    options: RunnerOptions,
+    name: &str,
+) -> Result<ProjectionsHandle, ReadModelError> {
+    let projection =
+        Projection::parse(name).ok_or_else(|| ReadModelError::UnknownProjection(name.to_string()))?;
+    let (stop, stopped) = watch::channel(false);
+    let runner = Runner {
+        store,
+        read,
+        options,
+        target: Target::live(projection),
+        stopped,
+    };
+    Ok(ProjectionsHandle {
+        stop,
+        tasks: vec![tokio::spawn(runner.run())],
+    })
+}
+
 struct Runner {
     store: DynEventStore,
     read: ReadModels,

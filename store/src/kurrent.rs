@@ -498,6 +498,10 @@ impl EventStore for KurrentStore {
         self.head.subscribe()
     }
 
+    fn observe_head(&self, position: Position) {
+        crate::raise_head(&self.head, position);
+    }
+
     #[tracing::instrument(name = "store.command", skip(self), fields(backend = "kurrentdb"))]
     async fn command(&self, command_id: Uuid) -> Result<Option<CommandRecord>, StoreError> {
         self.read_command(command_id).await

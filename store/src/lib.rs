@@ -74,6 +74,13 @@ pub trait EventStore: Send + Sync + 'static {
     /// process) commits new events. It is a wake-up hint: readers must still read the log.
     fn head_watch(&self) -> watch::Receiver<Position>;
 
+    /// Tells the store that another node committed events up to `position` (a cluster
+    /// notification), so [`head_watch`](Self::head_watch) wakes at once. A hint only: it never
+    /// lowers the head, and readers still read the log, so a lost or early hint loses nothing.
+    fn observe_head(&self, position: Position) {
+        let _ = position;
+    }
+
     /// The recorded outcome of a command, if that command id was seen before.
     async fn command(&self, command_id: Uuid) -> Result<Option<CommandRecord>, StoreError>;
 
@@ -157,4 +164,16 @@ impl Default for StoreOptions {
             read_only: false,
         }
     }
+}
+
+/// Moves a head watch forward to `position` (never back); true when it moved.
+pub(crate) fn raise_head(head: &watch::Sender<Position>, position: Position) -> bool {
+    head.send_if_modified(|h| {
+        if position > *h {
+            *h = position;
+            true
+        } else {
+            false
+        }
+    })
 }

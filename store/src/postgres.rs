@@ -88,14 +88,7 @@ impl PostgresStore {
                 match listener.try_recv().await {
                     Ok(Some(n)) => {
                         if let Ok(p) = n.payload().parse::<u64>() {
-                            notified.send_if_modified(|h| {
-                                if p > *h {
-                                    *h = p;
-                                    true
-                                } else {
-                                    false
-                                }
-                            });
+                            crate::raise_head(&notified, p);
                         }
                     }
                     // The connection dropped and was re-established; notifications in between are
@@ -389,6 +382,10 @@ impl EventStore for PostgresStore {
 
     fn head_watch(&self) -> watch::Receiver<Position> {
         self.head.subscribe()
+    }
+
+    fn observe_head(&self, position: Position) {
+        crate::raise_head(&self.head, position);
     }
 
     #[tracing::instrument(name = "store.command", skip(self), fields(backend = "postgres"))]

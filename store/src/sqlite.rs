@@ -408,6 +408,10 @@ impl EventStore for SqliteStore {
         self.head.subscribe()
     }
 
+    fn observe_head(&self, position: Position) {
+        crate::raise_head(&self.head, position);
+    }
+
     #[tracing::instrument(name = "store.command", skip(self), fields(backend = "sqlite"))]
     async fn command(&self, command_id: Uuid) -> Result<Option<CommandRecord>, StoreError> {
         let row = sqlx::query("SELECT * FROM es_commands WHERE command_id = ?")
