@@ -359,7 +359,12 @@ impl Settings {
     }
 
     /// The cluster this node joins, when NATS is configured.
-    pub(crate) fn cluster_config(&self) -> Option<(quire_actors::cluster::NatsOptions, quire_actors::cluster::ClusterConfig)> {
+    pub(crate) fn cluster_config(
+        &self,
+    ) -> Option<(
+        quire_actors::cluster::NatsOptions,
+        quire_actors::cluster::ClusterConfig,
+    )> {
         let c = &self.cluster;
         let url = c.nats_url.as_ref()?;
         let nats = quire_actors::cluster::NatsOptions {
@@ -421,7 +426,13 @@ fn default_node_id() -> String {
     let host: String = host
         .trim()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(40)
         .collect();
     format!("{host}-{}", std::process::id())

@@ -19,7 +19,9 @@ use quire_domain::ids::UserId;
 use quire_domain::user::UserCommand;
 use quire_domain::values::{PersonName, Username};
 use quire_domain::{Principal, Role};
-use quire_projections::{PROJECTIONS, ProjectionsHandle, ReadModelOptions, ReadModels, RunnerOptions};
+use quire_projections::{
+    PROJECTIONS, ProjectionsHandle, ReadModelOptions, ReadModels, RunnerOptions,
+};
 use quire_store::DynEventStore;
 
 use crate::config::{Settings, redact_url};
@@ -67,7 +69,10 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
                 match bootstrap_admin(&settings, &store, head, bus.as_ref()).await {
                     Ok(()) => return,
                     Err(error) => {
-                        tracing::warn!(error = format!("{error:#}"), "creating the admin user; retrying");
+                        tracing::warn!(
+                            error = format!("{error:#}"),
+                            "creating the admin user; retrying"
+                        );
                         tokio::time::sleep(Duration::from_secs(2)).await;
                     }
                 }
@@ -302,7 +307,8 @@ struct NodeWork {
     store: DynEventStore,
     read: ReadModels,
     notifications: Notifications,
-    projections: tokio::sync::Mutex<HashMap<String, (ProjectionsHandle, tokio::task::JoinHandle<()>)>>,
+    projections:
+        tokio::sync::Mutex<HashMap<String, (ProjectionsHandle, tokio::task::JoinHandle<()>)>>,
 }
 
 #[async_trait::async_trait]

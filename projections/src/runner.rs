@@ -84,8 +84,8 @@ pub fn spawn_one(
     options: RunnerOptions,
     name: &str,
 ) -> Result<ProjectionsHandle, ReadModelError> {
-    let projection =
-        Projection::parse(name).ok_or_else(|| ReadModelError::UnknownProjection(name.to_string()))?;
+    let projection = Projection::parse(name)
+        .ok_or_else(|| ReadModelError::UnknownProjection(name.to_string()))?;
     let (stop, stopped) = watch::channel(false);
     let runner = Runner {
         store,

@@ -94,13 +94,18 @@ impl CommandBus for NatsBus {
                     match error.kind() {
                         // The reply may have been lost with its node: ask again at once.
                         RequestErrorKind::TimedOut => {
-                            tracing::debug!(partition, attempts, "command request timed out; re-sending");
+                            tracing::debug!(
+                                partition,
+                                attempts,
+                                "command request timed out; re-sending"
+                            );
                         }
                         // Nobody holds the partition right now (a lease moving, a node dying):
                         // back off briefly and ask again.
                         _ => {
                             tracing::debug!(partition, attempts, error = %last_problem, "no node for partition yet");
-                            let pause = backoff.min(deadline.saturating_duration_since(Instant::now()));
+                            let pause =
+                                backoff.min(deadline.saturating_duration_since(Instant::now()));
                             tokio::time::sleep(pause).await;
                             backoff = (backoff * 2).min(Duration::from_millis(250));
                         }

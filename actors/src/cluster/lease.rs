@@ -194,9 +194,7 @@ pub async fn read_view(
         }
     }
     nodes.sort_by(|a, b| a.node_id.cmp(&b.node_id));
-    leases.sort_by(|a, b| {
-        Resource::parse(&a.resource).cmp(&Resource::parse(&b.resource))
-    });
+    leases.sort_by(|a, b| Resource::parse(&a.resource).cmp(&Resource::parse(&b.resource)));
     Ok(ClusterView { nodes, leases })
 }
 
@@ -255,7 +253,7 @@ pub struct LeaseManager {
 
 impl LeaseManager {
     /// Joins the cluster: heartbeats `node`, and competes for `resources`, calling `owner` as
-    /// leases come and go. 
+    /// leases come and go.
     pub async fn start(
         client: async_nats::Client,
         config: ClusterConfig,
@@ -480,7 +478,11 @@ impl Loop {
         let mut lost = Vec::new();
         for (resource, held) in &mut self.held {
             let sent = Instant::now();
-            match self.kv.update(resource.key(), value.clone(), held.revision).await {
+            match self
+                .kv
+                .update(resource.key(), value.clone(), held.revision)
+                .await
+            {
                 Ok(revision) => {
                     held.revision = revision;
                     held.renewed = sent;
@@ -558,7 +560,11 @@ pub fn resources(partitions: u32, projections: &[&str], roles: &[String]) -> Vec
         out.extend((0..partitions).map(Resource::Partition));
     }
     if has("projections") {
-        out.extend(projections.iter().map(|p| Resource::Projection((*p).to_string())));
+        out.extend(
+            projections
+                .iter()
+                .map(|p| Resource::Projection((*p).to_string())),
+        );
     }
     out
 }
@@ -584,7 +590,10 @@ mod tests {
         let partitions: Vec<Resource> = (0..64).map(Resource::Partition).collect();
         let three: Vec<String> = ["node-a", "node-b", "node-c"].map(String::from).to_vec();
         let counts = spread(&partitions, &three);
-        assert!(counts.values().all(|&c| (12..=32).contains(&c)), "{counts:?}");
+        assert!(
+            counts.values().all(|&c| (12..=32).contains(&c)),
+            "{counts:?}"
+        );
         let two: Vec<String> = ["node-a", "node-b"].map(String::from).to_vec();
         for r in &partitions {
             let before = designated(r, &three).unwrap();

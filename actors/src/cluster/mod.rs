@@ -123,7 +123,10 @@ impl ClusterConfig {
 
 /// Connects to NATS: named connection, TLS and credentials as configured, unlimited reconnects.
 /// The first connection must succeed (a node that cannot reach NATS at start-up should say so).
-pub async fn connect(options: &NatsOptions, name: &str) -> Result<async_nats::Client, ClusterError> {
+pub async fn connect(
+    options: &NatsOptions,
+    name: &str,
+) -> Result<async_nats::Client, ClusterError> {
     let mut connect = async_nats::ConnectOptions::new()
         .name(name)
         .connection_timeout(Duration::from_secs(5))
@@ -165,17 +168,21 @@ pub async fn connect(options: &NatsOptions, name: &str) -> Result<async_nats::Cl
         .map(|s| s.parse())
         .collect::<Result<_, _>>()
         .map_err(|e| ClusterError::Config(format!("NATS URL {:?}: {e}", options.url)))?;
-    connect
-        .connect(addrs)
-        .await
-        .map_err(|e| ClusterError::Nats(format!("connecting to NATS at {}: {e}", redact(&options.url))))
+    connect.connect(addrs).await.map_err(|e| {
+        ClusterError::Nats(format!(
+            "connecting to NATS at {}: {e}",
+            redact(&options.url)
+        ))
+    })
 }
 
 /// A NATS URL without its password or token, for logs.
 pub fn redact(url: &str) -> String {
     url.split(',')
         .map(|u| match (u.find("://"), u.rfind('@')) {
-            (Some(scheme), Some(at)) if at > scheme => format!("{}***{}", &u[..scheme + 3], &u[at..]),
+            (Some(scheme), Some(at)) if at > scheme => {
+                format!("{}***{}", &u[..scheme + 3], &u[at..])
+            }
             _ => u.to_string(),
         })
         .collect::<Vec<_>>()

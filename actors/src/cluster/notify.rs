@@ -32,7 +32,11 @@ impl Notifications {
     }
 
     /// Publishes every change of a projection's checkpoint.
-    pub fn publish_checkpoint(&self, projection: &str, positions: watch::Receiver<u64>) -> JoinHandle<()> {
+    pub fn publish_checkpoint(
+        &self,
+        projection: &str,
+        positions: watch::Receiver<u64>,
+    ) -> JoinHandle<()> {
         publish_head(
             self.client.clone(),
             self.config.checkpoint_subject(projection),

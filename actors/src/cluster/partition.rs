@@ -34,6 +34,9 @@ mod tests {
             counts[partition_of(&format!("book-{}", uuid::Uuid::new_v4()), 16) as usize] += 1;
             let _ = i;
         }
-        assert!(counts.iter().all(|&c| (800..1200).contains(&c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&c| (800..1200).contains(&c)),
+            "{counts:?}"
+        );
     }
 }

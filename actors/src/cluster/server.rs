@@ -152,7 +152,10 @@ impl PartitionServer {
             .await
             .is_err()
         {
-            tracing::warn!(partition, "commands still running after the partition was released");
+            tracing::warn!(
+                partition,
+                "commands still running after the partition was released"
+            );
         }
     }
 

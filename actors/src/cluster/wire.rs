@@ -30,17 +30,35 @@ pub(crate) enum Reply {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "error", rename_all = "snake_case")]
 pub(crate) enum WireError {
-    Rejected { rejection: Rejection },
-    KeyReused { command_id: Uuid },
-    Contention { stream_id: String, attempts: u32 },
-    HandlerPanicked { message: String },
-    Corrupt { stream_id: String, reason: String },
+    Rejected {
+        rejection: Rejection,
+    },
+    KeyReused {
+        command_id: Uuid,
+    },
+    Contention {
+        stream_id: String,
+        attempts: u32,
+    },
+    HandlerPanicked {
+        message: String,
+    },
+    Corrupt {
+        stream_id: String,
+        reason: String,
+    },
     /// The answering node's event store is shutting down or unreachable.
-    StoreUnavailable { message: String },
+    StoreUnavailable {
+        message: String,
+    },
     /// Anything else failed on the answering node; the command may be retried with its id.
-    Unavailable { message: String },
+    Unavailable {
+        message: String,
+    },
     /// The request could not be decoded.
-    BadRequest { message: String },
+    BadRequest {
+        message: String,
+    },
 }
 
 impl WireError {
@@ -86,9 +104,9 @@ impl WireError {
             },
             Self::HandlerPanicked { message } => CommandError::HandlerPanicked(message),
             Self::Corrupt { stream_id, reason } => CommandError::Corrupt { stream_id, reason },
-            Self::StoreUnavailable { message } => {
-                CommandError::Store(StoreError::Unavailable(format!("on node {node}: {message}")))
-            }
+            Self::StoreUnavailable { message } => CommandError::Store(StoreError::Unavailable(
+                format!("on node {node}: {message}"),
+            )),
             Self::Unavailable { message } | Self::BadRequest { message } => {
                 CommandError::Unavailable(format!("node {node}: {message}"))
             }
