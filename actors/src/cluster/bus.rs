@@ -81,13 +81,25 @@ impl CommandBus for NatsBus {
                         .as_ref()
                         .and_then(|h| h.get(NODE))
                         .map_or_else(|| "?".to_string(), |v| v.to_string());
-                    return match serde_json::from_slice::<Reply>(&message.payload) {
+                    let result = match serde_json::from_slice::<Reply>(&message.payload) {
                         Ok(Reply::Ok { outcome }) => Ok(outcome),
                         Ok(Reply::Err { error }) => Err(error.into_error(&node)),
                         Err(e) => Err(CommandError::Unavailable(format!(
                             "undecodable reply from node {node}: {e}"
                         ))),
                     };
+                    // Contention means two nodes wrote the entity at once (a lease changing
+                    // hands): nothing was applied, so the same command is safe to send again.
+                    if let Err(CommandError::Contention { .. }) = &result
+                        && Instant::now() + backoff < deadline
+                    {
+                        last_problem = format!("contention reported by node {node}");
+                        tracing::debug!(partition, attempts, "contention; re-sending");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_millis(250));
+                        continue;
+                    }
+                    return result;
                 }
                 Err(error) => {
                     last_problem = error.to_string();

@@ -308,6 +308,12 @@ impl LeaseManager {
         self.held.clone()
     }
 
+    /// Stops at once without releasing anything, as a crash would: the leases expire after their
+    /// TTL. (The work started by the owner is the caller's to stop.)
+    pub fn abort(self) {
+        self.task.abort();
+    }
+
     /// Leaves the cluster: stops all work, releases every lease and the node record.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
