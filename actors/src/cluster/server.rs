@@ -63,11 +63,14 @@ impl PartitionServer {
     /// Starts answering `partition`'s commands (call once its lease is held).
     pub async fn start(&self, partition: u32) -> Result<(), ClusterError> {
         let subject = self.config.command_subject(partition);
-        // A queue group: should two nodes briefly both believe they hold the lease, each command
-        // still reaches only one of them (and the store's version check decides between them).
+        // A plain subscription, not a queue group: should two nodes briefly both serve a partition
+        // (a paused node that has not yet noticed its lease expired), each gets every command and
+        // the live one answers; a queue group would send half of them to the paused node to time
+        // out. Running a command twice is safe: the store records its id with its events, and the
+        // expected-version check on append decides between the two writers.
         let subscriber = self
             .client
-            .queue_subscribe(subject.clone(), subject.clone())
+            .subscribe(subject.clone())
             .await
             .map_err(|e| ClusterError::Nats(format!("subscribing to {subject}: {e}")))?;
         let (stop, stopped) = oneshot::channel();
@@ -182,7 +185,13 @@ impl PartitionServer {
                         },
                     }
                 } else {
-                    let span = tracing::info_span!("cluster.command", partition, command_id = %envelope.command_id, stream = %stream_id);
+                    let span = tracing::info_span!(
+                        "cluster.command",
+                        partition,
+                        command_id = %envelope.command_id,
+                        stream = %stream_id,
+                        traceparent = envelope.traceparent.as_deref().unwrap_or(""),
+                    );
                     match self.bus.dispatch(envelope).instrument(span).await {
                         Ok(outcome) => {
                             let last = outcome.last_position;
