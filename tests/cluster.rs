@@ -62,6 +62,8 @@ struct Cluster {
     store: Store,
     name: String,
     nats: String,
+    /// More flags for nodes and `cluster status` (TLS).
+    extra: Vec<String>,
     nodes: Vec<Node>,
 }
 
@@ -71,22 +73,24 @@ impl Cluster {
             store: Store::new(Backend::Postgres).await,
             name: cluster_name(),
             nats,
+            extra: Vec::new(),
             nodes: Vec::new(),
         }
     }
 
+    fn node_args(&self) -> Vec<String> {
+        let mut args: Vec<String> = ["--nats-url", &self.nats, "--cluster", &self.name]
+            .map(String::from)
+            .to_vec();
+        args.extend(self.extra.iter().cloned());
+        args
+    }
+
     fn start_node(&mut self, id: &str) {
-        let server = Server::start(
-            &self.store,
-            &[
-                "--nats-url",
-                &self.nats,
-                "--cluster",
-                &self.name,
-                "--node-id",
-                id,
-            ],
-        );
+        let mut args = self.node_args();
+        args.extend(["--node-id".to_string(), id.to_string()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let server = Server::start(&self.store, &args);
         let api = Api::with_client(
             &server.url,
             reqwest::Client::builder()
@@ -101,21 +105,36 @@ impl Cluster {
         });
     }
 
+    /// Stops the nodes and deletes the cluster's lease bucket from the shared NATS.
+    async fn remove(mut self) {
+        for node in &mut self.nodes {
+            if node.server.is_running() {
+                node.server.kill9();
+            }
+        }
+        let options = quire_actors::cluster::NatsOptions {
+            url: self.nats.clone(),
+            ..Default::default()
+        };
+        let config = quire_actors::cluster::ClusterConfig::new(&self.name, "test");
+        let client = quire_actors::cluster::connect(&options, "test-cleanup")
+            .await
+            .expect("NATS for cleanup");
+        quire_actors::cluster::remove_bucket(&client, &config)
+            .await
+            .expect("delete the test's bucket");
+    }
+
     fn apis(&self) -> Vec<Api> {
         self.nodes.iter().map(|n| n.api.clone()).collect()
     }
 
     /// `quire cluster status --json`.
     fn status(&self) -> Value {
-        let output = self.store.run(&[
-            "cluster",
-            "status",
-            "--json",
-            "--nats-url",
-            &self.nats,
-            "--cluster",
-            &self.name,
-        ]);
+        let mut args = vec!["cluster".to_string(), "status".into(), "--json".into()];
+        args.extend(self.node_args());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let output = self.store.run(&args);
         assert!(
             output.status.success(),
             "cluster status failed: {}",
@@ -445,6 +464,7 @@ async fn three_nodes_write_the_same_books_exactly_once() {
         .filter(|r| r["user_id"].as_str() == Some(member.as_str()))
         .collect();
     assert_eq!(mine.len(), 1, "exactly one review by the member");
+    cluster.remove().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -541,6 +561,7 @@ async fn kill_9_of_a_node_under_load_loses_and_duplicates_nothing() {
             .all(|n| n["node_id"] != victim_id.as_str()),
         "the dead node left the membership: {after}"
     );
+    cluster.remove().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -616,6 +637,7 @@ async fn a_paused_node_that_lost_its_leases_does_not_win() {
     );
     // It rejoins as an ordinary member.
     cluster.wait_until_formed(3).await;
+    cluster.remove().await;
 }
 
 /// A `nats-server` of the test's own, with JetStream in a temp dir, restartable on its port.
@@ -623,6 +645,7 @@ struct NatsServer {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
+    args: Vec<String>,
 }
 
 impl NatsServer {
@@ -643,6 +666,11 @@ impl NatsServer {
     }
 
     fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// With more `nats-server` flags (TLS, auth).
+    fn start_with(args: &[&str]) -> Self {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -652,6 +680,7 @@ impl NatsServer {
             child: None,
             port,
             dir: tempfile::tempdir().unwrap(),
+            args: args.iter().map(|a| a.to_string()).collect(),
         };
         server.spawn();
         server
@@ -672,6 +701,7 @@ impl NatsServer {
                 "-sd",
             ])
             .arg(self.dir.path())
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -763,4 +793,67 @@ async fn a_nats_restart_under_load_loses_nothing() {
     );
     assert_exactly_once(&apis[0], &ledger).await;
     cluster.wait_until_formed(2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nodes_reach_nats_over_tls_with_credentials() {
+    let certs = tempfile::tempdir().unwrap();
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+            .expect("self-signed certificate");
+    let cert = certs.path().join("nats-cert.pem");
+    let key = certs.path().join("nats-key.pem");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let nats = NatsServer::start_with(&[
+        "--tls",
+        "--tlscert",
+        cert,
+        "--tlskey",
+        key,
+        "--user",
+        "quire",
+        "--pass",
+        "nats-s3cret",
+    ]);
+    let url = format!("tls://quire:nats-s3cret@127.0.0.1:{}", nats.port);
+    let mut cluster = Cluster::new(url.clone()).await;
+
+    // Without the CA the server's certificate is refused, and the node says why.
+    let refused = cluster
+        .store
+        .command()
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--nats-url",
+            &url,
+            "--cluster",
+            &cluster.name,
+        ])
+        .output()
+        .expect("run quire serve");
+    assert!(
+        !refused.status.success(),
+        "a node must not start on an unverified NATS"
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("NATS") && stderr.to_lowercase().contains("certificate"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("nats-s3cret"),
+        "the NATS password leaked into the logs: {stderr}"
+    );
+
+    cluster.extra = vec!["--nats-tls-ca".into(), cert.into()];
+    cluster.start_node("n1");
+    cluster.wait_until_formed(1).await;
+    let api = cluster.nodes[0].api.clone();
+    let books = create_books(&api, 1).await;
+    let (status, body) = api.get(&format!("/books/{}", books[0]), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }

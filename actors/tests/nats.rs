@@ -45,6 +45,13 @@ fn config(cluster: &str, node: &str) -> ClusterConfig {
     config
 }
 
+/// Deletes a test's lease bucket (only the lease test creates one).
+async fn remove_bucket(name: &str) {
+    cluster::remove_bucket(&client("cleanup").await, &config(name, "cleanup"))
+        .await
+        .expect("delete the test's bucket");
+}
+
 fn cluster_name() -> String {
     format!("t{}", uuid::Uuid::new_v4().simple())
 }
@@ -295,6 +302,7 @@ async fn leases_spread_rebalance_and_expire() {
     })
     .await;
     manager_c.shutdown().await;
+    remove_bucket(&name).await;
 }
 
 /// A node's appends wake the other nodes' head watches through NATS.

@@ -167,6 +167,20 @@ pub(crate) async fn open_bucket(
         .map_err(|e| ClusterError::Nats(format!("opening the lease bucket {bucket}: {e}")))
 }
 
+/// Deletes a cluster's lease bucket (a decommissioned cluster, or a test's). Nodes still running
+/// would recreate it.
+pub async fn remove_bucket(
+    client: &async_nats::Client,
+    config: &ClusterConfig,
+) -> Result<(), ClusterError> {
+    let js = jetstream::new(client.clone());
+    let stream = format!("KV_{}", config.bucket());
+    js.delete_stream(&stream)
+        .await
+        .map(|_| ())
+        .map_err(|e| ClusterError::Nats(format!("deleting {stream}: {e}")))
+}
+
 /// Reads the nodes and leases of a cluster (for `quire cluster status`).
 pub async fn read_view(
     client: &async_nats::Client,

@@ -23,7 +23,8 @@ use std::time::Duration;
 
 pub use bus::NatsBus;
 pub use lease::{
-    ClusterView, LeaseManager, LeaseOwner, NodeInfo, Resource, ResourceOwner, read_view, resources,
+    ClusterView, LeaseManager, LeaseOwner, NodeInfo, Resource, ResourceOwner, read_view,
+    remove_bucket, resources,
 };
 pub use notify::{Notifications, publish_head};
 pub use partition::partition_of;
@@ -168,6 +169,14 @@ pub async fn connect(
         .map(|s| s.parse())
         .collect::<Result<_, _>>()
         .map_err(|e| ClusterError::Config(format!("NATS URL {:?}: {e}", options.url)))?;
+    // Credentials in the URL (`nats://user:password@host`, `nats://token@host`).
+    if let Some(addr) = addrs.iter().find(|a| a.username().is_some()) {
+        let user = addr.username().unwrap_or_default().to_string();
+        connect = match addr.password() {
+            Some(password) => connect.user_and_password(user, password.to_string()),
+            None => connect.token(user),
+        };
+    }
     connect.connect(addrs).await.map_err(|e| {
         ClusterError::Nats(format!(
             "connecting to NATS at {}: {e}",
