@@ -516,6 +516,7 @@ mod tests {
             ..Settings::default()
         };
         settings.api.token_secret = Some(Secret("hunter2".into()));
+        settings.cluster.nats_url = Some(Secret("nats://quire:hunter2@nats:4222".into()));
         assert!(!settings.to_redacted_toml().contains("hunter2"));
         assert!(!settings.to_redacted_json().to_string().contains("hunter2"));
         assert!(!format!("{settings:?}").contains("hunter2"));

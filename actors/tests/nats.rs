@@ -192,11 +192,14 @@ async fn refusals_cross_the_wire_unchanged() {
 #[derive(Default)]
 struct Recorder {
     working: Mutex<HashSet<Resource>>,
+    acquisitions: std::sync::atomic::AtomicUsize,
 }
 
 #[async_trait]
 impl LeaseOwner for Recorder {
     async fn acquired(&self, resource: &Resource) -> Result<(), ClusterError> {
+        self.acquisitions
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let fresh = self.working.lock().unwrap().insert(resource.clone());
         assert!(fresh, "{resource} acquired twice");
         Ok(())
@@ -339,4 +342,54 @@ async fn appends_announce_the_new_head() {
     })
     .await;
     writer.stop_all().await;
+}
+
+/// A NATS that lost its JetStream state (the bucket deleted under a running node): the node stops
+/// the work whose leases it can no longer renew, recreates the bucket and takes the leases again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_bucket_is_recreated_and_its_leases_retaken() {
+    let name = cluster_name();
+    let resources: Vec<Resource> = (0..8).map(Resource::Partition).collect();
+    let recorder = Arc::new(Recorder::default());
+    let config = config(&name, "a");
+    let manager = LeaseManager::start(
+        client("a").await,
+        config.clone(),
+        node_info(&config),
+        resources,
+        recorder.clone(),
+    )
+    .await
+    .unwrap();
+    let count = |r: &Recorder| r.working.lock().unwrap().len();
+    eventually("the leases", Duration::from_secs(10), || {
+        count(&recorder) == 8
+    })
+    .await;
+    assert_eq!(manager.held().borrow().len(), 8);
+
+    remove_bucket(&name).await;
+    // Renewals fail; the node stops that work, recreates the bucket and takes the leases again.
+    eventually("the leases to be retaken", Duration::from_secs(15), || {
+        recorder
+            .acquisitions
+            .load(std::sync::atomic::Ordering::SeqCst)
+            >= 16
+            && count(&recorder) == 8
+    })
+    .await;
+    let view = cluster::read_view(&client("status").await, &config)
+        .await
+        .unwrap();
+    let owned = view
+        .leases
+        .iter()
+        .filter(|l| l.owner.as_deref() == Some("a"))
+        .count();
+    assert_eq!(
+        owned, 8,
+        "the recreated bucket holds the leases again: {view:?}"
+    );
+    manager.shutdown().await;
+    remove_bucket(&name).await;
 }

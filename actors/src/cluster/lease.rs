@@ -300,13 +300,14 @@ impl LeaseManager {
         let (stop, stopped) = watch::channel(false);
         let (held_tx, held) = watch::channel(Vec::new());
         let state = Loop {
+            client,
             kv,
             config,
             node,
             resources,
             owner,
             held: HashMap::new(),
-            free_ticks: HashMap::new(),
+            free_since: HashMap::new(),
             held_tx,
             kick,
         };
@@ -338,14 +339,15 @@ impl LeaseManager {
 }
 
 struct Loop {
+    client: async_nats::Client,
     kv: kv::Store,
     config: ClusterConfig,
     node: NodeInfo,
     resources: Vec<Resource>,
     owner: Arc<dyn LeaseOwner>,
     held: HashMap<Resource, Held>,
-    /// Consecutive ticks a resource was seen free.
-    free_ticks: HashMap<Resource, u32>,
+    /// Since when a resource has been seen free.
+    free_since: HashMap<Resource, Instant>,
     held_tx: watch::Sender<Vec<Resource>>,
     kick: Arc<Notify>,
 }
@@ -379,6 +381,11 @@ impl Loop {
         loop {
             if let Err(error) = self.step().await {
                 tracing::warn!(error = %error, "cluster step failed; retrying");
+                // The bucket may be gone (a NATS server that lost its JetStream state): recreate it.
+                match open_bucket(&self.client, &self.config).await {
+                    Ok(kv) => self.kv = kv,
+                    Err(error) => tracing::debug!(%error, "cannot reopen the lease bucket yet"),
+                }
             }
             self.expire_unrenewed().await;
             tokio::select! {
@@ -438,12 +445,16 @@ impl Loop {
             }
             let free = live_entry(&self.kv, &resource.key()).await?.is_none();
             if !free {
-                self.free_ticks.remove(&resource);
+                self.free_since.remove(&resource);
                 continue;
             }
-            let ticks = self.free_ticks.entry(resource.clone()).or_insert(0);
-            *ticks += 1;
-            if mine || *ticks > 2 {
+            // Left free for two ticks, its designated node is not coming (dead, not yet expired,
+            // or it disagrees): anyone takes it.
+            let since = *self
+                .free_since
+                .entry(resource.clone())
+                .or_insert_with(Instant::now);
+            if mine || since.elapsed() >= self.tick() * 2 {
                 self.acquire(&resource).await;
             }
         }
@@ -469,7 +480,7 @@ impl Loop {
         let sent = Instant::now();
         match self.kv.create(resource.key(), self.lease_value()).await {
             Ok(revision) => {
-                self.free_ticks.remove(resource);
+                self.free_since.remove(resource);
                 self.held.insert(
                     resource.clone(),
                     Held {
