@@ -78,6 +78,26 @@ impl Cluster {
         }
     }
 
+    /// A cluster of `ids` on the shared NATS, formed and balanced.
+    async fn started(ids: &[&str]) -> Self {
+        let nats = nats_url();
+        require_nats(&nats);
+        let mut cluster = Self::new(nats).await;
+        for id in ids {
+            cluster.start_node(id);
+        }
+        cluster.wait_until_formed(ids.len()).await;
+        cluster
+    }
+
+    /// The index in `nodes` of the node `id`.
+    fn index_of(&self, id: &str) -> usize {
+        self.nodes
+            .iter()
+            .position(|n| n.id == id)
+            .unwrap_or_else(|| panic!("no node {id}"))
+    }
+
     fn node_args(&self) -> Vec<String> {
         let mut args: Vec<String> = ["--nats-url", &self.nats, "--cluster", &self.name]
             .map(String::from)
@@ -300,6 +320,19 @@ fn spawn_load(
         .collect()
 }
 
+/// Stops the load; returns how many writes it had acknowledged.
+async fn stop_load(
+    stop: &std::sync::atomic::AtomicBool,
+    load: Vec<tokio::task::JoinHandle<usize>>,
+) -> usize {
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = 0;
+    for task in load {
+        total += task.await.expect("load task");
+    }
+    total
+}
+
 /// Checks, against the event log (each book's history), that every acknowledged title was stored
 /// exactly once and that versions have no gaps; returns the number of events checked.
 async fn assert_exactly_once(api: &Api, ledger: &Ledger) -> usize {
@@ -364,13 +397,8 @@ async fn create_books(api: &Api, n: usize) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_nodes_write_the_same_books_exactly_once() {
-    let nats = nats_url();
-    require_nats(&nats);
-    let mut cluster = Cluster::new(nats).await;
-    for id in ["n1", "n2", "n3"] {
-        cluster.start_node(id);
-    }
-    let status = cluster.wait_until_formed(3).await;
+    let cluster = Cluster::started(&["n1", "n2", "n3"]).await;
+    let status = cluster.status();
     let owners: Vec<&str> = status["nodes"]
         .as_array()
         .unwrap()
@@ -394,11 +422,7 @@ async fn three_nodes_write_the_same_books_exactly_once() {
         stop.clone(),
     );
     tokio::time::sleep(Duration::from_secs(6)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut total = 0;
-    for task in load {
-        total += task.await.expect("load task");
-    }
+    let total = stop_load(&stop, load).await;
     assert!(total > 100, "the load made only {total} writes");
 
     let ledger = std::mem::take(&mut *ledger.lock().unwrap());
@@ -469,23 +493,13 @@ async fn three_nodes_write_the_same_books_exactly_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_of_a_node_under_load_loses_and_duplicates_nothing() {
-    let nats = nats_url();
-    require_nats(&nats);
-    let mut cluster = Cluster::new(nats).await;
-    for id in ["n1", "n2", "n3"] {
-        cluster.start_node(id);
-    }
-    cluster.wait_until_formed(3).await;
+    let mut cluster = Cluster::started(&["n1", "n2", "n3"]).await;
     let apis = cluster.apis();
     let books = create_books(&apis[0], 9).await;
     let status = cluster.status();
     // The victim owns the first book's partition, so the load certainly needs a failover.
     let victim_id = Cluster::owner_of_book(&status, &books[0]);
-    let victim = cluster
-        .nodes
-        .iter()
-        .position(|n| n.id == victim_id)
-        .unwrap();
+    let victim = cluster.index_of(&victim_id);
     let moved: Vec<String> = books
         .iter()
         .filter(|b| Cluster::owner_of_book(&status, b) == victim_id)
@@ -527,11 +541,7 @@ async fn kill_9_of_a_node_under_load_loses_and_duplicates_nothing() {
         moved.len()
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut total = 0;
-    for task in load {
-        total += task.await.expect("load task");
-    }
+    let total = stop_load(&stop, load).await;
 
     let survivor = &apis[(victim + 1) % 3];
     let ledger = std::mem::take(&mut *ledger.lock().unwrap());
@@ -566,22 +576,12 @@ async fn kill_9_of_a_node_under_load_loses_and_duplicates_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_paused_node_that_lost_its_leases_does_not_win() {
-    let nats = nats_url();
-    require_nats(&nats);
-    let mut cluster = Cluster::new(nats).await;
-    for id in ["n1", "n2", "n3"] {
-        cluster.start_node(id);
-    }
-    cluster.wait_until_formed(3).await;
+    let mut cluster = Cluster::started(&["n1", "n2", "n3"]).await;
     let apis = cluster.apis();
     let books = create_books(&apis[0], 6).await;
     let status = cluster.status();
     let paused_id = Cluster::owner_of_book(&status, &books[0]);
-    let paused = cluster
-        .nodes
-        .iter()
-        .position(|n| n.id == paused_id)
-        .unwrap();
+    let paused = cluster.index_of(&paused_id);
     // Clients use the other two nodes' APIs; the paused node keeps only its actors' role in play.
     let others: Vec<Api> = cluster
         .nodes
@@ -620,11 +620,7 @@ async fn a_paused_node_that_lost_its_leases_does_not_win() {
     );
     // Resumed, it finds its leases gone (and its cached state stale) while load goes on.
     tokio::time::sleep(Duration::from_secs(4)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut total = 0;
-    for task in load {
-        total += task.await.expect("load task");
-    }
+    let total = stop_load(&stop, load).await;
     let ledger = std::mem::take(&mut *ledger.lock().unwrap());
     eprintln!(
         "pause past the lease: {total} acknowledged writes, refusals {:?}, transport errors {}",
@@ -777,11 +773,7 @@ async fn a_nats_restart_under_load_loses_nothing() {
     .await;
     eprintln!("NATS restart: writes resumed {resumed:?} after nats-server was back");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut total = 0;
-    for task in load {
-        total += task.await.expect("load task");
-    }
+    let total = stop_load(&stop, load).await;
     assert!(
         before > 0 && total > before,
         "load ran before and after the restart"

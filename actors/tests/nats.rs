@@ -157,19 +157,24 @@ async fn two_nodes_serving_one_partition_still_write_each_command_once() {
     }
 }
 
-/// A domain refusal crosses the wire as the same refusal.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn refusals_cross_the_wire_unchanged() {
-    let name = cluster_name();
-    let store = postgres().await;
+/// One node on a fresh database serving all 8 partitions.
+async fn serve_everything(cluster: &str, node: &str) -> PartitionServer {
     let server = PartitionServer::new(
-        client("a").await,
-        config(&name, "a"),
-        LocalBus::new(store, ActorConfig::default()),
+        client(node).await,
+        config(cluster, node),
+        LocalBus::new(postgres().await, ActorConfig::default()),
     );
     for p in 0..8 {
         server.start(p).await.unwrap();
     }
+    server
+}
+
+/// A domain refusal crosses the wire as the same refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_cross_the_wire_unchanged() {
+    let name = cluster_name();
+    let server = serve_everything(&name, "a").await;
     let bus = NatsBus::new(client("api").await, config(&name, "api"));
     let book = BookId::new();
     bus.dispatch(add_book(book)).await.unwrap();
@@ -312,15 +317,7 @@ async fn leases_spread_rebalance_and_expire() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appends_announce_the_new_head() {
     let name = cluster_name();
-    let store = postgres().await;
-    let writer = PartitionServer::new(
-        client("w").await,
-        config(&name, "w"),
-        LocalBus::new(store.clone(), ActorConfig::default()),
-    );
-    for p in 0..8 {
-        writer.start(p).await.unwrap();
-    }
+    let writer = serve_everything(&name, "w").await;
     let announcer = Notifications::new(client("w2").await, config(&name, "w"));
     let _publishing = announcer.publish_head(writer.appended());
 

@@ -191,6 +191,13 @@ fn start_node(bin: &str, db: &str, cluster: &str, id: &str, dir: &std::path::Pat
     Proc { child, url }
 }
 
+fn kill_all(procs: &mut [Proc]) {
+    for p in procs {
+        let _ = p.child.kill();
+        let _ = p.child.wait();
+    }
+}
+
 fn status(bin: &str, db: &str, cluster: &str) -> Value {
     let output = Command::new(bin)
         .args(["--database-url", db, "cluster", "status", "--json"])
@@ -256,7 +263,12 @@ async fn failover_round(bin: &str, round: usize) -> Option<Duration> {
         let body: Value = response.json().await.unwrap();
         books.push(body["id"].as_str().unwrap().to_string());
     }
-    // Clients use two nodes' APIs; the third is killed once the watched book is on it.
+    // The watched book's owner must be n1, whose API no client uses; else try another round.
+    let victim_id = owner(&status(bin, &db, &cluster), &books[0]).expect("owner");
+    if victim_id != "n1" {
+        kill_all(&mut procs);
+        return None;
+    }
     let survivors: Vec<String> = procs[1..].iter().map(|p| p.url.clone()).collect();
 
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -309,19 +321,6 @@ async fn failover_round(bin: &str, round: usize) -> Option<Duration> {
         })
         .collect();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    // The watched book's owner must be n1 (whose API no client uses); rebuild until it is.
-    let victim_id = owner(&status(bin, &db, &cluster), &books[0]).expect("owner");
-    if victim_id != "n1" {
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        for task in load {
-            let _ = task.await;
-        }
-        for p in &mut procs {
-            let _ = p.child.kill();
-            let _ = p.child.wait();
-        }
-        return None;
-    }
     procs[0].child.kill().expect("SIGKILL");
     let killed = Instant::now();
     let _ = procs[0].child.wait();
@@ -342,10 +341,7 @@ async fn failover_round(bin: &str, round: usize) -> Option<Duration> {
     for task in load {
         let _ = task.await;
     }
-    for p in &mut procs {
-        let _ = p.child.kill();
-        let _ = p.child.wait();
-    }
+    kill_all(&mut procs);
     println!(
         "failover round {round}: {victim_id} killed; a write to its partition sent after the kill was acknowledged {:.2} s after it",
         recovered.as_secs_f64()

@@ -26,7 +26,7 @@ pub use lease::{
     ClusterView, LeaseManager, LeaseOwner, NodeInfo, Resource, ResourceOwner, read_view,
     remove_bucket, resources,
 };
-pub use notify::{Notifications, publish_head};
+pub use notify::Notifications;
 pub use partition::partition_of;
 pub use server::PartitionServer;
 

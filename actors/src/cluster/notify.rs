@@ -28,7 +28,7 @@ impl Notifications {
 
     /// Publishes every change of `positions` (coalesced: a burst sends the latest) as the log head.
     pub fn publish_head(&self, positions: watch::Receiver<u64>) -> JoinHandle<()> {
-        publish_head(self.client.clone(), self.config.head_subject(), positions)
+        publish_positions(self.client.clone(), self.config.head_subject(), positions)
     }
 
     /// Publishes every change of a projection's checkpoint.
@@ -37,7 +37,7 @@ impl Notifications {
         projection: &str,
         positions: watch::Receiver<u64>,
     ) -> JoinHandle<()> {
-        publish_head(
+        publish_positions(
             self.client.clone(),
             self.config.checkpoint_subject(projection),
             positions,
@@ -49,7 +49,30 @@ impl Notifications {
         &self,
         on_head: impl Fn(u64) + Send + 'static,
     ) -> Result<JoinHandle<()>, ClusterError> {
-        let subject = self.config.head_subject();
+        self.listen(self.config.head_subject(), move |_, p| on_head(p))
+            .await
+    }
+
+    /// Calls `on_checkpoint(projection, position)` with every checkpoint another node announces.
+    pub async fn on_checkpoint(
+        &self,
+        on_checkpoint: impl Fn(&str, u64) + Send + 'static,
+    ) -> Result<JoinHandle<()>, ClusterError> {
+        let prefix = self.config.checkpoint_subject("");
+        self.listen(self.config.checkpoint_subject("*"), move |subject, p| {
+            if let Some(name) = subject.strip_prefix(&prefix) {
+                on_checkpoint(name, p);
+            }
+        })
+        .await
+    }
+
+    /// Calls `f(subject, position)` for every position published on `subject` (may be a wildcard).
+    async fn listen(
+        &self,
+        subject: String,
+        f: impl Fn(&str, u64) + Send + 'static,
+    ) -> Result<JoinHandle<()>, ClusterError> {
         let mut subscriber = self
             .client
             .subscribe(subject.clone())
@@ -58,31 +81,7 @@ impl Notifications {
         Ok(tokio::spawn(async move {
             while let Some(message) = subscriber.next().await {
                 if let Some(p) = parse(&message.payload) {
-                    on_head(p);
-                }
-            }
-        }))
-    }
-
-    /// Calls `on_checkpoint(projection, position)` with every checkpoint another node announces.
-    pub async fn on_checkpoint(
-        &self,
-        on_checkpoint: impl Fn(&str, u64) + Send + 'static,
-    ) -> Result<JoinHandle<()>, ClusterError> {
-        let subject = self.config.checkpoint_subject("*");
-        let prefix = self.config.checkpoint_subject("");
-        let mut subscriber = self
-            .client
-            .subscribe(subject.clone())
-            .await
-            .map_err(|e| ClusterError::Nats(format!("subscribing to {subject}: {e}")))?;
-        Ok(tokio::spawn(async move {
-            while let Some(message) = subscriber.next().await {
-                if let (Some(name), Some(p)) = (
-                    message.subject.as_str().strip_prefix(&prefix),
-                    parse(&message.payload),
-                ) {
-                    on_checkpoint(name, p);
+                    f(message.subject.as_str(), p);
                 }
             }
         }))
@@ -94,7 +93,7 @@ fn parse(payload: &[u8]) -> Option<u64> {
 }
 
 /// Publishes each new value of `positions` to `subject`, as decimal text.
-pub fn publish_head(
+fn publish_positions(
     client: async_nats::Client,
     subject: String,
     mut positions: watch::Receiver<u64>,
