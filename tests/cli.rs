@@ -247,3 +247,35 @@ fn a_bad_setting_is_reported_clearly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.to_lowercase().contains("max_batch"), "{err}");
 }
+
+#[test]
+fn cluster_settings_are_checked_and_redacted() {
+    // A node with only some roles needs the others elsewhere, hence NATS.
+    let out = quire().args(["serve", "--roles", "api"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--nats-url"), "{err}");
+
+    let out = quire()
+        .args(["config", "--json"])
+        .env("QUIRE_CLUSTER__ROLES", "[bogus]")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown role"), "{err}");
+
+    let out = run_ok(
+        quire()
+            .args(["config", "--json", "--database-url", "postgres://db/q"])
+            .env("QUIRE_CLUSTER__NATS_URL", "nats://quire:hunter2@nats:4222")
+            .env("QUIRE_CLUSTER__ROLES", "[actors, projections]"),
+    );
+    assert!(!out.contains("hunter2"), "{out}");
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        json["cluster"]["roles"],
+        serde_json::json!(["actors", "projections"])
+    );
+    assert_eq!(json["cluster"]["partitions"], 32);
+}
