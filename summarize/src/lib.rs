@@ -6,6 +6,9 @@
 //!   fits a long text into a model's context, and the fallback when a model's output fails checks.
 //! - Guardrails on what goes into a prompt and what comes out of a model.
 
+pub mod extractive;
+pub mod guard;
+
 use std::time::Duration;
 
 use async_trait::async_trait;

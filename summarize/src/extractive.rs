@@ -1,0 +1,653 @@
+//! Extractive summarization: TextRank over sentences, no model, deterministic.
+//!
+//! Sentences are nodes; edges weigh how much vocabulary two sentences share (TF-IDF cosine over
+//! stemmed content words, ignoring words so common they link everything). PageRank over that graph
+//! scores how central each sentence is. The summary takes the best sentences that fit the budget,
+//! skipping near-duplicates of ones already taken, and prints them in document order.
+//!
+//! A novel has ~10,000 sentences, too many for an all-pairs graph, so long texts are ranked in two
+//! rounds: TextRank within each of a few dozen equal sections picks candidates from every part of
+//! the story, then TextRank over the candidates picks the summary. That is also the extractive first
+//! pass that fits a long text into a model's context.
+
+use std::collections::HashMap;
+
+/// One sentence of the source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sentence {
+    /// Its position among the source's sentences.
+    pub index: usize,
+    pub text: String,
+    /// TextRank centrality (higher is more central).
+    pub score: f64,
+}
+
+/// How long the extract may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    Sentences(usize),
+    /// Characters of the joined extract.
+    Chars(usize),
+}
+
+/// Options of [`extract`].
+#[derive(Debug, Clone)]
+pub struct ExtractOptions {
+    pub budget: Budget,
+    /// Sentences above this count are ranked in two rounds (per section, then overall).
+    pub max_graph: usize,
+    /// A sentence this similar (cosine) to one already chosen is skipped.
+    pub redundancy: f64,
+    /// Sentences shorter than this many words are not chosen (they still vote).
+    pub min_words: usize,
+    /// Nor are longer ones (run-ons, tables of contents).
+    pub max_words: usize,
+}
+
+impl Default for ExtractOptions {
+    fn default() -> Self {
+        Self {
+            budget: Budget::Sentences(5),
+            max_graph: 1_200,
+            redundancy: 0.5,
+            min_words: 6,
+            max_words: 80,
+        }
+    }
+}
+
+/// The chosen sentences in document order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Extract {
+    pub sentences: Vec<Sentence>,
+    /// How many sentences the source had.
+    pub source_sentences: usize,
+}
+
+impl Extract {
+    /// The sentences joined with single spaces.
+    pub fn text(&self) -> String {
+        self.sentences
+            .iter()
+            .map(|s| s.text.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// Summarizes `text` by extraction.
+pub fn extract(text: &str, options: &ExtractOptions) -> Extract {
+    let body = strip_gutenberg_boilerplate(text);
+    let sentences = split_sentences(body);
+    extract_sentences(&sentences, options)
+}
+
+/// Summarizes pre-split `sentences` (e.g. many reviews' sentences together).
+pub fn extract_sentences(sentences: &[String], options: &ExtractOptions) -> Extract {
+    let source_sentences = sentences.len();
+    if sentences.is_empty() {
+        return Extract {
+            sentences: Vec::new(),
+            source_sentences,
+        };
+    }
+    let vectors = Vectors::new(sentences);
+    let scores = if sentences.len() <= options.max_graph {
+        let all: Vec<usize> = (0..sentences.len()).collect();
+        textrank(&vectors, &all)
+    } else {
+        two_round_scores(&vectors, sentences.len(), options)
+    };
+    let chosen = select(sentences, &vectors, &scores, options);
+    Extract {
+        sentences: chosen
+            .into_iter()
+            .map(|i| Sentence {
+                index: i,
+                text: sentences[i].clone(),
+                score: scores[i],
+            })
+            .collect(),
+        source_sentences,
+    }
+}
+
+/// Scores for a long text: sections first, then the best of each section together. Sentences that
+/// are not candidates keep a score of 0.
+fn two_round_scores(vectors: &Vectors, n: usize, options: &ExtractOptions) -> Vec<f64> {
+    let sections = n.div_ceil(options.max_graph / 2).max(2);
+    let per_section = (options.max_graph / sections).max(4);
+    let mut candidates = Vec::new();
+    for s in 0..sections {
+        let range: Vec<usize> = (s * n / sections..(s + 1) * n / sections).collect();
+        let local = textrank(vectors, &range);
+        let mut ranked: Vec<(usize, f64)> = range.iter().copied().zip(local).collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        candidates.extend(ranked.into_iter().take(per_section).map(|(i, _)| i));
+    }
+    candidates.sort_unstable();
+    let global = textrank(vectors, &candidates);
+    let mut scores = vec![0.0; n];
+    for (i, score) in candidates.into_iter().zip(global) {
+        scores[i] = score;
+    }
+    scores
+}
+
+/// Greedy choice by score, skipping redundant and ill-sized sentences, within the budget.
+fn select(
+    sentences: &[String],
+    vectors: &Vectors,
+    scores: &[f64],
+    options: &ExtractOptions,
+) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..sentences.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+    let mut chosen: Vec<usize> = Vec::new();
+    let mut chars = 0usize;
+    for i in order {
+        let words = sentences[i].split_whitespace().count();
+        if words < options.min_words || words > options.max_words {
+            continue;
+        }
+        if chosen
+            .iter()
+            .any(|&c| vectors.cosine(c, i) > options.redundancy)
+        {
+            continue;
+        }
+        match options.budget {
+            Budget::Sentences(max) => {
+                if chosen.len() >= max {
+                    break;
+                }
+            }
+            Budget::Chars(max) => {
+                let add = sentences[i].chars().count() + usize::from(!chosen.is_empty());
+                if chars + add > max {
+                    continue;
+                }
+                chars += add;
+            }
+        }
+        chosen.push(i);
+    }
+    // A text of only short sentences still gets its best one.
+    if chosen.is_empty()
+        && let Some(best) =
+            (0..sentences.len()).max_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(b.cmp(&a)))
+    {
+        chosen.push(best);
+    }
+    chosen.sort_unstable();
+    chosen
+}
+
+/// PageRank over the similarity graph of `nodes`; returns a score per node, in `nodes` order.
+fn textrank(vectors: &Vectors, nodes: &[usize]) -> Vec<f64> {
+    let n = nodes.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    // Edges through an inverted index: only sentences sharing a term are compared.
+    let mut postings: HashMap<u32, Vec<usize>> = HashMap::new();
+    for (local, &i) in nodes.iter().enumerate() {
+        for &(term, _) in &vectors.rows[i] {
+            if vectors.linking(term) {
+                postings.entry(term).or_default().push(local);
+            }
+        }
+    }
+    let mut neighbours: Vec<HashMap<usize, f64>> = vec![HashMap::new(); n];
+    let mut keys: Vec<&u32> = postings.keys().collect();
+    keys.sort_unstable();
+    for term in keys {
+        let list = &postings[term];
+        for (x, &a) in list.iter().enumerate() {
+            for &b in &list[x + 1..] {
+                if !neighbours[a].contains_key(&b) {
+                    let w = vectors.cosine(nodes[a], nodes[b]);
+                    if w > 0.0 {
+                        neighbours[a].insert(b, w);
+                        neighbours[b].insert(a, w);
+                    }
+                }
+            }
+        }
+    }
+    let out_weight: Vec<f64> = neighbours.iter().map(|m| m.values().sum()).collect();
+    // Sorted adjacency, so the sums (and the ranking) do not depend on hash order.
+    let adjacency: Vec<Vec<(usize, f64)>> = neighbours
+        .into_iter()
+        .map(|m| {
+            let mut v: Vec<(usize, f64)> = m.into_iter().collect();
+            v.sort_unstable_by_key(|&(j, _)| j);
+            v
+        })
+        .collect();
+    const DAMPING: f64 = 0.85;
+    let mut rank = vec![1.0 / n as f64; n];
+    for _ in 0..50 {
+        let mut next = vec![(1.0 - DAMPING) / n as f64; n];
+        for (a, edges) in adjacency.iter().enumerate() {
+            for &(b, w) in edges {
+                if out_weight[b] > 0.0 {
+                    next[a] += DAMPING * rank[b] * w / out_weight[b];
+                }
+            }
+        }
+        let delta: f64 = next.iter().zip(&rank).map(|(x, y)| (x - y).abs()).sum();
+        rank = next;
+        if delta < 1e-7 {
+            break;
+        }
+    }
+    rank
+}
+
+/// TF-IDF vectors of the sentences, L2-normalized, as sorted (term, weight) lists.
+struct Vectors {
+    rows: Vec<Vec<(u32, f64)>>,
+    /// Sentences containing each term.
+    df: Vec<usize>,
+    sentences: usize,
+}
+
+impl Vectors {
+    fn new(sentences: &[String]) -> Self {
+        let mut vocabulary: HashMap<String, u32> = HashMap::new();
+        let mut counts: Vec<Vec<(u32, u32)>> = Vec::with_capacity(sentences.len());
+        let mut df: Vec<usize> = Vec::new();
+        for sentence in sentences {
+            let mut tf: HashMap<u32, u32> = HashMap::new();
+            for word in content_words(sentence) {
+                let next = vocabulary.len() as u32;
+                let id = *vocabulary.entry(word).or_insert(next);
+                if id as usize == df.len() {
+                    df.push(0);
+                }
+                *tf.entry(id).or_default() += 1;
+            }
+            for &id in tf.keys() {
+                df[id as usize] += 1;
+            }
+            let mut row: Vec<(u32, u32)> = tf.into_iter().collect();
+            row.sort_unstable();
+            counts.push(row);
+        }
+        let n = sentences.len() as f64;
+        let rows = counts
+            .into_iter()
+            .map(|row| {
+                let mut weighted: Vec<(u32, f64)> = row
+                    .into_iter()
+                    .map(|(id, tf)| {
+                        let idf = ((n + 1.0) / (df[id as usize] as f64 + 0.5)).ln();
+                        (id, (1.0 + f64::from(tf).ln()) * idf.max(0.0))
+                    })
+                    .collect();
+                let norm = weighted.iter().map(|(_, w)| w * w).sum::<f64>().sqrt();
+                if norm > 0.0 {
+                    for (_, w) in &mut weighted {
+                        *w /= norm;
+                    }
+                }
+                weighted
+            })
+            .collect();
+        Self {
+            rows,
+            df,
+            sentences: sentences.len(),
+        }
+    }
+
+    /// Whether a term is specific enough to link sentences: in more than one sentence, and in
+    /// at most a tenth of them (plus a few, for short texts).
+    fn linking(&self, term: u32) -> bool {
+        let df = self.df[term as usize];
+        df > 1 && df <= self.sentences / 10 + 5
+    }
+
+    fn cosine(&self, a: usize, b: usize) -> f64 {
+        let (x, y) = (&self.rows[a], &self.rows[b]);
+        let (mut i, mut j, mut sum) = (0, 0, 0.0);
+        while i < x.len() && j < y.len() {
+            match x[i].0.cmp(&y[j].0) {
+                std::cmp::Ordering::Less => i += 1,
+                std::cmp::Ordering::Greater => j += 1,
+                std::cmp::Ordering::Equal => {
+                    sum += x[i].1 * y[j].1;
+                    i += 1;
+                    j += 1;
+                }
+            }
+        }
+        sum
+    }
+}
+
+/// Lower-cased, lightly stemmed words that carry content.
+fn content_words(sentence: &str) -> impl Iterator<Item = String> + '_ {
+    sentence
+        .split(|c: char| !c.is_alphanumeric() && c != '\'' && c != '’')
+        .map(|w| w.trim_matches(|c| c == '\'' || c == '’').to_lowercase())
+        .filter(|w| w.chars().count() > 2 && !STOPWORDS.contains(&w.as_str()))
+        .map(|w| stem(&w))
+}
+
+/// A crude suffix stripper: enough to join "walked", "walking" and "walks".
+fn stem(word: &str) -> String {
+    for suffix in ["ingly", "edly", "ing", "ied", "ies", "ed", "ly", "es", "s"] {
+        if let Some(base) = word.strip_suffix(suffix)
+            && base.chars().count() >= 3
+        {
+            return base.to_string();
+        }
+    }
+    word.to_string()
+}
+
+const STOPWORDS: &[&str] = &[
+    "the",
+    "and",
+    "for",
+    "are",
+    "but",
+    "not",
+    "you",
+    "all",
+    "any",
+    "can",
+    "had",
+    "her",
+    "was",
+    "one",
+    "our",
+    "out",
+    "his",
+    "has",
+    "him",
+    "she",
+    "its",
+    "they",
+    "them",
+    "their",
+    "there",
+    "then",
+    "than",
+    "this",
+    "that",
+    "these",
+    "those",
+    "with",
+    "from",
+    "have",
+    "were",
+    "been",
+    "being",
+    "which",
+    "what",
+    "when",
+    "where",
+    "who",
+    "whom",
+    "whose",
+    "why",
+    "how",
+    "would",
+    "could",
+    "should",
+    "shall",
+    "will",
+    "into",
+    "upon",
+    "your",
+    "yours",
+    "some",
+    "such",
+    "only",
+    "own",
+    "same",
+    "very",
+    "just",
+    "also",
+    "more",
+    "most",
+    "much",
+    "many",
+    "each",
+    "every",
+    "other",
+    "about",
+    "above",
+    "after",
+    "again",
+    "against",
+    "before",
+    "below",
+    "between",
+    "both",
+    "down",
+    "during",
+    "few",
+    "further",
+    "here",
+    "itself",
+    "myself",
+    "himself",
+    "herself",
+    "themselves",
+    "once",
+    "over",
+    "under",
+    "until",
+    "while",
+    "through",
+    "too",
+    "off",
+    "nor",
+    "may",
+    "might",
+    "must",
+    "did",
+    "does",
+    "doing",
+    "done",
+    "said",
+    "say",
+    "says",
+    "yet",
+    "though",
+    "even",
+    "ever",
+    "now",
+    "well",
+    "let",
+    "thus",
+    "hath",
+    "thee",
+    "thou",
+    "thy",
+    "unto",
+    "shall",
+    "yes",
+];
+
+/// Splits prose into sentences: after `.`, `!` or `?` (and any closing quotes or brackets) followed
+/// by whitespace, unless the word before the period is a known abbreviation or an initial. Blank
+/// lines (paragraphs, headings) also end a sentence. Whitespace is collapsed.
+pub fn split_sentences(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for paragraph in text.split("\n\n").flat_map(|p| p.split("\r\n\r\n")) {
+        let paragraph = paragraph.split_whitespace().collect::<Vec<_>>().join(" ");
+        if paragraph.is_empty() {
+            continue;
+        }
+        let chars: Vec<char> = paragraph.chars().collect();
+        let mut start = 0;
+        let mut i = 0;
+        while i < chars.len() {
+            let c = chars[i];
+            if matches!(c, '.' | '!' | '?') {
+                let mut end = i + 1;
+                while end < chars.len()
+                    && matches!(
+                        chars[end],
+                        '.' | '!' | '?' | '"' | '\'' | '”' | '’' | ')' | ']'
+                    )
+                {
+                    end += 1;
+                }
+                let at_break = end >= chars.len() || chars[end] == ' ';
+                // Dialogue goes on after a quoted question: `"Are you well?" she asked.`
+                let continues = chars.get(end + 1).is_some_and(|next| next.is_lowercase());
+                if at_break && !continues && !(c == '.' && is_abbreviation(&chars[start..i])) {
+                    let sentence: String = chars[start..end].iter().collect();
+                    let sentence = sentence.trim();
+                    if !sentence.is_empty() {
+                        out.push(sentence.to_string());
+                    }
+                    start = end;
+                }
+                i = end;
+            } else {
+                i += 1;
+            }
+        }
+        let rest: String = chars[start..].iter().collect();
+        let rest = rest.trim();
+        if !rest.is_empty() {
+            out.push(rest.to_string());
+        }
+    }
+    out
+}
+
+fn is_abbreviation(before: &[char]) -> bool {
+    let word: String = before
+        .iter()
+        .rev()
+        .take_while(|c| !c.is_whitespace())
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    let word = word.trim_start_matches(['"', '\'', '“', '‘', '(']);
+    // Single initials ("J. R. R.") and titles.
+    if word.chars().count() == 1 && word.chars().all(char::is_uppercase) {
+        return true;
+    }
+    const ABBREVIATIONS: &[&str] = &[
+        "Mr", "Mrs", "Ms", "Dr", "St", "Jr", "Sr", "Prof", "Capt", "Col", "Gen", "Lt", "Rev",
+        "Hon", "vs", "etc", "e.g", "i.e", "No", "Vol", "ch", "p", "pp",
+    ];
+    ABBREVIATIONS.contains(&word)
+}
+
+/// The text between Project Gutenberg's `*** START OF …` and `*** END OF …` lines, if present.
+pub fn strip_gutenberg_boilerplate(text: &str) -> &str {
+    let start = text
+        .find("*** START OF")
+        .and_then(|i| text[i..].find('\n').map(|j| i + j + 1))
+        .unwrap_or(0);
+    let end = text[start..]
+        .find("*** END OF")
+        .map_or(text.len(), |i| start + i);
+    &text[start..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sentences_split_at_ends_but_not_at_abbreviations() {
+        let s = split_sentences(
+            "Mr. Darcy bowed. \"Are you well?\" she asked! J. R. R. Tolkien wrote it.\n\nChapter 2",
+        );
+        assert_eq!(
+            s,
+            vec![
+                "Mr. Darcy bowed.",
+                "\"Are you well?\" she asked!",
+                "J. R. R. Tolkien wrote it.",
+                "Chapter 2"
+            ]
+        );
+    }
+
+    #[test]
+    fn central_sentences_win_and_come_back_in_order() {
+        let text = "The whale hunted the ship across the ocean. \
+                    Ishmael signed on to the ship for the whale hunt. \
+                    Breakfast was porridge. \
+                    Ahab wanted the whale and the ship obeyed Ahab in the hunt. \
+                    The cat slept all afternoon. \
+                    The hunt for the whale ended with the ship lost in the ocean.";
+        let options = ExtractOptions {
+            budget: Budget::Sentences(2),
+            min_words: 3,
+            redundancy: 0.9,
+            ..ExtractOptions::default()
+        };
+        let extract = extract(text, &options);
+        assert_eq!(extract.source_sentences, 6);
+        assert_eq!(extract.sentences.len(), 2);
+        assert!(
+            extract.sentences.iter().all(|s| s.text.contains("whale")),
+            "{extract:?}"
+        );
+        assert!(extract.sentences[0].index < extract.sentences[1].index);
+    }
+
+    #[test]
+    fn the_char_budget_is_a_hard_limit() {
+        let text = "Alpha beta gamma delta epsilon zeta. ".repeat(3)
+            + "Gamma delta epsilon alpha rho sigma tau. Sigma tau upsilon phi chi psi omega.";
+        let options = ExtractOptions {
+            budget: Budget::Chars(60),
+            min_words: 3,
+            ..ExtractOptions::default()
+        };
+        let extract = extract(&text, &options);
+        assert!(extract.text().chars().count() <= 60, "{}", extract.text());
+        assert!(!extract.sentences.is_empty());
+    }
+
+    #[test]
+    fn extraction_is_deterministic_and_handles_long_texts_in_two_rounds() {
+        let mut text = String::new();
+        for i in 0..3_000 {
+            text.push_str(&format!(
+                "Sentence {i} tells of the {} and the {} near the {}. ",
+                ["captain", "whale", "harpoon", "sea", "island"][i % 5],
+                ["storm", "crew", "mast", "sail"][i % 4],
+                ["harbour", "deck", "shore"][i % 3]
+            ));
+        }
+        let options = ExtractOptions {
+            budget: Budget::Sentences(8),
+            min_words: 3,
+            ..ExtractOptions::default()
+        };
+        let a = extract(&text, &options);
+        let b = extract(&text, &options);
+        assert_eq!(a, b);
+        assert_eq!(a.source_sentences, 3_000);
+        assert!(!a.sentences.is_empty());
+    }
+
+    #[test]
+    fn gutenberg_boilerplate_is_left_out() {
+        let text = "Header junk\n*** START OF THE PROJECT GUTENBERG EBOOK X ***\nThe story.\n*** END OF THE PROJECT GUTENBERG EBOOK X ***\nLicense";
+        assert_eq!(strip_gutenberg_boilerplate(text).trim(), "The story.");
+    }
+
+    #[test]
+    fn empty_text_gives_an_empty_extract() {
+        let e = extract("   ", &ExtractOptions::default());
+        assert!(e.sentences.is_empty());
+        assert_eq!(e.text(), "");
+    }
+}
