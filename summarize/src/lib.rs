@@ -8,6 +8,11 @@
 
 pub mod extractive;
 pub mod guard;
+pub mod pipeline;
+
+pub use pipeline::{
+    BookFacts, ReviewInput, Subject, Summarizer, SummarizerOptions, Summary, SummaryRequest,
+};
 
 use std::time::Duration;
 
