@@ -427,3 +427,47 @@ pub struct Accepted {
     pub version: u64,
     pub consistency_token: u64,
 }
+
+/// `POST /generate-summary`: content to summarize, with optional book facts for context.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GenerateSummary {
+    /// The text to summarize (`text` is accepted too).
+    pub content: Option<String>,
+    pub text: Option<String>,
+    /// When given, the content is summarized as this book's.
+    pub title: Option<String>,
+    pub author: Option<String>,
+    pub genre: Option<String>,
+    pub year_published: Option<i32>,
+}
+
+/// A generated summary and where it came from.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GeneratedSummary {
+    pub summary: String,
+    /// `extractive`, `gguf`, `openai` or `ollama`.
+    pub backend: String,
+    pub model: String,
+    pub prompt_version: String,
+    /// Why the model's answer was not used (the summary is then extractive).
+    pub fallback_reason: Option<String>,
+    /// What the guardrails removed or redacted from the input.
+    #[schema(value_type = Object)]
+    pub guard: serde_json::Value,
+    pub elapsed_ms: u64,
+}
+
+impl From<quire_summarize::Summary> for GeneratedSummary {
+    fn from(s: quire_summarize::Summary) -> Self {
+        Self {
+            summary: s.text,
+            backend: s.backend.backend,
+            model: s.backend.model,
+            prompt_version: s.prompt_version,
+            fallback_reason: s.fallback_reason,
+            guard: serde_json::to_value(&s.guard).unwrap_or_default(),
+            elapsed_ms: s.elapsed.as_millis() as u64,
+        }
+    }
+}

@@ -22,6 +22,7 @@ use axum::routing::{get, post, put};
 use quire_actors::CommandBus;
 use quire_projections::ReadModels;
 use quire_store::DynEventStore;
+use quire_summarize::{Summarizer, SummarizerOptions};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
@@ -43,6 +44,8 @@ pub struct ApiConfig {
     pub rate_limit: RateLimit,
     /// Reverse proxies whose `X-Forwarded-For` names the client for rate limiting.
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// The most characters `POST /generate-summary` accepts.
+    pub generate_limit: usize,
 }
 
 impl Default for ApiConfig {
@@ -53,6 +56,7 @@ impl Default for ApiConfig {
             write_wait: Duration::from_secs(5),
             rate_limit: RateLimit::default(),
             trusted_proxies: Vec::new(),
+            generate_limit: 100_000,
         }
     }
 }
@@ -65,6 +69,8 @@ pub struct AppState {
     pub read: ReadModels,
     pub auth: Arc<Authenticator>,
     pub config: Arc<ApiConfig>,
+    /// Makes summaries for `POST /generate-summary` (extractive unless a model is configured).
+    pub summarizer: Arc<Summarizer>,
     limiter: Arc<RateLimiter>,
 }
 
@@ -84,8 +90,15 @@ impl AppState {
             read,
             auth,
             config: Arc::new(config),
+            summarizer: Arc::new(Summarizer::extractive(SummarizerOptions::default())),
             limiter,
         }
+    }
+
+    /// Uses `summarizer` for generated summaries.
+    pub fn with_summarizer(mut self, summarizer: Summarizer) -> Self {
+        self.summarizer = Arc::new(summarizer);
+        self
     }
 }
 
@@ -142,6 +155,13 @@ pub fn app(state: AppState) -> Router {
             put(routes::users::change_preferences),
         )
         .route("/auth/token", post(routes::auth::token))
+        .route(
+            "/generate-summary",
+            // Its own body limit: content up to `generate_limit` characters of UTF-8 and JSON.
+            post(routes::summaries::generate).layer(DefaultBodyLimit::max(
+                state.config.generate_limit.saturating_mul(4) + 4096,
+            )),
+        )
         .merge(openapi::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

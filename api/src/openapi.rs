@@ -37,6 +37,7 @@ use crate::routes;
         routes::users::change_preferences,
         routes::users::deactivate,
         routes::auth::token,
+        routes::summaries::generate,
     ),
     components(schemas(crate::error::Problem, crate::error::FieldError, crate::dto::Accepted)),
     modifiers(&SecuritySchemes),
@@ -45,6 +46,7 @@ use crate::routes;
         (name = "reviews", description = "Reviews, ratings and their aggregates"),
         (name = "users", description = "Accounts"),
         (name = "auth", description = "Bearer tokens"),
+        (name = "summaries", description = "Generated summaries (extractive, or a local Llama-family model)"),
         (name = "operations", description = "Health"),
     )
 )]

@@ -5,6 +5,7 @@ pub(crate) mod auth;
 pub(crate) mod books;
 pub(crate) mod reviews;
 pub(crate) mod status;
+pub(crate) mod summaries;
 pub(crate) mod users;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
