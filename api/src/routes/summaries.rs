@@ -38,7 +38,7 @@ pub(crate) async fn generate(
     } else if chars > limit {
         v.fail(
             "content",
-            &format!("content has {chars} characters; the limit is {limit}"),
+            format!("content has {chars} characters; the limit is {limit}"),
         );
     }
     v.finish()?;
