@@ -8,7 +8,9 @@
 
 pub mod extractive;
 pub mod guard;
+pub mod http;
 pub mod pipeline;
+pub mod serve;
 
 pub use pipeline::{
     BookFacts, ReviewInput, Subject, Summarizer, SummarizerOptions, Summary, SummaryRequest,
