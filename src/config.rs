@@ -37,6 +37,7 @@ pub(crate) struct Settings {
     pub api: ApiSettings,
     pub tls: TlsSettings,
     pub cluster: ClusterSettings,
+    pub summaries: SummarySettings,
     /// How long shutdown waits for in-flight commands.
     pub shutdown_timeout_secs: u64,
 }
@@ -126,6 +127,37 @@ impl ClusterSettings {
     }
 }
 
+/// Who writes summaries: `extractive` (no model, the default), `gguf` (a model file run in this
+/// process), or a local model server: `openai` (OpenAI-compatible: llama.cpp server, vLLM, Ollama's
+/// `/v1`) or `ollama` (Ollama's native API).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SummarySettings {
+    pub backend: String,
+    /// The GGUF file (`gguf`).
+    pub model_path: Option<PathBuf>,
+    /// Threads of the in-process model.
+    pub threads: usize,
+    /// The server's base URL (`openai`, `ollama`), e.g. `http://127.0.0.1:11434`.
+    pub url: Option<String>,
+    /// The model name the server knows (`openai`, `ollama`).
+    pub model: Option<String>,
+    pub api_key: Option<Secret>,
+    /// The model's context in tokens (a server's must be told; a GGUF file's is read from it and
+    /// capped by this).
+    pub context_tokens: Option<usize>,
+    /// Requests in flight to the model server at once.
+    pub max_concurrency: usize,
+    /// The longest one generation may take, retries included.
+    pub timeout_secs: u64,
+    /// Longest summary, in characters.
+    pub summary_chars: usize,
+    /// Tokens the model may generate per summary.
+    pub max_tokens: usize,
+    /// The most characters `POST /generate-summary` accepts.
+    pub generate_max_chars: usize,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct StoreSettings {
@@ -178,6 +210,20 @@ impl Default for Settings {
                 lease_ttl_ms: 4_000,
                 request_timeout_ms: 10_000,
                 replicas: 1,
+            },
+            summaries: SummarySettings {
+                backend: "extractive".into(),
+                model_path: None,
+                threads: 2,
+                url: None,
+                model: None,
+                api_key: None,
+                context_tokens: None,
+                max_concurrency: 2,
+                timeout_secs: 600,
+                summary_chars: 1_200,
+                max_tokens: 256,
+                generate_max_chars: 100_000,
             },
             shutdown_timeout_secs: 10,
         }
@@ -347,6 +393,7 @@ impl Settings {
                 burst: self.api.rate_limit_burst,
             },
             trusted_proxies: self.api.trusted_proxies.clone(),
+            generate_limit: self.summaries.generate_max_chars.max(1),
         }
     }
 
@@ -409,6 +456,7 @@ impl Settings {
         let hidden = || Secret("<redacted>".into());
         s.admin_password = s.admin_password.map(|_| hidden());
         s.api.token_secret = s.api.token_secret.map(|_| hidden());
+        s.summaries.api_key = s.summaries.api_key.map(|_| hidden());
         s.cluster.nats_url = s
             .cluster
             .nats_url

@@ -3,6 +3,7 @@
 mod cli;
 mod config;
 mod serve;
+mod summaries;
 mod telemetry;
 
 use std::net::SocketAddr;
@@ -96,6 +97,8 @@ enum Command {
     /// Bulk imports of public datasets, sent as commands like the API's.
     #[command(subcommand)]
     Import(cli::import::ImportCommand),
+    /// Summarize a text file with the configured summarizer (or --backend).
+    Summarize(cli::summarize::SummarizeArgs),
     /// Print the effective configuration, secrets redacted.
     Config {
         /// Print JSON instead of TOML.
@@ -163,6 +166,7 @@ fn main() -> std::process::ExitCode {
             Command::Projections(command) => cli::projections::run(&settings, command).await,
             Command::Import(command) => cli::import::run(&settings, command).await,
             Command::Cluster(command) => cli::cluster::run(&settings, command).await,
+            Command::Summarize(args) => cli::summarize::run(&settings, args).await,
             Command::Config { json } => {
                 if json {
                     println!("{:#}", settings.to_redacted_json());

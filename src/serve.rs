@@ -116,7 +116,12 @@ async fn serve_http(
         &secret,
         Duration::from_secs(settings.api.token_ttl_secs.max(60)),
     ));
-    let state = AppState::new(store.clone(), bus, read, auth, settings.api_config());
+    let summarizer = crate::summaries::build(settings)
+        .await
+        .context("setting up the summarizer")?;
+    tracing::info!(backend = %summarizer.info().backend, model = %summarizer.info().model, "summaries");
+    let state = AppState::new(store.clone(), bus, read, auth, settings.api_config())
+        .with_summarizer(summarizer);
     let app = quire_api::app(state).into_make_service_with_connect_info::<SocketAddr>();
     match (&settings.tls.cert, &settings.tls.key) {
         (Some(cert), Some(key)) => {

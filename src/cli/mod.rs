@@ -3,3 +3,4 @@ pub(crate) mod cluster;
 pub(crate) mod events;
 pub(crate) mod import;
 pub(crate) mod projections;
+pub(crate) mod summarize;

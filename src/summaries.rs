@@ -1,0 +1,51 @@
+//! Building the configured summarizer (`[summaries]`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use quire_summarize::http::{Api, HttpGenerator, HttpOptions};
+use quire_summarize::{Summarizer, SummarizerOptions, TextGenerator};
+
+use crate::config::Settings;
+
+/// The summarizer `[summaries]` describes; loading a model file can take seconds.
+pub(crate) async fn build(settings: &Settings) -> anyhow::Result<Summarizer> {
+    let s = &settings.summaries;
+    let options = SummarizerOptions {
+        summary_chars: s.summary_chars.max(100),
+        max_tokens: s.max_tokens.max(16),
+        ..SummarizerOptions::default()
+    };
+    let generator: Arc<dyn TextGenerator> = match s.backend.as_str() {
+        "extractive" => return Ok(Summarizer::extractive(options)),
+        "openai" | "ollama" => {
+            let url = s.url.clone().with_context(|| {
+                format!("summaries.backend = \"{}\" needs summaries.url", s.backend)
+            })?;
+            let model = s.model.clone().with_context(|| {
+                format!(
+                    "summaries.backend = \"{}\" needs summaries.model",
+                    s.backend
+                )
+            })?;
+            let api = if s.backend == "openai" {
+                Api::OpenAi
+            } else {
+                Api::Ollama
+            };
+            let mut http = HttpOptions::new(url, api, model);
+            http.api_key = s.api_key.as_ref().map(|k| k.expose().to_string());
+            http.max_concurrency = s.max_concurrency.max(1);
+            http.total_timeout = Duration::from_secs(s.timeout_secs.max(1));
+            if let Some(context) = s.context_tokens {
+                http.context_window = context;
+            }
+            Arc::new(HttpGenerator::new(http).map_err(|e| anyhow::anyhow!("summaries: {e}"))?)
+        }
+        other => anyhow::bail!(
+            "unknown summaries.backend {other:?}; use extractive, gguf, openai or ollama"
+        ),
+    };
+    Ok(Summarizer::with_model(generator, options))
+}
