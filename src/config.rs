@@ -156,6 +156,10 @@ pub(crate) struct SummarySettings {
     pub max_tokens: usize,
     /// The most characters `POST /generate-summary` accepts.
     pub generate_max_chars: usize,
+    /// Reviews must be quiet this long before their summary is remade…
+    pub debounce_secs: u64,
+    /// …unless the last review summary is older than this.
+    pub max_wait_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -224,6 +228,8 @@ impl Default for Settings {
                 summary_chars: 1_200,
                 max_tokens: 256,
                 generate_max_chars: 100_000,
+                debounce_secs: 30,
+                max_wait_secs: 600,
             },
             shutdown_timeout_secs: 10,
         }
@@ -429,6 +435,14 @@ impl Settings {
         config.request_timeout = Duration::from_millis(c.request_timeout_ms.max(100));
         config.replicas = c.replicas.max(1);
         Some((nats, config))
+    }
+
+    pub(crate) fn job_options(&self) -> crate::summary_jobs::JobOptions {
+        crate::summary_jobs::JobOptions {
+            debounce: Duration::from_secs(self.summaries.debounce_secs),
+            max_wait: Duration::from_secs(self.summaries.max_wait_secs.max(1)),
+            ..crate::summary_jobs::JobOptions::default()
+        }
     }
 
     pub(crate) fn actor_config(&self) -> quire_actors::ActorConfig {

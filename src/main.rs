@@ -4,6 +4,7 @@ mod cli;
 mod config;
 mod serve;
 mod summaries;
+mod summary_jobs;
 mod telemetry;
 
 use std::net::SocketAddr;

@@ -23,6 +23,9 @@ use quire_projections::{
     PROJECTIONS, ProjectionsHandle, ReadModelOptions, ReadModels, RunnerOptions,
 };
 use quire_store::DynEventStore;
+use quire_summarize::Summarizer;
+
+use crate::summary_jobs::{self, JobsHandle};
 
 use crate::config::{Settings, redact_url};
 
@@ -56,9 +59,27 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
         .map(|l| l.local_addr().context("reading listen address"))
         .transpose()?;
 
+    let summarizer = Arc::new(
+        crate::summaries::build(&settings)
+            .await
+            .context("setting up the summarizer")?,
+    );
+    let info = summarizer.info();
+    tracing::info!(backend = %info.backend, model = %info.model, "summaries");
     let node = match settings.cluster_config() {
-        None => Node::single(&settings, &store, &read),
-        Some((nats, config)) => Node::join(&settings, &store, &read, nats, config, addr).await?,
+        None => Node::single(&settings, &store, &read, summarizer.clone()),
+        Some((nats, config)) => {
+            Node::join(
+                &settings,
+                &store,
+                &read,
+                summarizer.clone(),
+                nats,
+                config,
+                addr,
+            )
+            .await?
+        }
     };
     let bus = node.bus();
     if node.is_clustered() {
@@ -84,7 +105,10 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
 
     match (listener, addr) {
         (Some(listener), Some(addr)) => {
-            serve_http(&settings, &store, read, bus, listener, addr, head).await?;
+            serve_http(
+                &settings, &store, read, bus, summarizer, listener, addr, head,
+            )
+            .await?;
         }
         _ => {
             tracing::info!(backend = store.backend(), head, roles = ?settings.cluster.roles, "quire node is ready (no HTTP API)");
@@ -100,11 +124,13 @@ pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn serve_http(
     settings: &Settings,
     store: &DynEventStore,
     read: ReadModels,
     bus: Arc<dyn CommandBus>,
+    summarizer: Arc<Summarizer>,
     listener: std::net::TcpListener,
     addr: SocketAddr,
     head: u64,
@@ -116,10 +142,6 @@ async fn serve_http(
         &secret,
         Duration::from_secs(settings.api.token_ttl_secs.max(60)),
     ));
-    let summarizer = crate::summaries::build(settings)
-        .await
-        .context("setting up the summarizer")?;
-    tracing::info!(backend = %summarizer.info().backend, model = %summarizer.info().model, "summaries");
     let state = AppState::new(store.clone(), bus, read, auth, settings.api_config())
         .with_summarizer(summarizer);
     let app = quire_api::app(state).into_make_service_with_connect_info::<SocketAddr>();
@@ -168,10 +190,11 @@ async fn serve_http(
 
 /// What this process runs besides the API: alone, or as one node of a cluster.
 enum Node {
-    /// In-process bus, every projection here.
+    /// In-process bus, every projection and the summary worker here.
     Single {
         bus: LocalBus,
         projections: ProjectionsHandle,
+        jobs: JobsHandle,
     },
     /// Commands over NATS; partitions and projections by lease.
     Clustered {
@@ -183,9 +206,21 @@ enum Node {
 }
 
 impl Node {
-    fn single(settings: &Settings, store: &DynEventStore, read: &ReadModels) -> Self {
+    fn single(
+        settings: &Settings,
+        store: &DynEventStore,
+        read: &ReadModels,
+        summarizer: Arc<Summarizer>,
+    ) -> Self {
+        let bus = LocalBus::new(store.clone(), settings.actor_config());
         Self::Single {
-            bus: LocalBus::new(store.clone(), settings.actor_config()),
+            jobs: summary_jobs::spawn(
+                read.clone(),
+                Arc::new(bus.clone()),
+                summarizer,
+                settings.job_options(),
+            ),
+            bus,
             projections: quire_projections::spawn(
                 store.clone(),
                 read.clone(),
@@ -194,10 +229,12 @@ impl Node {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn join(
         settings: &Settings,
         store: &DynEventStore,
         read: &ReadModels,
+        summarizer: Arc<Summarizer>,
         nats: NatsOptions,
         config: ClusterConfig,
         http: Option<SocketAddr>,
@@ -240,12 +277,17 @@ impl Node {
         if let Some(server) = &server {
             tasks.push(notifications.publish_head(server.appended()));
         }
+        let bus = NatsBus::new(client.clone(), config.clone());
         let work = Arc::new(NodeWork {
             server,
             store: store.clone(),
             read: read.clone(),
             notifications,
             projections: tokio::sync::Mutex::new(HashMap::new()),
+            bus: Arc::new(bus.clone()),
+            summarizer,
+            job_options: settings.job_options(),
+            jobs: tokio::sync::Mutex::new(None),
         });
         let node = NodeInfo {
             node_id: config.node_id.clone(),
@@ -255,12 +297,15 @@ impl Node {
             version: env!("CARGO_PKG_VERSION").to_string(),
             started_at: time::OffsetDateTime::now_utc().unix_timestamp() * 1000,
         };
-        let resources = cluster::resources(config.partitions, PROJECTIONS, &roles);
+        // The summary worker is leased like a projection: one node at a time runs it.
+        let mut leased: Vec<&str> = PROJECTIONS.to_vec();
+        leased.push(SUMMARY_WORKER);
+        let resources = cluster::resources(config.partitions, &leased, &roles);
         let leases = LeaseManager::start(client.clone(), config.clone(), node, resources, work)
             .await
             .context("joining the cluster's lease bucket")?;
         Ok(Self::Clustered {
-            bus: NatsBus::new(client, config),
+            bus,
             local,
             leases,
             tasks,
@@ -281,8 +326,14 @@ impl Node {
     /// Drains the actors and stops the projections; a cluster node first hands its leases back.
     async fn shutdown(self, timeout: Duration) {
         match self {
-            Self::Single { bus, projections } => {
-                tracing::info!("shutting down: draining entity actors");
+            Self::Single {
+                bus,
+                projections,
+                jobs,
+            } => {
+                tracing::info!("shutting down: stopping the summary worker");
+                jobs.shutdown().await;
+                tracing::info!("draining entity actors");
                 bus.shutdown(timeout).await;
                 tracing::info!("stopping projections");
                 projections.shutdown().await;
@@ -314,7 +365,14 @@ struct NodeWork {
     notifications: Notifications,
     projections:
         tokio::sync::Mutex<HashMap<String, (ProjectionsHandle, tokio::task::JoinHandle<()>)>>,
+    bus: Arc<dyn CommandBus>,
+    summarizer: Arc<Summarizer>,
+    job_options: summary_jobs::JobOptions,
+    jobs: tokio::sync::Mutex<Option<JobsHandle>>,
 }
+
+/// The lease name of the summary worker.
+const SUMMARY_WORKER: &str = "summaries";
 
 #[async_trait::async_trait]
 impl LeaseOwner for NodeWork {
@@ -324,6 +382,18 @@ impl LeaseOwner for NodeWork {
                 Some(server) => server.start(*p).await,
                 None => Err(ClusterError::Config("this node has no actors role".into())),
             },
+            Resource::Projection(name) if name == SUMMARY_WORKER => {
+                let handle = summary_jobs::spawn(
+                    self.read.clone(),
+                    self.bus.clone(),
+                    self.summarizer.clone(),
+                    self.job_options.clone(),
+                );
+                if let Some(previous) = self.jobs.lock().await.replace(handle) {
+                    previous.shutdown().await;
+                }
+                Ok(())
+            }
             Resource::Projection(name) => {
                 let runner = quire_projections::spawn_one(
                     self.store.clone(),
@@ -351,6 +421,12 @@ impl LeaseOwner for NodeWork {
             Resource::Partition(p) => {
                 if let Some(server) = &self.server {
                     server.stop(*p).await;
+                }
+            }
+            Resource::Projection(name) if name == SUMMARY_WORKER => {
+                let running = self.jobs.lock().await.take();
+                if let Some(jobs) = running {
+                    jobs.shutdown().await;
                 }
             }
             Resource::Projection(name) => {

@@ -294,8 +294,40 @@ pub struct SummaryDto {
     pub average_rating: Option<f64>,
     pub review_count: u64,
     pub rating: RatingDto,
-    /// A summary of the reviews; written by the summaries engine once it runs.
+    /// What generated `summary` (absent for an editor's summary).
+    pub summary_provenance: Option<ProvenanceDto>,
+    /// The book changed after its generated summary was made; a new one is on its way.
+    pub summary_stale: bool,
+    /// What the reviews say, summarized (absent until the first review summary is made).
     pub review_summary: Option<String>,
+    pub review_summary_provenance: Option<ProvenanceDto>,
+    /// Reviews changed after the review summary was made; a new one is on its way.
+    pub review_summary_stale: bool,
+}
+
+/// Where a generated summary came from.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProvenanceDto {
+    /// `extractive`, `gguf`, `openai` or `ollama`.
+    pub backend: String,
+    pub model: String,
+    pub prompt_version: String,
+    /// The book version (its content, or its reviews) the summary covers.
+    pub covers_version: u64,
+    /// Why the model's answer was replaced by the extractive summary, if it was.
+    pub fallback_reason: Option<String>,
+}
+
+impl From<quire_domain::book::SummaryProvenance> for ProvenanceDto {
+    fn from(p: quire_domain::book::SummaryProvenance) -> Self {
+        Self {
+            backend: p.backend,
+            model: p.model,
+            prompt_version: p.prompt_version,
+            covers_version: p.covers_version,
+            fallback_reason: p.fallback_reason,
+        }
+    }
 }
 
 /// A user to create. Self-registration needs `username` and `password`; an admin may also enrol

@@ -96,8 +96,8 @@ impl AppState {
     }
 
     /// Uses `summarizer` for generated summaries.
-    pub fn with_summarizer(mut self, summarizer: Summarizer) -> Self {
-        self.summarizer = Arc::new(summarizer);
+    pub fn with_summarizer(mut self, summarizer: Arc<Summarizer>) -> Self {
+        self.summarizer = summarizer;
         self
     }
 }

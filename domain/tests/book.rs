@@ -350,6 +350,7 @@ fn set_summary(body: &str, source: &str) -> BookCommand {
     BookCommand::SetSummary {
         summary: summary(body),
         source: source.to_owned(),
+        provenance: None,
     }
 }
 
@@ -360,6 +361,7 @@ fn the_summary_engine_can_set_a_summary() {
         .then_events(vec![BookEvent::BookSummarySet {
             summary: summary("Spice."),
             source: "llm-v1".to_owned(),
+            provenance: None,
         }]);
     assert_eq!(book.summary(), Some(&summary("Spice.")));
     assert_eq!(book.summary_source(), Some("llm-v1"));
@@ -393,6 +395,7 @@ fn setting_the_same_summary_again_emits_nothing() {
         BookEvent::BookSummarySet {
             summary: summary("Spice."),
             source: "llm-v1".to_owned(),
+            provenance: None,
         },
     ])
     .when(set_summary("Spice.", " llm-v1 "), CommandContext::system())
@@ -720,6 +723,7 @@ fn every_event() -> Vec<BookEvent> {
         BookEvent::BookSummarySet {
             summary: summary("Spice."),
             source: "llm-v1".to_owned(),
+            provenance: None,
         },
         posted(1, alice(), 5, "Loved it"),
         posted(2, alice(), 3, ""),
@@ -995,4 +999,116 @@ fn every_error_has_a_stable_code_and_kind() {
         assert_eq!(message, message.to_lowercase(), "{message}");
         assert!(!message.ends_with('.'), "{message}");
     }
+}
+
+// Generated summaries: provenance, review summaries, versions
+
+fn provenance(covers: u64) -> quire_domain::book::SummaryProvenance {
+    quire_domain::book::SummaryProvenance {
+        backend: "gguf".into(),
+        model: "SmolLM2-135M-Instruct".into(),
+        prompt_version: "quire-summary-v1".into(),
+        covers_version: covers,
+        fallback_reason: None,
+    }
+}
+
+#[test]
+fn content_and_review_versions_follow_their_events() {
+    let book = Given::<Book>::events(vec![
+        dune_added(),
+        posted(1, alice(), 5, "Loved it"),
+        BookEvent::BookUpdated(BookChanges {
+            title: Some(title("Dune Messiah")),
+            ..BookChanges::default()
+        }),
+        posted(2, bob(), 3, "Fine"),
+        BookEvent::BookSummarySet {
+            summary: summary("Spice."),
+            source: "gguf:SmolLM2".into(),
+            provenance: Some(provenance(3)),
+        },
+    ])
+    .when(set_summary("Spice.", "editor"), admin())
+    .then_events(vec![BookEvent::BookSummarySet {
+        summary: summary("Spice."),
+        source: "editor".into(),
+        provenance: None,
+    }]);
+    assert_eq!(book.content_version(), 3);
+    assert_eq!(book.reviews_version(), 4);
+}
+
+#[test]
+fn the_summary_engine_records_a_review_summary_once() {
+    let command = BookCommand::SetReviewSummary {
+        summary: summary("Readers love the spice."),
+        provenance: provenance(2),
+    };
+    let event = BookEvent::ReviewSummarySet {
+        summary: summary("Readers love the spice."),
+        provenance: provenance(2),
+    };
+    let book = Given::<Book>::events(vec![dune_added(), posted(1, alice(), 5, "Loved it")])
+        .when(command.clone(), CommandContext::system())
+        .then_events(vec![event.clone()]);
+    assert_eq!(
+        book.review_summary(),
+        Some((&summary("Readers love the spice."), &provenance(2)))
+    );
+    // The same summary of the same version again changes nothing; members may not set one.
+    Given::<Book>::events(vec![dune_added(), posted(1, alice(), 5, "Loved it"), event])
+        .when(command.clone(), CommandContext::system())
+        .then_events(vec![]);
+    Given::<Book>::events(vec![dune_added()])
+        .when(command, CommandContext::member(alice()))
+        .then_error("forbidden");
+}
+
+#[test]
+fn a_regenerated_summary_of_a_newer_version_is_recorded() {
+    Given::<Book>::events(vec![
+        dune_added(),
+        BookEvent::BookSummarySet {
+            summary: summary("Spice."),
+            source: "gguf:SmolLM2".into(),
+            provenance: Some(provenance(1)),
+        },
+    ])
+    .when(
+        BookCommand::SetSummary {
+            summary: summary("Spice."),
+            source: "gguf:SmolLM2".into(),
+            provenance: Some(provenance(3)),
+        },
+        CommandContext::system(),
+    )
+    .then_events(vec![BookEvent::BookSummarySet {
+        summary: summary("Spice."),
+        source: "gguf:SmolLM2".into(),
+        provenance: Some(provenance(3)),
+    }]);
+}
+
+#[test]
+fn summary_events_round_trip_and_version_1_upcasts_without_provenance() {
+    assert_round_trips(&BookEvent::BookSummarySet {
+        summary: summary("Spice."),
+        source: "gguf:SmolLM2".into(),
+        provenance: Some(provenance(4)),
+    });
+    assert_round_trips(&BookEvent::ReviewSummarySet {
+        summary: summary("Readers love it."),
+        provenance: provenance(5),
+    });
+    let v1 = json!({ "summary": "Spice.", "source": "llm-v1" });
+    let event = BookEvent::from_stored("BookSummarySet", 1, &v1).unwrap();
+    assert_eq!(
+        event,
+        BookEvent::BookSummarySet {
+            summary: summary("Spice."),
+            source: "llm-v1".into(),
+            provenance: None,
+        }
+    );
 }

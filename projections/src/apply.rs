@@ -259,13 +259,14 @@ async fn apply_books(
                         &format!(
                             "INSERT INTO rm_books{s} (id, title, title_sort, authors, genres, \
                              year_published, isbn, description, summary, summary_source, removed, \
-                             version, added_at, updated_at) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL, FALSE, $9, $10, $10) \
+                             version, added_at, updated_at, content_version) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL, FALSE, $9, $10, $10, $9) \
                              ON CONFLICT (id) DO UPDATE SET title = excluded.title, \
                              title_sort = excluded.title_sort, authors = excluded.authors, \
                              genres = excluded.genres, year_published = excluded.year_published, \
                              isbn = excluded.isbn, description = excluded.description, \
                              removed = FALSE, version = excluded.version, \
+                             content_version = excluded.content_version, \
                              added_at = excluded.added_at, updated_at = excluded.updated_at \
                              WHERE rm_books{s}.version < excluded.version"
                         ),
@@ -314,7 +315,7 @@ async fn apply_books(
                              year_published = CASE WHEN $6 THEN $7 ELSE year_published END, \
                              isbn = CASE WHEN $8 THEN $9 ELSE isbn END, \
                              description = CASE WHEN $10 THEN $11 ELSE description END, \
-                             version = $12, updated_at = $13 \
+                             version = $12, updated_at = $13, content_version = $12 \
                              WHERE id = $1 AND version < $12"
                         ),
                         &[
@@ -368,17 +369,47 @@ async fn apply_books(
                 )
                 .await?;
             }
-            BookEvent::BookSummarySet { summary, source } => {
+            BookEvent::BookSummarySet {
+                summary,
+                source,
+                provenance,
+            } => {
                 tx.exec(
                     "projecting BookSummarySet",
                     &format!(
                         "UPDATE rm_books{s} SET summary = $2, summary_source = $3, version = $4, \
-                         updated_at = $5 WHERE id = $1 AND version < $4"
+                         updated_at = $5, summary_provenance = $6, summary_covers = $7 \
+                         WHERE id = $1 AND version < $4"
                     ),
                     &[
                         Arg::Text(book_id),
                         Arg::Text(summary.into_inner()),
                         Arg::Text(source),
+                        Arg::I64(version),
+                        Arg::I64(at),
+                        Arg::OptText(provenance.as_ref().map(|p| json_text(&json!(p)))),
+                        Arg::OptI64(provenance.map(|p| p.covers_version as i64)),
+                    ],
+                )
+                .await?;
+            }
+            BookEvent::ReviewSummarySet {
+                summary,
+                provenance,
+            } => {
+                tx.exec(
+                    "projecting ReviewSummarySet",
+                    &format!(
+                        "UPDATE rm_books{s} SET review_summary = $2, review_summary_provenance = $3, \
+                         review_summary_covers = $4, version = $5, updated_at = $6, \
+                         review_summary_at = $6 \
+                         WHERE id = $1 AND version < $5"
+                    ),
+                    &[
+                        Arg::Text(book_id),
+                        Arg::Text(summary.into_inner()),
+                        Arg::Text(json_text(&json!(provenance))),
+                        Arg::I64(provenance.covers_version as i64),
                         Arg::I64(version),
                         Arg::I64(at),
                     ],
@@ -401,7 +432,8 @@ async fn apply_books(
         tx.exec(
             "moving book versions for reviews",
             &format!(
-                "UPDATE rm_books{s} SET version = v.ver, updated_at = v.at FROM (SELECT \
+                "UPDATE rm_books{s} SET version = v.ver, updated_at = v.at, \
+                 reviews_version = v.ver, reviews_changed_at = v.at FROM (SELECT \
                  j.value->>0 AS id, CAST(j.value->>1 AS BIGINT) AS ver, \
                  CAST(j.value->>2 AS BIGINT) AS at FROM {}) AS v \
                  WHERE rm_books{s}.id = v.id AND rm_books{s}.version < v.ver",

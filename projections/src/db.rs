@@ -267,16 +267,30 @@ impl Db {
 }
 
 /// The migrations, in order: (version, description, SQL).
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "read models",
-    include_str!("../migrations/sqlite/0001_read_models.sql"),
-)];
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "read models",
-    include_str!("../migrations/postgres/0001_read_models.sql"),
-)];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "read models",
+        include_str!("../migrations/sqlite/0001_read_models.sql"),
+    ),
+    (
+        2,
+        "summaries",
+        include_str!("../migrations/sqlite/0002_summaries.sql"),
+    ),
+];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "read models",
+        include_str!("../migrations/postgres/0001_read_models.sql"),
+    ),
+    (
+        2,
+        "summaries",
+        include_str!("../migrations/postgres/0002_summaries.sql"),
+    ),
+];
 
 /// The table that records applied read-model migrations. It is not sqlx's `_sqlx_migrations`,
 /// because in Postgres the event store may use that one in the same database.

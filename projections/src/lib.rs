@@ -13,6 +13,7 @@ mod error;
 mod query;
 pub mod rebuild;
 pub mod runner;
+mod summaries;
 mod views;
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use tokio::sync::watch;
 pub use error::{ReadModelError, WaitError};
 pub use rebuild::{RebuildProgress, RebuildReport, rebuild};
 pub use runner::{ProjectionsHandle, RunnerOptions, spawn, spawn_one};
+pub use summaries::{SummariesView, SummaryJob, SummaryKind};
 pub use views::{
     BookQuery, BookSort, BookView, Credentials, Page, PageRequest, ProjectionStatus, RatingStats,
     ReviewView, UserView,

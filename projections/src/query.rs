@@ -261,7 +261,7 @@ fn into_page<R, V>(
 }
 
 impl ReadModels {
-    async fn fetch_all<T>(
+    pub(crate) async fn fetch_all<T>(
         &self,
         context: &'static str,
         sql: &str,

@@ -81,6 +81,7 @@ async fn book_events_shape_the_book_view(env: Env) {
         vec![BookEvent::BookSummarySet {
             summary: SummaryText::parse("A desert planet.").unwrap(),
             source: "test-model".into(),
+            provenance: None,
         }],
     )
     .await;

@@ -129,6 +129,7 @@ async fn set_summary(
             command: BookCommand::SetSummary {
                 summary,
                 source: EDITOR_SOURCE.to_string(),
+                provenance: None,
             },
         },
     )

@@ -14,7 +14,8 @@ use super::books::missing_book;
 use super::{accepted, dispatch, next_link, page, read_your_writes, settle, write_headers};
 use crate::AppState;
 use crate::dto::{
-    NewReview, PageParams, RatingDto, ReviewChanges, ReviewDto, ReviewList, SummaryDto,
+    NewReview, PageParams, ProvenanceDto, RatingDto, ReviewChanges, ReviewDto, ReviewList,
+    SummaryDto,
 };
 use crate::error::{ApiError, Problem, Validation};
 use crate::extract::{Json, PathId, Query, User, command_id, idempotency_key};
@@ -171,6 +172,23 @@ pub(crate) async fn summary(
     };
     let stats = state.read.rating_stats(book_id).await?;
     let rating = RatingDto::from(&stats);
+    let summaries = state.read.summaries(book_id).await?;
+    let (
+        summary_provenance,
+        summary_stale,
+        review_summary,
+        review_summary_provenance,
+        review_summary_stale,
+    ) = match summaries {
+        Some(s) => (
+            s.summary_provenance.map(ProvenanceDto::from),
+            s.summary_stale,
+            s.review_summary,
+            s.review_summary_provenance.map(ProvenanceDto::from),
+            s.review_summary_stale,
+        ),
+        None => (None, false, None, None, false),
+    };
     Ok(axum::Json(SummaryDto {
         book_id,
         title: book.title,
@@ -179,7 +197,11 @@ pub(crate) async fn summary(
         average_rating: rating.average,
         review_count: rating.count,
         rating,
-        review_summary: None,
+        summary_provenance,
+        summary_stale,
+        review_summary,
+        review_summary_provenance,
+        review_summary_stale,
     })
     .into_response())
 }

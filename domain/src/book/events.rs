@@ -17,6 +17,7 @@ const BOOK_ADDED: &str = "BookAdded";
 const BOOK_UPDATED: &str = "BookUpdated";
 const BOOK_REMOVED: &str = "BookRemoved";
 const BOOK_SUMMARY_SET: &str = "BookSummarySet";
+const REVIEW_SUMMARY_SET: &str = "ReviewSummarySet";
 const REVIEW_POSTED: &str = "ReviewPosted";
 const REVIEW_EDITED: &str = "ReviewEdited";
 const REVIEW_DELETED: &str = "ReviewDeleted";
@@ -38,10 +39,18 @@ pub enum BookEvent {
     BookUpdated(BookChanges),
     /// The book left the catalogue.
     BookRemoved,
-    /// A summary was generated for the book.
+    /// A summary was set for the book (schema version 2: with provenance).
     BookSummarySet {
         summary: SummaryText,
         source: String,
+        /// What generated it and which version of the book it covers (`None` for summaries
+        /// written by editors, and for version 1 events).
+        provenance: Option<SummaryProvenance>,
+    },
+    /// A summary of the book's reviews was generated.
+    ReviewSummarySet {
+        summary: SummaryText,
+        provenance: SummaryProvenance,
     },
     /// A member reviewed the book.
     ReviewPosted {
@@ -169,6 +178,74 @@ struct BookSummarySetV1 {
     source: String,
 }
 
+/// `BookSummarySet` version 2 adds the provenance of generated summaries.
+#[derive(Serialize, Deserialize)]
+struct BookSummarySetV2 {
+    summary: SummaryText,
+    source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    provenance: Option<ProvenanceV1>,
+}
+
+/// `ReviewSummarySet` version 1.
+#[derive(Serialize, Deserialize)]
+struct ReviewSummarySetV1 {
+    summary: SummaryText,
+    provenance: ProvenanceV1,
+}
+
+/// The stored form of [`SummaryProvenance`], version 1.
+#[derive(Serialize, Deserialize)]
+struct ProvenanceV1 {
+    backend: String,
+    model: String,
+    prompt_version: String,
+    covers_version: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fallback_reason: Option<String>,
+}
+
+impl From<&SummaryProvenance> for ProvenanceV1 {
+    fn from(p: &SummaryProvenance) -> Self {
+        Self {
+            backend: p.backend.clone(),
+            model: p.model.clone(),
+            prompt_version: p.prompt_version.clone(),
+            covers_version: p.covers_version,
+            fallback_reason: p.fallback_reason.clone(),
+        }
+    }
+}
+
+impl From<ProvenanceV1> for SummaryProvenance {
+    fn from(p: ProvenanceV1) -> Self {
+        Self {
+            backend: p.backend,
+            model: p.model,
+            prompt_version: p.prompt_version,
+            covers_version: p.covers_version,
+            fallback_reason: p.fallback_reason,
+        }
+    }
+}
+
+/// Where a generated summary came from, so a stale or outdated one can be found and regenerated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SummaryProvenance {
+    /// `extractive`, `gguf`, `openai`, `ollama`.
+    pub backend: String,
+    /// The model (file or server name).
+    pub model: String,
+    /// The summarizer's prompt version.
+    pub prompt_version: String,
+    /// The book's version the summary was made from: its content version for a book summary,
+    /// its reviews version for a review summary. Later changes make the summary stale.
+    pub covers_version: u64,
+    /// Why the model's answer was replaced by the extractive one, if it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_reason: Option<String>,
+}
+
 /// `ReviewPosted` version 1.
 #[derive(Serialize, Deserialize)]
 struct ReviewPostedV1 {
@@ -208,6 +285,7 @@ impl DomainEvent for BookEvent {
             Self::BookUpdated(_) => BOOK_UPDATED,
             Self::BookRemoved => BOOK_REMOVED,
             Self::BookSummarySet { .. } => BOOK_SUMMARY_SET,
+            Self::ReviewSummarySet { .. } => REVIEW_SUMMARY_SET,
             Self::ReviewPosted { .. } => REVIEW_POSTED,
             Self::ReviewEdited { .. } => REVIEW_EDITED,
             Self::ReviewDeleted { .. } => REVIEW_DELETED,
@@ -217,6 +295,7 @@ impl DomainEvent for BookEvent {
     fn schema_version(&self) -> u32 {
         match self {
             Self::BookAdded { .. } => Self::BOOK_ADDED_VERSION,
+            Self::BookSummarySet { .. } => 2,
             _ => 1,
         }
     }
@@ -249,9 +328,21 @@ impl DomainEvent for BookEvent {
                 description: changes.description.clone(),
             }),
             Self::BookRemoved => encode_payload(&BookRemovedV1 {}),
-            Self::BookSummarySet { summary, source } => encode_payload(&BookSummarySetV1 {
+            Self::BookSummarySet {
+                summary,
+                source,
+                provenance,
+            } => encode_payload(&BookSummarySetV2 {
                 summary: summary.clone(),
                 source: source.clone(),
+                provenance: provenance.as_ref().map(ProvenanceV1::from),
+            }),
+            Self::ReviewSummarySet {
+                summary,
+                provenance,
+            } => encode_payload(&ReviewSummarySetV1 {
+                summary: summary.clone(),
+                provenance: provenance.into(),
             }),
             Self::ReviewPosted {
                 review_id,
@@ -359,6 +450,22 @@ impl DomainEvent for BookEvent {
                 Ok(Self::BookSummarySet {
                     summary: v1.summary,
                     source: v1.source,
+                    provenance: None,
+                })
+            }
+            (BOOK_SUMMARY_SET, 2) => {
+                let v2: BookSummarySetV2 = decode_payload(event_type, schema_version, payload)?;
+                Ok(Self::BookSummarySet {
+                    summary: v2.summary,
+                    source: v2.source,
+                    provenance: v2.provenance.map(SummaryProvenance::from),
+                })
+            }
+            (REVIEW_SUMMARY_SET, 1) => {
+                let v1: ReviewSummarySetV1 = decode_payload(event_type, schema_version, payload)?;
+                Ok(Self::ReviewSummarySet {
+                    summary: v1.summary,
+                    provenance: v1.provenance.into(),
                 })
             }
             (REVIEW_POSTED, 1) => {
@@ -387,8 +494,8 @@ impl DomainEvent for BookEvent {
                 })
             }
             (
-                BOOK_ADDED | BOOK_UPDATED | BOOK_REMOVED | BOOK_SUMMARY_SET | REVIEW_POSTED
-                | REVIEW_EDITED | REVIEW_DELETED,
+                BOOK_ADDED | BOOK_UPDATED | BOOK_REMOVED | BOOK_SUMMARY_SET | REVIEW_SUMMARY_SET
+                | REVIEW_POSTED | REVIEW_EDITED | REVIEW_DELETED,
                 version,
             ) => Err(EventDecodeError::unsupported_version(event_type, version)),
             _ => Err(EventDecodeError::unknown_type(event_type)),

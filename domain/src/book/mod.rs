@@ -17,7 +17,7 @@ use crate::values::{
     AuthorName, Description, Genre, Isbn, Rating, ReviewText, SummaryText, Title, Year,
 };
 
-pub use events::{BookChanges, BookEvent};
+pub use events::{BookChanges, BookEvent, SummaryProvenance};
 
 /// The longest summary source label, in characters.
 pub const MAX_SUMMARY_SOURCE_CHARS: usize = 200;
@@ -70,10 +70,18 @@ pub enum BookCommand {
     },
     /// Removes a book from the catalogue (admin or system only); its stream is kept.
     RemoveBook,
-    /// Records a generated summary; `source` says what produced it, e.g. a model name.
+    /// Records a summary; `source` says what produced it, e.g. a model name, and `provenance`
+    /// (for generated summaries) which backend, model and prompt, and which book version.
     SetSummary {
         summary: SummaryText,
         source: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        provenance: Option<SummaryProvenance>,
+    },
+    /// Records a generated summary of the book's reviews (system or admin).
+    SetReviewSummary {
+        summary: SummaryText,
+        provenance: SummaryProvenance,
     },
     /// Posts the principal's review of the book.
     PostReview {
@@ -220,6 +228,15 @@ pub struct Book {
     description: Option<Description>,
     summary: Option<SummaryText>,
     summary_source: Option<String>,
+    summary_provenance: Option<SummaryProvenance>,
+    review_summary: Option<SummaryText>,
+    review_summary_provenance: Option<SummaryProvenance>,
+    /// Events applied: the stream version.
+    version: u64,
+    /// The version of the last change to the book's own data (added, updated).
+    content_version: u64,
+    /// The version of the last change to its reviews.
+    reviews_version: u64,
     reviews: BTreeMap<ReviewId, Review>,
     live_reviews: BTreeMap<UserId, ReviewId>,
 }
@@ -278,6 +295,28 @@ impl Book {
     /// What produced the latest summary, if any.
     pub fn summary_source(&self) -> Option<&str> {
         self.summary_source.as_deref()
+    }
+
+    /// Where the latest summary came from, when it was generated.
+    pub fn summary_provenance(&self) -> Option<&SummaryProvenance> {
+        self.summary_provenance.as_ref()
+    }
+
+    /// The latest summary of the reviews, and where it came from.
+    pub fn review_summary(&self) -> Option<(&SummaryText, &SummaryProvenance)> {
+        self.review_summary
+            .as_ref()
+            .zip(self.review_summary_provenance.as_ref())
+    }
+
+    /// The stream version after the last change to the book's own data.
+    pub fn content_version(&self) -> u64 {
+        self.content_version
+    }
+
+    /// The stream version after the last change to its reviews (0: never reviewed).
+    pub fn reviews_version(&self) -> u64 {
+        self.reviews_version
     }
 
     /// The live (not deleted) reviews, ordered by review id.
@@ -447,7 +486,11 @@ impl Aggregate for Book {
                 self.ensure_live()?;
                 Ok(vec![BookEvent::BookRemoved])
             }
-            BookCommand::SetSummary { summary, source } => {
+            BookCommand::SetSummary {
+                summary,
+                source,
+                provenance,
+            } => {
                 require_privileged(principal, "set summaries")?;
                 self.ensure_live()?;
                 let source = source.trim();
@@ -455,12 +498,37 @@ impl Aggregate for Book {
                     return Err(BookError::InvalidSummarySource);
                 }
                 // Re-running the summary engine with the same result must not grow the stream.
-                if self.summary.as_ref() == Some(summary) && self.summary_source() == Some(source) {
+                if self.summary.as_ref() == Some(summary)
+                    && self.summary_source() == Some(source)
+                    && self.summary_provenance.as_ref() == provenance.as_ref()
+                {
                     return Ok(Vec::new());
                 }
                 Ok(vec![BookEvent::BookSummarySet {
                     summary: summary.clone(),
                     source: source.to_owned(),
+                    provenance: provenance.clone(),
+                }])
+            }
+            BookCommand::SetReviewSummary {
+                summary,
+                provenance,
+            } => {
+                require_privileged(principal, "set summaries")?;
+                self.ensure_live()?;
+                if provenance.backend.trim().is_empty()
+                    || provenance.backend.chars().count() > MAX_SUMMARY_SOURCE_CHARS
+                {
+                    return Err(BookError::InvalidSummarySource);
+                }
+                if self.review_summary.as_ref() == Some(summary)
+                    && self.review_summary_provenance.as_ref() == Some(provenance)
+                {
+                    return Ok(Vec::new());
+                }
+                Ok(vec![BookEvent::ReviewSummarySet {
+                    summary: summary.clone(),
+                    provenance: provenance.clone(),
                 }])
             }
             BookCommand::PostReview {
@@ -530,6 +598,16 @@ impl Aggregate for Book {
     }
 
     fn apply(&mut self, event: &BookEvent) {
+        self.version += 1;
+        match event {
+            BookEvent::BookAdded { .. } | BookEvent::BookUpdated(_) => {
+                self.content_version = self.version;
+            }
+            BookEvent::ReviewPosted { .. }
+            | BookEvent::ReviewEdited { .. }
+            | BookEvent::ReviewDeleted { .. } => self.reviews_version = self.version,
+            _ => {}
+        }
         match event {
             BookEvent::BookAdded {
                 book_id,
@@ -570,9 +648,21 @@ impl Aggregate for Book {
                 }
             }
             BookEvent::BookRemoved => self.removed = true,
-            BookEvent::BookSummarySet { summary, source } => {
+            BookEvent::BookSummarySet {
+                summary,
+                source,
+                provenance,
+            } => {
                 self.summary = Some(summary.clone());
                 self.summary_source = Some(source.clone());
+                self.summary_provenance = provenance.clone();
+            }
+            BookEvent::ReviewSummarySet {
+                summary,
+                provenance,
+            } => {
+                self.review_summary = Some(summary.clone());
+                self.review_summary_provenance = Some(provenance.clone());
             }
             BookEvent::ReviewPosted {
                 review_id,

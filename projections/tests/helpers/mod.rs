@@ -235,6 +235,7 @@ impl Env {
                 1 => BookEvent::BookSummarySet {
                     summary: SummaryText::parse("Short.").unwrap(),
                     source: "test".into(),
+                    provenance: None,
                 },
                 _ => BookEvent::BookRemoved,
             };
