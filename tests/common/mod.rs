@@ -82,10 +82,17 @@ impl Server {
     /// Starts `quire serve --listen 127.0.0.1:0` on `store` with an admin and no rate limit, and
     /// waits for its "quire listening on …" line.
     pub fn start(store: &Store, extra: &[&str]) -> Self {
+        Self::start_with_env(store, extra, &[])
+    }
+
+    /// [`start`](Self::start) with more environment variables (settings such as
+    /// `QUIRE_SUMMARIES__DEBOUNCE_SECS`).
+    pub fn start_with_env(store: &Store, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = store
             .command()
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(extra)
+            .envs(env.iter().copied())
             .env("QUIRE_ADMIN_USER", ADMIN)
             .env("QUIRE_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("QUIRE_API__RATE_LIMIT_PER_SECOND", "0")
