@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use quire_summarize::gguf::{GgufGenerator, GgufOptions};
 use quire_summarize::http::{Api, HttpGenerator, HttpOptions};
 use quire_summarize::{Summarizer, SummarizerOptions, TextGenerator};
 
@@ -42,6 +43,24 @@ pub(crate) async fn build(settings: &Settings) -> anyhow::Result<Summarizer> {
                 http.context_window = context;
             }
             Arc::new(HttpGenerator::new(http).map_err(|e| anyhow::anyhow!("summaries: {e}"))?)
+        }
+        "gguf" => {
+            let path = s
+                .model_path
+                .clone()
+                .context("summaries.backend = \"gguf\" needs summaries.model_path")?;
+            let options = GgufOptions {
+                threads: s.threads.max(1),
+                context: s.context_tokens,
+                requantize_q8: true,
+            };
+            tracing::info!(model = %path.display(), threads = options.threads, "loading the summary model");
+            let generator =
+                tokio::task::spawn_blocking(move || GgufGenerator::load(&path, options))
+                    .await
+                    .context("loading the summary model")?
+                    .map_err(|e| anyhow::anyhow!("loading the summary model: {e}"))?;
+            Arc::new(generator)
         }
         other => anyhow::bail!(
             "unknown summaries.backend {other:?}; use extractive, gguf, openai or ollama"

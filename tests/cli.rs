@@ -300,12 +300,20 @@ fn summarize_prints_a_summary_and_its_provenance() {
     let text = json["text"].as_str().unwrap();
     assert!(text.contains("whale"), "{json}");
     assert!(!text.contains("License"), "boilerplate leaked: {json}");
-    assert!(!text.to_lowercase().contains("ignore all previous"), "{json}");
+    assert!(
+        !text.to_lowercase().contains("ignore all previous"),
+        "{json}"
+    );
     assert_eq!(json["backend"]["backend"], "extractive");
     assert_eq!(json["prompt_version"], "quire-summary-v1");
 
     let out = quire()
-        .args(["summarize", file.to_str().unwrap(), "--backend", "telepathy"])
+        .args([
+            "summarize",
+            file.to_str().unwrap(),
+            "--backend",
+            "telepathy",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());

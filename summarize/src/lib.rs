@@ -7,6 +7,7 @@
 //! - Guardrails on what goes into a prompt and what comes out of a model.
 
 pub mod extractive;
+pub mod gguf;
 pub mod guard;
 pub mod http;
 pub mod pipeline;
