@@ -10,17 +10,15 @@ use std::time::Instant;
 
 use quire_summarize::gguf::{GgufGenerator, GgufOptions};
 use quire_summarize::http::{Api, HttpGenerator, HttpOptions};
-use quire_summarize::{
-    Subject, Summarizer, SummarizerOptions, SummaryRequest, TextGenerator,
-};
+use quire_summarize::{Subject, Summarizer, SummarizerOptions, SummaryRequest, TextGenerator};
 
 #[tokio::main]
 async fn main() {
     let mut args = std::env::args().skip(1);
     let model_path = args.next().expect("usage: novels MODEL.gguf [DIR]");
-    let dir = args
-        .next()
-        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/gutenberg").into());
+    let dir = args.next().unwrap_or_else(|| {
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/gutenberg").into()
+    });
     let mut novels: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{dir}: {e}"))
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -82,7 +80,11 @@ async fn main() {
                 summary.completion_tokens,
                 match &summary.fallback_reason {
                     Some(reason) => format!("fell back: {reason}"),
-                    None => format!("{} chars by {}", summary.text.chars().count(), summary.backend.backend),
+                    None => format!(
+                        "{} chars by {}",
+                        summary.text.chars().count(),
+                        summary.backend.backend
+                    ),
                 }
             );
         }

@@ -182,7 +182,10 @@ impl Summarizer {
                 self.extractive_summary(&request, &prepared, Some(error.to_string()), started)
             }
             Ok(generation) => {
-                let text = tidy(&generation.text);
+                // A reply cut by the token limit, or longer than wanted, ends at its last whole
+                // sentence that fits.
+                let cut = generation.finish_reason == crate::FinishReason::Length;
+                let text = fit_sentences(&tidy(&generation.text), self.options.summary_chars, cut);
                 match guard::check_output(&text, &source, &system, self.options.summary_chars) {
                     Ok(()) => Summary {
                         text,
@@ -442,6 +445,19 @@ fn fit(text: &str, tokens: usize, generator: &dyn TextGenerator) -> String {
     text.chars().take(tokens * 2).collect()
 }
 
+/// `text` up to its last sentence end within `max_chars` when it is longer (or was `cut` off
+/// mid-sentence); unchanged when no sentence ends in that span (the length check then refuses it).
+fn fit_sentences(text: &str, max_chars: usize, cut: bool) -> String {
+    if !cut && text.chars().count() <= max_chars {
+        return text.to_string();
+    }
+    let head: String = text.chars().take(max_chars).collect();
+    match head.rfind(['.', '!', '?']) {
+        Some(end) if end > 0 => head[..=end].to_string(),
+        _ => text.to_string(),
+    }
+}
+
 /// Trims whitespace and a leading "Summary:" the models like to add.
 fn tidy(text: &str) -> String {
     let text = text.trim();
@@ -614,6 +630,14 @@ mod tests {
             let reason = summary.fallback_reason.expect("a reason");
             assert!(reason.contains(why), "{reason}");
         }
+    }
+
+    #[test]
+    fn overlong_or_cut_replies_end_at_a_whole_sentence() {
+        assert_eq!(fit_sentences("One. Two. Three", 100, true), "One. Two.");
+        assert_eq!(fit_sentences("One. Two. Three.", 12, false), "One. Two.");
+        assert_eq!(fit_sentences("One. Two.", 100, false), "One. Two.");
+        assert_eq!(fit_sentences("no end at all", 5, true), "no end at all");
     }
 
     #[tokio::test]
