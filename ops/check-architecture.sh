@@ -41,6 +41,8 @@ forbid quire-store "the store knows events, not the domain or the actors" \
   quire-domain quire-actors quire-api ractor async-nats
 forbid quire-actors "actors know no HTTP" \
   axum hyper reqwest quire-api
+forbid quire-summarize "the summary engine does no storage and sends no commands" \
+  sqlx eventstore async-nats quire-store quire-actors quire-projections quire-domain quire-api
 forbid quire-projections "projections read the log and write read models, nothing else" \
   axum hyper quire-api quire-actors ractor async-nats
 
