@@ -271,6 +271,13 @@ impl Worker {
             },
         )
         .with_command_id(command_id);
+        // Each job is a trace of its own; its events carry it like a request's.
+        let mut envelope = envelope;
+        envelope.traceparent = Some(format!(
+            "00-{}-{}-01",
+            uuid::Uuid::new_v4().simple(),
+            &uuid::Uuid::new_v4().simple().to_string()[..16]
+        ));
         match self.bus.dispatch(envelope).await {
             Ok(_) => {
                 tracing::info!(backend = %provenance.backend, fallback = provenance.fallback_reason.is_some(), "summary recorded");
