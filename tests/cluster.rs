@@ -170,7 +170,7 @@ impl Cluster {
     /// Waits until `nodes` nodes are live, each holds partitions, and every partition and
     /// projection has an owner.
     async fn wait_until_formed(&self, nodes: usize) -> Value {
-        eventually("the cluster to form", Duration::from_secs(60), || async {
+        eventually("the cluster to form", Duration::from_secs(90), || async {
             let status = self.status();
             let live = status["nodes"].as_array().cloned().unwrap_or_default();
             // Formed and rebalanced: every node serves a share of the partitions.

@@ -379,7 +379,13 @@ impl Loop {
     async fn run(mut self, mut stopped: watch::Receiver<bool>) {
         tracing::info!(node = %self.config.node_id, roles = ?self.node.roles, "joining the cluster");
         loop {
-            if let Err(error) = self.step().await {
+            // A step must not hang on a NATS call that never answers (an ordered consumer across a
+            // server restart): bounded by a lease TTL, and a timeout counts as a failure.
+            let step = match tokio::time::timeout(self.config.lease_ttl, self.step()).await {
+                Ok(result) => result,
+                Err(_) => Err(ClusterError::Nats("cluster step timed out".into())),
+            };
+            if let Err(error) = step {
                 tracing::warn!(error = %error, "cluster step failed; retrying");
                 // The bucket may be gone (a NATS server that lost its JetStream state): recreate it.
                 match open_bucket(&self.client, &self.config).await {
