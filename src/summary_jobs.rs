@@ -263,7 +263,7 @@ impl Worker {
             )
             .as_bytes(),
         );
-        let envelope = CommandEnvelope::new(
+        let mut envelope = CommandEnvelope::new(
             Principal::system(),
             Command::Book {
                 book_id: job.book_id,
@@ -272,7 +272,6 @@ impl Worker {
         )
         .with_command_id(command_id);
         // Each job is a trace of its own; its events carry it like a request's.
-        let mut envelope = envelope;
         envelope.traceparent = Some(format!(
             "00-{}-{}-01",
             uuid::Uuid::new_v4().simple(),

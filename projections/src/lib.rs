@@ -109,14 +109,7 @@ impl ReadModels {
 
     /// Records that a projection's checkpoint reached `position` (never moves it back).
     pub(crate) fn advance(&self, projection: Projection, position: u64) {
-        self.inner.checkpoints[projection.index()].send_if_modified(|p| {
-            if position > *p {
-                *p = position;
-                true
-            } else {
-                false
-            }
-        });
+        quire_store::raise_head(&self.inner.checkpoints[projection.index()], position);
     }
 
     /// Records that another node's runner committed `name`'s checkpoint at `position` (a cluster

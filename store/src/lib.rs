@@ -166,8 +166,9 @@ impl Default for StoreOptions {
     }
 }
 
-/// Moves a head watch forward to `position` (never back); true when it moved.
-pub(crate) fn raise_head(head: &watch::Sender<Position>, position: Position) -> bool {
+/// Moves a position watch (a log head, a checkpoint) forward to `position`, never back; true
+/// when it moved.
+pub fn raise_head(head: &watch::Sender<Position>, position: Position) -> bool {
     head.send_if_modified(|h| {
         if position > *h {
             *h = position;

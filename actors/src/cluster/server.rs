@@ -195,14 +195,7 @@ impl PartitionServer {
                     match self.bus.dispatch(envelope).instrument(span).await {
                         Ok(outcome) => {
                             let last = outcome.last_position;
-                            self.appended.send_if_modified(|p| {
-                                if last > *p {
-                                    *p = last;
-                                    true
-                                } else {
-                                    false
-                                }
-                            });
+                            quire_store::raise_head(&self.appended, last);
                             Reply::Ok { outcome }
                         }
                         Err(error) => Reply::Err {
