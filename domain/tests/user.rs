@@ -2,8 +2,10 @@
 
 use quire_domain::ids::UserId;
 use quire_domain::testing::{Given, assert_round_trips};
-use quire_domain::user::{MAX_FAVOURITE_GENRES, User, UserCommand, UserError, UserEvent};
-use quire_domain::values::{Email, Genre, PasswordHash, PersonName, Username};
+use quire_domain::user::{
+    Interaction, MAX_FAVOURITE_GENRES, User, UserCommand, UserError, UserEvent,
+};
+use quire_domain::values::{Email, Genre, PasswordHash, PersonName, Rating, Username};
 use quire_domain::{
     Aggregate, CommandContext, DomainError, DomainEvent, ErrorKind, EventDecodeError, Role,
 };
@@ -544,4 +546,141 @@ fn version_1_registrations_log_in_with_their_email() {
             password_hash: Some(hash("c2FsdA")),
         }
     );
+}
+
+fn book(n: u128) -> quire_domain::ids::BookId {
+    quire_domain::ids::BookId::from_uuid(Uuid::from_u128(0xb00c + n))
+}
+
+fn interact(n: u128, interaction: Interaction) -> UserCommand {
+    UserCommand::RecordInteraction {
+        book_id: book(n),
+        interaction,
+    }
+}
+
+fn stars(n: u8) -> Rating {
+    Rating::parse(n).unwrap()
+}
+
+#[test]
+fn a_member_likes_a_book_once() {
+    let mut history = member_ada();
+    history.push(UserEvent::BookLiked { book_id: book(1) });
+    Given::<User>::events(member_ada())
+        .when(interact(1, Interaction::Like), as_ada())
+        .then_events(vec![UserEvent::BookLiked { book_id: book(1) }]);
+    let state = Given::<User>::events(history.clone())
+        .when(interact(1, Interaction::Like), as_ada())
+        .then_no_events();
+    assert!(state.likes(book(1)));
+    assert!(!state.likes(book(2)));
+}
+
+#[test]
+fn unlike_takes_a_like_back_and_is_a_no_op_without_one() {
+    let mut history = member_ada();
+    history.push(UserEvent::BookLiked { book_id: book(1) });
+    Given::<User>::events(history)
+        .when(interact(1, Interaction::Unlike), as_ada())
+        .then_events(vec![UserEvent::BookUnliked { book_id: book(1) }]);
+    Given::<User>::events(member_ada())
+        .when(interact(1, Interaction::Unlike), as_ada())
+        .then_no_events();
+}
+
+#[test]
+fn every_view_counts() {
+    let mut history = member_ada();
+    history.push(UserEvent::BookViewed { book_id: book(1) });
+    Given::<User>::events(history)
+        .when(interact(1, Interaction::View), as_ada())
+        .then_events(vec![UserEvent::BookViewed { book_id: book(1) }]);
+}
+
+#[test]
+fn rating_again_replaces_and_the_same_rating_is_a_no_op() {
+    let mut history = member_ada();
+    history.push(UserEvent::BookRated {
+        book_id: book(1),
+        rating: stars(3),
+    });
+    let state = Given::<User>::events(history.clone())
+        .when(
+            interact(1, Interaction::Rate { rating: stars(3) }),
+            as_ada(),
+        )
+        .then_no_events();
+    assert_eq!(state.rating_of(book(1)), Some(stars(3)));
+    Given::<User>::events(history)
+        .when(
+            interact(1, Interaction::Rate { rating: stars(5) }),
+            as_ada(),
+        )
+        .then_events(vec![UserEvent::BookRated {
+            book_id: book(1),
+            rating: stars(5),
+        }]);
+}
+
+#[test]
+fn only_the_member_or_an_admin_records_interactions_of_an_active_user() {
+    Given::<User>::events(member_ada())
+        .when(interact(1, Interaction::Like), as_someone_else())
+        .then_error("forbidden");
+    Given::<User>::events(member_ada())
+        .when(interact(1, Interaction::View), admin())
+        .then_events(vec![UserEvent::BookViewed { book_id: book(1) }]);
+    Given::<User>::events(deactivated_ada())
+        .when(interact(1, Interaction::Like), as_ada())
+        .then_error("user_deactivated");
+    Given::<User>::nothing()
+        .when(interact(1, Interaction::Like), admin())
+        .then_error("not_found");
+}
+
+#[test]
+fn interaction_commands_read_as_the_api_writes_them() {
+    let command: UserCommand = serde_json::from_value(json!({
+        "type": "record_interaction",
+        "book_id": book(1),
+        "interaction": {"action": "rate", "rating": 4}
+    }))
+    .unwrap();
+    assert_eq!(command, interact(1, Interaction::Rate { rating: stars(4) }));
+    let bad = serde_json::from_value::<UserCommand>(json!({
+        "type": "record_interaction",
+        "book_id": book(1),
+        "interaction": {"action": "rate", "rating": 6}
+    }));
+    assert!(bad.is_err());
+}
+
+#[test]
+fn interaction_events_round_trip_and_keep_their_stored_shape() {
+    for event in [
+        UserEvent::BookLiked { book_id: book(1) },
+        UserEvent::BookUnliked { book_id: book(1) },
+        UserEvent::BookViewed { book_id: book(1) },
+        UserEvent::BookRated {
+            book_id: book(1),
+            rating: stars(2),
+        },
+    ] {
+        assert_round_trips(&event);
+    }
+    let stored = UserEvent::from_stored(
+        "BookRated",
+        1,
+        &json!({"book_id": book(7).to_string(), "rating": 5}),
+    )
+    .unwrap();
+    assert_eq!(
+        stored,
+        UserEvent::BookRated {
+            book_id: book(7),
+            rating: stars(5)
+        }
+    );
+    assert!(UserEvent::from_stored("BookViewed", 2, &json!({"book_id": book(7)})).is_err());
 }

@@ -30,16 +30,19 @@ pub(crate) enum Projection {
     Books,
     Reviews,
     Users,
+    Interactions,
 }
 
 impl Projection {
-    pub(crate) const ALL: [Projection; 3] = [Self::Books, Self::Reviews, Self::Users];
+    pub(crate) const ALL: [Projection; 4] =
+        [Self::Books, Self::Reviews, Self::Users, Self::Interactions];
 
     pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Books => "books",
             Self::Reviews => "reviews",
             Self::Users => "users",
+            Self::Interactions => "interactions",
         }
     }
 
@@ -58,6 +61,7 @@ impl Projection {
             Self::Books => &["rm_books", "rm_book_authors", "rm_book_genres"],
             Self::Reviews => &["rm_reviews", "rm_book_stats"],
             Self::Users => &["rm_users"],
+            Self::Interactions => &["rm_interactions"],
         }
     }
 }
@@ -109,6 +113,7 @@ pub(crate) async fn apply_batch(
         Projection::Books => apply_books(tx, s, &fresh).await?,
         Projection::Reviews => apply_reviews(tx, s, &fresh).await?,
         Projection::Users => apply_users(tx, s, &fresh).await?,
+        Projection::Interactions => crate::interactions::apply(tx, s, &fresh).await?,
     }
     tx.exec(
         "writing checkpoint",
@@ -136,7 +141,7 @@ fn decode_error(event: &RecordedEvent, reason: impl Into<String>) -> ReadModelEr
 }
 
 /// The book a `book-…` stream belongs to, or `None` for other streams.
-fn book_of(event: &RecordedEvent) -> Result<Option<String>, ReadModelError> {
+pub(crate) fn book_of(event: &RecordedEvent) -> Result<Option<String>, ReadModelError> {
     let Some(id) = event.stream_id.strip_prefix("book-") else {
         return Ok(None);
     };
@@ -147,7 +152,7 @@ fn book_of(event: &RecordedEvent) -> Result<Option<String>, ReadModelError> {
 }
 
 /// The user a `user-…` stream belongs to, or `None` for other streams.
-fn user_of(event: &RecordedEvent) -> Result<Option<String>, ReadModelError> {
+pub(crate) fn user_of(event: &RecordedEvent) -> Result<Option<String>, ReadModelError> {
     let Some(id) = event.stream_id.strip_prefix("user-") else {
         return Ok(None);
     };
@@ -175,12 +180,12 @@ pub(crate) fn decode_book(
         .map_err(|e| decode_error(event, e.to_string()))
 }
 
-fn decode_user(event: &RecordedEvent) -> Result<UserEvent, ReadModelError> {
+pub(crate) fn decode_user(event: &RecordedEvent) -> Result<UserEvent, ReadModelError> {
     UserEvent::from_stored(&event.event_type, event.schema_version, &event.payload)
         .map_err(|e| decode_error(event, e.to_string()))
 }
 
-fn json_text(value: &Value) -> String {
+pub(crate) fn json_text(value: &Value) -> String {
     value.to_string()
 }
 
@@ -738,6 +743,11 @@ async fn apply_users(
                 )
                 .await?;
             }
+            // The interactions projection's.
+            UserEvent::BookLiked { .. }
+            | UserEvent::BookUnliked { .. }
+            | UserEvent::BookViewed { .. }
+            | UserEvent::BookRated { .. } => {}
         }
     }
     Ok(())

@@ -76,6 +76,7 @@ pub(crate) enum Arg {
     Text(String),
     OptText(Option<String>),
     Bool(bool),
+    Bytes(Vec<u8>),
 }
 
 /// Binds `args` in order to a `sqlx::query`/`query_as`/`query_scalar` builder.
@@ -90,6 +91,7 @@ macro_rules! bind_args {
                 $crate::db::Arg::Text(v) => query.bind(v.as_str()),
                 $crate::db::Arg::OptText(v) => query.bind(v.as_deref()),
                 $crate::db::Arg::Bool(v) => query.bind(*v),
+                $crate::db::Arg::Bytes(v) => query.bind(v.as_slice()),
             };
         }
         query
@@ -278,6 +280,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "summaries",
         include_str!("../migrations/sqlite/0002_summaries.sql"),
     ),
+    (
+        3,
+        "interactions and recommendation models",
+        include_str!("../migrations/sqlite/0003_interactions.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -289,6 +296,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "summaries",
         include_str!("../migrations/postgres/0002_summaries.sql"),
+    ),
+    (
+        3,
+        "interactions and recommendation models",
+        include_str!("../migrations/postgres/0003_interactions.sql"),
     ),
 ];
 

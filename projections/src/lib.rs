@@ -10,6 +10,7 @@
 mod apply;
 mod db;
 mod error;
+mod interactions;
 mod query;
 pub mod rebuild;
 pub mod runner;
@@ -22,6 +23,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 pub use error::{ReadModelError, WaitError};
+pub use interactions::{CatalogBook, InteractionRow, StoredModel};
 pub use rebuild::{RebuildProgress, RebuildReport, rebuild};
 pub use runner::{ProjectionsHandle, RunnerOptions, spawn, spawn_one};
 pub use summaries::{SummariesView, SummaryJob, SummaryKind};
@@ -34,7 +36,7 @@ use crate::apply::Projection;
 use crate::db::{Arg, Db, with_read_pool};
 
 /// The projections, in the order statuses list them.
-pub const PROJECTIONS: &[&str] = &["books", "reviews", "users"];
+pub const PROJECTIONS: &[&str] = &["books", "reviews", "users", "interactions"];
 
 /// How to open the read models.
 #[derive(Debug, Clone)]
@@ -204,7 +206,7 @@ impl ReadModels {
     pub async fn statuses(&self) -> Result<Vec<ProjectionStatus>, ReadModelError> {
         type Row = (String, i64, Option<String>, Option<i64>, i64);
         let sql = "SELECT projection, position, last_error, last_error_at, updated_at \
-                   FROM rm_checkpoints WHERE projection IN ($1, $2, $3)";
+                   FROM rm_checkpoints WHERE projection IN ($1, $2, $3, $4)";
         let args: Vec<Arg> = PROJECTIONS
             .iter()
             .map(|p| Arg::Text((*p).to_string()))

@@ -45,6 +45,8 @@ both!(
     rebuild_while_live_swaps_in_a_complete_model,
     an_undecodable_event_is_recorded_and_not_skipped,
     book_added_v1_without_book_id_takes_it_from_the_stream,
+    interactions_fold_reviews_ratings_likes_and_views,
+    recommendation_models_are_stored_and_pruned,
 );
 
 async fn book_events_shape_the_book_view(env: Env) {
@@ -812,4 +814,156 @@ async fn wait_until_stored(env: &Env, position: u64) {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("stored checkpoints did not reach {position}");
+}
+
+async fn interactions_fold_reviews_ratings_likes_and_views(env: Env) {
+    let (a, b, gone) = (BookId::new(), BookId::new(), BookId::new());
+    let members: Vec<UserId> = (0..2).map(|_| UserId::new()).collect();
+    let (u1, u2, stranger) = (members[0], members[1], UserId::new());
+    for (i, u) in members.iter().enumerate() {
+        env.append_user(
+            *u,
+            vec![registered(*u, &format!("M {i}"), None, Role::Member)],
+        )
+        .await;
+    }
+    env.append_book(a, vec![added(a, "A", &["X"], &["fantasy"], None)])
+        .await;
+    env.append_book(b, vec![added(b, "B", &["X"], &["history"], None)])
+        .await;
+    env.append_book(gone, vec![added(gone, "Gone", &["X"], &[], None)])
+        .await;
+    let (r1, r2, r3) = (ReviewId::new(), ReviewId::new(), ReviewId::new());
+    let stars = |n| Rating::parse(n).unwrap();
+    // u1: a review beats a bare rating; a like taken back leaves the views.
+    env.append_book(a, vec![posted(r1, u1, 5)]).await;
+    env.append_user(
+        u1,
+        vec![
+            UserEvent::BookRated {
+                book_id: a,
+                rating: stars(3),
+            },
+            UserEvent::BookLiked { book_id: b },
+            UserEvent::BookViewed { book_id: b },
+            UserEvent::BookViewed { book_id: b },
+            UserEvent::BookViewed { book_id: b },
+            UserEvent::BookUnliked { book_id: b },
+            UserEvent::BookLiked { book_id: gone },
+        ],
+    )
+    .await;
+    // u2: a review posted and edited in one batch; a deleted review falls back to the bare rating.
+    env.append_book(
+        a,
+        vec![
+            posted(r2, u2, 2),
+            BookEvent::ReviewEdited {
+                review_id: r2,
+                rating: Some(stars(4)),
+                text: None,
+            },
+        ],
+    )
+    .await;
+    env.append_user(
+        u2,
+        vec![UserEvent::BookRated {
+            book_id: b,
+            rating: stars(2),
+        }],
+    )
+    .await;
+    env.append_book(b, vec![posted(r3, u2, 5)]).await;
+    env.append_book(
+        b,
+        vec![BookEvent::ReviewDeleted {
+            review_id: r3,
+            member_id: u2,
+            deleted_by: None,
+        }],
+    )
+    .await;
+    env.append_book(gone, vec![BookEvent::BookRemoved]).await;
+    let head = env
+        .append_user(stranger, vec![UserEvent::BookLiked { book_id: a }])
+        .await;
+
+    let runner = env.spawn();
+    env.read.wait_for(head, WAIT).await.unwrap();
+    let (rows, covers) = env.read.interaction_snapshot().await.unwrap();
+    assert!(
+        covers >= head,
+        "the snapshot covers the log it was read after"
+    );
+    let row = |user: UserId, book: BookId| {
+        rows.iter()
+            .find(|r| r.user_id == user && r.book_id == book)
+            .cloned()
+    };
+    let expect = |user, book, rating, liked, views| quire_projections::InteractionRow {
+        user_id: user,
+        book_id: book,
+        rating,
+        liked,
+        views,
+    };
+    assert_eq!(row(u1, a), Some(expect(u1, a, Some(5), false, 0)));
+    assert_eq!(row(u1, b), Some(expect(u1, b, None, false, 3)));
+    assert_eq!(row(u2, a), Some(expect(u2, a, Some(4), false, 0)));
+    assert_eq!(row(u2, b), Some(expect(u2, b, Some(2), false, 0)));
+    assert_eq!(
+        rows.len(),
+        4,
+        "removed books and unknown members are left out: {rows:?}"
+    );
+    assert_eq!(env.read.user_interactions(u1).await.unwrap().len(), 2);
+    assert!(
+        env.read
+            .user_interactions(stranger)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let catalog = env.read.recs_catalog().await.unwrap();
+    let titles: HashSet<&str> = catalog.iter().map(|c| c.title.as_str()).collect();
+    assert_eq!(titles, HashSet::from(["A", "B"]));
+    let book_a = catalog.iter().find(|c| c.id == a).unwrap();
+    assert_eq!((book_a.ratings, book_a.rating_sum), (2, 9));
+    assert_eq!(book_a.genres, vec!["fantasy".to_string()]);
+    runner.shutdown().await;
+}
+
+async fn recommendation_models_are_stored_and_pruned(env: Env) {
+    assert_eq!(env.read.newest_recs_model_version().await.unwrap(), None);
+    let users: Vec<UserId> = (0..3).map(|_| UserId::new()).collect();
+    let books: Vec<BookId> = (0..2).map(|_| BookId::new()).collect();
+    let mut versions = Vec::new();
+    for i in 0..5u8 {
+        let model = quire_projections::StoredModel {
+            version: 0,
+            covers: 40 + u64::from(i),
+            trained_at: 1_700_000_000_000_000,
+            algorithm: "als".into(),
+            params: "{\"factors\":64}".into(),
+            users: users.clone(),
+            books: books.clone(),
+            model: vec![i, 0, 255, 7],
+            train_secs: 1.5,
+        };
+        versions.push(env.read.save_recs_model(&model).await.unwrap());
+    }
+    assert_eq!(versions, vec![1, 2, 3, 4, 5]);
+    assert_eq!(env.read.newest_recs_model_version().await.unwrap(), Some(5));
+    let newest = env.read.recs_model(5).await.unwrap().unwrap();
+    assert_eq!(
+        (newest.covers, newest.users, newest.books, newest.model),
+        (44, users, books, vec![4, 0, 255, 7])
+    );
+    assert!(env.read.recs_model(3).await.unwrap().is_some());
+    assert!(
+        env.read.recs_model(2).await.unwrap().is_none(),
+        "old models are dropped"
+    );
 }

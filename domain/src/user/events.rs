@@ -4,14 +4,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{DomainEvent, EventDecodeError};
 use crate::auth::Role;
-use crate::ids::UserId;
+use crate::ids::{BookId, UserId};
 use crate::serde_util::{decode_payload, encode_payload};
-use crate::values::{Email, Genre, PasswordHash, PersonName, Username};
+use crate::values::{Email, Genre, PasswordHash, PersonName, Rating, Username};
 
 const USER_REGISTERED: &str = "UserRegistered";
 const PREFERENCES_CHANGED: &str = "PreferencesChanged";
 const PASSWORD_CHANGED: &str = "PasswordChanged";
 const USER_DEACTIVATED: &str = "UserDeactivated";
+const BOOK_LIKED: &str = "BookLiked";
+const BOOK_UNLIKED: &str = "BookUnliked";
+const BOOK_VIEWED: &str = "BookViewed";
+const BOOK_RATED: &str = "BookRated";
 
 /// Facts recorded in a user's stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +35,14 @@ pub enum UserEvent {
     PasswordChanged { password_hash: PasswordHash },
     /// The account was deactivated.
     UserDeactivated,
+    /// The user liked a book.
+    BookLiked { book_id: BookId },
+    /// The user took back a like.
+    BookUnliked { book_id: BookId },
+    /// The user viewed a book.
+    BookViewed { book_id: BookId },
+    /// The user rated a book without a review (replacing an earlier such rating).
+    BookRated { book_id: BookId, rating: Rating },
 }
 
 /// The stored role names; a separate enum so renaming [`Role`] cannot change stored data.
@@ -99,6 +111,19 @@ struct PasswordChangedV1 {
     password_hash: PasswordHash,
 }
 
+/// `BookLiked`, `BookUnliked` and `BookViewed` version 1: which book.
+#[derive(Serialize, Deserialize)]
+struct BookInteractionV1 {
+    book_id: BookId,
+}
+
+/// `BookRated` version 1.
+#[derive(Serialize, Deserialize)]
+struct BookRatedV1 {
+    book_id: BookId,
+    rating: Rating,
+}
+
 /// `UserDeactivated` version 1 carries nothing; the stream says which user.
 #[derive(Serialize, Deserialize)]
 struct UserDeactivatedV1 {}
@@ -110,6 +135,10 @@ impl DomainEvent for UserEvent {
             Self::PreferencesChanged { .. } => PREFERENCES_CHANGED,
             Self::PasswordChanged { .. } => PASSWORD_CHANGED,
             Self::UserDeactivated => USER_DEACTIVATED,
+            Self::BookLiked { .. } => BOOK_LIKED,
+            Self::BookUnliked { .. } => BOOK_UNLIKED,
+            Self::BookViewed { .. } => BOOK_VIEWED,
+            Self::BookRated { .. } => BOOK_RATED,
         }
     }
 
@@ -146,6 +175,15 @@ impl DomainEvent for UserEvent {
                 password_hash: password_hash.clone(),
             }),
             Self::UserDeactivated => encode_payload(&UserDeactivatedV1 {}),
+            Self::BookLiked { book_id }
+            | Self::BookUnliked { book_id }
+            | Self::BookViewed { book_id } => {
+                encode_payload(&BookInteractionV1 { book_id: *book_id })
+            }
+            Self::BookRated { book_id, rating } => encode_payload(&BookRatedV1 {
+                book_id: *book_id,
+                rating: *rating,
+            }),
         }
     }
 
@@ -197,8 +235,25 @@ impl DomainEvent for UserEvent {
                 let UserDeactivatedV1 {} = decode_payload(event_type, schema_version, payload)?;
                 Ok(Self::UserDeactivated)
             }
+            (BOOK_LIKED | BOOK_UNLIKED | BOOK_VIEWED, 1) => {
+                let v1: BookInteractionV1 = decode_payload(event_type, schema_version, payload)?;
+                let book_id = v1.book_id;
+                Ok(match event_type {
+                    BOOK_LIKED => Self::BookLiked { book_id },
+                    BOOK_UNLIKED => Self::BookUnliked { book_id },
+                    _ => Self::BookViewed { book_id },
+                })
+            }
+            (BOOK_RATED, 1) => {
+                let v1: BookRatedV1 = decode_payload(event_type, schema_version, payload)?;
+                Ok(Self::BookRated {
+                    book_id: v1.book_id,
+                    rating: v1.rating,
+                })
+            }
             (
-                USER_REGISTERED | PREFERENCES_CHANGED | PASSWORD_CHANGED | USER_DEACTIVATED,
+                USER_REGISTERED | PREFERENCES_CHANGED | PASSWORD_CHANGED | USER_DEACTIVATED
+                | BOOK_LIKED | BOOK_UNLIKED | BOOK_VIEWED | BOOK_RATED,
                 version,
             ) => Err(EventDecodeError::unsupported_version(event_type, version)),
             _ => Err(EventDecodeError::unknown_type(event_type)),

@@ -2,17 +2,48 @@
 
 mod events;
 
+use std::collections::{HashMap, HashSet};
+
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{Aggregate, DomainError, ErrorKind};
 use crate::auth::{CommandContext, Principal, Role};
-use crate::ids::UserId;
-use crate::values::{Email, Genre, PasswordHash, PersonName, Username};
+use crate::ids::{BookId, UserId};
+use crate::values::{Email, Genre, PasswordHash, PersonName, Rating, Username};
 
 pub use events::UserEvent;
 
 /// The most favourite genres a user may keep, so a profile stays a preference and not a catalogue.
 pub const MAX_FAVOURITE_GENRES: usize = 50;
+
+/// What a member did with a book: the recommender's signals beside review ratings.
+///
+/// Likes and ratings are state (liking twice is one like; `unlike` takes it back; rating again
+/// replaces the rating); every view counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Interaction {
+    /// The member likes the book.
+    Like,
+    /// The member no longer likes the book.
+    Unlike,
+    /// The member looked at the book.
+    View,
+    /// The member rated the book without writing a review.
+    Rate { rating: Rating },
+}
+
+impl Interaction {
+    /// The action's name, as the API spells it.
+    pub fn action(&self) -> &'static str {
+        match self {
+            Self::Like => "like",
+            Self::Unlike => "unlike",
+            Self::View => "view",
+            Self::Rate { .. } => "rate",
+        }
+    }
+}
 
 /// Commands a user accepts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +71,11 @@ pub enum UserCommand {
     ChangePassword { password_hash: PasswordHash },
     /// Deactivates the account for good.
     Deactivate,
+    /// Records what the user did with a book (the user themself, or an admin on their behalf).
+    RecordInteraction {
+        book_id: BookId,
+        interaction: Interaction,
+    },
 }
 
 /// Why a user command was refused.
@@ -110,6 +146,8 @@ pub struct User {
     password_hash: Option<PasswordHash>,
     favourite_genres: Vec<Genre>,
     deactivated: bool,
+    liked: HashSet<BookId>,
+    rated: HashMap<BookId, Rating>,
 }
 
 impl User {
@@ -151,6 +189,16 @@ impl User {
     /// The favourite genres, in the order the user gave them.
     pub fn favourite_genres(&self) -> &[Genre] {
         &self.favourite_genres
+    }
+
+    /// Whether the user likes the book.
+    pub fn likes(&self, book: BookId) -> bool {
+        self.liked.contains(&book)
+    }
+
+    /// The rating the user gave the book through an interaction (reviews are the book's).
+    pub fn rating_of(&self, book: BookId) -> Option<Rating> {
+        self.rated.get(&book).copied()
     }
 
     /// Whether the user is registered and not deactivated.
@@ -272,6 +320,23 @@ impl Aggregate for User {
                 self.ensure_changeable_by(principal, "deactivate this user")?;
                 Ok(vec![UserEvent::UserDeactivated])
             }
+            UserCommand::RecordInteraction {
+                book_id,
+                interaction,
+            } => {
+                self.ensure_changeable_by(principal, "record this user's interactions")?;
+                let book_id = *book_id;
+                let event = match *interaction {
+                    Interaction::Like if self.likes(book_id) => None,
+                    Interaction::Like => Some(UserEvent::BookLiked { book_id }),
+                    Interaction::Unlike if !self.likes(book_id) => None,
+                    Interaction::Unlike => Some(UserEvent::BookUnliked { book_id }),
+                    Interaction::View => Some(UserEvent::BookViewed { book_id }),
+                    Interaction::Rate { rating } if self.rating_of(book_id) == Some(rating) => None,
+                    Interaction::Rate { rating } => Some(UserEvent::BookRated { book_id, rating }),
+                };
+                Ok(event.into_iter().collect())
+            }
         }
     }
 
@@ -300,6 +365,16 @@ impl Aggregate for User {
                 self.password_hash = Some(password_hash.clone());
             }
             UserEvent::UserDeactivated => self.deactivated = true,
+            UserEvent::BookLiked { book_id } => {
+                self.liked.insert(*book_id);
+            }
+            UserEvent::BookUnliked { book_id } => {
+                self.liked.remove(book_id);
+            }
+            UserEvent::BookViewed { .. } => {}
+            UserEvent::BookRated { book_id, rating } => {
+                self.rated.insert(*book_id, *rating);
+            }
         }
     }
 }

@@ -243,20 +243,30 @@ impl Env {
         }
         for i in 0..3 {
             let user = UserId::new();
-            head = self
-                .append_user(
+            self.append_user(
+                user,
+                vec![registered(
                     user,
-                    vec![registered(
-                        user,
-                        &format!("User {i}"),
-                        Some(
-                            Username::parse(format!("user{i}-{}", user.as_uuid().simple()))
-                                .unwrap(),
-                        ),
-                        Role::Member,
-                    )],
-                )
-                .await;
+                    &format!("User {i}"),
+                    Some(Username::parse(format!("user{i}-{}", user.as_uuid().simple())).unwrap()),
+                    Role::Member,
+                )],
+            )
+            .await;
+            let (liked, rated) = (ids[i % ids.len()], ids[(i + 1) % ids.len()]);
+            let mut interactions = vec![
+                UserEvent::BookLiked { book_id: liked },
+                UserEvent::BookViewed { book_id: liked },
+                UserEvent::BookViewed { book_id: rated },
+                UserEvent::BookRated {
+                    book_id: rated,
+                    rating: Rating::parse(4).unwrap(),
+                },
+            ];
+            if i == 2 {
+                interactions.push(UserEvent::BookUnliked { book_id: liked });
+            }
+            head = self.append_user(user, interactions).await;
         }
         head
     }
@@ -394,6 +404,10 @@ pub(crate) async fn snapshot(read: &ReadModels) -> String {
             Some(c) => cursor = Some(c),
             None => break,
         }
+    }
+    let (interactions, _) = read.interaction_snapshot().await.unwrap();
+    for i in interactions {
+        out += &format!("{i:?}\n");
     }
     out
 }
