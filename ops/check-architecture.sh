@@ -43,6 +43,8 @@ forbid quire-actors "actors know no HTTP" \
   axum hyper reqwest quire-api
 forbid quire-summarize "the summary engine does no storage and sends no commands" \
   sqlx eventstore async-nats quire-store quire-actors quire-projections quire-domain quire-api
+forbid quire-recs "the recommendation engine is pure computation" \
+  tokio sqlx eventstore async-nats axum reqwest quire-store quire-actors quire-projections quire-domain quire-api
 forbid quire-projections "projections read the log and write read models, nothing else" \
   axum hyper quire-api quire-actors ractor async-nats
 

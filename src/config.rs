@@ -38,6 +38,8 @@ pub(crate) struct Settings {
     pub tls: TlsSettings,
     pub cluster: ClusterSettings,
     pub summaries: SummarySettings,
+    /// Recommendations: training schedule, ALS parameters, signal weights.
+    pub recs: crate::recs::RecsSettings,
     /// How long shutdown waits for in-flight commands.
     pub shutdown_timeout_secs: u64,
 }
@@ -231,6 +233,7 @@ impl Default for Settings {
                 debounce_secs: 30,
                 max_wait_secs: 600,
             },
+            recs: crate::recs::RecsSettings::default(),
             shutdown_timeout_secs: 10,
         }
     }

@@ -2,6 +2,7 @@
 
 mod cli;
 mod config;
+mod recs;
 mod serve;
 mod summaries;
 mod summary_jobs;
@@ -100,6 +101,9 @@ enum Command {
     Import(cli::import::ImportCommand),
     /// Summarize a text file with the configured summarizer (or --backend).
     Summarize(cli::summarize::SummarizeArgs),
+    /// Recommendations: train a model now, or evaluate the models offline on goodbooks ratings.
+    #[command(subcommand)]
+    Recs(cli::recs::RecsCommand),
     /// Print the effective configuration, secrets redacted.
     Config {
         /// Print JSON instead of TOML.
@@ -168,6 +172,7 @@ fn main() -> std::process::ExitCode {
             Command::Import(command) => cli::import::run(&settings, command).await,
             Command::Cluster(command) => cli::cluster::run(&settings, command).await,
             Command::Summarize(args) => cli::summarize::run(&settings, args).await,
+            Command::Recs(command) => cli::recs::run(&settings, command).await,
             Command::Config { json } => {
                 if json {
                     println!("{:#}", settings.to_redacted_json());

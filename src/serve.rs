@@ -25,6 +25,7 @@ use quire_projections::{
 use quire_store::DynEventStore;
 use quire_summarize::Summarizer;
 
+use crate::recs::TrainerHandle;
 use crate::summary_jobs::{self, JobsHandle};
 
 use crate::config::{Settings, redact_url};
@@ -142,8 +143,14 @@ async fn serve_http(
         &secret,
         Duration::from_secs(settings.api.token_ttl_secs.max(60)),
     ));
+    let recommender = Arc::new(quire_api::Recommender::new(
+        read.clone(),
+        settings.recs.serving(),
+    ));
+    let refresh = recommender.spawn_refresh();
     let state = AppState::new(store.clone(), bus, read, auth, settings.api_config())
-        .with_summarizer(summarizer);
+        .with_summarizer(summarizer)
+        .with_recommender(recommender);
     let app = quire_api::app(state).into_make_service_with_connect_info::<SocketAddr>();
     match (&settings.tls.cert, &settings.tls.key) {
         (Some(cert), Some(key)) => {
@@ -185,16 +192,18 @@ async fn serve_http(
                 .context("serving HTTP")?;
         }
     }
+    refresh.abort();
     Ok(())
 }
 
 /// What this process runs besides the API: alone, or as one node of a cluster.
 enum Node {
-    /// In-process bus, every projection and the summary worker here.
+    /// In-process bus, every projection, the summary worker and the trainer here.
     Single {
         bus: LocalBus,
         projections: ProjectionsHandle,
         jobs: JobsHandle,
+        trainer: Option<TrainerHandle>,
     },
     /// Commands over NATS; partitions and projections by lease.
     Clustered {
@@ -214,6 +223,7 @@ impl Node {
     ) -> Self {
         let bus = LocalBus::new(store.clone(), settings.actor_config());
         Self::Single {
+            trainer: crate::recs::spawn_trainer(read.clone(), Arc::new(settings.recs.clone())),
             jobs: summary_jobs::spawn(
                 read.clone(),
                 Arc::new(bus.clone()),
@@ -288,6 +298,8 @@ impl Node {
             summarizer,
             job_options: settings.job_options(),
             jobs: tokio::sync::Mutex::new(None),
+            recs: Arc::new(settings.recs.clone()),
+            trainer: tokio::sync::Mutex::new(None),
         });
         let node = NodeInfo {
             node_id: config.node_id.clone(),
@@ -297,9 +309,11 @@ impl Node {
             version: env!("CARGO_PKG_VERSION").to_string(),
             started_at: time::OffsetDateTime::now_utc().unix_timestamp() * 1000,
         };
-        // The summary worker is leased like a projection: one node at a time runs it.
+        // The summary worker and the trainer are leased like projections: one node at a time
+        // runs each.
         let mut leased: Vec<&str> = PROJECTIONS.to_vec();
         leased.push(SUMMARY_WORKER);
+        leased.push(RECS_TRAINER);
         let resources = cluster::resources(config.partitions, &leased, &roles);
         let leases = LeaseManager::start(client.clone(), config.clone(), node, resources, work)
             .await
@@ -330,9 +344,13 @@ impl Node {
                 bus,
                 projections,
                 jobs,
+                trainer,
             } => {
-                tracing::info!("shutting down: stopping the summary worker");
+                tracing::info!("shutting down: stopping the summary worker and the trainer");
                 jobs.shutdown().await;
+                if let Some(trainer) = trainer {
+                    trainer.shutdown().await;
+                }
                 tracing::info!("draining entity actors");
                 bus.shutdown(timeout).await;
                 tracing::info!("stopping projections");
@@ -369,10 +387,14 @@ struct NodeWork {
     summarizer: Arc<Summarizer>,
     job_options: summary_jobs::JobOptions,
     jobs: tokio::sync::Mutex<Option<JobsHandle>>,
+    recs: Arc<crate::recs::RecsSettings>,
+    trainer: tokio::sync::Mutex<Option<TrainerHandle>>,
 }
 
 /// The lease name of the summary worker.
 const SUMMARY_WORKER: &str = "summaries";
+/// The lease name of the recommendation trainer.
+const RECS_TRAINER: &str = "recs-trainer";
 
 #[async_trait::async_trait]
 impl LeaseOwner for NodeWork {
@@ -382,6 +404,14 @@ impl LeaseOwner for NodeWork {
                 Some(server) => server.start(*p).await,
                 None => Err(ClusterError::Config("this node has no actors role".into())),
             },
+            Resource::Projection(name) if name == RECS_TRAINER => {
+                let handle = crate::recs::spawn_trainer(self.read.clone(), self.recs.clone());
+                let previous = std::mem::replace(&mut *self.trainer.lock().await, handle);
+                if let Some(previous) = previous {
+                    previous.shutdown().await;
+                }
+                Ok(())
+            }
             Resource::Projection(name) if name == SUMMARY_WORKER => {
                 let handle = summary_jobs::spawn(
                     self.read.clone(),
@@ -421,6 +451,12 @@ impl LeaseOwner for NodeWork {
             Resource::Partition(p) => {
                 if let Some(server) = &self.server {
                     server.stop(*p).await;
+                }
+            }
+            Resource::Projection(name) if name == RECS_TRAINER => {
+                let running = self.trainer.lock().await.take();
+                if let Some(trainer) = running {
+                    trainer.shutdown().await;
                 }
             }
             Resource::Projection(name) if name == SUMMARY_WORKER => {

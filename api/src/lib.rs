@@ -8,6 +8,7 @@ pub mod error;
 pub mod extract;
 mod openapi;
 pub mod ratelimit;
+pub mod recs;
 mod routes;
 mod trace;
 
@@ -30,6 +31,7 @@ pub use crate::auth::{Authenticator, hash_password};
 use crate::error::ApiError;
 pub use crate::openapi::openapi;
 pub use crate::ratelimit::{RateLimit, RateLimiter};
+pub use crate::recs::{ModelParams, Recommender, RecsOptions};
 
 /// Tunables of the API.
 #[derive(Debug, Clone)]
@@ -71,6 +73,8 @@ pub struct AppState {
     pub config: Arc<ApiConfig>,
     /// Makes summaries for `POST /generate-summary` (extractive unless a model is configured).
     pub summarizer: Arc<Summarizer>,
+    /// Serves `GET /recommendations` from the newest trained model.
+    pub recommender: Arc<Recommender>,
     limiter: Arc<RateLimiter>,
 }
 
@@ -84,6 +88,7 @@ impl AppState {
         config: ApiConfig,
     ) -> Self {
         let limiter = Arc::new(RateLimiter::new(config.rate_limit));
+        let recommender = Arc::new(Recommender::new(read.clone(), RecsOptions::default()));
         Self {
             store,
             bus,
@@ -91,6 +96,7 @@ impl AppState {
             auth,
             config: Arc::new(config),
             summarizer: Arc::new(Summarizer::extractive(SummarizerOptions::default())),
+            recommender,
             limiter,
         }
     }
@@ -98,6 +104,12 @@ impl AppState {
     /// Uses `summarizer` for generated summaries.
     pub fn with_summarizer(mut self, summarizer: Arc<Summarizer>) -> Self {
         self.summarizer = summarizer;
+        self
+    }
+
+    /// Serves recommendations with `recommender`.
+    pub fn with_recommender(mut self, recommender: Arc<Recommender>) -> Self {
+        self.recommender = recommender;
         self
     }
 }
@@ -155,6 +167,8 @@ pub fn app(state: AppState) -> Router {
             put(routes::users::change_preferences),
         )
         .route("/auth/token", post(routes::auth::token))
+        .route("/interactions", post(routes::recommendations::create))
+        .route("/recommendations", get(routes::recommendations::list))
         .route(
             "/generate-summary",
             // Its own body limit: content up to `generate_limit` characters of UTF-8 and JSON.

@@ -38,6 +38,8 @@ use crate::routes;
         routes::users::deactivate,
         routes::auth::token,
         routes::summaries::generate,
+        routes::recommendations::create,
+        routes::recommendations::list,
     ),
     components(schemas(crate::error::Problem, crate::error::FieldError, crate::dto::Accepted)),
     modifiers(&SecuritySchemes),
@@ -47,6 +49,7 @@ use crate::routes;
         (name = "users", description = "Accounts"),
         (name = "auth", description = "Bearer tokens"),
         (name = "summaries", description = "Generated summaries (extractive, or a local Llama-family model)"),
+        (name = "recommendations", description = "Interactions and recommendations (collaborative filtering, cold start by genre and rating)"),
         (name = "operations", description = "Health"),
     )
 )]

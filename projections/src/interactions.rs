@@ -478,6 +478,15 @@ pub struct StoredModel {
     pub train_secs: f64,
 }
 
+/// When the newest model was trained and what it covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelStamp {
+    pub version: u64,
+    /// Microseconds since the epoch.
+    pub trained_at: i64,
+    pub covers: u64,
+}
+
 /// A catalogue book as recommendations need it: genres and review rating totals.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CatalogBook {
@@ -566,6 +575,40 @@ impl ReadModels {
             )
             .await?;
         Ok(rows.into_iter().next().and_then(|(v,)| v).map(|v| v as u64))
+    }
+
+    /// The newest stored model's version, training time and covered position, without its data.
+    #[tracing::instrument(skip(self), fields(backend = self.backend()))]
+    pub async fn newest_recs_model_stamp(&self) -> Result<Option<ModelStamp>, ReadModelError> {
+        let rows: Vec<(i64, i64, i64)> = self
+            .fetch_all(
+                "reading the newest model's stamp",
+                "SELECT version, trained_at, covers FROM recs_models \
+                 ORDER BY version DESC LIMIT 1",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .map(|(version, trained_at, covers)| ModelStamp {
+                version: version as u64,
+                trained_at,
+                covers: covers as u64,
+            }))
+    }
+
+    /// Whether any live interaction exists.
+    #[tracing::instrument(skip(self), fields(backend = self.backend()))]
+    pub async fn has_interactions(&self) -> Result<bool, ReadModelError> {
+        let rows: Vec<(i64,)> = self
+            .fetch_all(
+                "looking for interactions",
+                &format!("SELECT CAST(1 AS BIGINT) {LIVE} LIMIT 1"),
+                &[],
+            )
+            .await?;
+        Ok(!rows.is_empty())
     }
 
     /// A stored model, or `None` if that version is gone (or never was).

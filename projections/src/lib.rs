@@ -23,7 +23,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 pub use error::{ReadModelError, WaitError};
-pub use interactions::{CatalogBook, InteractionRow, StoredModel};
+pub use interactions::{CatalogBook, InteractionRow, ModelStamp, StoredModel};
 pub use rebuild::{RebuildProgress, RebuildReport, rebuild};
 pub use runner::{ProjectionsHandle, RunnerOptions, spawn, spawn_one};
 pub use summaries::{SummariesView, SummaryJob, SummaryKind};

@@ -3,4 +3,5 @@ pub(crate) mod cluster;
 pub(crate) mod events;
 pub(crate) mod import;
 pub(crate) mod projections;
+pub(crate) mod recs;
 pub(crate) mod summarize;

@@ -3,6 +3,7 @@
 
 pub(crate) mod auth;
 pub(crate) mod books;
+pub(crate) mod recommendations;
 pub(crate) mod reviews;
 pub(crate) mod status;
 pub(crate) mod summaries;

@@ -1,0 +1,681 @@
+//! Serving recommendations: the newest trained model (loaded from the read-model database and
+//! swapped atomically when a newer one appears) and a catalogue snapshot for cold start and
+//! reasons.
+//!
+//! A member with interactions on the model's books gets collaborative recommendations: their
+//! factor is folded in from their current interactions (so a like counts at once, without
+//! retraining), every model book is scored, and each recommendation is explained by the member's
+//! book most similar to it. A member without any gets the cold-start list: their favourite genres
+//! first, then everything, each by its Bayesian average rating (damped toward the catalogue's mean,
+//! so a book with one 5-star review does not top a classic).
+//!
+//! Pages are keyset pages over one ranking: the cursor carries the strategy, the model version and
+//! the last (score, index) returned, so books the member rates or likes between pages drop out
+//! without shifting the others. A collaborative cursor from a model that has since been replaced
+//! is refused (409): the ranking it continues no longer exists.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use quire_domain::ids::{BookId, UserId};
+use quire_projections::{CatalogBook, InteractionRow, ReadModelError, ReadModels, StoredModel};
+use quire_recs::{AlsModel, Signals, Weights};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// How recommendations are served.
+#[derive(Debug, Clone)]
+pub struct RecsOptions {
+    /// How often to look for a newer model and a changed catalogue.
+    pub refresh: Duration,
+    /// The weight, in ratings, of the prior in the Bayesian average (the catalogue's mean rating).
+    pub prior_weight: f64,
+    /// Signal weights for members when the stored model does not record its own.
+    pub weights: Weights,
+    /// The most of a member's books compared to explain one recommendation.
+    pub explain_from: usize,
+}
+
+impl Default for RecsOptions {
+    fn default() -> Self {
+        Self {
+            refresh: Duration::from_secs(30),
+            prior_weight: 25.0,
+            weights: Weights::default(),
+            explain_from: 200,
+        }
+    }
+}
+
+/// The training parameters stored beside a model; serving needs its signal weights.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelParams {
+    pub weights: Weights,
+    #[serde(default)]
+    pub als: Option<quire_recs::AlsParams>,
+}
+
+/// A loaded model.
+struct Served {
+    version: u64,
+    covers: u64,
+    trained_at: i64,
+    algorithm: String,
+    als: AlsModel,
+    weights: Weights,
+    books: Vec<BookId>,
+    index: HashMap<BookId, u32>,
+}
+
+/// The catalogue as recommendations see it.
+#[derive(Default)]
+struct Catalog {
+    books: Vec<CatalogBook>,
+    index: HashMap<BookId, usize>,
+    /// Bayesian average rating per book.
+    bayes: Vec<f64>,
+    /// The books/reviews checkpoints it was read at.
+    read_at: (u64, u64),
+}
+
+impl Catalog {
+    fn new(books: Vec<CatalogBook>, prior_weight: f64, read_at: (u64, u64)) -> Self {
+        let (sum, count) = books
+            .iter()
+            .fold((0u64, 0u64), |(s, c), b| (s + b.rating_sum, c + b.ratings));
+        let mean = if count == 0 {
+            3.0
+        } else {
+            sum as f64 / count as f64
+        };
+        let bayes = books
+            .iter()
+            .map(|b| {
+                quire_recs::bayesian_average(b.rating_sum as f64, b.ratings, mean, prior_weight)
+            })
+            .collect();
+        let index = books.iter().enumerate().map(|(i, b)| (b.id, i)).collect();
+        Self {
+            books,
+            index,
+            bayes,
+            read_at,
+        }
+    }
+
+    fn in_genres(&self, book: usize, genres: &[String]) -> Option<&str> {
+        self.books[book]
+            .genres
+            .iter()
+            .find(|g| genres.iter().any(|want| want.eq_ignore_ascii_case(g)))
+            .map(String::as_str)
+    }
+}
+
+struct Snapshot {
+    model: Option<Arc<Served>>,
+    catalog: Arc<Catalog>,
+    checked: Option<Instant>,
+}
+
+/// Why a recommendation was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReasonCode {
+    BecauseRated,
+    BecauseLiked,
+    BecauseViewed,
+    PopularInGenre,
+    HighlyRated,
+}
+
+/// One recommended book.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct Recommendation {
+    #[schema(value_type = String, format = Uuid)]
+    pub book_id: BookId,
+    pub title: String,
+    pub genres: Vec<String>,
+    pub score: f32,
+    /// Readable: "because you rated Dune", "popular in fantasy".
+    pub reason: String,
+    pub reason_code: ReasonCode,
+    /// The member's book that explains a collaborative recommendation.
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub because_book_id: Option<BookId>,
+}
+
+/// Which ranking a page comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    Collaborative,
+    ColdStart,
+}
+
+/// The model a page was ranked with.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct ModelInfo {
+    pub version: u64,
+    pub algorithm: String,
+    /// Microseconds since the epoch.
+    pub trained_at: i64,
+    /// The event-log position whose interactions it was trained on.
+    pub covers_position: u64,
+}
+
+/// One page of recommendations.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub struct RecsPage {
+    #[schema(value_type = String, format = Uuid)]
+    pub user_id: UserId,
+    pub strategy: Strategy,
+    pub items: Vec<Recommendation>,
+    pub next_cursor: Option<String>,
+    pub model: Option<ModelInfo>,
+}
+
+/// What a page asks for.
+#[derive(Debug, Clone)]
+pub struct RecsRequest {
+    pub user: UserId,
+    /// The member's favourite genres (cold start starts with them).
+    pub favourite_genres: Vec<String>,
+    /// Only books in one of these genres, when not empty.
+    pub genres: Vec<String>,
+    pub limit: usize,
+    pub cursor: Option<String>,
+    /// The caller's consistency token: the catalogue must reflect the log up to here.
+    pub consistency: Option<u64>,
+}
+
+/// Why a page cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum RecsError {
+    #[error("the cursor is not one this API issued")]
+    BadCursor,
+    #[error(
+        "the recommendations were retrained since this cursor was issued (model {was}, now {now}); start again from the first page"
+    )]
+    StaleCursor { was: u64, now: u64 },
+    #[error(transparent)]
+    Read(#[from] ReadModelError),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct Cursor {
+    /// Strategy.
+    t: Strategy,
+    /// Model version (collaborative).
+    v: u64,
+    /// Last score returned.
+    s: f32,
+    /// Last index returned (model item or catalogue position).
+    i: u32,
+}
+
+impl Cursor {
+    fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).expect("cursor serializes"))
+    }
+
+    fn decode(text: &str) -> Result<Self, RecsError> {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(text)
+            .map_err(|_| RecsError::BadCursor)?;
+        let cursor: Cursor = serde_json::from_slice(&bytes).map_err(|_| RecsError::BadCursor)?;
+        if !cursor.s.is_finite() {
+            return Err(RecsError::BadCursor);
+        }
+        Ok(cursor)
+    }
+
+    /// Whether `(score, index)` comes after the cursor in the ranking (score descending, then
+    /// index ascending).
+    fn before(&self, score: f32, index: u32) -> bool {
+        score < self.s || (score == self.s && index > self.i)
+    }
+}
+
+/// Serves recommendations; cheap to share.
+pub struct Recommender {
+    read: ReadModels,
+    options: RecsOptions,
+    snapshot: RwLock<Arc<Snapshot>>,
+    loading: tokio::sync::Mutex<()>,
+}
+
+impl Recommender {
+    pub fn new(read: ReadModels, options: RecsOptions) -> Self {
+        Self {
+            read,
+            options,
+            snapshot: RwLock::new(Arc::new(Snapshot {
+                model: None,
+                catalog: Arc::new(Catalog::default()),
+                checked: None,
+            })),
+            loading: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn current(&self) -> Arc<Snapshot> {
+        self.snapshot
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// The version of the model being served.
+    pub fn model_version(&self) -> Option<u64> {
+        self.current().model.as_ref().map(|m| m.version)
+    }
+
+    /// Refreshes in the background every `refresh` (the first request refreshes too).
+    pub fn spawn_refresh(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let this = Arc::downgrade(self);
+        let every = self.options.refresh;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(this) = this.upgrade() else { return };
+                if let Err(error) = this.refresh().await {
+                    tracing::warn!(%error, "refreshing recommendations failed; serving the previous model");
+                }
+            }
+        })
+    }
+
+    /// Loads a newer model and a changed catalogue, if any, and swaps them in.
+    #[tracing::instrument(name = "recs.refresh", skip(self))]
+    pub async fn refresh(&self) -> Result<(), ReadModelError> {
+        let _one_at_a_time = self.loading.lock().await;
+        let old = self.current();
+        let statuses = self.read.statuses().await?;
+        let at = |name: &str| {
+            statuses
+                .iter()
+                .find(|s| s.name == name)
+                .map_or(0, |s| s.position)
+        };
+        let read_at = (at("books"), at("reviews"));
+        let catalog = if old.checked.is_none() || old.catalog.read_at != read_at {
+            let books = self.read.recs_catalog().await?;
+            Arc::new(Catalog::new(books, self.options.prior_weight, read_at))
+        } else {
+            old.catalog.clone()
+        };
+        let newest = self.read.newest_recs_model_version().await?;
+        let model = match (newest, &old.model) {
+            (Some(v), Some(m)) if m.version == v => Some(m.clone()),
+            (Some(v), _) => match self.read.recs_model(v).await? {
+                Some(stored) => match self.load(stored) {
+                    Ok(served) => {
+                        tracing::info!(
+                            version = served.version,
+                            covers = served.covers,
+                            "serving a new recommendation model"
+                        );
+                        Some(Arc::new(served))
+                    }
+                    Err(error) => {
+                        tracing::error!(version = v, %error, "a stored recommendation model does not load; keeping the previous one");
+                        old.model.clone()
+                    }
+                },
+                None => old.model.clone(),
+            },
+            (None, _) => None,
+        };
+        let next = Arc::new(Snapshot {
+            model,
+            catalog,
+            checked: Some(Instant::now()),
+        });
+        *self
+            .snapshot
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = next;
+        Ok(())
+    }
+
+    fn load(&self, stored: StoredModel) -> Result<Served, String> {
+        let als = AlsModel::from_bytes(&stored.model).map_err(|e| e.to_string())?;
+        if als.n_items() != stored.books.len() {
+            return Err(format!(
+                "{} item factors for {} books",
+                als.n_items(),
+                stored.books.len()
+            ));
+        }
+        let weights = serde_json::from_str::<ModelParams>(&stored.params)
+            .map(|p| p.weights)
+            .unwrap_or_else(|_| self.options.weights.clone());
+        let index = stored
+            .books
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (*b, i as u32))
+            .collect();
+        Ok(Served {
+            version: stored.version,
+            covers: stored.covers,
+            trained_at: stored.trained_at,
+            algorithm: stored.algorithm,
+            als,
+            weights,
+            books: stored.books,
+            index,
+        })
+    }
+
+    /// One page of recommendations for a member.
+    #[tracing::instrument(name = "recs.recommend", skip(self, request), fields(user = %request.user, limit = request.limit))]
+    pub async fn recommend(&self, request: &RecsRequest) -> Result<RecsPage, RecsError> {
+        let snapshot = self.current();
+        let behind = request.consistency.is_some_and(|token| {
+            let (books, reviews) = snapshot.catalog.read_at;
+            books.min(reviews) < token
+        });
+        let snapshot = match snapshot.checked {
+            Some(at) if at.elapsed() < self.options.refresh * 2 && !behind => snapshot,
+            // Never loaded, the background refresh is not running (tests, tools), or the caller
+            // wrote something the catalogue does not show yet.
+            _ => {
+                self.refresh().await?;
+                self.current()
+            }
+        };
+        let cursor = request.cursor.as_deref().map(Cursor::decode).transpose()?;
+        let interactions = self.read.user_interactions(request.user).await?;
+        let catalog = &snapshot.catalog;
+        let excluded: HashSet<BookId> = interactions
+            .iter()
+            .filter(|r| r.rating.is_some() || r.liked)
+            .map(|r| r.book_id)
+            .collect();
+        let collaborative = match (&snapshot.model, cursor.map(|c| c.t)) {
+            (_, Some(Strategy::ColdStart)) => None,
+            (Some(model), Some(Strategy::Collaborative)) => {
+                let was = cursor.map_or(0, |c| c.v);
+                if was != model.version {
+                    return Err(RecsError::StaleCursor {
+                        was,
+                        now: model.version,
+                    });
+                }
+                Some(model)
+            }
+            (None, Some(Strategy::Collaborative)) => {
+                return Err(RecsError::StaleCursor {
+                    was: cursor.map_or(0, |c| c.v),
+                    now: 0,
+                });
+            }
+            (Some(model), None) => Some(model),
+            (None, None) => None,
+        };
+        let folded = collaborative.and_then(|model| {
+            let (items, values) = signals(model, &interactions);
+            (!items.is_empty()).then(|| (model, model.als.fold_in(&items, &values), items))
+        });
+        let limit = request.limit.max(1);
+        let (strategy, model_info, items, next) = match folded {
+            Some((model, factor, mine)) => {
+                let scores = model.als.scores(&factor);
+                let ranked = rank(
+                    scores.iter().enumerate().filter_map(|(i, score)| {
+                        let book = model.books[i];
+                        let position = *catalog.index.get(&book)?;
+                        let wanted = request.genres.is_empty()
+                            || catalog.in_genres(position, &request.genres).is_some();
+                        (wanted && !excluded.contains(&book)).then_some((i as u32, *score))
+                    }),
+                    cursor.as_ref(),
+                    limit,
+                );
+                let next = next_cursor(&ranked, limit, Strategy::Collaborative, model.version);
+                let items = ranked
+                    .into_iter()
+                    .take(limit)
+                    .map(|(i, score)| {
+                        let book = model.books[i as usize];
+                        let position = catalog.index[&book];
+                        let (code, because) =
+                            explain(model, &interactions, &mine, i, self.options.explain_from);
+                        let reason = match because {
+                            Some(b) => {
+                                let title = catalog
+                                    .index
+                                    .get(&b)
+                                    .map_or("a book you read", |p| &catalog.books[*p].title);
+                                match code {
+                                    ReasonCode::BecauseRated => {
+                                        format!("because you rated {title}")
+                                    }
+                                    ReasonCode::BecauseLiked => {
+                                        format!("because you liked {title}")
+                                    }
+                                    _ => format!("because you viewed {title}"),
+                                }
+                            }
+                            None => "recommended for you".to_string(),
+                        };
+                        Recommendation {
+                            book_id: book,
+                            title: catalog.books[position].title.clone(),
+                            genres: catalog.books[position].genres.clone(),
+                            score,
+                            reason,
+                            reason_code: code,
+                            because_book_id: because,
+                        }
+                    })
+                    .collect();
+                let info = ModelInfo {
+                    version: model.version,
+                    algorithm: model.algorithm.clone(),
+                    trained_at: model.trained_at,
+                    covers_position: model.covers,
+                };
+                (Strategy::Collaborative, Some(info), items, next)
+            }
+            None => {
+                let favourites: &[String] = if request.genres.is_empty() {
+                    &request.favourite_genres
+                } else {
+                    &request.genres
+                };
+                let ranked = rank(
+                    (0..catalog.books.len()).filter_map(|p| {
+                        let book = &catalog.books[p];
+                        let in_genre = catalog.in_genres(p, favourites).is_some();
+                        let wanted = request.genres.is_empty() || in_genre;
+                        let boost = if in_genre { 5.0 } else { 0.0 };
+                        (wanted && !excluded.contains(&book.id))
+                            .then_some((p as u32, (catalog.bayes[p] + boost) as f32))
+                    }),
+                    cursor.as_ref(),
+                    limit,
+                );
+                let next = next_cursor(&ranked, limit, Strategy::ColdStart, 0);
+                let items = ranked
+                    .into_iter()
+                    .take(limit)
+                    .map(|(p, score)| {
+                        let p = p as usize;
+                        let book = &catalog.books[p];
+                        let (reason, code) = match catalog.in_genres(p, favourites) {
+                            Some(genre) => {
+                                (format!("popular in {genre}"), ReasonCode::PopularInGenre)
+                            }
+                            None => (
+                                format!(
+                                    "highly rated ({:.2} from {} ratings)",
+                                    catalog.bayes[p], book.ratings
+                                ),
+                                ReasonCode::HighlyRated,
+                            ),
+                        };
+                        Recommendation {
+                            book_id: book.id,
+                            title: book.title.clone(),
+                            genres: book.genres.clone(),
+                            score,
+                            reason,
+                            reason_code: code,
+                            because_book_id: None,
+                        }
+                    })
+                    .collect();
+                let info = snapshot.model.as_ref().map(|m| ModelInfo {
+                    version: m.version,
+                    algorithm: m.algorithm.clone(),
+                    trained_at: m.trained_at,
+                    covers_position: m.covers,
+                });
+                (Strategy::ColdStart, info, items, next)
+            }
+        };
+        Ok(RecsPage {
+            user_id: request.user,
+            strategy,
+            items,
+            next_cursor: next,
+            model: model_info,
+        })
+    }
+}
+
+/// The member's signals on the model's books, as the model's weights value them.
+fn signals(model: &Served, interactions: &[InteractionRow]) -> (Vec<u32>, Vec<f32>) {
+    let mut pairs: Vec<(u32, f32)> = interactions
+        .iter()
+        .filter_map(|r| {
+            let item = *model.index.get(&r.book_id)?;
+            let value = model.weights.value(&Signals {
+                rating: r.rating,
+                liked: r.liked,
+                views: r.views,
+            });
+            (value > 0.0).then_some((item, value))
+        })
+        .collect();
+    pairs.sort_by_key(|(item, _)| *item);
+    pairs.into_iter().unzip()
+}
+
+/// The member's book most like item `item` (by the model's item factors), and how they know it.
+fn explain(
+    model: &Served,
+    interactions: &[InteractionRow],
+    mine: &[u32],
+    item: u32,
+    limit: usize,
+) -> (ReasonCode, Option<BookId>) {
+    let best = mine
+        .iter()
+        .take(limit)
+        .map(|&j| (j, model.als.item_similarity(item, j)))
+        .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)));
+    let Some((j, _)) = best else {
+        return (ReasonCode::HighlyRated, None);
+    };
+    let book = model.books[j as usize];
+    let code = match interactions.iter().find(|r| r.book_id == book) {
+        Some(r) if r.rating.is_some() => ReasonCode::BecauseRated,
+        Some(r) if r.liked => ReasonCode::BecauseLiked,
+        _ => ReasonCode::BecauseViewed,
+    };
+    (code, Some(book))
+}
+
+/// The first `limit + 1` candidates after the cursor, best first (score descending, then index
+/// ascending, so equal scores have one order).
+fn rank(
+    candidates: impl Iterator<Item = (u32, f32)>,
+    after: Option<&Cursor>,
+    limit: usize,
+) -> Vec<(u32, f32)> {
+    let mut kept: Vec<(u32, f32)> = candidates
+        .filter(|(i, s)| s.is_finite() && after.is_none_or(|c| c.before(*s, *i)))
+        .collect();
+    let order = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    let wanted = limit + 1;
+    if kept.len() > wanted {
+        kept.select_nth_unstable_by(wanted - 1, order);
+        kept.truncate(wanted);
+    }
+    kept.sort_unstable_by(order);
+    kept
+}
+
+fn next_cursor(ranked: &[(u32, f32)], limit: usize, t: Strategy, v: u64) -> Option<String> {
+    if ranked.len() <= limit {
+        return None;
+    }
+    let (i, s) = ranked[limit - 1];
+    Some(Cursor { t, v, s, i }.encode())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranking_pages_by_keyset_without_repeats_or_gaps() {
+        let candidates: Vec<(u32, f32)> = (0..25u32).map(|i| (i, (i % 7) as f32)).collect();
+        let mut seen = Vec::new();
+        let mut cursor: Option<Cursor> = None;
+        loop {
+            let page = rank(candidates.iter().copied(), cursor.as_ref(), 4);
+            let next = next_cursor(&page, 4, Strategy::ColdStart, 0);
+            seen.extend(page.iter().take(4).map(|(i, _)| *i));
+            match next {
+                Some(text) => cursor = Some(Cursor::decode(&text).unwrap()),
+                None => break,
+            }
+        }
+        let mut expected = candidates.clone();
+        expected.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        assert_eq!(seen, expected.iter().map(|(i, _)| *i).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn cursors_round_trip_and_refuse_garbage() {
+        let c = Cursor {
+            t: Strategy::Collaborative,
+            v: 3,
+            s: 0.125,
+            i: 9,
+        };
+        assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
+        assert!(matches!(
+            Cursor::decode("not-a-cursor"),
+            Err(RecsError::BadCursor)
+        ));
+        assert!(matches!(
+            Cursor::decode(&URL_SAFE_NO_PAD.encode(b"{\"t\":\"x\"}")),
+            Err(RecsError::BadCursor)
+        ));
+    }
+
+    #[test]
+    fn bayesian_average_damps_few_ratings() {
+        let book = |ratings, sum| CatalogBook {
+            id: BookId::new(),
+            title: "t".into(),
+            genres: vec![],
+            ratings,
+            rating_sum: sum,
+        };
+        let catalog = Catalog::new(vec![book(1, 5), book(1000, 4300), book(0, 0)], 25.0, (0, 0));
+        assert!(catalog.bayes[1] > catalog.bayes[0], "{:?}", catalog.bayes);
+        assert!((catalog.bayes[2] - 4301.0 / 1001.0).abs() < 1e-9);
+    }
+}

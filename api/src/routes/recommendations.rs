@@ -1,0 +1,276 @@
+//! `POST /interactions` (likes, views and ratings from members) and `GET /recommendations`.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use quire_actors::Command;
+use quire_domain::ids::{BookId, UserId};
+use quire_domain::user::{Interaction, UserCommand};
+use quire_domain::values::Rating;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{accepted, dispatch, next_link, page, read_your_writes, settle, write_headers};
+use crate::AppState;
+use crate::error::{ApiError, Problem, Validation};
+use crate::extract::{Json, Query, User, command_id, consistency_token, idempotency_key};
+use crate::recs::{RecsError, RecsPage, RecsRequest};
+
+/// What a member did with a book.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewInteraction {
+    #[schema(value_type = String, format = Uuid)]
+    pub(crate) book_id: String,
+    /// `like`, `unlike`, `view` or `rate`.
+    pub action: String,
+    /// The rating, 1 to 5, for `rate`; absent otherwise.
+    pub value: Option<i64>,
+    /// Whose interaction: the caller by default; admins may record one for any member.
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub user_id: Option<String>,
+}
+
+/// A member's signals on one book after the interaction.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct InteractionDto {
+    #[schema(value_type = String, format = Uuid)]
+    pub user_id: UserId,
+    #[schema(value_type = String, format = Uuid)]
+    pub book_id: BookId,
+    /// The action recorded.
+    pub action: &'static str,
+    /// Their review's rating, else a rating given without a review.
+    pub rating: Option<u8>,
+    pub liked: bool,
+    pub views: u32,
+}
+
+/// `GET /recommendations` parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct RecommendationParams {
+    /// Whose recommendations: the caller by default; only admins may ask for someone else's.
+    pub user_id: Option<String>,
+    /// Page size, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Only books in these genres (comma-separated).
+    pub genres: Option<String>,
+}
+
+/// Records a like, an unlike, a view or a rating (without a review) of a book by a member. Likes
+/// and ratings are state (liking twice is one like); every view counts, so send an
+/// `Idempotency-Key` when retrying one.
+#[utoipa::path(
+    post, path = "/interactions", tag = "recommendations",
+    request_body = NewInteraction,
+    params(("Idempotency-Key" = Option<String>, Header)),
+    responses(
+        (status = 200, body = InteractionDto),
+        (status = 202, description = "Recorded; the read model has not caught up yet", body = crate::dto::Accepted),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+#[tracing::instrument(name = "http.interactions.create", skip_all)]
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    User(caller): User,
+    headers: HeaderMap,
+    Json(body): Json<NewInteraction>,
+) -> Result<Response, ApiError> {
+    let mut v = Validation::default();
+    let book_id = match body.book_id.parse::<BookId>() {
+        Ok(id) => Some(id),
+        Err(_) => {
+            v.fail("book_id", "book_id must be a UUID");
+            None
+        }
+    };
+    let user_id = match body.user_id.as_deref().map(str::parse::<UserId>) {
+        None => caller.user_id,
+        Some(Ok(id)) => Some(id),
+        Some(Err(_)) => {
+            v.fail("user_id", "user_id must be a UUID");
+            None
+        }
+    };
+    let interaction = match (body.action.as_str(), body.value) {
+        ("like", None) => Some(Interaction::Like),
+        ("unlike", None) => Some(Interaction::Unlike),
+        ("view", None) => Some(Interaction::View),
+        ("rate", Some(value)) => match u8::try_from(value) {
+            Ok(value) => v
+                .field("value", Rating::parse(value))
+                .map(|rating| Interaction::Rate { rating }),
+            Err(_) => {
+                v.fail("value", format!("value must be from 1 to 5, got {value}"));
+                None
+            }
+        },
+        ("rate", None) => {
+            v.fail("value", "a rate interaction needs a value from 1 to 5");
+            None
+        }
+        ("like" | "unlike" | "view", Some(_)) => {
+            v.fail(
+                "value",
+                format!("a {} interaction takes no value", body.action),
+            );
+            None
+        }
+        (other, _) => {
+            v.fail(
+                "action",
+                format!("action must be like, unlike, view or rate, not {other:?}"),
+            );
+            None
+        }
+    };
+    v.finish()?;
+    let (Some(book_id), Some(interaction)) = (book_id, interaction) else {
+        unreachable!("validation failed above");
+    };
+    let Some(user_id) = user_id else {
+        return Err(ApiError::forbidden("only members record interactions"));
+    };
+    read_your_writes(&state, &headers).await?;
+    if state.read.book(book_id).await?.is_none() {
+        return Err(ApiError::not_found("book"));
+    }
+    let key = idempotency_key(&headers)?;
+    let command_id = command_id(
+        &caller,
+        &format!("POST /interactions {user_id}"),
+        key.as_deref(),
+    );
+    let outcome = dispatch(
+        &state,
+        &caller,
+        command_id,
+        None,
+        Command::User {
+            user_id,
+            command: UserCommand::RecordInteraction {
+                book_id,
+                interaction,
+            },
+        },
+    )
+    .await?;
+    if !settle(&state, "interactions", outcome.last_position).await? {
+        return Ok(accepted(user_id.to_string(), &outcome, None));
+    }
+    let row = state
+        .read
+        .user_interactions(user_id)
+        .await?
+        .into_iter()
+        .find(|r| r.book_id == book_id);
+    let dto = InteractionDto {
+        user_id,
+        book_id,
+        action: interaction.action(),
+        rating: row.as_ref().and_then(|r| r.rating),
+        liked: row.as_ref().is_some_and(|r| r.liked),
+        views: row.as_ref().map_or(0, |r| r.views),
+    };
+    Ok((
+        StatusCode::OK,
+        write_headers(&outcome, None),
+        axum::Json(dto),
+    )
+        .into_response())
+}
+
+/// A member's recommendations, page by page: collaborative (ALS) once they have rated, liked or
+/// viewed books, else by their favourite genres and Bayesian-average rating. Each item says why.
+/// Books the member rated or liked are left out. Pages are stable for one model version.
+#[utoipa::path(
+    get, path = "/recommendations", tag = "recommendations",
+    params(RecommendationParams, ("Consistency-Token" = Option<u64>, Header)),
+    responses(
+        (status = 200, body = RecsPage),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The cursor's model was replaced", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+#[tracing::instrument(name = "http.recommendations", skip_all)]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    User(caller): User,
+    headers: HeaderMap,
+    Query(params): Query<RecommendationParams>,
+) -> Result<Response, ApiError> {
+    let user_id = match params.user_id.as_deref() {
+        None => caller
+            .user_id
+            .ok_or_else(|| ApiError::bad_request("invalid_query", "user_id is required"))?,
+        Some(text) => text
+            .parse::<UserId>()
+            .map_err(|_| ApiError::bad_request("invalid_query", "user_id must be a UUID"))?,
+    };
+    if caller.user_id != Some(user_id) && !caller.is_privileged() {
+        return Err(ApiError::forbidden(
+            "members see their own recommendations only",
+        ));
+    }
+    let page = page(params.limit, params.cursor.clone())?;
+    read_your_writes(&state, &headers).await?;
+    let user = state
+        .read
+        .user(user_id)
+        .await?
+        .filter(|u| u.active)
+        .ok_or_else(|| ApiError::not_found("user"))?;
+    let genres: Vec<String> = params
+        .genres
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|g| !g.is_empty())
+        .map(str::to_lowercase)
+        .collect();
+    let request = RecsRequest {
+        user: user_id,
+        favourite_genres: user.favourite_genres,
+        genres,
+        limit: page.limit as usize,
+        cursor: page.cursor,
+        consistency: consistency_token(&headers)?,
+    };
+    let result: RecsPage = state
+        .recommender
+        .recommend(&request)
+        .await
+        .map_err(|e| match e {
+            RecsError::BadCursor => {
+                ApiError::bad_request("invalid_cursor", "the pagination cursor is not valid")
+            }
+            stale @ RecsError::StaleCursor { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "stale_cursor", stale.to_string())
+            }
+            RecsError::Read(e) => e.into(),
+        })?;
+    let mut query = vec![("user_id", user_id.to_string())];
+    if let Some(limit) = params.limit {
+        query.push(("limit", limit.to_string()));
+    }
+    if let Some(genres) = params.genres {
+        query.push(("genres", genres));
+    }
+    let links = next_link("/recommendations", &query, result.next_cursor.as_deref());
+    Ok((links, axum::Json(result)).into_response())
+}

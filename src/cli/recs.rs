@@ -1,0 +1,180 @@
+//! `quire recs train` and `quire recs eval`.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Subcommand;
+use indicatif::{ProgressBar, ProgressStyle};
+use quire_projections::{ReadModelOptions, ReadModels, RunnerOptions};
+use quire_recs::eval::{self, EvalOptions, ModelKind};
+use quire_recs::{Progress, goodbooks};
+
+use crate::config::{Settings, redact_url};
+
+#[derive(Subcommand)]
+pub(crate) enum RecsCommand {
+    /// Train a model on the current interactions now and store it; serving nodes swap it in.
+    Train {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Evaluate the models offline on goodbooks-10k ratings.csv in DIR: per-user 20% holdout,
+    /// P@10, R@10, NDCG@10 and coverage beside a popularity baseline, with a fixed seed.
+    Eval {
+        /// The goodbooks-10k directory (ratings.csv).
+        #[arg(long)]
+        data: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Models to evaluate, comma-separated (popularity, als, cosine, bm25, blend).
+        #[arg(long, value_delimiter = ',')]
+        models: Option<Vec<String>>,
+        /// Also write the split (train.csv, test.csv, options.json) here, for comparing with
+        /// other libraries on the identical split (ops/recs-compare.sh).
+        #[arg(long)]
+        dump_split: Option<PathBuf>,
+        /// Seed of the split and of the models.
+        #[arg(long)]
+        seed: Option<u64>,
+    },
+}
+
+pub(crate) async fn run(settings: &Settings, command: RecsCommand) -> anyhow::Result<()> {
+    match command {
+        RecsCommand::Train { json } => train(settings, json).await,
+        RecsCommand::Eval {
+            data,
+            json,
+            models,
+            dump_split,
+            seed,
+        } => {
+            let mut options = EvalOptions {
+                als: settings.recs.als.clone(),
+                weights: settings.recs.weights.clone(),
+                ..EvalOptions::default()
+            };
+            if let Some(models) = models {
+                options.models = models
+                    .iter()
+                    .map(|m| m.parse::<ModelKind>())
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
+            if let Some(seed) = seed {
+                options.seed = seed;
+            }
+            let threads = settings.recs.threads.max(1);
+            tokio::task::spawn_blocking(move || evaluate(data, json, dump_split, options, threads))
+                .await
+                .context("the evaluation task failed")?
+        }
+    }
+}
+
+async fn train(settings: &Settings, json: bool) -> anyhow::Result<()> {
+    let url = settings.store_url();
+    let store = quire_store::open(&url, settings.store_options(true))
+        .await
+        .with_context(|| format!("opening event store at {}", redact_url(&url)))?;
+    let read_url = settings.read_model_url();
+    let read = ReadModels::open(&read_url, ReadModelOptions::default())
+        .await
+        .with_context(|| format!("opening read models at {}", redact_url(&read_url)))?;
+    // Train on the whole log: bring the projections up to its head first (safe beside a running
+    // server: batches are applied under the checkpoint's lock).
+    let head = store.head().await.context("reading the event store head")?;
+    let runner = quire_projections::spawn(store.clone(), read.clone(), RunnerOptions::default());
+    let waited = read.wait_for(head, Duration::from_secs(3600)).await;
+    runner.shutdown().await;
+    waited.context("bringing the read models up to the event log")?;
+    let bar = ProgressBar::new(1);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>10} [{bar:40}] {pos}/{len} ({elapsed})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    if json {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let progress_bar = bar.clone();
+    let report = crate::recs::train(&read, &settings.recs, move |p: Progress| {
+        progress_bar.set_prefix(p.stage);
+        progress_bar.set_length(p.total as u64);
+        progress_bar.set_position(p.step as u64);
+    })
+    .await?;
+    bar.finish_and_clear();
+    match (report, json) {
+        (None, true) => println!("null"),
+        (None, false) => println!("no interactions yet: nothing to train on"),
+        (Some(r), true) => println!("{}", serde_json::to_string_pretty(&r)?),
+        (Some(r), false) => println!(
+            "model {} trained on {} interactions of {} members with {} books (log position {}): \
+             {:.2} s training, {:.2} s in all",
+            r.version, r.interactions, r.users, r.books, r.covers, r.train_secs, r.total_secs
+        ),
+    }
+    Ok(())
+}
+
+fn evaluate(
+    data: PathBuf,
+    json: bool,
+    dump_split: Option<PathBuf>,
+    options: EvalOptions,
+    threads: usize,
+) -> anyhow::Result<()> {
+    let path = data.join("ratings.csv");
+    let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let ratings = goodbooks::read_ratings(BufReader::new(file))
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    eprintln!(
+        "{} ratings of {} users on {} books",
+        ratings.ratings.len(),
+        ratings.n_users(),
+        ratings.n_items()
+    );
+    if let Some(dir) = &dump_split {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let split = eval::split(&ratings.ratings, &options);
+        let mut train = BufWriter::new(File::create(dir.join("train.csv"))?);
+        let mut test = BufWriter::new(File::create(dir.join("test.csv"))?);
+        eval::write_split(&split, &ratings, &mut train, &mut test)?;
+        train.flush()?;
+        test.flush()?;
+        std::fs::write(
+            dir.join("options.json"),
+            serde_json::to_string_pretty(&options)?,
+        )?;
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .context("starting the evaluation threads")?;
+    let bar = ProgressBar::new(1);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>16} [{bar:40}] {pos}/{len} ({elapsed})")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let progress_bar = bar.clone();
+    let mut progress = move |p: Progress| {
+        progress_bar.set_prefix(p.stage);
+        progress_bar.set_length(p.total as u64);
+        progress_bar.set_position(p.step as u64);
+    };
+    let report = pool.install(|| eval::run(&ratings, &options, &mut progress));
+    bar.finish_and_clear();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{report}");
+    }
+    Ok(())
+}
