@@ -272,11 +272,7 @@ impl Worker {
         )
         .with_command_id(command_id);
         // Each job is a trace of its own; its events carry it like a request's.
-        envelope.traceparent = Some(format!(
-            "00-{}-{}-01",
-            uuid::Uuid::new_v4().simple(),
-            &uuid::Uuid::new_v4().simple().to_string()[..16]
-        ));
+        envelope.traceparent = Some(quire_actors::new_traceparent(None));
         match self.bus.dispatch(envelope).await {
             Ok(_) => {
                 tracing::info!(backend = %provenance.backend, fallback = provenance.fallback_reason.is_some(), "summary recorded");

@@ -319,3 +319,78 @@ fn summarize_prints_a_summary_and_its_provenance() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown summaries.backend"));
 }
+
+#[test]
+fn recs_eval_reports_every_model_beside_popularity_on_goodbooks_ratings() {
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/goodbooks-mini");
+    let dir = tempfile::tempdir().unwrap();
+    let split = dir.path().join("split");
+    let out = run_ok(quire().args([
+        "recs",
+        "eval",
+        "--data",
+        data,
+        "--json",
+        "--dump-split",
+        split.to_str().unwrap(),
+    ]));
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let models: Vec<&str> = report["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["model"].as_str().unwrap())
+        .collect();
+    for wanted in ["popularity", "als", "bm25", "cosine", "blend"] {
+        assert!(models.contains(&wanted), "{models:?}");
+    }
+    for m in report["models"].as_array().unwrap() {
+        for metric in ["precision", "recall", "ndcg", "coverage"] {
+            let v = m[metric].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&v), "{metric} {v} in {m}");
+        }
+    }
+    assert!(report["test_ratings"].as_u64().unwrap() > 0, "{report}");
+    // The split is written for other libraries, with the original goodbooks ids.
+    let train = std::fs::read_to_string(split.join("train.csv")).unwrap();
+    let test = std::fs::read_to_string(split.join("test.csv")).unwrap();
+    assert_eq!(
+        train.lines().count() + test.lines().count() - 2,
+        report["train_ratings"].as_u64().unwrap() as usize
+            + report["test_ratings"].as_u64().unwrap() as usize
+    );
+    // Same seed, same figures.
+    let again = run_ok(quire().args(["recs", "eval", "--data", data, "--json"]));
+    let again: serde_json::Value = serde_json::from_str(&again).unwrap();
+    for (a, b) in report["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(again["models"].as_array().unwrap())
+    {
+        assert_eq!(a["ndcg"], b["ndcg"], "{a} {b}");
+    }
+}
+
+#[tokio::test]
+async fn recs_train_on_an_empty_store_says_there_is_nothing_to_train() {
+    let dir = tempfile::tempdir().unwrap();
+    // No store at all: a clear error, and nothing created.
+    let missing = quire()
+        .args(["--data-dir", dir.path().to_str().unwrap(), "recs", "train"])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("no event store"),
+        "{missing:?}"
+    );
+    let url = dir.path().join("events.db").display().to_string();
+    drop(
+        quire_store::open(&url, StoreOptions::default())
+            .await
+            .unwrap(),
+    );
+    let out = run_ok(quire().args(["--data-dir", dir.path().to_str().unwrap(), "recs", "train"]));
+    assert!(out.contains("nothing to train"), "{out}");
+}

@@ -421,7 +421,7 @@ async fn the_schedule_trains_by_itself(backend: Backend) {
             .map(|_| page["model"].clone())
     })
     .await;
-    assert_eq!(model["algorithm"], "als");
+    assert_eq!(model["algorithm"], "als+bm25");
     drop(server);
 }
 

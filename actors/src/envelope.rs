@@ -69,6 +69,18 @@ impl<C> CommandEnvelope<C> {
     }
 }
 
+/// A W3C `traceparent` for a new span: in the trace of `parent` (a valid `traceparent`, keeping its
+/// trace id and flags), or starting a new sampled trace.
+pub fn new_traceparent(parent: Option<&str>) -> String {
+    let span_id = &Uuid::new_v4().simple().to_string()[..16];
+    match parent {
+        Some(parent) if parent.len() == 55 => {
+            format!("00-{}-{span_id}-{}", &parent[3..35], &parent[53..55])
+        }
+        _ => format!("00-{}-{span_id}-01", Uuid::new_v4().simple()),
+    }
+}
+
 /// A successful command's result.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandOutcome {

@@ -12,5 +12,5 @@ mod registry;
 
 pub use bus::{Command, CommandBus, LocalBus};
 pub use entity::ActorConfig;
-pub use envelope::{CommandEnvelope, CommandError, CommandOutcome, Rejection};
+pub use envelope::{CommandEnvelope, CommandError, CommandOutcome, Rejection, new_traceparent};
 pub use registry::Entities;

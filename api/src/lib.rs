@@ -31,7 +31,7 @@ pub use crate::auth::{Authenticator, hash_password};
 use crate::error::ApiError;
 pub use crate::openapi::openapi;
 pub use crate::ratelimit::{RateLimit, RateLimiter};
-pub use crate::recs::{ModelParams, Recommender, RecsOptions};
+pub use crate::recs::{Recommender, RecsOptions};
 
 /// Tunables of the API.
 #[derive(Debug, Clone)]

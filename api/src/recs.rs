@@ -2,10 +2,11 @@
 //! swapped atomically when a newer one appears) and a catalogue snapshot for cold start and
 //! reasons.
 //!
-//! A member with interactions on the model's books gets collaborative recommendations: their
-//! factor is folded in from their current interactions (so a like counts at once, without
+//! A member with interactions on the model's books gets collaborative recommendations from the
+//! hybrid model (implicit ALS blended with BM25 item-item): their ALS factor is folded in and their
+//! item-item scores summed from their current interactions (so a like counts at once, without
 //! retraining), every model book is scored, and each recommendation is explained by the member's
-//! book most similar to it. A member without any gets the cold-start list: their favourite genres
+//! book that contributes most to it. A member without any gets the cold-start list: their favourite genres
 //! first, then everything, each by its Bayesian average rating (damped toward the catalogue's mean,
 //! so a book with one 5-star review does not top a classic).
 //!
@@ -21,8 +22,10 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use quire_domain::ids::{BookId, UserId};
-use quire_projections::{CatalogBook, InteractionRow, ReadModelError, ReadModels, StoredModel};
-use quire_recs::{AlsModel, Signals, Weights};
+use quire_projections::{
+    CatalogBook, HYBRID, InteractionRow, ReadModelError, ReadModels, StoredModel, TrainOptions,
+};
+use quire_recs::{HybridModel, Signals, Weights};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -35,8 +38,6 @@ pub struct RecsOptions {
     pub prior_weight: f64,
     /// Signal weights for members when the stored model does not record its own.
     pub weights: Weights,
-    /// The most of a member's books compared to explain one recommendation.
-    pub explain_from: usize,
 }
 
 impl Default for RecsOptions {
@@ -45,17 +46,8 @@ impl Default for RecsOptions {
             refresh: Duration::from_secs(30),
             prior_weight: 25.0,
             weights: Weights::default(),
-            explain_from: 200,
         }
     }
-}
-
-/// The training parameters stored beside a model; serving needs its signal weights.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ModelParams {
-    pub weights: Weights,
-    #[serde(default)]
-    pub als: Option<quire_recs::AlsParams>,
 }
 
 /// A loaded model.
@@ -64,7 +56,7 @@ struct Served {
     covers: u64,
     trained_at: i64,
     algorithm: String,
-    als: AlsModel,
+    hybrid: HybridModel,
     weights: Weights,
     books: Vec<BookId>,
     index: HashMap<BookId, u32>,
@@ -345,15 +337,18 @@ impl Recommender {
     }
 
     fn load(&self, stored: StoredModel) -> Result<Served, String> {
-        let als = AlsModel::from_bytes(&stored.model).map_err(|e| e.to_string())?;
-        if als.n_items() != stored.books.len() {
+        if stored.algorithm != HYBRID {
+            return Err(format!("unknown algorithm {:?}", stored.algorithm));
+        }
+        let hybrid = HybridModel::from_bytes(&stored.model).map_err(|e| e.to_string())?;
+        if hybrid.n_items() != stored.books.len() {
             return Err(format!(
-                "{} item factors for {} books",
-                als.n_items(),
+                "a model of {} items for {} books",
+                hybrid.n_items(),
                 stored.books.len()
             ));
         }
-        let weights = serde_json::from_str::<ModelParams>(&stored.params)
+        let weights = serde_json::from_str::<TrainOptions>(&stored.params)
             .map(|p| p.weights)
             .unwrap_or_else(|_| self.options.weights.clone());
         let index = stored
@@ -367,7 +362,7 @@ impl Recommender {
             covers: stored.covers,
             trained_at: stored.trained_at,
             algorithm: stored.algorithm,
-            als,
+            hybrid,
             weights,
             books: stored.books,
             index,
@@ -422,12 +417,12 @@ impl Recommender {
         };
         let folded = collaborative.and_then(|model| {
             let (items, values) = signals(model, &interactions);
-            (!items.is_empty()).then(|| (model, model.als.fold_in(&items, &values), items))
+            (!items.is_empty())
+                .then(|| (model, model.hybrid.scores(&items, &values), items, values))
         });
         let limit = request.limit.max(1);
         let (strategy, model_info, items, next) = match folded {
-            Some((model, factor, mine)) => {
-                let scores = model.als.scores(&factor);
+            Some((model, scores, mine, values)) => {
                 let ranked = rank(
                     scores.iter().enumerate().filter_map(|(i, score)| {
                         let book = model.books[i];
@@ -446,8 +441,7 @@ impl Recommender {
                     .map(|(i, score)| {
                         let book = model.books[i as usize];
                         let position = catalog.index[&book];
-                        let (code, because) =
-                            explain(model, &interactions, &mine, i, self.options.explain_from);
+                        let (code, because) = explain(model, &interactions, &mine, &values, i);
                         let reason = match because {
                             Some(b) => {
                                 let title = catalog
@@ -570,20 +564,15 @@ fn signals(model: &Served, interactions: &[InteractionRow]) -> (Vec<u32>, Vec<f3
     pairs.into_iter().unzip()
 }
 
-/// The member's book most like item `item` (by the model's item factors), and how they know it.
+/// The member's book that contributes most to recommending `item`, and how they know it.
 fn explain(
     model: &Served,
     interactions: &[InteractionRow],
     mine: &[u32],
+    values: &[f32],
     item: u32,
-    limit: usize,
 ) -> (ReasonCode, Option<BookId>) {
-    let best = mine
-        .iter()
-        .take(limit)
-        .map(|&j| (j, model.als.item_similarity(item, j)))
-        .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)));
-    let Some((j, _)) = best else {
+    let Some(j) = model.hybrid.explain(item, mine, values) else {
         return (ReasonCode::HighlyRated, None);
     };
     let book = model.books[j as usize];

@@ -5,7 +5,6 @@ use axum::extract::Request;
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
-use uuid::Uuid;
 
 tokio::task_local! {
     static TRACEPARENT: String;
@@ -20,12 +19,8 @@ pub(crate) async fn propagate(request: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .filter(|v| valid(v))
         .map(str::to_owned);
-    let span_id = &Uuid::new_v4().simple().to_string()[..16];
-    let traceparent = match incoming {
-        // A new span (ours) in the caller's trace.
-        Some(parent) => format!("00-{}-{span_id}-{}", &parent[3..35], &parent[53..55]),
-        None => format!("00-{}-{span_id}-01", Uuid::new_v4().simple()),
-    };
+    // A new span (ours) in the caller's trace, or a new trace.
+    let traceparent = quire_actors::new_traceparent(incoming.as_deref());
     tracing::Span::current().record("trace_id", &traceparent[3..35]);
     let mut response = TRACEPARENT
         .scope(traceparent.clone(), next.run(request))

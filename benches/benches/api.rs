@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use quire_actors::{ActorConfig, Command, CommandBus, CommandEnvelope, LocalBus};
 use quire_api::{ApiConfig, AppState, Authenticator, RateLimit};
-use quire_benches::{header, run_for, scenario_duration};
+use quire_benches::{create_admin, header, listen, run_for, scenario_duration};
 use quire_domain::ids::UserId;
 use quire_domain::user::UserCommand;
 use quire_domain::values::{PersonName, Username};
@@ -59,26 +59,6 @@ fn api_config(write_wait: Duration) -> ApiConfig {
     }
 }
 
-async fn listen(
-    state: AppState,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> (String, tokio::task::JoinHandle<()>) {
-    let app = quire_api::app(state).into_make_service_with_connect_info::<SocketAddr>();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("address");
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await
-            .expect("serve");
-    });
-    (format!("http://{addr}"), task)
-}
-
 async fn start(store_url: &str, read_url: &str) -> Running {
     let store = quire_store::open(store_url, StoreOptions::default())
         .await
@@ -89,7 +69,7 @@ async fn start(store_url: &str, read_url: &str) -> Running {
     let projections =
         quire_projections::spawn(store.clone(), read.clone(), RunnerOptions::default());
     let bus = LocalBus::new(store.clone(), ActorConfig::default());
-    create_admin(&bus).await;
+    create_admin(&bus, ADMIN, PASSWORD).await;
     let auth = Arc::new(Authenticator::new(
         store.clone(),
         read.clone(),
@@ -128,32 +108,6 @@ impl Running {
         self.bus.shutdown(Duration::from_secs(10)).await;
         self.projections.shutdown().await;
     }
-}
-
-/// The admin, as `quire serve` bootstraps it.
-async fn create_admin(bus: &LocalBus) {
-    let username = Username::parse(ADMIN.to_string()).expect("username");
-    let user_id = UserId::for_username(&username);
-    let password_hash = quire_api::hash_password(PASSWORD, None)
-        .await
-        .map_err(|e| e.code().to_string())
-        .expect("hash");
-    bus.dispatch(CommandEnvelope::new(
-        Principal::system(),
-        Command::User {
-            user_id,
-            command: UserCommand::Register {
-                user_id,
-                name: PersonName::parse(ADMIN).expect("name"),
-                username: Some(username),
-                email: None,
-                role: Role::Admin,
-                password_hash: Some(password_hash),
-            },
-        },
-    ))
-    .await
-    .expect("create admin");
 }
 
 fn histogram() -> Histogram<u64> {

@@ -107,3 +107,57 @@ pub fn rss_bytes() -> Option<u64> {
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }
+
+/// Serves `quire_api::app(state)` on a fresh local port, as `quire serve` does (with connect info),
+/// until `stop` turns true; returns the base URL and the server task.
+pub async fn listen(
+    state: quire_api::AppState,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> (String, tokio::task::JoinHandle<()>) {
+    let app = quire_api::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await
+            .expect("serve");
+    });
+    (format!("http://{addr}"), task)
+}
+
+/// Registers an admin as `quire serve` bootstraps one.
+pub async fn create_admin(bus: &quire_actors::LocalBus, username: &str, password: &str) {
+    use quire_actors::{Command, CommandBus, CommandEnvelope};
+    use quire_domain::ids::UserId;
+    use quire_domain::user::UserCommand;
+    use quire_domain::values::{PersonName, Username};
+    use quire_domain::{Principal, Role};
+
+    let name = Username::parse(username.to_string()).expect("username");
+    let user_id = UserId::for_username(&name);
+    let password_hash = quire_api::hash_password(password, None)
+        .await
+        .map_err(|e| e.code().to_string())
+        .expect("hash");
+    bus.dispatch(CommandEnvelope::new(
+        Principal::system(),
+        Command::User {
+            user_id,
+            command: UserCommand::Register {
+                user_id,
+                name: PersonName::parse(username).expect("name"),
+                username: Some(name),
+                email: None,
+                role: Role::Admin,
+                password_hash: Some(password_hash),
+            },
+        },
+    ))
+    .await
+    .expect("create admin");
+}

@@ -15,6 +15,7 @@ mod query;
 pub mod rebuild;
 pub mod runner;
 mod summaries;
+mod training;
 mod views;
 
 use std::sync::Arc;
@@ -27,6 +28,7 @@ pub use interactions::{CatalogBook, InteractionRow, ModelStamp, StoredModel};
 pub use rebuild::{RebuildProgress, RebuildReport, rebuild};
 pub use runner::{ProjectionsHandle, RunnerOptions, spawn, spawn_one};
 pub use summaries::{SummariesView, SummaryJob, SummaryKind};
+pub use training::{HYBRID, TrainError, TrainOptions, TrainReport};
 pub use views::{
     BookQuery, BookSort, BookView, Credentials, Page, PageRequest, ProjectionStatus, RatingStats,
     ReviewView, UserView,

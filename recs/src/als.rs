@@ -56,17 +56,18 @@ pub struct AlsModel {
     item_gram: Vec<f32>,
 }
 
-/// Why [`AlsModel::from_bytes`] refused its input.
+/// Why a stored model's `from_bytes` ([`AlsModel::from_bytes`],
+/// [`crate::ItemItemModel::from_bytes`], [`crate::HybridModel::from_bytes`]) refused its input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ModelDecodeError {
     /// The input does not start with the model's magic bytes.
-    #[error("not a quire ALS model (bad magic bytes)")]
+    #[error("not a quire model of this kind (bad magic bytes)")]
     BadMagic,
     /// A format version this build does not read.
-    #[error("unsupported ALS model format version {0}")]
+    #[error("unsupported model format version {0}")]
     UnsupportedVersion(u32),
     /// Fewer bytes than the header says.
-    #[error("truncated ALS model: {actual} bytes, expected {expected}")]
+    #[error("truncated model: {actual} bytes, expected {expected}")]
     Truncated {
         /// Bytes the header calls for (or the header's own size).
         expected: usize,
@@ -74,15 +75,15 @@ pub enum ModelDecodeError {
         actual: usize,
     },
     /// More bytes than the header says.
-    #[error("ALS model has trailing bytes: {actual} bytes, expected {expected}")]
+    #[error("model has trailing bytes: {actual} bytes, expected {expected}")]
     TrailingBytes {
         /// Bytes the header calls for.
         expected: usize,
         /// Bytes given.
         actual: usize,
     },
-    /// A header field or a factor is impossible (zero factors, sizes that overflow, NaN, ...).
-    #[error("invalid ALS model: {0}")]
+    /// A header field or a value is impossible (zero factors, sizes that overflow, NaN, ...).
+    #[error("invalid model: {0}")]
     Invalid(&'static str),
 }
 

@@ -26,8 +26,8 @@ use crate::goodbooks::{Rating, Ratings};
 use crate::itemitem::DEFAULT_NEIGHBOURS;
 use crate::rng::SplitMix64;
 use crate::{
-    AlsModel, AlsParams, DEFAULT_BLEND_ALS_WEIGHT, ItemItemModel, ItemItemWeighting, Matrix,
-    Popularity, Progress, Signals, Weights, blend_scores, top_n,
+    AlsModel, AlsParams, DEFAULT_BLEND_ALS_WEIGHT, HybridModel, ItemItemModel, ItemItemWeighting,
+    Matrix, Popularity, Progress, Signals, Weights, top_n,
 };
 
 /// A model the evaluation can train and score.
@@ -46,7 +46,9 @@ pub enum ModelKind {
     #[serde(rename = "bm25")]
     ItemItemBm25,
     /// BM25 item-item and ALS scores blended by [`crate::blend_scores`] with
-    /// [`EvalOptions::blend_als_weight`].
+    /// [`EvalOptions::blend_als_weight`]: a [`HybridModel`] of the `als` and `bm25` models,
+    /// ranking every user through [`HybridModel::scores`] (the served computation: the user's ALS
+    /// factor folded in from their training interactions).
     #[serde(rename = "blend")]
     Blend,
 }
@@ -126,7 +128,7 @@ pub struct EvalOptions {
     /// BM25 length normalisation `b` (1, as [`ItemItemWeighting::default`]).
     pub bm25_b: f32,
     /// The share of ALS in the blend (`0..=1`, [`DEFAULT_BLEND_ALS_WEIGHT`]; the rest is BM25
-    /// item-item).
+    /// item-item). [`run`] panics on a weight outside `0..=1` when it evaluates the blend.
     pub blend_als_weight: f32,
     /// The models to evaluate, in report order.
     pub models: Vec<ModelKind>,
@@ -337,7 +339,7 @@ enum Trained<'a> {
     Popularity(Popularity),
     Als(&'a AlsModel),
     ItemItem(&'a ItemItemModel),
-    Blend(&'a AlsModel, &'a ItemItemModel),
+    Blend(&'a HybridModel),
 }
 
 /// Users ranked per progress step.
@@ -378,14 +380,15 @@ pub fn run(
     }
     let users: Vec<usize> = (0..n_users).filter(|&u| !relevant[u].is_empty()).collect();
 
-    // Each underlying model is trained once: the blend reuses ALS and BM25.
+    // Each underlying model is trained once: the blend is a `HybridModel` of the ALS and BM25
+    // models that the `als` and `bm25` rows evaluate (what `HybridModel::train` does).
     let wanted = |kinds: &[ModelKind]| kinds.iter().any(|k| opts.models.contains(k));
-    let als = wanted(&[ModelKind::Als, ModelKind::Blend]).then(|| {
+    let mut als = wanted(&[ModelKind::Als, ModelKind::Blend]).then(|| {
         let started = Instant::now();
         let model = AlsModel::train(&train, &opts.als, progress);
         (model, started.elapsed().as_secs_f64())
     });
-    let bm25 = wanted(&[ModelKind::ItemItemBm25, ModelKind::Blend]).then(|| {
+    let mut bm25 = wanted(&[ModelKind::ItemItemBm25, ModelKind::Blend]).then(|| {
         let started = Instant::now();
         let weighting = ItemItemWeighting::Bm25 {
             k1: opts.bm25_k1,
@@ -400,20 +403,39 @@ pub fn run(
         let model = ItemItemModel::train(&train, weighting, opts.neighbours, progress);
         (model, started.elapsed().as_secs_f64())
     });
+    let hybrid = wanted(&[ModelKind::Blend]).then(|| {
+        let (a, a_secs) = als.take().expect("ALS is trained for the blend");
+        let (b, b_secs) = bm25.take().expect("BM25 is trained for the blend");
+        (
+            HybridModel::new(a, b, opts.blend_als_weight),
+            a_secs,
+            b_secs,
+        )
+    });
+    let als: Option<(&AlsModel, f64)> = match (&hybrid, &als) {
+        (Some((h, secs, _)), _) => Some((h.als(), *secs)),
+        (None, Some((m, secs))) => Some((m, *secs)),
+        (None, None) => None,
+    };
+    let bm25: Option<(&ItemItemModel, f64)> = match (&hybrid, &bm25) {
+        (Some((h, _, secs)), _) => Some((h.item_item(), *secs)),
+        (None, Some((m, secs))) => Some((m, *secs)),
+        (None, None) => None,
+    };
 
     let mut reports = Vec::new();
     for &kind in &opts.models {
-        let (model, train_secs) = match (kind, &als, &bm25, &cosine) {
+        let (model, train_secs) = match (kind, als, bm25, &cosine, &hybrid) {
             (ModelKind::Popularity, ..) => {
                 let started = Instant::now();
                 let model = Trained::Popularity(Popularity::from_matrix(&seen));
                 (model, started.elapsed().as_secs_f64())
             }
-            (ModelKind::Als, Some((m, secs)), ..) => (Trained::Als(m), *secs),
-            (ModelKind::ItemItemBm25, _, Some((m, secs)), _) => (Trained::ItemItem(m), *secs),
-            (ModelKind::ItemItemCosine, _, _, Some((m, secs))) => (Trained::ItemItem(m), *secs),
-            (ModelKind::Blend, Some((a, a_secs)), Some((b, b_secs)), _) => {
-                (Trained::Blend(a, b), a_secs + b_secs)
+            (ModelKind::Als, Some((m, secs)), ..) => (Trained::Als(m), secs),
+            (ModelKind::ItemItemBm25, _, Some((m, secs)), ..) => (Trained::ItemItem(m), secs),
+            (ModelKind::ItemItemCosine, _, _, Some((m, secs)), _) => (Trained::ItemItem(m), *secs),
+            (ModelKind::Blend, .., Some((h, a_secs, b_secs))) => {
+                (Trained::Blend(h), a_secs + b_secs)
             }
             _ => unreachable!("every model the report needs was trained above"),
         };
@@ -455,27 +477,14 @@ pub fn run(
                             .collect::<Vec<Vec<u32>>>()
                     })
                     .collect(),
-                Trained::Blend(als, ii) => block
-                    .par_chunks(ALS_BATCH)
-                    .flat_map_iter(|batch| {
-                        let scores = als.scores_for_users(batch);
-                        batch
-                            .iter()
-                            .enumerate()
-                            .map(|(row, &u)| {
-                                let s = scores.row(row);
-                                let s = s.as_slice().expect("a row of a standard-layout matrix");
-                                let (items, values) = train.row(u);
-                                let exclude = seen.row(u).0;
-                                let item_item = ii.scores(items, values);
-                                let blended =
-                                    blend_scores(&item_item, s, opts.blend_als_weight, exclude);
-                                top_n(&blended, exclude, k)
-                                    .into_iter()
-                                    .map(|(i, _)| i)
-                                    .collect()
-                            })
-                            .collect::<Vec<Vec<u32>>>()
+                Trained::Blend(hybrid) => block
+                    .par_iter()
+                    .map(|&u| {
+                        let (items, values) = train.row(u);
+                        top_n(&hybrid.scores(items, values), seen.row(u).0, k)
+                            .into_iter()
+                            .map(|(i, _)| i)
+                            .collect()
                     })
                     .collect(),
                 Trained::ItemItem(ii) => block

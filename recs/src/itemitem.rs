@@ -9,7 +9,12 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::{Matrix, Progress, Scored, top_n};
+use crate::{Matrix, ModelDecodeError, Progress, Scored, top_n};
+
+const II_MAGIC: &[u8; 8] = b"QRECII\0\0";
+const II_FORMAT_VERSION: u32 = 1;
+/// Magic, version, weighting kind, `k1`, `b`, neighbours per item, items, stored neighbours.
+const II_HEADER_LEN: usize = 8 + 4 + 4 + 4 + 4 + 8 + 8 + 8;
 
 /// How the co-occurrence counts are weighted before the item-item dot products.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -317,6 +322,155 @@ impl ItemItemModel {
         }
         best.map(|(_, i)| i)
     }
+
+    /// The model as bytes: a versioned little-endian header (magic `QRECII\0\0`, version, the
+    /// weighting and its parameters, neighbours per item, number of items, number of stored
+    /// neighbours), then each item's neighbour count (`u32`), then every neighbour's index (`u32`)
+    /// and then every similarity (`f32`), items in order and each item's neighbours most similar
+    /// first: `48 + 4 · items + 8 · neighbours` bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let n_items = self.n_items();
+        let nnz = self.items.len();
+        let mut out = Vec::with_capacity(II_HEADER_LEN + 4 * n_items + 8 * nnz);
+        let (kind, k1, b) = match self.weighting {
+            ItemItemWeighting::Cosine => (0u32, 0f32, 0f32),
+            ItemItemWeighting::Bm25 { k1, b } => (1, k1, b),
+        };
+        out.extend_from_slice(II_MAGIC);
+        out.extend_from_slice(&II_FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&kind.to_le_bytes());
+        out.extend_from_slice(&k1.to_le_bytes());
+        out.extend_from_slice(&b.to_le_bytes());
+        out.extend_from_slice(&(self.neighbours as u64).to_le_bytes());
+        out.extend_from_slice(&(n_items as u64).to_le_bytes());
+        out.extend_from_slice(&(nnz as u64).to_le_bytes());
+        for w in self.indptr.windows(2) {
+            out.extend_from_slice(&((w[1] - w[0]) as u32).to_le_bytes());
+        }
+        for j in &self.items {
+            out.extend_from_slice(&j.to_le_bytes());
+        }
+        for s in &self.sims {
+            out.extend_from_slice(&s.to_le_bytes());
+        }
+        out
+    }
+
+    /// Reads what [`ItemItemModel::to_bytes`] wrote; refuses anything else: wrong magic or
+    /// version, truncated input, trailing bytes, impossible sizes, an item with more neighbours
+    /// than the header allows, a neighbour out of range or equal to its item, a similarity that is
+    /// not finite and positive, or neighbours not ordered most similar first.
+    pub fn from_bytes(b: &[u8]) -> Result<ItemItemModel, ModelDecodeError> {
+        if b.len() < II_HEADER_LEN {
+            if !II_MAGIC.starts_with(&b[..b.len().min(II_MAGIC.len())]) {
+                return Err(ModelDecodeError::BadMagic);
+            }
+            return Err(ModelDecodeError::Truncated {
+                expected: II_HEADER_LEN,
+                actual: b.len(),
+            });
+        }
+        if &b[..8] != II_MAGIC {
+            return Err(ModelDecodeError::BadMagic);
+        }
+        let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"));
+        let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
+        let f32_at = |o: usize| f32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"));
+        let version = u32_at(8);
+        if version != II_FORMAT_VERSION {
+            return Err(ModelDecodeError::UnsupportedVersion(version));
+        }
+        let weighting = match (u32_at(12), f32_at(16), f32_at(20)) {
+            (0, _, _) => ItemItemWeighting::Cosine,
+            (1, k1, b) if k1.is_finite() && b.is_finite() => ItemItemWeighting::Bm25 { k1, b },
+            (1, _, _) => return Err(ModelDecodeError::Invalid("non-finite BM25 parameter")),
+            _ => return Err(ModelDecodeError::Invalid("unknown weighting")),
+        };
+        let size = |v: u64| usize::try_from(v).map_err(|_| ModelDecodeError::Invalid("size"));
+        let neighbours = size(u64_at(24))?;
+        let n_items = size(u64_at(32))?;
+        let nnz = size(u64_at(40))?;
+        if n_items > u32::MAX as usize {
+            return Err(ModelDecodeError::Invalid("more items than u32 indices"));
+        }
+        let expected = nnz
+            .checked_mul(8)
+            .and_then(|n| n.checked_add(n_items.checked_mul(4)?))
+            .and_then(|n| n.checked_add(II_HEADER_LEN))
+            .ok_or(ModelDecodeError::Invalid("sizes overflow"))?;
+        if b.len() < expected {
+            return Err(ModelDecodeError::Truncated {
+                expected,
+                actual: b.len(),
+            });
+        }
+        if b.len() > expected {
+            return Err(ModelDecodeError::TrailingBytes {
+                expected,
+                actual: b.len(),
+            });
+        }
+        let words = |from: usize, n: usize| {
+            b[from..from + 4 * n]
+                .chunks_exact(4)
+                .map(|c| <[u8; 4]>::try_from(c).expect("4 bytes"))
+        };
+        let counts_at = II_HEADER_LEN;
+        let items_at = counts_at + 4 * n_items;
+        let sims_at = items_at + 4 * nnz;
+        let mut indptr = Vec::with_capacity(n_items + 1);
+        indptr.push(0usize);
+        for c in words(counts_at, n_items).map(u32::from_le_bytes) {
+            let c = c as usize;
+            if c > neighbours {
+                return Err(ModelDecodeError::Invalid(
+                    "more neighbours than the header allows",
+                ));
+            }
+            let end = indptr.last().expect("starts with 0") + c;
+            if end > nnz {
+                return Err(ModelDecodeError::Invalid(
+                    "neighbour counts exceed the total",
+                ));
+            }
+            indptr.push(end);
+        }
+        if indptr.last() != Some(&nnz) {
+            return Err(ModelDecodeError::Invalid(
+                "neighbour counts fall short of the total",
+            ));
+        }
+        let items: Vec<u32> = words(items_at, nnz).map(u32::from_le_bytes).collect();
+        let sims: Vec<f32> = words(sims_at, nnz).map(f32::from_le_bytes).collect();
+        for (i, w) in indptr.windows(2).enumerate() {
+            let (row, row_sims) = (&items[w[0]..w[1]], &sims[w[0]..w[1]]);
+            if row
+                .iter()
+                .any(|&j| j as usize >= n_items || j as usize == i)
+            {
+                return Err(ModelDecodeError::Invalid(
+                    "neighbour out of range or the item itself",
+                ));
+            }
+            if row_sims.iter().any(|&s| !(s.is_finite() && s > 0.0)) {
+                return Err(ModelDecodeError::Invalid(
+                    "similarity not finite and positive",
+                ));
+            }
+            if row_sims.windows(2).any(|p| p[0] < p[1]) {
+                return Err(ModelDecodeError::Invalid(
+                    "neighbours not most similar first",
+                ));
+            }
+        }
+        Ok(ItemItemModel {
+            weighting,
+            neighbours,
+            indptr,
+            items,
+            sims,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -413,5 +567,101 @@ mod tests {
         assert_eq!(m.explain(&[0, 3], &[1.0, 2.0], 1), Some(3));
         assert_eq!(m.explain(&[0, 3], &[1.0, 2.0], 2), Some(0));
         assert_eq!(m.explain(&[3], &[1.0], 2), None);
+    }
+
+    #[test]
+    fn bytes_round_trip_and_garbage_is_refused() {
+        for (weighting, k) in [
+            (ItemItemWeighting::Cosine, 10),
+            (ItemItemWeighting::BM25, 2),
+            (ItemItemWeighting::default(), 0),
+        ] {
+            let m = ItemItemModel::train(&small(), weighting, k, &mut |_| {});
+            let bytes = m.to_bytes();
+            assert_eq!(bytes.len(), II_HEADER_LEN + 4 * 4 + 8 * m.items.len());
+            let back = ItemItemModel::from_bytes(&bytes).expect("round trip");
+            assert_eq!(back.weighting(), weighting);
+            assert_eq!(back.neighbours_per_item(), k);
+            assert_eq!(back.n_items(), 4);
+            for i in 0..4 {
+                assert_eq!(back.neighbours(i), m.neighbours(i));
+            }
+            assert_eq!(back.to_bytes(), bytes);
+        }
+
+        let m = ItemItemModel::train(&small(), ItemItemWeighting::Cosine, 10, &mut |_| {});
+        let bytes = m.to_bytes();
+        let nnz = m.items.len();
+        for cut in [
+            0,
+            3,
+            8,
+            20,
+            II_HEADER_LEN,
+            II_HEADER_LEN + 5,
+            bytes.len() - 1,
+        ] {
+            assert!(
+                matches!(
+                    ItemItemModel::from_bytes(&bytes[..cut]),
+                    Err(ModelDecodeError::Truncated { .. })
+                ),
+                "cut at {cut}"
+            );
+        }
+        let mut long = bytes.clone();
+        long.extend_from_slice(&[0; 4]);
+        assert!(matches!(
+            ItemItemModel::from_bytes(&long),
+            Err(ModelDecodeError::TrailingBytes { .. })
+        ));
+        assert_eq!(
+            ItemItemModel::from_bytes(b"QRECALS\0 and then an ALS model").unwrap_err(),
+            ModelDecodeError::BadMagic
+        );
+        assert_eq!(
+            ItemItemModel::from_bytes(b"junk").unwrap_err(),
+            ModelDecodeError::BadMagic
+        );
+        let mut v2 = bytes.clone();
+        v2[8] = 2;
+        assert_eq!(
+            ItemItemModel::from_bytes(&v2).unwrap_err(),
+            ModelDecodeError::UnsupportedVersion(2)
+        );
+        let invalid = |edit: &dyn Fn(&mut Vec<u8>)| {
+            let mut b = bytes.clone();
+            edit(&mut b);
+            matches!(
+                ItemItemModel::from_bytes(&b),
+                Err(ModelDecodeError::Invalid(_))
+            )
+        };
+        let items_at = II_HEADER_LEN + 4 * 4;
+        let sims_at = items_at + 4 * nnz;
+        // Unknown weighting; huge sizes; counts that disagree with the total.
+        assert!(invalid(&|b| b[12] = 7));
+        assert!(invalid(
+            &|b| b[40..48].copy_from_slice(&u64::MAX.to_le_bytes())
+        ));
+        assert!(invalid(&|b| b[II_HEADER_LEN] += 1));
+        // More neighbours than allowed, a neighbour out of range or the item itself.
+        assert!(invalid(&|b| b[24..32].copy_from_slice(&1u64.to_le_bytes())));
+        assert!(invalid(
+            &|b| b[items_at..items_at + 4].copy_from_slice(&9u32.to_le_bytes())
+        ));
+        assert!(invalid(
+            &|b| b[items_at..items_at + 4].copy_from_slice(&0u32.to_le_bytes())
+        ));
+        // A NaN, a non-positive similarity, neighbours out of order.
+        assert!(invalid(
+            &|b| b[sims_at..sims_at + 4].copy_from_slice(&f32::NAN.to_le_bytes())
+        ));
+        assert!(invalid(
+            &|b| b[sims_at..sims_at + 4].copy_from_slice(&0f32.to_le_bytes())
+        ));
+        assert!(invalid(
+            &|b| b[sims_at..sims_at + 4].copy_from_slice(&1e-9f32.to_le_bytes())
+        ));
     }
 }

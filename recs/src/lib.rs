@@ -7,6 +7,8 @@
 //!   user not in (or changed since) training.
 //! - [`ItemItemModel`]: item-item nearest neighbours on cosine or BM25-weighted co-occurrence.
 //! - [`blend_scores`]: BM25 item-item and ALS scores blended (the best model on goodbooks-10k).
+//! - [`HybridModel`]: ALS and item-item stored together and blended exactly as the evaluation's
+//!   `blend`: the model that is served.
 //! - [`Popularity`]: interaction counts and Bayesian-average ratings, the baseline and cold start.
 //! - [`goodbooks`] reads the goodbooks-10k ratings; [`eval`] is the offline evaluation (per-user
 //!   holdout, P@k, R@k, NDCG@k, coverage) that chose the defaults.
@@ -16,6 +18,7 @@
 pub mod als;
 pub mod eval;
 pub mod goodbooks;
+pub mod hybrid;
 pub mod itemitem;
 mod linalg;
 pub mod matrix;
@@ -23,6 +26,7 @@ pub mod popularity;
 mod rng;
 
 pub use als::{AlsModel, AlsParams, ModelDecodeError};
+pub use hybrid::HybridModel;
 pub use itemitem::{ItemItemModel, ItemItemWeighting};
 pub use matrix::Matrix;
 pub use popularity::{Popularity, bayesian_average};

@@ -103,12 +103,13 @@ async fn train(settings: &Settings, json: bool) -> anyhow::Result<()> {
         bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     let progress_bar = bar.clone();
-    let report = crate::recs::train(&read, &settings.recs, move |p: Progress| {
-        progress_bar.set_prefix(p.stage);
-        progress_bar.set_length(p.total as u64);
-        progress_bar.set_position(p.step as u64);
-    })
-    .await?;
+    let report = read
+        .train_recs_model(&settings.recs.training(), move |p: Progress| {
+            progress_bar.set_prefix(p.stage);
+            progress_bar.set_length(p.total as u64);
+            progress_bar.set_position(p.step as u64);
+        })
+        .await?;
     bar.finish_and_clear();
     match (report, json) {
         (None, true) => println!("null"),
@@ -116,8 +117,15 @@ async fn train(settings: &Settings, json: bool) -> anyhow::Result<()> {
         (Some(r), true) => println!("{}", serde_json::to_string_pretty(&r)?),
         (Some(r), false) => println!(
             "model {} trained on {} interactions of {} members with {} books (log position {}): \
-             {:.2} s training, {:.2} s in all",
-            r.version, r.interactions, r.users, r.books, r.covers, r.train_secs, r.total_secs
+             {:.2} s training, {:.2} s in all, {:.1} MiB stored",
+            r.version,
+            r.interactions,
+            r.users,
+            r.books,
+            r.covers,
+            r.train_secs,
+            r.total_secs,
+            r.model_bytes as f64 / (1024.0 * 1024.0)
         ),
     }
     Ok(())

@@ -365,6 +365,13 @@ impl HttpGenerator {
                     retryable: true,
                     retry_after,
                 }
+            } else if status == StatusCode::BAD_REQUEST && context_overflow(&excerpt) {
+                // Our token count is an estimate; the server's tokenizer counted more. The
+                // summarizer retries with fewer passages.
+                Failure::fatal(GenerateError::PromptTooLong {
+                    tokens: prompt_tokens_estimate,
+                    limit: self.options.context_window,
+                })
             } else {
                 Failure::fatal(GenerateError::InvalidResponse(message))
             });
@@ -659,6 +666,16 @@ impl TextGenerator for HttpGenerator {
 }
 
 /// One token per four characters, rounded up.
+/// Whether a 400 body says the prompt does not fit the model's context (llama.cpp server, vLLM,
+/// OpenAI-compatible servers, and our own `serve` word it differently).
+fn context_overflow(body: &str) -> bool {
+    let body = body.to_ascii_lowercase();
+    body.contains("context")
+        && ["exceed", "too long", "maximum", "allows", "larger than"]
+            .iter()
+            .any(|w| body.contains(w))
+}
+
 fn estimate_tokens(text: &str) -> usize {
     text.chars().count().div_ceil(4)
 }
@@ -1146,6 +1163,24 @@ impl SseDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn context_overflow_bodies_are_recognised() {
+        for body in [
+            r#"{"error":{"message":"the request exceeds the available context size, try increasing it"}}"#,
+            r#"{"object":"error","message":"This model's maximum context length is 4096 tokens. However, you requested 5000 tokens"}"#,
+            r#"{"error":{"message":"the prompt has 4128 tokens; the model's context allows 4096"}}"#,
+        ] {
+            assert!(context_overflow(body), "{body}");
+        }
+        for body in [
+            r#"{"error":"model not found"}"#,
+            r#"{"error":"invalid context id"}"#,
+            "",
+        ] {
+            assert!(!context_overflow(body), "{body}");
+        }
+    }
 
     fn events(chunks: &[&[u8]]) -> Vec<SseEvent> {
         let mut lines = LineSplitter::default();

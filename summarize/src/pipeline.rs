@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::extractive::{self, Budget, ExtractOptions};
 use crate::guard::{self, GuardReport, SanitizeOptions};
-use crate::{BackendInfo, ChatMessage, ChatRequest, TextGenerator};
+use crate::{BackendInfo, ChatMessage, ChatRequest, GenerateError, TextGenerator};
 
 /// Changes whenever the prompt or the pipeline changes meaningfully; stored with each summary so
 /// summaries made by an older prompt can be found and regenerated.
@@ -169,14 +169,27 @@ impl Summarizer {
         let Some(generator) = &self.generator else {
             return self.extractive_summary(&request, &prepared, None, started);
         };
-        let (system, user, source) = self.prompt(request.subject, &prepared, generator.as_ref());
-        let chat = ChatRequest {
-            messages: vec![ChatMessage::system(system.clone()), ChatMessage::user(user)],
-            max_tokens: self.options.max_tokens,
-            temperature: self.options.temperature,
-            seed: self.options.seed,
+        // A server's tokenizer may count more tokens than our estimate: when it says the prompt is
+        // too long, ask again with fewer passages.
+        let mut share = 1.0;
+        let (system, source, outcome) = loop {
+            let (system, user, source) =
+                self.prompt(request.subject, &prepared, generator.as_ref(), share);
+            let chat = ChatRequest {
+                messages: vec![ChatMessage::system(system.clone()), ChatMessage::user(user)],
+                max_tokens: self.options.max_tokens,
+                temperature: self.options.temperature,
+                seed: self.options.seed,
+            };
+            match generator.generate(chat).await {
+                Err(GenerateError::PromptTooLong { tokens, limit }) if share > 0.5 => {
+                    tracing::info!(tokens, limit, share, "the prompt did not fit; shrinking it");
+                    share -= 0.2;
+                }
+                outcome => break (system, source, outcome),
+            }
         };
-        match generator.generate(chat).await {
+        match outcome {
             Err(error) => {
                 tracing::warn!(%error, "model failed; falling back to the extractive summary");
                 self.extractive_summary(&request, &prepared, Some(error.to_string()), started)
@@ -265,6 +278,7 @@ impl Summarizer {
         subject: Subject,
         prepared: &Prepared,
         generator: &dyn TextGenerator,
+        share: f64,
     ) -> (String, String, String) {
         let task = match subject {
             Subject::Book => {
@@ -283,8 +297,8 @@ impl Summarizer {
         let scaffold = generator.count_tokens(SYSTEM_PROMPT) + generator.count_tokens(&fixed) + 64;
         let available = generator
             .context_window()
-            .saturating_sub(self.options.max_tokens + scaffold)
-            .max(64);
+            .saturating_sub(self.options.max_tokens + scaffold);
+        let available = ((available as f64 * share) as usize).max(64);
         // Text and reviews share the budget: the main subject gets the larger part.
         let (text_share, review_share) = match (subject, prepared.text.is_some()) {
             (Subject::Reviews, _) => (0, available),
@@ -519,6 +533,75 @@ mod tests {
                 elapsed: Duration::from_millis(2),
             })
         }
+    }
+
+    /// A server whose tokenizer counts more than our estimate: refuses prompts over `limit` words.
+    struct Strict {
+        limit: usize,
+        seen: Mutex<Vec<usize>>,
+    }
+
+    #[async_trait]
+    impl TextGenerator for Strict {
+        fn info(&self) -> BackendInfo {
+            BackendInfo {
+                backend: "test".into(),
+                model: "strict".into(),
+            }
+        }
+        fn context_window(&self) -> usize {
+            1024
+        }
+        fn count_tokens(&self, text: &str) -> usize {
+            text.split_whitespace().count()
+        }
+        async fn generate(&self, request: ChatRequest) -> Result<Generation, GenerateError> {
+            let words: usize = request
+                .messages
+                .iter()
+                .map(|m| m.content.split_whitespace().count())
+                .sum();
+            self.seen.lock().unwrap().push(words);
+            if words > self.limit {
+                return Err(GenerateError::PromptTooLong {
+                    tokens: words,
+                    limit: self.limit,
+                });
+            }
+            Ok(Generation {
+                text: "Victor Frankenstein builds a creature at Ingolstadt.".into(),
+                prompt_tokens: words,
+                completion_tokens: 9,
+                finish_reason: FinishReason::Stop,
+                prefill: Duration::from_millis(1),
+                elapsed: Duration::from_millis(2),
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_prompt_the_server_finds_too_long_is_shrunk_and_asked_again() {
+        let mut request = frankenstein();
+        request.text = Some(
+            (0..300)
+                .map(|i| format!("In chapter {i} Victor meets the creature near landmark {i}. "))
+                .collect(),
+        );
+        let model = Arc::new(Strict {
+            limit: 300,
+            seen: Mutex::new(Vec::new()),
+        });
+        let summary = Summarizer::with_model(model.clone(), SummarizerOptions::default())
+            .summarize(request)
+            .await;
+        let seen = model.seen.lock().unwrap().clone();
+        assert!(seen.len() >= 2, "asked again: {seen:?}");
+        assert!(
+            seen.windows(2).all(|w| w[1] < w[0]),
+            "each prompt shorter: {seen:?}"
+        );
+        assert!(summary.fallback_reason.is_none(), "{summary:?}");
+        assert_eq!(summary.backend.backend, "test");
     }
 
     fn frankenstein() -> SummaryRequest {
