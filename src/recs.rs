@@ -64,7 +64,6 @@ impl RecsSettings {
             refresh: Duration::from_secs(self.refresh_secs.max(1)),
             prior_weight: self.prior_weight.max(0.0),
             weights: self.weights.clone(),
-            ..quire_api::RecsOptions::default()
         }
     }
 }

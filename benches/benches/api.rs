@@ -13,18 +13,14 @@
 //! Run: `cargo bench -p quire-benches --bench api` (QUIRE_BENCH_SECONDS per timed scenario,
 //! default 5; QUIRE_BENCH_ONLY=<text> to pick scenarios, e.g. `sqlite` or `postgres`).
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use quire_actors::{ActorConfig, Command, CommandBus, CommandEnvelope, LocalBus};
+use quire_actors::{ActorConfig, LocalBus};
 use quire_api::{ApiConfig, AppState, Authenticator, RateLimit};
 use quire_benches::{create_admin, header, listen, run_for, scenario_duration};
 use quire_domain::ids::UserId;
-use quire_domain::user::UserCommand;
-use quire_domain::values::{PersonName, Username};
-use quire_domain::{Principal, Role};
 use quire_projections::{ReadModelOptions, ReadModels, RunnerOptions};
 use quire_store::StoreOptions;
 use serde_json::{Value, json};
