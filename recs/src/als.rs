@@ -346,35 +346,17 @@ impl AlsModel {
     /// Reads what [`AlsModel::to_bytes`] wrote; refuses anything else (wrong magic or version,
     /// truncated, trailing bytes, impossible sizes, non-finite numbers).
     pub fn from_bytes(b: &[u8]) -> Result<AlsModel, ModelDecodeError> {
-        if b.len() < HEADER_LEN {
-            if !MAGIC.starts_with(&b[..b.len().min(MAGIC.len())]) {
-                return Err(ModelDecodeError::BadMagic);
-            }
-            return Err(ModelDecodeError::Truncated {
-                expected: HEADER_LEN,
-                actual: b.len(),
-            });
-        }
-        if &b[..8] != MAGIC {
-            return Err(ModelDecodeError::BadMagic);
-        }
-        let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"));
-        let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
-        let f32_at = |o: usize| f32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"));
-        let version = u32_at(8);
-        if version != FORMAT_VERSION {
-            return Err(ModelDecodeError::UnsupportedVersion(version));
-        }
-        let factors = u32_at(12) as usize;
-        let n_users = usize::try_from(u64_at(16)).map_err(|_| ModelDecodeError::Invalid("size"))?;
-        let n_items = usize::try_from(u64_at(24)).map_err(|_| ModelDecodeError::Invalid("size"))?;
+        let f = crate::format::check_header(b, MAGIC, HEADER_LEN, FORMAT_VERSION)?;
+        let factors = f.u32_at(12) as usize;
+        let n_users = f.size_at(16)?;
+        let n_items = f.size_at(24)?;
         let params = AlsParams {
             factors,
-            iterations: u32_at(32) as usize,
-            cg_steps: u32_at(36) as usize,
-            regularization: f32_at(40),
-            alpha: f32_at(44),
-            seed: u64_at(48),
+            iterations: f.u32_at(32) as usize,
+            cg_steps: f.u32_at(36) as usize,
+            regularization: f.f32_at(40),
+            alpha: f.f32_at(44),
+            seed: f.u64_at(48),
         };
         if factors == 0 {
             return Err(ModelDecodeError::Invalid("zero factors"));
@@ -388,18 +370,7 @@ impl AlsModel {
             .and_then(|n| n.checked_mul(4))
             .and_then(|n| n.checked_add(HEADER_LEN))
             .ok_or(ModelDecodeError::Invalid("sizes overflow"))?;
-        if b.len() < expected {
-            return Err(ModelDecodeError::Truncated {
-                expected,
-                actual: b.len(),
-            });
-        }
-        if b.len() > expected {
-            return Err(ModelDecodeError::TrailingBytes {
-                expected,
-                actual: b.len(),
-            });
-        }
+        crate::format::check_len(b, expected)?;
         let values: Vec<f32> = b[HEADER_LEN..]
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
@@ -422,29 +393,7 @@ impl AlsModel {
 mod tests {
     use super::*;
 
-    /// 40 users and 20 items in two blocks: users 0..20 read items 0..10, users 20..40 read items
-    /// 10..20; each user has read 6 of their block's 10 items.
-    fn blocks() -> Matrix {
-        let mut t = Vec::new();
-        for u in 0..40u32 {
-            let base = if u < 20 { 0 } else { 10 };
-            for k in 0..6u32 {
-                t.push((u, base + (u * 3 + k * 7) % 10, 1.0 + (k % 3) as f32 * 0.5));
-            }
-        }
-        Matrix::from_triplets(40, 20, t)
-    }
-
-    fn params() -> AlsParams {
-        AlsParams {
-            factors: 2,
-            iterations: 15,
-            regularization: 0.1,
-            alpha: 5.0,
-            cg_steps: 3,
-            seed: 1,
-        }
-    }
+    use crate::testing::{blocks, small_als as params};
 
     fn cosine(a: &[f32], b: &[f32]) -> f32 {
         dot(a, b) / (dot(a, a) * dot(b, b)).sqrt()

@@ -192,46 +192,17 @@ impl HybridModel {
     /// truncated, trailing bytes, an ALS weight outside `0..=1`, parts that do not decode, parts
     /// of different catalogs).
     pub fn from_bytes(b: &[u8]) -> Result<HybridModel, ModelDecodeError> {
-        if b.len() < HEADER_LEN {
-            if !MAGIC.starts_with(&b[..b.len().min(MAGIC.len())]) {
-                return Err(ModelDecodeError::BadMagic);
-            }
-            return Err(ModelDecodeError::Truncated {
-                expected: HEADER_LEN,
-                actual: b.len(),
-            });
-        }
-        if &b[..8] != MAGIC {
-            return Err(ModelDecodeError::BadMagic);
-        }
-        let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"));
-        let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
-        let version = u32_at(8);
-        if version != FORMAT_VERSION {
-            return Err(ModelDecodeError::UnsupportedVersion(version));
-        }
-        let als_weight = f32::from_le_bytes(b[12..16].try_into().expect("4 bytes"));
+        let f = crate::format::check_header(b, MAGIC, HEADER_LEN, FORMAT_VERSION)?;
+        let als_weight = f.f32_at(12);
         if !(0.0..=1.0).contains(&als_weight) {
             return Err(ModelDecodeError::Invalid("ALS weight not within 0..=1"));
         }
-        let size = |v: u64| usize::try_from(v).map_err(|_| ModelDecodeError::Invalid("size"));
-        let (als_len, item_item_len) = (size(u64_at(16))?, size(u64_at(24))?);
+        let (als_len, item_item_len) = (f.size_at(16)?, f.size_at(24)?);
         let expected = als_len
             .checked_add(item_item_len)
             .and_then(|n| n.checked_add(HEADER_LEN))
             .ok_or(ModelDecodeError::Invalid("sizes overflow"))?;
-        if b.len() < expected {
-            return Err(ModelDecodeError::Truncated {
-                expected,
-                actual: b.len(),
-            });
-        }
-        if b.len() > expected {
-            return Err(ModelDecodeError::TrailingBytes {
-                expected,
-                actual: b.len(),
-            });
-        }
+        crate::format::check_len(b, expected)?;
         let als = AlsModel::from_bytes(&b[HEADER_LEN..HEADER_LEN + als_len])?;
         let item_item = ItemItemModel::from_bytes(&b[HEADER_LEN + als_len..])?;
         if als.n_items() != item_item.n_items() {
@@ -250,29 +221,7 @@ mod tests {
     use super::*;
     use crate::top_n;
 
-    /// 40 users and 20 items in two blocks: users 0..20 read items 0..10, users 20..40 read items
-    /// 10..20; each user has read 6 of their block's 10 items.
-    fn blocks() -> Matrix {
-        let mut t = Vec::new();
-        for u in 0..40u32 {
-            let base = if u < 20 { 0 } else { 10 };
-            for k in 0..6u32 {
-                t.push((u, base + (u * 3 + k * 7) % 10, 1.0 + (k % 3) as f32 * 0.5));
-            }
-        }
-        Matrix::from_triplets(40, 20, t)
-    }
-
-    fn als_params() -> AlsParams {
-        AlsParams {
-            factors: 2,
-            iterations: 15,
-            regularization: 0.1,
-            alpha: 5.0,
-            cg_steps: 3,
-            seed: 1,
-        }
-    }
+    use crate::testing::{blocks, small_als as als_params};
 
     fn hybrid(m: &Matrix) -> HybridModel {
         HybridModel::train(

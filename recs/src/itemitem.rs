@@ -361,35 +361,16 @@ impl ItemItemModel {
     /// than the header allows, a neighbour out of range or equal to its item, a similarity that is
     /// not finite and positive, or neighbours not ordered most similar first.
     pub fn from_bytes(b: &[u8]) -> Result<ItemItemModel, ModelDecodeError> {
-        if b.len() < II_HEADER_LEN {
-            if !II_MAGIC.starts_with(&b[..b.len().min(II_MAGIC.len())]) {
-                return Err(ModelDecodeError::BadMagic);
-            }
-            return Err(ModelDecodeError::Truncated {
-                expected: II_HEADER_LEN,
-                actual: b.len(),
-            });
-        }
-        if &b[..8] != II_MAGIC {
-            return Err(ModelDecodeError::BadMagic);
-        }
-        let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"));
-        let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
-        let f32_at = |o: usize| f32::from_le_bytes(b[o..o + 4].try_into().expect("4 bytes"));
-        let version = u32_at(8);
-        if version != II_FORMAT_VERSION {
-            return Err(ModelDecodeError::UnsupportedVersion(version));
-        }
-        let weighting = match (u32_at(12), f32_at(16), f32_at(20)) {
+        let f = crate::format::check_header(b, II_MAGIC, II_HEADER_LEN, II_FORMAT_VERSION)?;
+        let weighting = match (f.u32_at(12), f.f32_at(16), f.f32_at(20)) {
             (0, _, _) => ItemItemWeighting::Cosine,
             (1, k1, b) if k1.is_finite() && b.is_finite() => ItemItemWeighting::Bm25 { k1, b },
             (1, _, _) => return Err(ModelDecodeError::Invalid("non-finite BM25 parameter")),
             _ => return Err(ModelDecodeError::Invalid("unknown weighting")),
         };
-        let size = |v: u64| usize::try_from(v).map_err(|_| ModelDecodeError::Invalid("size"));
-        let neighbours = size(u64_at(24))?;
-        let n_items = size(u64_at(32))?;
-        let nnz = size(u64_at(40))?;
+        let neighbours = f.size_at(24)?;
+        let n_items = f.size_at(32)?;
+        let nnz = f.size_at(40)?;
         if n_items > u32::MAX as usize {
             return Err(ModelDecodeError::Invalid("more items than u32 indices"));
         }
@@ -398,18 +379,7 @@ impl ItemItemModel {
             .and_then(|n| n.checked_add(n_items.checked_mul(4)?))
             .and_then(|n| n.checked_add(II_HEADER_LEN))
             .ok_or(ModelDecodeError::Invalid("sizes overflow"))?;
-        if b.len() < expected {
-            return Err(ModelDecodeError::Truncated {
-                expected,
-                actual: b.len(),
-            });
-        }
-        if b.len() > expected {
-            return Err(ModelDecodeError::TrailingBytes {
-                expected,
-                actual: b.len(),
-            });
-        }
+        crate::format::check_len(b, expected)?;
         let words = |from: usize, n: usize| {
             b[from..from + 4 * n]
                 .chunks_exact(4)

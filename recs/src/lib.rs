@@ -17,6 +17,7 @@
 
 pub mod als;
 pub mod eval;
+mod format;
 pub mod goodbooks;
 pub mod hybrid;
 pub mod itemitem;
@@ -24,6 +25,8 @@ mod linalg;
 pub mod matrix;
 pub mod popularity;
 mod rng;
+#[cfg(test)]
+mod testing;
 
 pub use als::{AlsModel, AlsParams, ModelDecodeError};
 pub use hybrid::HybridModel;
