@@ -663,8 +663,18 @@ mod tests {
             ratings,
             rating_sum: sum,
         };
-        let catalog = Catalog::new(vec![book(1, 5), book(1000, 4300), book(0, 0)], 25.0, (0, 0));
-        assert!(catalog.bayes[1] > catalog.bayes[0], "{:?}", catalog.bayes);
-        assert!((catalog.bayes[2] - 4301.0 / 1001.0).abs() < 1e-9);
+        // A classic (1,000 ratings, 4.5 on average), a mediocre bestseller (2,000 ratings, 3.5), a
+        // book with a single 5-star rating, and one nobody rated.
+        let catalog = Catalog::new(
+            vec![book(1000, 4500), book(2000, 7000), book(1, 5), book(0, 0)],
+            25.0,
+            (0, 0),
+        );
+        let mean = 11_505.0 / 3_001.0;
+        let b = &catalog.bayes;
+        assert!(b[0] > b[2], "one 5-star rating does not beat a classic: {b:?}");
+        assert!(b[2] > b[1], "but it beats a mediocre average: {b:?}");
+        assert!((b[2] - (25.0 * mean + 5.0) / 26.0).abs() < 1e-9, "{b:?}");
+        assert!((b[3] - mean).abs() < 1e-9, "no ratings: the mean: {b:?}");
     }
 }
