@@ -511,7 +511,8 @@ async fn kill_9_of_a_node_under_load_loses_and_duplicates_nothing() {
     let mut cluster = Cluster::started(&["n1", "n2", "n3"]).await;
     let apis = cluster.apis();
     let books = create_books(&apis[0], 9).await;
-    let status = cluster.status();
+    // Every partition owned (a handover in progress leaves one briefly unowned).
+    let status = cluster.wait_until_formed(3).await;
     // The victim owns the first book's partition, so the load certainly needs a failover.
     let victim_id = Cluster::owner_of_book(&status, &books[0]);
     let victim = cluster.index_of(&victim_id);
@@ -595,7 +596,8 @@ async fn a_paused_node_that_lost_its_leases_does_not_win() {
     let mut cluster = Cluster::started(&["n1", "n2", "n3"]).await;
     let apis = cluster.apis();
     let books = create_books(&apis[0], 6).await;
-    let status = cluster.status();
+    // Every partition owned (a handover in progress leaves one briefly unowned).
+    let status = cluster.wait_until_formed(3).await;
     let paused_id = Cluster::owner_of_book(&status, &books[0]);
     let paused = cluster.index_of(&paused_id);
     // Clients use the other two nodes' APIs; the paused node keeps only its actors' role in play.

@@ -672,7 +672,10 @@ mod tests {
         );
         let mean = 11_505.0 / 3_001.0;
         let b = &catalog.bayes;
-        assert!(b[0] > b[2], "one 5-star rating does not beat a classic: {b:?}");
+        assert!(
+            b[0] > b[2],
+            "one 5-star rating does not beat a classic: {b:?}"
+        );
         assert!(b[2] > b[1], "but it beats a mediocre average: {b:?}");
         assert!((b[2] - (25.0 * mean + 5.0) / 26.0).abs() < 1e-9, "{b:?}");
         assert!((b[3] - mean).abs() < 1e-9, "no ratings: the mean: {b:?}");

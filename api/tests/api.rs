@@ -994,7 +994,7 @@ async fn openapi_docs_and_status_are_served(backend: Backend) {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["books", "reviews", "users"]);
+    assert_eq!(names, ["books", "reviews", "users", "interactions"]);
 }
 
 async fn generate_summary_summarizes_posted_content_with_guardrails(backend: Backend) {
