@@ -385,6 +385,20 @@ async fn interactions_are_validated_idempotent_and_concurrent(backend: Backend) 
         page["items"].as_array().unwrap().is_empty(),
         "the only book is rated: {page}"
     );
+    // A book added now shows up without a consistency token within about a second, though the
+    // model and catalogue refresh only every 30 s here.
+    book(&api, "Dune Messiah", "science fiction").await;
+    eventually(
+        "the new book in cold start",
+        Duration::from_secs(10),
+        || async {
+            let (_, page) = recommendations(&api, &format!("user_id={member}")).await;
+            titles(&page)
+                .contains(&"Dune Messiah".to_string())
+                .then_some(())
+        },
+    )
+    .await;
     drop(server);
 }
 

@@ -232,6 +232,9 @@ impl Cursor {
     }
 }
 
+/// The youngest a catalogue snapshot is replaced at when the catalogue moves.
+const CATALOG_MIN_AGE: Duration = Duration::from_secs(1);
+
 /// Serves recommendations; cheap to share.
 pub struct Recommender {
     read: ReadModels,
@@ -373,12 +376,27 @@ impl Recommender {
     #[tracing::instrument(name = "recs.recommend", skip(self, request), fields(user = %request.user, limit = request.limit))]
     pub async fn recommend(&self, request: &RecsRequest) -> Result<RecsPage, RecsError> {
         let snapshot = self.current();
-        let behind = request.consistency.is_some_and(|token| {
-            let (books, reviews) = snapshot.catalog.read_at;
-            books.min(reviews) < token
-        });
+        let (books, reviews) = snapshot.catalog.read_at;
+        let behind = request
+            .consistency
+            .is_some_and(|token| books.min(reviews) < token);
+        // The catalogue moved since it was read (books added, reviews changed): reload it, at most
+        // once a second, so new books show up at once without a reload per request under load.
+        let moved = [("books", books), ("reviews", reviews)]
+            .into_iter()
+            .any(|(name, read_at)| {
+                self.read
+                    .checkpoint_watch(name)
+                    .is_ok_and(|watch| *watch.borrow() > read_at)
+            });
         let snapshot = match snapshot.checked {
-            Some(at) if at.elapsed() < self.options.refresh * 2 && !behind => snapshot,
+            Some(at)
+                if at.elapsed() < self.options.refresh * 2
+                    && !behind
+                    && !(moved && at.elapsed() >= CATALOG_MIN_AGE) =>
+            {
+                snapshot
+            }
             // Never loaded, the background refresh is not running (tests, tools), or the caller
             // wrote something the catalogue does not show yet.
             _ => {
