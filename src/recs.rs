@@ -144,12 +144,7 @@ async fn due_in(read: &ReadModels, interval: Duration) -> anyhow::Result<Duratio
     if !wait.is_zero() {
         return Ok(wait);
     }
-    let interactions = read
-        .statuses()
-        .await?
-        .into_iter()
-        .find(|s| s.name == "interactions")
-        .map_or(0, |s| s.position);
+    let interactions = read.stored_checkpoint("interactions").await?;
     // Nothing new since the newest model: training again would make the same model.
     Ok(if interactions > newest.covers {
         Duration::ZERO

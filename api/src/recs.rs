@@ -62,6 +62,17 @@ struct Served {
     index: HashMap<BookId, u32>,
 }
 
+impl Served {
+    fn info(&self) -> ModelInfo {
+        ModelInfo {
+            version: self.version,
+            algorithm: self.algorithm.clone(),
+            trained_at: self.trained_at,
+            covers_position: self.covers,
+        }
+    }
+}
+
 /// The catalogue as recommendations see it.
 #[derive(Default)]
 struct Catalog {
@@ -489,13 +500,7 @@ impl Recommender {
                         }
                     })
                     .collect();
-                let info = ModelInfo {
-                    version: model.version,
-                    algorithm: model.algorithm.clone(),
-                    trained_at: model.trained_at,
-                    covers_position: model.covers,
-                };
-                (Strategy::Collaborative, Some(info), items, next)
+                (Strategy::Collaborative, Some(model.info()), items, next)
             }
             None => {
                 let favourites: &[String] = if request.genres.is_empty() {
@@ -545,12 +550,7 @@ impl Recommender {
                         }
                     })
                     .collect();
-                let info = snapshot.model.as_ref().map(|m| ModelInfo {
-                    version: m.version,
-                    algorithm: m.algorithm.clone(),
-                    trained_at: m.trained_at,
-                    covers_position: m.covers,
-                });
+                let info = snapshot.model.as_ref().map(|m| m.info());
                 (Strategy::ColdStart, info, items, next)
             }
         };

@@ -17,7 +17,7 @@ use quire_domain::user::UserEvent;
 use quire_store::RecordedEvent;
 use serde_json::{Value, json};
 
-use crate::apply::{book_of, decode_book, decode_user, json_text, user_of};
+use crate::apply::{Projection, book_of, decode_book, decode_user, json_text, user_of};
 use crate::db::{Arg, Tx};
 use crate::{ReadModelError, ReadModels};
 
@@ -422,12 +422,7 @@ impl ReadModels {
     /// `interactions` checkpoint, read before the rows (rows may include a little more).
     #[tracing::instrument(skip(self), fields(backend = self.backend()))]
     pub async fn interaction_snapshot(&self) -> Result<(Vec<InteractionRow>, u64), ReadModelError> {
-        let covers = self
-            .statuses()
-            .await?
-            .into_iter()
-            .find(|s| s.name == "interactions")
-            .map_or(0, |s| s.position);
+        let covers = self.checkpoint(Projection::Interactions).await?;
         let rows: Vec<Row> = self
             .fetch_all(
                 "reading interactions",

@@ -232,6 +232,13 @@ impl ReadModels {
         Ok(position)
     }
 
+    /// The stored checkpoint of the projection named `name` (one of [`crate::PROJECTIONS`]).
+    pub async fn stored_checkpoint(&self, name: &str) -> Result<u64, ReadModelError> {
+        let projection = Projection::parse(name)
+            .ok_or_else(|| ReadModelError::UnknownProjection(name.to_string()))?;
+        self.checkpoint(projection).await
+    }
+
     /// Applies a batch to the live tables in one transaction; returns the new checkpoint.
     #[tracing::instrument(skip_all, fields(projection = target.projection.name(), events = events.len()))]
     pub(crate) async fn apply_live(

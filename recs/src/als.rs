@@ -495,21 +495,12 @@ mod tests {
         assert_eq!(back.item_factors(), model.item_factors());
         assert_eq!(back.to_bytes(), bytes);
 
-        for cut in [0, 5, 8, 20, HEADER_LEN, bytes.len() - 1] {
-            assert!(
-                matches!(
-                    AlsModel::from_bytes(&bytes[..cut]),
-                    Err(ModelDecodeError::Truncated { .. })
-                ),
-                "cut at {cut}"
-            );
-        }
-        let mut long = bytes.clone();
-        long.push(0);
-        assert!(matches!(
-            AlsModel::from_bytes(&long),
-            Err(ModelDecodeError::TrailingBytes { .. })
-        ));
+        crate::testing::assert_cut_and_padded_refused(
+            &bytes,
+            &[0, 5, 8, 20, HEADER_LEN, bytes.len() - 1],
+            &[0],
+            AlsModel::from_bytes,
+        );
         let mut bad = bytes.clone();
         bad[0] = b'X';
         assert_eq!(

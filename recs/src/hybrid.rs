@@ -384,21 +384,12 @@ mod tests {
         let (items, values) = m.row(11);
         assert_eq!(back.scores(items, values), model.scores(items, values));
 
-        for cut in [0, 4, 8, 20, HEADER_LEN, HEADER_LEN + 100, bytes.len() - 1] {
-            assert!(
-                matches!(
-                    HybridModel::from_bytes(&bytes[..cut]),
-                    Err(ModelDecodeError::Truncated { .. })
-                ),
-                "cut at {cut}"
-            );
-        }
-        let mut long = bytes.clone();
-        long.push(0);
-        assert!(matches!(
-            HybridModel::from_bytes(&long),
-            Err(ModelDecodeError::TrailingBytes { .. })
-        ));
+        crate::testing::assert_cut_and_padded_refused(
+            &bytes,
+            &[0, 4, 8, 20, HEADER_LEN, HEADER_LEN + 100, bytes.len() - 1],
+            &[0],
+            HybridModel::from_bytes,
+        );
         // A bare ALS model is not a hybrid one.
         assert_eq!(
             HybridModel::from_bytes(&als).unwrap_err(),

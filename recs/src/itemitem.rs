@@ -562,29 +562,20 @@ mod tests {
         let m = ItemItemModel::train(&small(), ItemItemWeighting::Cosine, 10, &mut |_| {});
         let bytes = m.to_bytes();
         let nnz = m.items.len();
-        for cut in [
-            0,
-            3,
-            8,
-            20,
-            II_HEADER_LEN,
-            II_HEADER_LEN + 5,
-            bytes.len() - 1,
-        ] {
-            assert!(
-                matches!(
-                    ItemItemModel::from_bytes(&bytes[..cut]),
-                    Err(ModelDecodeError::Truncated { .. })
-                ),
-                "cut at {cut}"
-            );
-        }
-        let mut long = bytes.clone();
-        long.extend_from_slice(&[0; 4]);
-        assert!(matches!(
-            ItemItemModel::from_bytes(&long),
-            Err(ModelDecodeError::TrailingBytes { .. })
-        ));
+        crate::testing::assert_cut_and_padded_refused(
+            &bytes,
+            &[
+                0,
+                3,
+                8,
+                20,
+                II_HEADER_LEN,
+                II_HEADER_LEN + 5,
+                bytes.len() - 1,
+            ],
+            &[0; 4],
+            ItemItemModel::from_bytes,
+        );
         assert_eq!(
             ItemItemModel::from_bytes(b"QRECALS\0 and then an ALS model").unwrap_err(),
             ModelDecodeError::BadMagic

@@ -433,17 +433,7 @@ mod tests {
         let n_items = 40;
         let mut g = SplitMix64::new(5);
         let y = random_vec(&mut g, n_items * f);
-        let mut gram = vec![0f32; f * f];
-        for row in y.chunks_exact(f) {
-            for j in 0..f {
-                for k in 0..f {
-                    gram[j * f + k] += row[j] * row[k];
-                }
-            }
-        }
-        for j in 0..f {
-            gram[j * f + j] += 0.5;
-        }
+        let gram = crate::testing::naive_gram(&y, f, 0.5);
         let mut triplets = Vec::new();
         for u in 0..7u32 {
             if u == 3 {
@@ -488,17 +478,7 @@ mod tests {
         let mut g = SplitMix64::new(3);
         let y = random_vec(&mut g, n_items * f);
         let lambda = 0.1f32;
-        let mut gram = vec![0f32; f * f];
-        for row in y.chunks_exact(f) {
-            for j in 0..f {
-                for k in 0..f {
-                    gram[j * f + k] += row[j] * row[k];
-                }
-            }
-        }
-        for j in 0..f {
-            gram[j * f + j] += lambda;
-        }
+        let gram = crate::testing::naive_gram(&y, f, lambda);
         let cols = [1u32, 4, 5, 8];
         let conf = [3.0f32, 0.5, -2.0, 10.0];
         let (a, b) = normal_equations(&gram, &y, f, &cols, &conf);
