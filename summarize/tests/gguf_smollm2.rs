@@ -1,5 +1,7 @@
 //! The in-process backend on a real model: SmolLM2-135M-Instruct (Q4_1 GGUF, re-quantized to
 //! Q8_0 at load) summarizes a passage of Frankenstein.
+//! Its tokenizer gives exactly the token ids of llama.cpp's on the same file
+//! (`fixtures/smollm2-golden-tokens.json`, made by `ops/golden-tokens.py`).
 //!
 //! The model comes from `QUIRE_TEST_SMOLLM2` (a path) or, when that is unset, from
 //! `ops/fetch-smollm2.sh` (cached after the first run). Without it the test fails: it never skips.
@@ -7,7 +9,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use quire_summarize::gguf::tokenizer::Specials;
+use candle_core::quantized::gguf_file;
+use quire_summarize::gguf::tokenizer::{Specials, Tokenizer};
 use quire_summarize::gguf::{GgufGenerator, GgufOptions};
 use quire_summarize::{ChatMessage, ChatRequest, FinishReason, TextGenerator};
 
@@ -163,6 +166,66 @@ async fn smollm2_tokenizer_round_trips_and_knows_its_special_tokens() {
     }
     let digits = t.encode("1818", Specials::Deny);
     assert_eq!(digits.len(), 4, "{digits:?}");
+}
+
+/// Token ids that llama.cpp's own tokenizer gives on this model file, written by
+/// `ops/golden-tokens.py`. Round trips cannot catch a wrong merge order or word split (any
+/// tokenization decodes back); exact ids can.
+const GOLDEN_TOKENS: &str = include_str!("fixtures/smollm2-golden-tokens.json");
+
+#[derive(serde::Deserialize)]
+struct Golden {
+    model_sha256: String,
+    cases: Vec<GoldenCase>,
+}
+
+#[derive(serde::Deserialize)]
+struct GoldenCase {
+    text: String,
+    ids: Vec<u32>,
+}
+
+/// Only the tokenizer: the file's metadata, not its weights, so the test stays quick.
+fn tokenizer() -> Tokenizer {
+    let path = model_path();
+    let file = std::fs::File::open(&path)
+        .unwrap_or_else(|e| panic!("cannot open {}: {e}", path.display()));
+    let content = gguf_file::Content::read(&mut std::io::BufReader::new(file))
+        .unwrap_or_else(|e| panic!("{} is not a GGUF file: {e}", path.display()));
+    Tokenizer::from_gguf_metadata(&content.metadata).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn smollm2_tokenizer_matches_llama_cpp() {
+    let golden: Golden = serde_json::from_str(GOLDEN_TOKENS).unwrap();
+    // The ids belong to one model file: the one `ops/fetch-smollm2.sh` pins.
+    let fetch = include_str!("../../ops/fetch-smollm2.sh");
+    assert!(
+        fetch.contains(&format!("SHA256=\"{}\"", golden.model_sha256)),
+        "the golden tokens were made from another model file than ops/fetch-smollm2.sh pins; \
+         rerun ops/golden-tokens.py"
+    );
+    assert!(golden.cases.len() >= 40, "{} cases", golden.cases.len());
+    let t = tokenizer();
+    let mut wrong = Vec::new();
+    for case in &golden.cases {
+        let ids = t.encode(&case.text, Specials::Deny);
+        if ids != case.ids {
+            wrong.push(format!(
+                "{:?}\n  llama.cpp: {:?}\n  ours:      {:?}",
+                case.text, case.ids, ids
+            ));
+        }
+        assert_eq!(t.decode(&case.ids, false), case.text);
+        assert_eq!(t.count(&case.text), ids.len(), "{:?}", case.text);
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {} texts tokenize differently from llama.cpp:\n{}",
+        wrong.len(),
+        golden.cases.len(),
+        wrong.join("\n")
+    );
 }
 
 /// The injection corpus, through the whole summarizer on the real model: whatever the text tries,
