@@ -1,10 +1,16 @@
 //! Typed identifiers, so that a book id can never be passed where a user id is expected.
+//!
+//! Identifiers sit below the aggregates: this module imports none of them. The stream id of an
+//! entity (`BookId::stream_id`, `UserId::stream_id`) is defined beside its aggregate, which owns the
+//! stream category.
 
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+use crate::values::Username;
 
 /// Why a string is not a valid identifier.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -98,17 +104,6 @@ uuid_id!(
     "review"
 );
 
-impl BookId {
-    /// The id of the book's event stream, "book-{id}".
-    pub fn stream_id(&self) -> String {
-        format!(
-            "{}-{}",
-            <crate::book::Book as crate::Aggregate>::CATEGORY,
-            self
-        )
-    }
-}
-
 impl UserId {
     /// The namespace of username-derived user ids (UUIDv5); fixed forever, because stored
     /// streams are named after the ids it produces.
@@ -118,20 +113,11 @@ impl UserId {
     ///
     /// Deriving the id from the login makes "one account per username" an expected-version check
     /// on one stream, with no cross-stream uniqueness index that could race.
-    pub fn for_username(username: &crate::values::Username) -> Self {
+    pub fn for_username(username: &Username) -> Self {
         Self(Uuid::new_v5(
             &Self::USERNAME_NAMESPACE,
             username.as_str().as_bytes(),
         ))
-    }
-
-    /// The id of the user's event stream, "user-{id}".
-    pub fn stream_id(&self) -> String {
-        format!(
-            "{}-{}",
-            <crate::user::User as crate::Aggregate>::CATEGORY,
-            self
-        )
     }
 }
 
@@ -168,13 +154,5 @@ mod tests {
             serde_json::json!("00000000-0000-0000-0000-000000000000")
         );
         assert_eq!(serde_json::from_value::<UserId>(json).unwrap(), id);
-    }
-
-    #[test]
-    fn stream_ids_use_the_category() {
-        let id = BookId::from_uuid(Uuid::nil());
-        assert_eq!(id.stream_id(), "book-00000000-0000-0000-0000-000000000000");
-        let id = UserId::from_uuid(Uuid::nil());
-        assert_eq!(id.stream_id(), "user-00000000-0000-0000-0000-000000000000");
     }
 }

@@ -1112,3 +1112,10 @@ fn summary_events_round_trip_and_version_1_upcasts_without_provenance() {
         }
     );
 }
+
+#[test]
+fn a_books_stream_is_named_after_its_category() {
+    let id = BookId::from_uuid(Uuid::nil());
+    assert_eq!(id.stream_id(), "book-00000000-0000-0000-0000-000000000000");
+    assert!(id.stream_id().starts_with(Book::CATEGORY));
+}

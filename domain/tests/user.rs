@@ -684,3 +684,10 @@ fn interaction_events_round_trip_and_keep_their_stored_shape() {
     );
     assert!(UserEvent::from_stored("BookViewed", 2, &json!({"book_id": book(7)})).is_err());
 }
+
+#[test]
+fn a_users_stream_is_named_after_its_category() {
+    let id = UserId::from_uuid(Uuid::nil());
+    assert_eq!(id.stream_id(), "user-00000000-0000-0000-0000-000000000000");
+    assert!(id.stream_id().starts_with(User::CATEGORY));
+}

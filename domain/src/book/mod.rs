@@ -422,6 +422,13 @@ fn dedup_genres(genres: Vec<Genre>) -> Vec<Genre> {
     unique
 }
 
+impl BookId {
+    /// The id of the book's event stream, "book-{id}".
+    pub fn stream_id(&self) -> String {
+        format!("{}-{self}", Book::CATEGORY)
+    }
+}
+
 impl Aggregate for Book {
     type Command = BookCommand;
     type Event = BookEvent;

@@ -235,6 +235,13 @@ fn dedup_genres(genres: &[Genre]) -> Vec<Genre> {
     unique
 }
 
+impl UserId {
+    /// The id of the user's event stream, "user-{id}".
+    pub fn stream_id(&self) -> String {
+        format!("{}-{self}", User::CATEGORY)
+    }
+}
+
 impl Aggregate for User {
     type Command = UserCommand;
     type Event = UserEvent;
