@@ -22,7 +22,7 @@ use uuid::Uuid;
 use crate::envelope::{
     CommandEnvelope, CommandError, CommandOutcome, Rejection, fingerprint, replay,
 };
-use crate::registry::{Registry, Slot};
+use crate::slots::{Slot, Slots};
 
 /// Tuning for entity actors.
 #[derive(Debug, Clone)]
@@ -55,6 +55,9 @@ pub(crate) enum EntityMsg<A: Aggregate> {
     Tick,
 }
 
+/// The handle of a running entity actor, as kept in the live-actor table.
+pub(crate) type EntityRef<A> = ActorRef<EntityMsg<A>>;
+
 /// The actor type (stateless; the state lives in [`EntityState`]).
 pub(crate) struct EntityActor<A>(std::marker::PhantomData<fn() -> A>);
 
@@ -67,8 +70,9 @@ impl<A> EntityActor<A> {
 pub(crate) struct EntityArgs<A: Aggregate> {
     pub(crate) key: String,
     pub(crate) store: DynEventStore,
-    pub(crate) registry: Arc<Registry<A>>,
-    pub(crate) slot: Arc<Slot<A>>,
+    /// The table this actor is registered in, through which it passivates.
+    pub(crate) slots: Arc<Slots<EntityRef<A>>>,
+    pub(crate) slot: Arc<Slot<EntityRef<A>>>,
     pub(crate) config: ActorConfig,
 }
 
@@ -135,7 +139,7 @@ impl<A: Aggregate> Actor for EntityActor<A> {
                 if state.last_active.elapsed() >= state.args.config.idle_timeout
                     && state
                         .args
-                        .registry
+                        .slots
                         .try_passivate(&state.args.key, &state.args.slot)
                 {
                     tracing::debug!(stream = %state.stream_id, "passivating idle entity");

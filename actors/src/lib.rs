@@ -9,8 +9,11 @@ pub mod cluster;
 mod entity;
 mod envelope;
 mod registry;
+mod slots;
 
 pub use bus::{Command, CommandBus, LocalBus};
 pub use entity::ActorConfig;
-pub use envelope::{CommandEnvelope, CommandError, CommandOutcome, Rejection, new_traceparent};
+pub use envelope::{
+    CommandEnvelope, CommandError, CommandOutcome, Rejection, RejectionKind, new_traceparent,
+};
 pub use registry::Entities;
