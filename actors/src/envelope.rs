@@ -1,8 +1,10 @@
 //! What travels with a command (ids, principal, trace context) and what comes back.
 
+use std::fmt;
+
 use quire_domain::{DomainError, ErrorKind, Principal};
 use quire_store::{CommandRecord, CommandResult, Position, StoreError};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use uuid::Uuid;
 
 /// A command with the facts every handler needs about where it came from.
@@ -101,10 +103,93 @@ pub struct CommandOutcome {
 pub struct Rejection {
     /// Stable machine code, such as `review_already_exists`.
     pub code: String,
-    /// `not_found`, `conflict`, `forbidden`, `invalid`, `gone`, or `precondition` when the
-    /// entity was not at the version the command expected.
-    pub kind: String,
+    /// The category, which adapters map onto transport status codes.
+    pub kind: RejectionKind,
     pub message: String,
+}
+
+/// The category of a [`Rejection`]: the domain's [`ErrorKind`]s, plus [`RejectionKind::Precondition`],
+/// which the entity actor adds itself.
+///
+/// Stored command outcomes and NATS replies carry it as its snake_case name (`"not_found"`,
+/// `"precondition"`, ...), the string form it had before it was typed. A name this code does not
+/// know (written by a newer node) decodes to [`RejectionKind::Other`] and keeps that name, so every
+/// recorded outcome still replays, and re-encodes as it was stored.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RejectionKind {
+    /// The entity (or a part of it) does not exist.
+    NotFound,
+    /// The command collides with the current state, e.g. something already exists.
+    Conflict,
+    /// The principal may not do this.
+    Forbidden,
+    /// The command itself is invalid whatever the state.
+    Invalid,
+    /// The entity existed but has been removed or deactivated.
+    Gone,
+    /// The entity was not at the version the command expected.
+    Precondition,
+    /// A kind this code does not know, by its stored name.
+    Other(String),
+}
+
+impl RejectionKind {
+    /// The stored and wire name, e.g. `"not_found"`.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::NotFound => "not_found",
+            Self::Conflict => "conflict",
+            Self::Forbidden => "forbidden",
+            Self::Invalid => "invalid",
+            Self::Gone => "gone",
+            Self::Precondition => "precondition",
+            Self::Other(name) => name,
+        }
+    }
+
+    /// The kind stored under `name`; never fails (see [`RejectionKind::Other`]).
+    pub fn from_name(name: &str) -> Self {
+        match name {
+            "not_found" => Self::NotFound,
+            "conflict" => Self::Conflict,
+            "forbidden" => Self::Forbidden,
+            "invalid" => Self::Invalid,
+            "gone" => Self::Gone,
+            "precondition" => Self::Precondition,
+            other => Self::Other(other.to_string()),
+        }
+    }
+}
+
+impl From<ErrorKind> for RejectionKind {
+    fn from(kind: ErrorKind) -> Self {
+        match kind {
+            ErrorKind::NotFound => Self::NotFound,
+            ErrorKind::Conflict => Self::Conflict,
+            ErrorKind::Forbidden => Self::Forbidden,
+            ErrorKind::Invalid => Self::Invalid,
+            ErrorKind::Gone => Self::Gone,
+        }
+    }
+}
+
+impl fmt::Display for RejectionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for RejectionKind {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for RejectionKind {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        Ok(Self::from_name(&name))
+    }
 }
 
 impl Rejection {
@@ -112,7 +197,7 @@ impl Rejection {
     pub(crate) fn version_mismatch(expected: u64, actual: u64) -> Self {
         Self {
             code: "version_mismatch".to_string(),
-            kind: "precondition".to_string(),
+            kind: RejectionKind::Precondition,
             message: format!("the entity is at version {actual}, not the expected {expected}"),
         }
     }
@@ -120,19 +205,9 @@ impl Rejection {
     pub(crate) fn from_domain(error: &impl DomainError) -> Self {
         Self {
             code: error.code().to_string(),
-            kind: kind_name(error.kind()).to_string(),
+            kind: error.kind().into(),
             message: error.to_string(),
         }
-    }
-}
-
-fn kind_name(kind: ErrorKind) -> &'static str {
-    match kind {
-        ErrorKind::NotFound => "not_found",
-        ErrorKind::Conflict => "conflict",
-        ErrorKind::Forbidden => "forbidden",
-        ErrorKind::Invalid => "invalid",
-        ErrorKind::Gone => "gone",
     }
 }
 
@@ -257,21 +332,88 @@ mod tests {
     fn a_recorded_rejection_replays_as_the_same_rejection() {
         let rejection = Rejection {
             code: "book_removed".into(),
-            kind: "gone".into(),
+            kind: RejectionKind::Gone,
             message: "book was removed".into(),
         };
-        let record = CommandRecord {
-            command_id: Uuid::new_v4(),
-            stream_id: "book-1".into(),
-            fingerprint: None,
-            result: CommandResult::Rejected {
-                error: serde_json::to_value(&rejection).unwrap(),
-            },
-            recorded_at: 0,
-        };
+        let record = rejected_record(serde_json::to_value(&rejection).unwrap());
         match replay(&record) {
             Err(CommandError::Rejected(r)) => assert_eq!(r, rejection),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    fn rejected_record(error: serde_json::Value) -> CommandRecord {
+        CommandRecord {
+            command_id: Uuid::new_v4(),
+            stream_id: "book-1".into(),
+            fingerprint: None,
+            result: CommandResult::Rejected { error },
+            recorded_at: 0,
+        }
+    }
+
+    #[test]
+    fn rejections_recorded_with_a_string_kind_still_replay() {
+        // The stored form from before the kind was typed: every name ever written, as written.
+        let names = [
+            ("not_found", RejectionKind::NotFound),
+            ("conflict", RejectionKind::Conflict),
+            ("forbidden", RejectionKind::Forbidden),
+            ("invalid", RejectionKind::Invalid),
+            ("gone", RejectionKind::Gone),
+            ("precondition", RejectionKind::Precondition),
+        ];
+        for (name, kind) in names {
+            let stored = serde_json::json!({
+                "code": "some_code",
+                "kind": name,
+                "message": "refused",
+            });
+            match replay(&rejected_record(stored.clone())) {
+                Err(CommandError::Rejected(r)) => {
+                    assert_eq!(r.kind, kind);
+                    // And it is written back byte for byte as before.
+                    assert_eq!(serde_json::to_value(&r).unwrap(), stored);
+                }
+                other => panic!("{name}: unexpected {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn an_unknown_kind_replays_as_other_and_keeps_its_name() {
+        let stored = serde_json::json!({
+            "code": "too_late",
+            "kind": "expired",
+            "message": "a newer node's refusal",
+        });
+        match replay(&rejected_record(stored.clone())) {
+            Err(CommandError::Rejected(r)) => {
+                assert_eq!(r.kind, RejectionKind::Other("expired".into()));
+                assert_eq!(serde_json::to_value(&r).unwrap(), stored);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn domain_kinds_and_the_version_precondition_keep_their_names() {
+        let names: Vec<_> = [
+            ErrorKind::NotFound,
+            ErrorKind::Conflict,
+            ErrorKind::Forbidden,
+            ErrorKind::Invalid,
+            ErrorKind::Gone,
+        ]
+        .into_iter()
+        .map(|kind| RejectionKind::from(kind).to_string())
+        .collect();
+        assert_eq!(
+            names,
+            ["not_found", "conflict", "forbidden", "invalid", "gone"]
+        );
+        let mismatch = serde_json::to_value(Rejection::version_mismatch(2, 3)).unwrap();
+        assert_eq!(mismatch["kind"], "precondition");
+        assert_eq!(mismatch["code"], "version_mismatch");
     }
 }

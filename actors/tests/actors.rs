@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use quire_actors::{
     ActorConfig, Command, CommandBus, CommandEnvelope, CommandError, Entities, LocalBus,
+    RejectionKind,
 };
 use quire_domain::book::BookCommand;
 use quire_domain::ids::{BookId, ReviewId, UserId};
@@ -212,7 +213,8 @@ async fn one_review_per_member_per_book_under_concurrency(h: Harness) {
     );
 }
 
-/// BRIEF problem 4: actors passivate after 1 ms idle while commands keep arriving; none is lost.
+/// Passivation races (ARCHITECTURE.md, "How the known hard problems are handled"): actors
+/// passivate after 1 ms idle while commands keep arriving; none is lost.
 async fn passivation_never_loses_a_command(h: Harness) {
     let store = h.open().await;
     let bus = LocalBus::new(
@@ -454,7 +456,7 @@ async fn a_stale_expected_version_is_refused_even_when_another_node_wrote(h: Har
     match node_a.dispatch(stale.clone()).await {
         Err(CommandError::Rejected(r)) => {
             assert_eq!(r.code, "version_mismatch");
-            assert_eq!(r.kind, "precondition");
+            assert_eq!(r.kind, RejectionKind::Precondition);
         }
         other => panic!("expected a version mismatch, got {other:?}"),
     }

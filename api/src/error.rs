@@ -5,7 +5,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use quire_actors::CommandError;
+use quire_actors::{CommandError, RejectionKind};
 use quire_domain::values::ValueError;
 use quire_projections::{ReadModelError, WaitError};
 use serde::Serialize;
@@ -189,14 +189,15 @@ impl From<CommandError> for ApiError {
     fn from(error: CommandError) -> Self {
         match error {
             CommandError::Rejected(rejection) => {
-                let status = match rejection.kind.as_str() {
-                    "not_found" => StatusCode::NOT_FOUND,
-                    "conflict" => StatusCode::CONFLICT,
-                    "forbidden" => StatusCode::FORBIDDEN,
-                    "invalid" => StatusCode::UNPROCESSABLE_ENTITY,
-                    "gone" => StatusCode::GONE,
-                    "precondition" => StatusCode::PRECONDITION_FAILED,
-                    _ => StatusCode::UNPROCESSABLE_ENTITY,
+                let status = match rejection.kind {
+                    RejectionKind::NotFound => StatusCode::NOT_FOUND,
+                    RejectionKind::Conflict => StatusCode::CONFLICT,
+                    RejectionKind::Forbidden => StatusCode::FORBIDDEN,
+                    RejectionKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+                    RejectionKind::Gone => StatusCode::GONE,
+                    RejectionKind::Precondition => StatusCode::PRECONDITION_FAILED,
+                    // A kind from a newer node: still a refusal of this request, not a failure.
+                    RejectionKind::Other(_) => StatusCode::UNPROCESSABLE_ENTITY,
                 };
                 Self::new(status, rejection.code, rejection.message)
             }
@@ -295,6 +296,38 @@ impl Validation {
             Ok(())
         } else {
             Err(ApiError::invalid_fields(self.errors))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use quire_actors::Rejection;
+
+    use super::*;
+
+    #[test]
+    fn rejections_map_onto_statuses_by_kind() {
+        let cases = [
+            (RejectionKind::NotFound, StatusCode::NOT_FOUND),
+            (RejectionKind::Conflict, StatusCode::CONFLICT),
+            (RejectionKind::Forbidden, StatusCode::FORBIDDEN),
+            (RejectionKind::Invalid, StatusCode::UNPROCESSABLE_ENTITY),
+            (RejectionKind::Gone, StatusCode::GONE),
+            (RejectionKind::Precondition, StatusCode::PRECONDITION_FAILED),
+            (
+                RejectionKind::Other("expired".into()),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+        ];
+        for (kind, status) in cases {
+            let error = ApiError::from(CommandError::Rejected(Rejection {
+                code: "some_code".into(),
+                kind: kind.clone(),
+                message: "refused".into(),
+            }));
+            assert_eq!(error.status(), status, "{kind}");
+            assert_eq!(error.code(), "some_code");
         }
     }
 }

@@ -117,12 +117,13 @@ impl WireError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::envelope::RejectionKind;
 
     #[test]
     fn errors_survive_the_wire() {
         let rejection = Rejection {
             code: "book_removed".into(),
-            kind: "gone".into(),
+            kind: RejectionKind::Gone,
             message: "the book was removed".into(),
         };
         let reply = Reply::Err {
@@ -143,5 +144,29 @@ mod tests {
             unavailable.into_error("n1"),
             CommandError::Store(StoreError::Unavailable(m)) if m.contains("n1")
         ));
+    }
+
+    #[test]
+    fn a_rejection_from_a_node_with_string_kinds_decodes() {
+        // A reply as nodes sent it before the kind was typed, and one with a kind this node does
+        // not know (from a newer node): both decode, the second as `Other`.
+        for (kind, expected) in [
+            ("precondition", RejectionKind::Precondition),
+            ("expired", RejectionKind::Other("expired".into())),
+        ] {
+            let bytes = serde_json::to_vec(&serde_json::json!({
+                "result": "err",
+                "error": "rejected",
+                "rejection": { "code": "c", "kind": kind, "message": "m" },
+            }))
+            .unwrap();
+            let Reply::Err { error } = serde_json::from_slice(&bytes).unwrap() else {
+                panic!("not an error")
+            };
+            match error.into_error("n1") {
+                CommandError::Rejected(r) => assert_eq!(r.kind, expected),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
     }
 }
