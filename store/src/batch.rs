@@ -1,5 +1,6 @@
 //! Group commit: many callers' appends share one transaction, and each caller is answered only after
-//! the commit that holds its events (BRIEF problem 2).
+//! the commit that holds its events (ARCHITECTURE.md, "How the known hard problems are handled",
+//! "Group commit").
 //!
 //! The planning step is pure so its rules (idempotency before version checks, several appends to one
 //! stream in one batch, rejections recorded without events) are unit-tested without a database; the SQL

@@ -1,10 +1,11 @@
 //! The Postgres backend (sqlx), for scaled deployments where several nodes share one database.
 //!
-//! Skipped events (BRIEF problem 1): every batch transaction first locks the single `es_head` row and
-//! holds that lock until it commits. Positions are therefore assigned in commit order with no gaps, and
-//! a reader that polls "position > checkpoint" can never pass an event that becomes visible later. The
-//! cost is that commits are serialized across nodes; group commit (many appends per transaction)
-//! recovers the throughput (see `benches/benches/append.rs` for the measured figures).
+//! Skipped events (commit order must equal position order): every batch transaction first locks the
+//! single `es_head` row and holds that lock until it commits. Positions are therefore assigned in
+//! commit order with no gaps, and a reader that polls "position > checkpoint" can never pass an event
+//! that becomes visible later. The cost is that commits are serialized across nodes; group commit
+//! (many appends per transaction) recovers the throughput (see `benches/benches/append.rs` for the
+//! measured figures).
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;

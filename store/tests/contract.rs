@@ -208,8 +208,9 @@ async fn concurrent_appends_at_one_version_have_exactly_one_winner(h: Harness) {
     assert_eq!(store.read_stream("hot", 0, 100).await.unwrap().len(), 1);
 }
 
-/// BRIEF problem 1: many concurrent writers (several store instances, as several nodes would be),
-/// one subscriber; every event is seen exactly once and in position order.
+/// Skipped events (commit order must equal position order): many concurrent writers (several store
+/// instances, as several nodes would be), one subscriber; every event is seen exactly once and in
+/// position order.
 async fn a_subscriber_sees_every_event_of_concurrent_writers_once_in_order(h: Harness) {
     const NODES: usize = 3;
     const WRITERS_PER_NODE: usize = 8;
