@@ -8,7 +8,6 @@ pub mod error;
 pub mod extract;
 mod openapi;
 pub mod ratelimit;
-pub mod recs;
 mod routes;
 mod trace;
 
@@ -31,7 +30,8 @@ pub use crate::auth::{Authenticator, hash_password};
 use crate::error::ApiError;
 pub use crate::openapi::openapi;
 pub use crate::ratelimit::{RateLimit, RateLimiter};
-pub use crate::recs::{Recommender, RecsOptions};
+// Served from the read side; re-exported so the binary wires them through the API crate.
+pub use quire_projections::recommendations::{Recommender, RecsOptions};
 
 /// Tunables of the API.
 #[derive(Debug, Clone)]

@@ -79,6 +79,12 @@ pub(crate) enum Arg {
     Bytes(Vec<u8>),
 }
 
+/// A JSON value as the text argument that carries it (a list for [`Backend::rows`], a stored
+/// JSON column).
+pub(crate) fn json_text(value: &serde_json::Value) -> String {
+    value.to_string()
+}
+
 /// Binds `args` in order to a `sqlx::query`/`query_as`/`query_scalar` builder.
 macro_rules! bind_args {
     ($query:expr, $args:expr) => {{
@@ -425,13 +431,13 @@ async fn migrate(tx: &mut Tx, migrations: &[(i64, &str, &str)]) -> Result<(), Re
         )
         .await?;
     }
-    for name in crate::PROJECTIONS {
+    for name in crate::ProjectionName::ALL {
         tx.exec(
             "creating checkpoint",
             "INSERT INTO rm_checkpoints (projection, position, updated_at) VALUES ($1, 0, $2) \
              ON CONFLICT (projection) DO NOTHING",
             &[
-                Arg::Text((*name).to_string()),
+                Arg::Text(name.as_str().to_string()),
                 Arg::I64(quire_store::now_micros()),
             ],
         )

@@ -7,9 +7,6 @@ pub enum ReadModelError {
     /// A page cursor was not one this service issued for this query.
     #[error("invalid page cursor")]
     InvalidCursor,
-    /// No projection has that name.
-    #[error("unknown projection {0:?}")]
-    UnknownProjection(String),
     /// The read-model database failed; `context` says what was being done.
     #[error("{context}")]
     Database {

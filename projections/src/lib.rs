@@ -1,21 +1,30 @@
 //! Quire's read models: checkpointed projections of the event log, on SQLite (embedded) or Postgres.
 //!
-//! Each projection (`books`, `reviews`, `users`) consumes the global log in batches and applies each
-//! batch in one read-model transaction that also moves its checkpoint (BRIEF problem 7), after
-//! reading that checkpoint under a lock, so events another runner or a rebuild already applied are
-//! skipped and handlers only need to be idempotent for the replays an operator asks for. See
-//! [`runner::spawn`] for the runner, [`rebuild::rebuild`] for rebuild-aside-then-swap, and
-//! [`ReadModels`] for the queries the API uses.
+//! Each projection ([`ProjectionName`]: `books`, `reviews`, `users`, `interactions`) consumes the
+//! global log in batches and applies each batch in one read-model transaction that also moves its
+//! checkpoint, after reading that checkpoint under a lock, so events another runner or a rebuild
+//! already applied are skipped and handlers only need to be idempotent for the replays an operator
+//! asks for (ARCHITECTURE.md, "Projections are at-least-once"). See [`runner::spawn`] for the
+//! runner, [`rebuild::rebuild`] for rebuild-aside-then-swap, [`ReadModels`] for the queries the API
+//! uses, and [`recommendations`] for storing, training and serving recommendation models.
+//!
+//! Files by concern: `name` (the projections' names), `decode` (stored events to domain events),
+//! `apply` (the batch transaction and the books, reviews and users handlers), `interactions` (that
+//! projection's handler and queries), `query` and `views` (the queries and what they return),
+//! `cursor` (the page cursors' codec), `db` (one SQL text on both backends).
 
 mod apply;
+mod cursor;
 mod db;
+mod decode;
 mod error;
 mod interactions;
+mod name;
 mod query;
 pub mod rebuild;
+pub mod recommendations;
 pub mod runner;
 mod summaries;
-mod training;
 mod views;
 
 use std::sync::Arc;
@@ -24,21 +33,21 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 pub use error::{ReadModelError, WaitError};
-pub use interactions::{CatalogBook, InteractionRow, ModelStamp, StoredModel};
+pub use interactions::InteractionRow;
+pub use name::{ProjectionName, UnknownProjection};
 pub use rebuild::{RebuildProgress, RebuildReport, rebuild};
+pub use recommendations::{
+    CatalogBook, HYBRID, ModelStamp, Recommender, RecsOptions, StoredModel, TrainError,
+    TrainOptions, TrainReport,
+};
 pub use runner::{ProjectionsHandle, RunnerOptions, spawn, spawn_one};
 pub use summaries::{SummariesView, SummaryJob, SummaryKind};
-pub use training::{HYBRID, TrainError, TrainOptions, TrainReport};
 pub use views::{
     BookQuery, BookSort, BookView, Credentials, Page, PageRequest, ProjectionStatus, RatingStats,
     ReviewView, UserView,
 };
 
-use crate::apply::Projection;
 use crate::db::{Arg, Db, with_read_pool};
-
-/// The projections, in the order statuses list them.
-pub const PROJECTIONS: &[&str] = &["books", "reviews", "users", "interactions"];
 
 /// How to open the read models.
 #[derive(Debug, Clone)]
@@ -66,7 +75,7 @@ pub struct ReadModels {
 
 struct Inner {
     db: Db,
-    /// One per projection, in [`PROJECTIONS`] order; moved after each local commit.
+    /// One per projection, in [`ProjectionName::ALL`] order; moved after each local commit.
     checkpoints: Vec<watch::Sender<u64>>,
 }
 
@@ -88,13 +97,14 @@ impl ReadModels {
         let models = Self {
             inner: Arc::new(Inner {
                 db,
-                checkpoints: PROJECTIONS.iter().map(|_| watch::channel(0).0).collect(),
+                checkpoints: ProjectionName::ALL
+                    .iter()
+                    .map(|_| watch::channel(0).0)
+                    .collect(),
             }),
         };
         for status in models.statuses().await? {
-            if let Some(p) = Projection::parse(&status.name) {
-                models.advance(p, status.position);
-            }
+            models.advance(status.name, status.position);
         }
         Ok(models)
     }
@@ -112,26 +122,21 @@ impl ReadModels {
     }
 
     /// Records that a projection's checkpoint reached `position` (never moves it back).
-    pub(crate) fn advance(&self, projection: Projection, position: u64) {
+    pub(crate) fn advance(&self, projection: ProjectionName, position: u64) {
         quire_store::raise_head(&self.inner.checkpoints[projection.index()], position);
     }
 
-    /// Records that another node's runner committed `name`'s checkpoint at `position` (a cluster
-    /// notification), so [`wait_for`](Self::wait_for) returns without waiting for its next poll.
-    /// It must only be called with a checkpoint already committed to the read-model database.
-    pub fn observe_checkpoint(&self, name: &str, position: u64) -> Result<(), ReadModelError> {
-        let p = Projection::parse(name)
-            .ok_or_else(|| ReadModelError::UnknownProjection(name.to_string()))?;
-        self.advance(p, position);
-        Ok(())
+    /// Records that another node's runner committed `projection`'s checkpoint at `position` (a
+    /// cluster notification), so [`wait_for`](Self::wait_for) returns without waiting for its next
+    /// poll. It must only be called with a checkpoint already committed to the read-model database.
+    pub fn observe_checkpoint(&self, projection: ProjectionName, position: u64) {
+        self.advance(projection, position);
     }
 
     /// A receiver of a projection's checkpoint as this process knows it (moved by the local runner
     /// and by [`wait_for`](Self::wait_for)'s polls).
-    pub fn checkpoint_watch(&self, name: &str) -> Result<watch::Receiver<u64>, ReadModelError> {
-        let p = Projection::parse(name)
-            .ok_or_else(|| ReadModelError::UnknownProjection(name.to_string()))?;
-        Ok(self.inner.checkpoints[p.index()].subscribe())
+    pub fn checkpoint_watch(&self, projection: ProjectionName) -> watch::Receiver<u64> {
+        self.inner.checkpoints[projection.index()].subscribe()
     }
 
     /// Waits until every projection has applied the log up to `position`.
@@ -140,29 +145,22 @@ impl ReadModels {
     /// the runner advancing them may live in another process or node.
     #[tracing::instrument(skip(self))]
     pub async fn wait_for(&self, position: u64, timeout: Duration) -> Result<(), WaitError> {
-        self.wait_for_projections(PROJECTIONS, position, timeout)
+        self.wait_for_projections(&ProjectionName::ALL, position, timeout)
             .await
     }
 
-    /// Waits until the named projections have applied the log up to `position`; a write uses it
+    /// Waits until the given projections have applied the log up to `position`; a write uses it
     /// to wait only for the read model its answer comes from, so one stuck projection does not
     /// slow every write.
     #[tracing::instrument(skip(self))]
     pub async fn wait_for_projections(
         &self,
-        names: &[&str],
+        projections: &[ProjectionName],
         position: u64,
         timeout: Duration,
     ) -> Result<(), WaitError> {
-        let mut chosen = Vec::with_capacity(names.len());
-        for name in names {
-            let p = Projection::parse(name).ok_or_else(|| {
-                WaitError::ReadModel(ReadModelError::UnknownProjection(name.to_string()))
-            })?;
-            chosen.push(p);
-        }
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut receivers: Vec<watch::Receiver<u64>> = chosen
+        let mut receivers: Vec<watch::Receiver<u64>> = projections
             .iter()
             .map(|p| self.inner.checkpoints[p.index()].subscribe())
             .collect();
@@ -177,11 +175,9 @@ impl ReadModels {
             }
             let stored = self.statuses().await.map_err(WaitError::ReadModel)?;
             for status in &stored {
-                if let Some(p) = Projection::parse(&status.name) {
-                    self.advance(p, status.position);
-                }
+                self.advance(status.name, status.position);
             }
-            let reached = chosen
+            let reached = projections
                 .iter()
                 .map(|p| *self.inner.checkpoints[p.index()].borrow())
                 .min()
@@ -203,15 +199,15 @@ impl ReadModels {
         }
     }
 
-    /// Every projection's checkpoint and last error, in [`PROJECTIONS`] order.
+    /// Every projection's checkpoint and last error, in [`ProjectionName::ALL`] order.
     #[tracing::instrument(skip_all)]
     pub async fn statuses(&self) -> Result<Vec<ProjectionStatus>, ReadModelError> {
         type Row = (String, i64, Option<String>, Option<i64>, i64);
         let sql = "SELECT projection, position, last_error, last_error_at, updated_at \
                    FROM rm_checkpoints WHERE projection IN ($1, $2, $3, $4)";
-        let args: Vec<Arg> = PROJECTIONS
+        let args: Vec<Arg> = ProjectionName::ALL
             .iter()
-            .map(|p| Arg::Text((*p).to_string()))
+            .map(|p| Arg::Text(p.as_str().to_string()))
             .collect();
         let rows: Vec<Row> = with_read_pool!(self.db(), pool => {
             db::bind_args!(sqlx::query_as::<_, Row>(sql), &args)
@@ -221,24 +217,26 @@ impl ReadModels {
         });
         let mut out: Vec<ProjectionStatus> = rows
             .into_iter()
-            .map(
-                |(name, position, last_error, last_error_at, updated_at)| ProjectionStatus {
-                    name,
+            .map(|(name, position, last_error, last_error_at, updated_at)| {
+                Ok(ProjectionStatus {
+                    name: name.parse().map_err(|e: UnknownProjection| {
+                        ReadModelError::Corrupt(format!("checkpoint row: {e}"))
+                    })?,
                     position: position as u64,
                     last_error,
                     last_error_at,
                     updated_at,
-                },
-            )
-            .collect();
-        out.sort_by_key(|s| PROJECTIONS.iter().position(|p| *p == s.name));
+                })
+            })
+            .collect::<Result<_, ReadModelError>>()?;
+        out.sort_by_key(|s| s.name);
         Ok(out)
     }
 
     /// The lowest checkpoint: every projection has applied the log up to here.
     pub async fn min_position(&self) -> Result<u64, ReadModelError> {
         let statuses = self.statuses().await?;
-        if statuses.len() < PROJECTIONS.len() {
+        if statuses.len() < ProjectionName::ALL.len() {
             return Ok(0);
         }
         Ok(statuses.iter().map(|s| s.position).min().unwrap_or(0))

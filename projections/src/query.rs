@@ -1,7 +1,5 @@
 //! The queries the API codes against, with keyset pagination behind opaque cursors.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use quire_domain::Role;
 use quire_domain::ids::{BookId, ReviewId, UserId};
 use quire_domain::values::Genre;
@@ -10,7 +8,8 @@ use serde_json::Value;
 use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
 
-use crate::apply::author_key;
+use crate::apply::books::author_key;
+use crate::cursor;
 use crate::db::{Arg, bind_args, with_read_pool};
 use crate::{
     BookQuery, BookSort, BookView, Credentials, Page, PageRequest, RatingStats, ReadModelError,
@@ -27,20 +26,14 @@ struct Cursor {
 
 impl Cursor {
     fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).unwrap_or_default())
+        cursor::encode(self)
     }
 
     /// Decodes a cursor issued for the listing `listing`.
     fn decode(text: &str, listing: &str) -> Result<Self, ReadModelError> {
-        let bytes = URL_SAFE_NO_PAD
-            .decode(text)
-            .map_err(|_| ReadModelError::InvalidCursor)?;
-        let cursor: Self =
-            serde_json::from_slice(&bytes).map_err(|_| ReadModelError::InvalidCursor)?;
-        if cursor.s != listing {
-            return Err(ReadModelError::InvalidCursor);
-        }
-        Ok(cursor)
+        cursor::decode::<Self>(text)
+            .filter(|c| c.s == listing)
+            .ok_or(ReadModelError::InvalidCursor)
     }
 }
 

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use quire_store::{DynEventStore, RecordedEvent};
 
-use crate::apply::{Projection, Target, apply_batch};
+use crate::apply::{Target, apply_batch};
 use crate::db::{Arg, Backend, Tx};
-use crate::{ReadModelError, ReadModels};
+use crate::{ProjectionName, ReadModelError, ReadModels};
 
 /// The suffix of shadow tables and of the shadow checkpoint's name.
 const SUFFIX: &str = "__rebuild";
@@ -36,25 +36,24 @@ pub struct RebuildProgress {
 /// What a rebuild did.
 #[derive(Debug, Clone)]
 pub struct RebuildReport {
-    pub name: String,
+    pub name: ProjectionName,
     /// Events read from the log (all of them, whether or not they concern the projection).
     pub events: u64,
     pub elapsed: Duration,
     pub events_per_sec: f64,
 }
 
-/// Rebuilds projection `name` from the whole log and swaps it in; safe while runners are live (in
+/// Rebuilds a projection from the whole log and swaps it in; safe while runners are live (in
 /// this process or others). Run one rebuild of a projection at a time: a second one would replace
 /// the first one's shadow tables.
 #[tracing::instrument(skip(store, read, progress), fields(backend = read.backend()))]
 pub async fn rebuild(
     store: &DynEventStore,
     read: &ReadModels,
-    name: &str,
+    projection: ProjectionName,
     progress: &(dyn Fn(RebuildProgress) + Send + Sync),
 ) -> Result<RebuildReport, ReadModelError> {
-    let projection =
-        Projection::parse(name).ok_or_else(|| ReadModelError::UnknownProjection(name.into()))?;
+    let name = projection.as_str();
     let started = Instant::now();
     let shadow = Target {
         projection,
@@ -153,7 +152,7 @@ pub async fn rebuild(
 
     let elapsed = started.elapsed();
     let report = RebuildReport {
-        name: name.to_string(),
+        name: projection,
         events: events_read,
         elapsed,
         events_per_sec: events_read as f64 / elapsed.as_secs_f64().max(1e-9),
@@ -174,7 +173,7 @@ async fn read_after(
 
 /// Creates empty shadow tables with the live tables' current schema and indexes (copied from the
 /// database, so later migrations carry over), dropping leftovers of an interrupted rebuild.
-async fn create_shadow(tx: &mut Tx, projection: Projection) -> Result<(), ReadModelError> {
+async fn create_shadow(tx: &mut Tx, projection: ProjectionName) -> Result<(), ReadModelError> {
     let tag = quire_store::now_micros();
     for table in projection.tables() {
         let shadow = format!("{table}{SUFFIX}");
@@ -238,7 +237,7 @@ fn shadow_ddl(sql: &str, shadow: &str, tag: i64) -> Option<String> {
 }
 
 /// Replaces the live tables by their shadows (inside the caller's transaction).
-async fn swap_tables(tx: &mut Tx, projection: Projection) -> Result<(), ReadModelError> {
+async fn swap_tables(tx: &mut Tx, projection: ProjectionName) -> Result<(), ReadModelError> {
     for table in projection.tables() {
         tx.script("dropping live table", &format!("DROP TABLE {table}"))
             .await?;

@@ -12,9 +12,9 @@ use quire_store::{DynEventStore, RecordedEvent};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::apply::{Projection, Target, apply_batch};
+use crate::apply::{Target, apply_batch};
 use crate::db::Arg;
-use crate::{ReadModelError, ReadModels};
+use crate::{ProjectionName, ReadModelError, ReadModels};
 
 /// Tuning for the runner.
 #[derive(Debug, Clone)]
@@ -60,7 +60,7 @@ impl ProjectionsHandle {
 /// Starts one task per projection, consuming `store` into `read`.
 pub fn spawn(store: DynEventStore, read: ReadModels, options: RunnerOptions) -> ProjectionsHandle {
     let (stop, stopped) = watch::channel(false);
-    let tasks = Projection::ALL
+    let tasks = ProjectionName::ALL
         .into_iter()
         .map(|projection| {
             let runner = Runner {
@@ -76,16 +76,14 @@ pub fn spawn(store: DynEventStore, read: ReadModels, options: RunnerOptions) -> 
     ProjectionsHandle { stop, tasks }
 }
 
-/// Starts the task of one projection (by name), as a cluster node does for the projections whose
-/// lease it holds.
+/// Starts the task of one projection, as a cluster node does for the projections whose lease it
+/// holds.
 pub fn spawn_one(
     store: DynEventStore,
     read: ReadModels,
     options: RunnerOptions,
-    name: &str,
-) -> Result<ProjectionsHandle, ReadModelError> {
-    let projection = Projection::parse(name)
-        .ok_or_else(|| ReadModelError::UnknownProjection(name.to_string()))?;
+    projection: ProjectionName,
+) -> ProjectionsHandle {
     let (stop, stopped) = watch::channel(false);
     let runner = Runner {
         store,
@@ -94,10 +92,10 @@ pub fn spawn_one(
         target: Target::live(projection),
         stopped,
     };
-    Ok(ProjectionsHandle {
+    ProjectionsHandle {
         stop,
         tasks: vec![tokio::spawn(runner.run())],
-    })
+    }
 }
 
 struct Runner {
@@ -110,7 +108,7 @@ struct Runner {
 
 impl Runner {
     fn name(&self) -> &'static str {
-        self.target.projection.name()
+        self.target.projection.as_str()
     }
 
     /// Sleeps for `duration` unless asked to stop first; returns whether to go on.
@@ -131,7 +129,11 @@ impl Runner {
             // Mark the head as seen before reading, so a commit after the read still wakes us.
             head.borrow_and_update();
             let step = match after {
-                None => self.read.checkpoint(self.target.projection).await.map(Some),
+                None => self
+                    .read
+                    .stored_checkpoint(self.target.projection)
+                    .await
+                    .map(Some),
                 Some(position) => self.step(position, &mut prefetched).await,
             };
             match step {
@@ -221,26 +223,22 @@ impl Runner {
 }
 
 impl ReadModels {
-    /// A projection's stored checkpoint.
-    pub(crate) async fn checkpoint(&self, projection: Projection) -> Result<u64, ReadModelError> {
+    /// A projection's stored checkpoint (which also moves this process's watch of it).
+    pub async fn stored_checkpoint(
+        &self,
+        projection: ProjectionName,
+    ) -> Result<u64, ReadModelError> {
         let statuses = self.statuses().await?;
         let position = statuses
             .iter()
-            .find(|s| s.name == projection.name())
+            .find(|s| s.name == projection)
             .map_or(0, |s| s.position);
         self.advance(projection, position);
         Ok(position)
     }
 
-    /// The stored checkpoint of the projection named `name` (one of [`crate::PROJECTIONS`]).
-    pub async fn stored_checkpoint(&self, name: &str) -> Result<u64, ReadModelError> {
-        let projection = Projection::parse(name)
-            .ok_or_else(|| ReadModelError::UnknownProjection(name.to_string()))?;
-        self.checkpoint(projection).await
-    }
-
     /// Applies a batch to the live tables in one transaction; returns the new checkpoint.
-    #[tracing::instrument(skip_all, fields(projection = target.projection.name(), events = events.len()))]
+    #[tracing::instrument(skip_all, fields(projection = target.projection.as_str(), events = events.len()))]
     pub(crate) async fn apply_live(
         &self,
         target: &Target,

@@ -4,6 +4,8 @@
 use quire_domain::Role;
 use quire_domain::ids::{BookId, ReviewId, UserId};
 
+use crate::ProjectionName;
+
 /// A page request: an opaque cursor from the previous page (or `None` for the first) and the
 /// page size (the API clamps it to 1..=100).
 #[derive(Debug, Clone, Default)]
@@ -116,7 +118,7 @@ pub struct Credentials {
 /// One projection's progress.
 #[derive(Debug, Clone)]
 pub struct ProjectionStatus {
-    pub name: String,
+    pub name: ProjectionName,
     /// The global-log position applied up to; lag is the store head minus this.
     pub position: u64,
     /// The error the projection is stuck on (cleared by the next successful batch).

@@ -14,8 +14,8 @@ use quire_domain::ids::{BookId, ReviewId, UserId};
 use quire_domain::user::UserEvent;
 use quire_domain::values::*;
 use quire_projections::{
-    BookQuery, BookSort, PageRequest, ReadModelError, ReadModelOptions, ReadModels, RunnerOptions,
-    WaitError, rebuild,
+    BookQuery, BookSort, PageRequest, ProjectionName, ReadModelError, ReadModelOptions, ReadModels,
+    RunnerOptions, WaitError, rebuild,
 };
 
 /// Generates `<name>::sqlite` and `<name>::postgres` from `async fn name(env: Env)`.
@@ -523,7 +523,7 @@ async fn a_restarted_runner_ends_where_a_fresh_build_does(env: Env) {
     };
     let runner = env.spawn_with(options.clone());
     // Stop somewhere in the middle.
-    let mut watch = env.read.checkpoint_watch("reviews").unwrap();
+    let mut watch = env.read.checkpoint_watch(ProjectionName::Reviews);
     watch.wait_for(|p| *p > 0).await.unwrap();
     runner.shutdown().await;
     let stopped_at = env.read.min_position().await.unwrap();
@@ -568,7 +568,7 @@ async fn wait_for_follows_the_checkpoints(env: Env) {
     runner.shutdown().await;
     let statuses = env.read.statuses().await.unwrap();
     let names: Vec<&str> = statuses.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, quire_projections::PROJECTIONS);
+    assert_eq!(names, ["books", "reviews", "users", "interactions"]);
     assert!(
         statuses
             .iter()
@@ -587,7 +587,7 @@ async fn wait_for_follows_the_checkpoints(env: Env) {
     .unwrap();
     assert_eq!(read_only.min_position().await.unwrap(), later);
     assert!(read_only.book(book).await.unwrap().is_some());
-    let refused = rebuild(&env.store, &read_only, "books", &|_| {}).await;
+    let refused = rebuild(&env.store, &read_only, ProjectionName::Books, &|_| {}).await;
     assert!(
         matches!(refused, Err(ReadModelError::ReadOnly)),
         "{refused:?}"
@@ -659,7 +659,11 @@ async fn rebuild_while_live_swaps_in_a_complete_model(env: Env) {
         })
     };
     let progressed = Arc::new(AtomicU64::new(0));
-    for name in ["books", "reviews", "users"] {
+    for name in [
+        ProjectionName::Books,
+        ProjectionName::Reviews,
+        ProjectionName::Users,
+    ] {
         let p = progressed.clone();
         let report = rebuild(&env.store, &env.read, name, &move |progress| {
             assert!(progress.position <= progress.head);
@@ -691,10 +695,8 @@ async fn rebuild_while_live_swaps_in_a_complete_model(env: Env) {
     fresh_runner.shutdown().await;
     assert_eq!(snapshot(&env.read).await, snapshot(&fresh).await);
 
-    let unknown = rebuild(&env.store, &env.read, "nope", &|_| {}).await;
-    assert!(matches!(unknown, Err(ReadModelError::UnknownProjection(n)) if n == "nope"));
     // A second rebuild works on the swapped tables (their indexes and all).
-    rebuild(&env.store, &env.read, "books", &|_| {})
+    rebuild(&env.store, &env.read, ProjectionName::Books, &|_| {})
         .await
         .unwrap();
     assert_eq!(snapshot(&env.read).await, snapshot(&fresh).await);
@@ -724,11 +726,14 @@ async fn an_undecodable_event_is_recorded_and_not_skipped(env: Env) {
         ..RunnerOptions::default()
     });
     // The other projections pass the event (it is not theirs) and reach the head.
-    let mut users = env.read.checkpoint_watch("users").unwrap();
+    let mut users = env.read.checkpoint_watch(ProjectionName::Users);
     users.wait_for(|p| *p >= head).await.unwrap();
     let status = loop {
         let statuses = env.read.statuses().await.unwrap();
-        let books = statuses.into_iter().find(|s| s.name == "books").unwrap();
+        let books = statuses
+            .into_iter()
+            .find(|s| s.name == ProjectionName::Books)
+            .unwrap();
         if books.last_error.is_some() {
             break books;
         }
@@ -752,7 +757,7 @@ async fn an_undecodable_event_is_recorded_and_not_skipped(env: Env) {
         .await
         .unwrap()
         .into_iter()
-        .find(|s| s.name == "books")
+        .find(|s| s.name == ProjectionName::Books)
         .unwrap();
     assert!(books.position < bad_position && books.last_error.is_some());
     assert!(matches!(

@@ -9,7 +9,7 @@ use quire_domain::book::{Book, BookCommand};
 use quire_domain::ids::BookId;
 use quire_domain::values::{AuthorName, Description, Genre, Isbn, SummaryText, Title, Year};
 use quire_domain::{Aggregate, DomainEvent};
-use quire_projections::{BookQuery, BookSort};
+use quire_projections::{BookQuery, BookSort, ProjectionName};
 use uuid::Uuid;
 
 use super::{accepted, dispatch, next_link, page, read_your_writes, settle, write_headers};
@@ -144,7 +144,7 @@ async fn respond_with_book(
     status: StatusCode,
     location: Option<&str>,
 ) -> Result<Response, ApiError> {
-    if !settle(state, "books", outcome.last_position).await? {
+    if !settle(state, ProjectionName::Books, outcome.last_position).await? {
         return Ok(accepted(book_id.to_string(), outcome, location));
     }
     let mut headers = write_headers(outcome, location);
@@ -479,7 +479,7 @@ pub(crate) async fn delete(
         },
     )
     .await?;
-    settle(&state, "books", outcome.last_position).await?;
+    settle(&state, ProjectionName::Books, outcome.last_position).await?;
     Ok((StatusCode::NO_CONTENT, write_headers(&outcome, None)).into_response())
 }
 

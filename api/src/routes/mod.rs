@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use quire_actors::{Command, CommandEnvelope, CommandOutcome};
 use quire_domain::Principal;
-use quire_projections::PageRequest;
+use quire_projections::{PageRequest, ProjectionName};
 use uuid::Uuid;
 
 use crate::AppState;
@@ -45,7 +45,7 @@ pub(crate) async fn dispatch(
 /// the write timeout: the write is durable all the same.
 pub(crate) async fn settle(
     state: &AppState,
-    projection: &str,
+    projection: ProjectionName,
     position: u64,
 ) -> Result<bool, ApiError> {
     match state
@@ -56,7 +56,7 @@ pub(crate) async fn settle(
         Ok(()) => Ok(true),
         Err(quire_projections::WaitError::Timeout { reached }) => {
             tracing::warn!(
-                projection,
+                projection = projection.as_str(),
                 position,
                 reached,
                 "a read model lags behind a write"
@@ -142,17 +142,17 @@ pub(crate) fn page(limit: Option<u32>, cursor: Option<String>) -> Result<PageReq
     Ok(PageRequest { cursor, limit })
 }
 
-/// A `Link: <…>; rel="next"` header for the next page, keeping the other query parameters.
+/// A `Link: <…>; rel="next"` header for the next page, keeping the other query parameters
+/// (`application/x-www-form-urlencoded`, as the `Query` extractor reads them).
 pub(crate) fn next_link(path: &str, query: &[(&str, String)], next: Option<&str>) -> HeaderMap {
     let mut headers = HeaderMap::new();
     if let Some(cursor) = next {
-        let mut pairs: Vec<String> = query
-            .iter()
-            .filter(|(k, _)| *k != "cursor")
-            .map(|(k, v)| format!("{k}={}", urlencode(v)))
-            .collect();
-        pairs.push(format!("cursor={}", urlencode(cursor)));
-        let link = format!("<{path}?{}>; rel=\"next\"", pairs.join("&"));
+        let mut pairs = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in query.iter().filter(|(k, _)| *k != "cursor") {
+            pairs.append_pair(k, v);
+        }
+        pairs.append_pair("cursor", cursor);
+        let link = format!("<{path}?{}>; rel=\"next\"", pairs.finish());
         if let Ok(value) = HeaderValue::from_str(&link) {
             headers.insert(header::LINK, value);
         }
@@ -160,14 +160,24 @@ pub(crate) fn next_link(path: &str, query: &[(&str, String)], next: Option<&str>
     headers
 }
 
-fn urlencode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_links_encode_the_query_and_drop_the_old_cursor() {
+        let query = [
+            ("genres", "science fiction,sci-fi & more".to_string()),
+            ("cursor", "old".to_string()),
+            ("limit", "5".to_string()),
+        ];
+        let headers = next_link("/books", &query, Some("eyJzIjoi-_"));
+        let link = headers[header::LINK].to_str().unwrap();
+        assert_eq!(
+            link,
+            "</books?genres=science+fiction%2Csci-fi+%26+more&limit=5&cursor=eyJzIjoi-_>; \
+             rel=\"next\""
+        );
+        assert!(next_link("/books", &query, None).is_empty());
     }
-    out
 }

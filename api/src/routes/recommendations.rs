@@ -1,4 +1,7 @@
-//! `POST /interactions` (likes, views and ratings from members) and `GET /recommendations`.
+//! `POST /interactions` (likes, views and ratings from members) and `GET /recommendations`: the
+//! HTTP side of recommendations. The pages come from the read side's
+//! [`Recommender`](quire_projections::recommendations::Recommender); this module maps them, and
+//! the reasons a page cannot be served, onto the wire.
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -7,6 +10,8 @@ use quire_actors::Command;
 use quire_domain::ids::{BookId, UserId};
 use quire_domain::user::{Interaction, UserCommand};
 use quire_domain::values::Rating;
+use quire_projections::ProjectionName;
+use quire_projections::recommendations::{self as recs, RecsError, RecsRequest};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -14,7 +19,6 @@ use super::{accepted, dispatch, next_link, page, read_your_writes, settle, write
 use crate::AppState;
 use crate::error::{ApiError, Problem, Validation};
 use crate::extract::{Json, Query, User, command_id, consistency_token, idempotency_key};
-use crate::recs::{RecsError, RecsPage, RecsRequest};
 
 /// What a member did with a book.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -60,6 +64,135 @@ pub(crate) struct RecommendationParams {
     pub cursor: Option<String>,
     /// Only books in these genres (comma-separated).
     pub genres: Option<String>,
+}
+
+/// Why a recommendation was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ReasonCode {
+    BecauseRated,
+    BecauseLiked,
+    BecauseViewed,
+    PopularInGenre,
+    HighlyRated,
+}
+
+impl From<recs::ReasonCode> for ReasonCode {
+    fn from(code: recs::ReasonCode) -> Self {
+        match code {
+            recs::ReasonCode::BecauseRated => Self::BecauseRated,
+            recs::ReasonCode::BecauseLiked => Self::BecauseLiked,
+            recs::ReasonCode::BecauseViewed => Self::BecauseViewed,
+            recs::ReasonCode::PopularInGenre => Self::PopularInGenre,
+            recs::ReasonCode::HighlyRated => Self::HighlyRated,
+        }
+    }
+}
+
+/// One recommended book.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub(crate) struct Recommendation {
+    #[schema(value_type = String, format = Uuid)]
+    pub book_id: BookId,
+    pub title: String,
+    pub genres: Vec<String>,
+    pub score: f32,
+    /// Readable: "because you rated Dune", "popular in fantasy".
+    pub reason: String,
+    pub reason_code: ReasonCode,
+    /// The member's book that explains a collaborative recommendation.
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub because_book_id: Option<BookId>,
+}
+
+impl From<recs::Recommendation> for Recommendation {
+    fn from(r: recs::Recommendation) -> Self {
+        Self {
+            book_id: r.book_id,
+            title: r.title,
+            genres: r.genres,
+            score: r.score,
+            reason: r.reason,
+            reason_code: r.reason_code.into(),
+            because_book_id: r.because_book_id,
+        }
+    }
+}
+
+/// Which ranking a page comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Strategy {
+    Collaborative,
+    ColdStart,
+}
+
+impl From<recs::Strategy> for Strategy {
+    fn from(strategy: recs::Strategy) -> Self {
+        match strategy {
+            recs::Strategy::Collaborative => Self::Collaborative,
+            recs::Strategy::ColdStart => Self::ColdStart,
+        }
+    }
+}
+
+/// The model a page was ranked with.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub(crate) struct ModelInfo {
+    pub version: u64,
+    pub algorithm: String,
+    /// Microseconds since the epoch.
+    pub trained_at: i64,
+    /// The event-log position whose interactions it was trained on.
+    pub covers_position: u64,
+}
+
+impl From<recs::ModelInfo> for ModelInfo {
+    fn from(m: recs::ModelInfo) -> Self {
+        Self {
+            version: m.version,
+            algorithm: m.algorithm,
+            trained_at: m.trained_at,
+            covers_position: m.covers_position,
+        }
+    }
+}
+
+/// One page of recommendations.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+pub(crate) struct RecsPage {
+    #[schema(value_type = String, format = Uuid)]
+    pub user_id: UserId,
+    pub strategy: Strategy,
+    pub items: Vec<Recommendation>,
+    pub next_cursor: Option<String>,
+    pub model: Option<ModelInfo>,
+}
+
+impl From<recs::RecsPage> for RecsPage {
+    fn from(page: recs::RecsPage) -> Self {
+        Self {
+            user_id: page.user_id,
+            strategy: page.strategy.into(),
+            items: page.items.into_iter().map(Into::into).collect(),
+            next_cursor: page.next_cursor,
+            model: page.model.map(Into::into),
+        }
+    }
+}
+
+/// A page that cannot be served, as a problem: a cursor this API did not issue is 400, one from a
+/// model that has since been replaced is 409 (its ranking no longer exists).
+fn recs_error(error: RecsError) -> ApiError {
+    match error {
+        RecsError::BadCursor => {
+            ApiError::bad_request("invalid_cursor", "the pagination cursor is not valid")
+        }
+        stale @ RecsError::StaleCursor { .. } => {
+            ApiError::new(StatusCode::CONFLICT, "stale_cursor", stale.to_string())
+        }
+        RecsError::Read(e) => e.into(),
+    }
 }
 
 /// Records a like, an unlike, a view or a rating (without a review) of a book by a member. Likes
@@ -165,7 +298,7 @@ pub(crate) async fn create(
         },
     )
     .await?;
-    if !settle(&state, "interactions", outcome.last_position).await? {
+    if !settle(&state, ProjectionName::Interactions, outcome.last_position).await? {
         return Ok(accepted(user_id.to_string(), &outcome, None));
     }
     let row = state
@@ -251,19 +384,13 @@ pub(crate) async fn list(
         cursor: page.cursor,
         consistency: consistency_token(&headers)?,
     };
-    let result: RecsPage = state
-        .recommender
-        .recommend(&request)
-        .await
-        .map_err(|e| match e {
-            RecsError::BadCursor => {
-                ApiError::bad_request("invalid_cursor", "the pagination cursor is not valid")
-            }
-            stale @ RecsError::StaleCursor { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "stale_cursor", stale.to_string())
-            }
-            RecsError::Read(e) => e.into(),
-        })?;
+    let result = RecsPage::from(
+        state
+            .recommender
+            .recommend(&request)
+            .await
+            .map_err(recs_error)?,
+    );
     let mut query = vec![("user_id", user_id.to_string())];
     if let Some(limit) = params.limit {
         query.push(("limit", limit.to_string()));

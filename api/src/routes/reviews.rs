@@ -8,6 +8,7 @@ use quire_domain::book::BookCommand;
 use quire_domain::ids::{BookId, ReviewId};
 use quire_domain::values::{Rating, ReviewText};
 use quire_domain::{Principal, Role};
+use quire_projections::ProjectionName;
 use uuid::Uuid;
 
 use super::books::missing_book;
@@ -98,7 +99,7 @@ pub(crate) async fn create(
     )
     .await?;
     let location = format!("/books/{book_id}/reviews/{review_id}");
-    if !settle(&state, "reviews", outcome.last_position).await? {
+    if !settle(&state, ProjectionName::Reviews, outcome.last_position).await? {
         return Ok(accepted(review_id.to_string(), &outcome, Some(&location)));
     }
     let review = state
@@ -297,7 +298,7 @@ pub(crate) async fn update(
         },
     )
     .await?;
-    if !settle(&state, "reviews", outcome.last_position).await? {
+    if !settle(&state, ProjectionName::Reviews, outcome.last_position).await? {
         return Ok(accepted(review_id.to_string(), &outcome, None));
     }
     let review = state
@@ -348,6 +349,6 @@ pub(crate) async fn delete(
         },
     )
     .await?;
-    settle(&state, "reviews", outcome.last_position).await?;
+    settle(&state, ProjectionName::Reviews, outcome.last_position).await?;
     Ok((StatusCode::NO_CONTENT, write_headers(&outcome, None)).into_response())
 }

@@ -79,7 +79,7 @@ pub(crate) async fn status(State(state): State<AppState>) -> Response {
         .map(|list| {
             list.iter()
                 .map(|p| ProjectionHealth {
-                    name: p.name.clone(),
+                    name: p.name.to_string(),
                     position: p.position,
                     lag: head_position.map(|h| h.saturating_sub(p.position)),
                     // The client learns that a projection fails, not the internal text.

@@ -8,6 +8,7 @@ use quire_domain::ids::UserId;
 use quire_domain::user::UserCommand;
 use quire_domain::values::{Email, Genre, PersonName, Username};
 use quire_domain::{Principal, Role};
+use quire_projections::ProjectionName;
 use uuid::Uuid;
 
 use super::{accepted, dispatch, next_link, page, read_your_writes, settle, write_headers};
@@ -109,7 +110,7 @@ pub(crate) async fn create(
     )
     .await?;
     let location = format!("/users/{user_id}");
-    if !settle(&state, "users", outcome.last_position).await? {
+    if !settle(&state, ProjectionName::Users, outcome.last_position).await? {
         return Ok(accepted(user_id.to_string(), &outcome, Some(&location)));
     }
     let user = state
@@ -286,7 +287,7 @@ pub(crate) async fn change_password(
         UserCommand::ChangePassword { password_hash },
     )
     .await?;
-    settle(&state, "users", outcome.last_position).await?;
+    settle(&state, ProjectionName::Users, outcome.last_position).await?;
     Ok((StatusCode::NO_CONTENT, write_headers(&outcome, None)).into_response())
 }
 
@@ -336,7 +337,7 @@ pub(crate) async fn change_preferences(
         },
     )
     .await?;
-    if !settle(&state, "users", outcome.last_position).await? {
+    if !settle(&state, ProjectionName::Users, outcome.last_position).await? {
         return Ok(accepted(user_id.to_string(), &outcome, None));
     }
     let user = state
@@ -381,6 +382,6 @@ pub(crate) async fn deactivate(
         UserCommand::Deactivate,
     )
     .await?;
-    settle(&state, "users", outcome.last_position).await?;
+    settle(&state, ProjectionName::Users, outcome.last_position).await?;
     Ok((StatusCode::NO_CONTENT, write_headers(&outcome, None)).into_response())
 }

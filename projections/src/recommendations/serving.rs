@@ -1,6 +1,7 @@
-//! Serving recommendations: the newest trained model (loaded from the read-model database and
-//! swapped atomically when a newer one appears) and a catalogue snapshot for cold start and
-//! reasons.
+//! Serving recommendations: the [`Recommender`] holds the newest trained model (loaded from the
+//! read-model database and swapped atomically when a newer one appears) and a catalogue snapshot
+//! for cold start and reasons. It does no HTTP: the API's `GET /recommendations` calls
+//! [`Recommender::recommend`] and maps its answer and its [`RecsError`] onto the wire.
 //!
 //! A member with interactions on the model's books gets collaborative recommendations from the
 //! hybrid model (implicit ALS blended with BM25 item-item): their ALS factor is folded in and their
@@ -13,21 +14,19 @@
 //! Pages are keyset pages over one ranking: the cursor carries the strategy, the model version and
 //! the last (score, index) returned, so books the member rates or likes between pages drop out
 //! without shifting the others. A collaborative cursor from a model that has since been replaced
-//! is refused (409): the ranking it continues no longer exists.
+//! is refused ([`RecsError::StaleCursor`]): the ranking it continues no longer exists.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use quire_domain::ids::{BookId, UserId};
-use quire_projections::{
-    CatalogBook, HYBRID, InteractionRow, ReadModelError, ReadModels, StoredModel, TrainOptions,
-};
 use quire_recs::{HybridModel, Signals, Weights};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+
+use super::storage::{CatalogBook, StoredModel};
+use super::training::{HYBRID, TrainOptions};
+use crate::{InteractionRow, ProjectionName, ReadModelError, ReadModels, cursor};
 
 /// How recommendations are served.
 #[derive(Debug, Clone)]
@@ -125,8 +124,7 @@ struct Snapshot {
 }
 
 /// Why a recommendation was made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReasonCode {
     BecauseRated,
     BecauseLiked,
@@ -136,9 +134,8 @@ pub enum ReasonCode {
 }
 
 /// One recommended book.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Recommendation {
-    #[schema(value_type = String, format = Uuid)]
     pub book_id: BookId,
     pub title: String,
     pub genres: Vec<String>,
@@ -147,12 +144,11 @@ pub struct Recommendation {
     pub reason: String,
     pub reason_code: ReasonCode,
     /// The member's book that explains a collaborative recommendation.
-    #[schema(value_type = Option<String>, format = Uuid)]
     pub because_book_id: Option<BookId>,
 }
 
-/// Which ranking a page comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// Which ranking a page comes from (named in cursors as `collaborative` and `cold_start`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Strategy {
     Collaborative,
@@ -160,7 +156,7 @@ pub enum Strategy {
 }
 
 /// The model a page was ranked with.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ModelInfo {
     pub version: u64,
     pub algorithm: String,
@@ -171,9 +167,8 @@ pub struct ModelInfo {
 }
 
 /// One page of recommendations.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RecsPage {
-    #[schema(value_type = String, format = Uuid)]
     pub user_id: UserId,
     pub strategy: Strategy,
     pub items: Vec<Recommendation>,
@@ -222,18 +217,13 @@ struct Cursor {
 
 impl Cursor {
     fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).expect("cursor serializes"))
+        cursor::encode(self)
     }
 
     fn decode(text: &str) -> Result<Self, RecsError> {
-        let bytes = URL_SAFE_NO_PAD
-            .decode(text)
-            .map_err(|_| RecsError::BadCursor)?;
-        let cursor: Cursor = serde_json::from_slice(&bytes).map_err(|_| RecsError::BadCursor)?;
-        if !cursor.s.is_finite() {
-            return Err(RecsError::BadCursor);
-        }
-        Ok(cursor)
+        cursor::decode::<Self>(text)
+            .filter(|c| c.s.is_finite())
+            .ok_or(RecsError::BadCursor)
     }
 
     /// Whether `(score, index)` comes after the cursor in the ranking (score descending, then
@@ -303,13 +293,13 @@ impl Recommender {
         let _one_at_a_time = self.loading.lock().await;
         let old = self.current();
         let statuses = self.read.statuses().await?;
-        let at = |name: &str| {
+        let at = |name: ProjectionName| {
             statuses
                 .iter()
                 .find(|s| s.name == name)
                 .map_or(0, |s| s.position)
         };
-        let read_at = (at("books"), at("reviews"));
+        let read_at = (at(ProjectionName::Books), at(ProjectionName::Reviews));
         let catalog = if old.checked.is_none() || old.catalog.read_at != read_at {
             let books = self.read.recs_catalog().await?;
             Arc::new(Catalog::new(books, self.options.prior_weight, read_at))
@@ -393,13 +383,12 @@ impl Recommender {
             .is_some_and(|token| books.min(reviews) < token);
         // The catalogue moved since it was read (books added, reviews changed): reload it, at most
         // once a second, so new books show up at once without a reload per request under load.
-        let moved = [("books", books), ("reviews", reviews)]
-            .into_iter()
-            .any(|(name, read_at)| {
-                self.read
-                    .checkpoint_watch(name)
-                    .is_ok_and(|watch| *watch.borrow() > read_at)
-            });
+        let moved = [
+            (ProjectionName::Books, books),
+            (ProjectionName::Reviews, reviews),
+        ]
+        .into_iter()
+        .any(|(name, read_at)| *self.read.checkpoint_watch(name).borrow() > read_at);
         let snapshot = match snapshot.checked {
             Some(at)
                 if at.elapsed() < self.options.refresh * 2
@@ -667,7 +656,7 @@ mod tests {
             Err(RecsError::BadCursor)
         ));
         assert!(matches!(
-            Cursor::decode(&URL_SAFE_NO_PAD.encode(b"{\"t\":\"x\"}")),
+            Cursor::decode(&cursor::encode(&serde_json::json!({"t": "x"}))),
             Err(RecsError::BadCursor)
         ));
     }

@@ -9,7 +9,8 @@ use quire_domain::ids::{BookId, UserId};
 use quire_recs::{AlsParams, HybridModel, ItemItemWeighting, Matrix, Progress, Signals, Weights};
 use serde::{Deserialize, Serialize};
 
-use crate::{ReadModelError, ReadModels, StoredModel};
+use super::storage::StoredModel;
+use crate::{ReadModelError, ReadModels};
 
 /// The algorithm name stored with hybrid models.
 pub const HYBRID: &str = "als+bm25";

@@ -1,0 +1,112 @@
+//! The projections' names: one enum instead of strings, so a misspelt projection is a compile
+//! error rather than an `unknown projection` at run time.
+//!
+//! The lowercase text ([`ProjectionName::as_str`], `Display`, `FromStr`, serde) is what is stored
+//! in `rm_checkpoints.projection`, named on the command line (`quire projections rebuild books`),
+//! leased in a cluster and announced in checkpoint notifications; it never changes.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// One of the projections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProjectionName {
+    /// The catalogue: `rm_books` and its author and genre indexes.
+    Books,
+    /// Reviews and each book's rating stats.
+    Reviews,
+    /// Members and their credentials.
+    Users,
+    /// One row per member and book with what the recommender counts.
+    Interactions,
+}
+
+impl ProjectionName {
+    /// Every projection, in the order statuses list them.
+    pub const ALL: [ProjectionName; 4] =
+        [Self::Books, Self::Reviews, Self::Users, Self::Interactions];
+
+    /// The stored name (the checkpoint row, the CLI argument, the lease).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Books => "books",
+            Self::Reviews => "reviews",
+            Self::Users => "users",
+            Self::Interactions => "interactions",
+        }
+    }
+
+    /// The position in [`ProjectionName::ALL`].
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The tables this projection owns (and a rebuild replaces).
+    pub(crate) fn tables(self) -> &'static [&'static str] {
+        match self {
+            Self::Books => &["rm_books", "rm_book_authors", "rm_book_genres"],
+            Self::Reviews => &["rm_reviews", "rm_book_stats"],
+            Self::Users => &["rm_users"],
+            Self::Interactions => &["rm_interactions"],
+        }
+    }
+}
+
+impl fmt::Display for ProjectionName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `pad`, so width and alignment (`{:<12}`) apply as they do to a `&str`.
+        f.pad(self.as_str())
+    }
+}
+
+/// A name that is not one of [`ProjectionName::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown projection {0:?}; the projections are books, reviews, users, interactions")]
+pub struct UnknownProjection(pub String);
+
+impl FromStr for ProjectionName {
+    type Err = UnknownProjection;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.as_str() == name)
+            .ok_or_else(|| UnknownProjection(name.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_through_text_display_and_serde() {
+        for (i, p) in ProjectionName::ALL.into_iter().enumerate() {
+            assert_eq!(p.index(), i);
+            assert_eq!(p.as_str().parse::<ProjectionName>(), Ok(p));
+            assert_eq!(p.to_string(), p.as_str());
+            assert_eq!(
+                serde_json::to_string(&p).unwrap(),
+                format!("\"{}\"", p.as_str())
+            );
+            assert_eq!(
+                serde_json::from_str::<ProjectionName>(&format!("\"{p}\"")).unwrap(),
+                p
+            );
+        }
+        let names: Vec<&str> = ProjectionName::ALL.iter().map(|p| p.as_str()).collect();
+        assert_eq!(names, ["books", "reviews", "users", "interactions"]);
+        assert_eq!(format!("[{:<8}]", ProjectionName::Users), "[users   ]");
+        let unknown = "nope".parse::<ProjectionName>().unwrap_err();
+        assert_eq!(unknown, UnknownProjection("nope".into()));
+        assert!(
+            unknown
+                .to_string()
+                .contains("books, reviews, users, interactions")
+        );
+        assert!("Books".parse::<ProjectionName>().is_err());
+    }
+}
