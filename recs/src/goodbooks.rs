@@ -1,8 +1,19 @@
 //! Reading the goodbooks-10k data set (Zajac 2017): `ratings.csv` with the header
 //! `book_id,user_id,rating` (the first release) or `user_id,book_id,rating` (the second).
+//!
+//! The one reader of that file: the importer (`quire import goodbooks`), the offline evaluation
+//! (`quire recs eval`, the examples) and the benches all read it here, so they see the same ratings.
+//!
+//! **Duplicates.** The first release rates some (book, user) pairs on more than one row, sometimes
+//! with different ratings. The last row of a pair wins: a pair is one rating, placed where its
+//! first row was, with the rating of its last row. [`RatingStats`] counts what was resolved.
 
 use std::collections::HashMap;
-use std::io::BufRead;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
 
 /// One rating, with dense 0-based user and item indices.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -18,7 +29,8 @@ pub struct Rating {
 /// The ratings of a file, with the mapping from dense indices back to the file's ids.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ratings {
-    /// Every row of the file, in file order (a pair rated twice appears twice).
+    /// One rating per (user, item) pair, in the order of the pair's first row, with its last
+    /// row's rating (see the module documentation).
     pub ratings: Vec<Rating>,
     /// `user_ids[u]` is the file's `user_id` of dense user `u` (increasing).
     pub user_ids: Vec<u32>,
@@ -36,6 +48,74 @@ impl Ratings {
     pub fn n_items(&self) -> usize {
         self.item_ids.len()
     }
+
+    /// Dense indices for `rows` (ids in increasing order), keeping their order.
+    pub fn from_rows(rows: &[RatingRow]) -> Self {
+        let dense = |ids: Vec<u32>| {
+            let mut ids = ids;
+            ids.sort_unstable();
+            ids.dedup();
+            let index: HashMap<u32, u32> = ids
+                .iter()
+                .enumerate()
+                .map(|(i, &id)| (id, i as u32))
+                .collect();
+            (ids, index)
+        };
+        let (user_ids, user_index) = dense(rows.iter().map(|r| r.user_id).collect());
+        let (item_ids, item_index) = dense(rows.iter().map(|r| r.book_id).collect());
+        let ratings = rows
+            .iter()
+            .map(|r| Rating {
+                user: user_index[&r.user_id],
+                item: item_index[&r.book_id],
+                rating: r.rating,
+            })
+            .collect();
+        Ratings {
+            ratings,
+            user_ids,
+            item_ids,
+        }
+    }
+}
+
+/// One rating with the file's ids.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RatingRow {
+    /// The goodbooks `book_id`.
+    pub book_id: u32,
+    /// The goodbooks `user_id`.
+    pub user_id: u32,
+    /// Stars, `1..=5`.
+    pub rating: u8,
+}
+
+/// What reading `ratings.csv` found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RatingStats {
+    /// Rows read.
+    pub rows: u64,
+    /// Rows of books the caller did not keep (the importer's `--limit-books`, or books missing
+    /// from its books.csv).
+    pub skipped_rows: u64,
+    /// Kept (book, user) pairs that occur on more than one row.
+    pub duplicate_pairs: u64,
+    /// Of those, pairs whose rows disagree on the rating.
+    pub conflicting_pairs: u64,
+    /// Rows dropped because a later row for the same pair wins.
+    pub duplicate_rows_dropped: u64,
+    /// Distinct (book, user) ratings kept.
+    pub unique: u64,
+}
+
+/// The distinct ratings of a file, with the file's ids.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RatingRows {
+    /// One per kept (book, user) pair, in the order of the pair's first row, with the rating of
+    /// its last row.
+    pub rows: Vec<RatingRow>,
+    pub stats: RatingStats,
 }
 
 /// A malformed ratings file: the 1-based line and what is wrong with it.
@@ -48,11 +128,115 @@ pub struct ParseError {
     pub message: String,
 }
 
-/// Reads goodbooks-10k `ratings.csv` from a reader. Ids become dense 0-based indices in increasing
-/// id order; the mapping back is kept. Empty lines are skipped; anything else malformed (wrong
-/// number of fields, a non-numeric id, a rating outside 1..=5, an unknown header) is an error with
-/// its line number.
+/// A ratings file that cannot be read: the path, and the line when it is malformed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("opening {}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} line {line}: {message}", path.display())]
+    Malformed {
+        path: PathBuf,
+        /// 1-based line number (the header is line 1).
+        line: usize,
+        message: String,
+    },
+}
+
+/// Reads goodbooks-10k `ratings.csv` from a reader into dense indices (ids in increasing order;
+/// the mapping back is kept), one rating per (user, book) pair. See [`read_rating_rows`] for what
+/// is malformed.
 pub fn read_ratings(r: impl BufRead) -> Result<Ratings, ParseError> {
+    Ok(Ratings::from_rows(&read_rating_rows(r, |_| true)?.rows))
+}
+
+/// [`read_ratings`] of the file at `path`.
+pub fn read_ratings_file(path: &Path) -> Result<Ratings, ReadError> {
+    Ok(Ratings::from_rows(
+        &read_rating_rows_file(path, |_| true)?.rows,
+    ))
+}
+
+/// [`read_rating_rows`] of the file at `path`.
+pub fn read_rating_rows_file(
+    path: &Path,
+    keep_book: impl FnMut(u32) -> bool,
+) -> Result<RatingRows, ReadError> {
+    let file = File::open(path).map_err(|source| ReadError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    read_rating_rows(BufReader::with_capacity(1 << 16, file), keep_book).map_err(|e| {
+        ReadError::Malformed {
+            path: path.to_path_buf(),
+            line: e.line,
+            message: e.message,
+        }
+    })
+}
+
+/// Reads goodbooks-10k `ratings.csv` from a reader: the ratings of the books `keep_book` accepts,
+/// one per (book, user) pair (the last row of a pair wins), with the file's ids. Empty lines are
+/// skipped; anything else malformed (wrong number of fields, a non-numeric id, a rating outside
+/// 1..=5, an unknown header) is an error with its line number, whatever the book.
+pub fn read_rating_rows(
+    r: impl BufRead,
+    mut keep_book: impl FnMut(u32) -> bool,
+) -> Result<RatingRows, ParseError> {
+    let mut stats = RatingStats::default();
+    let mut kept = Vec::new();
+    parse(r, |row| {
+        stats.rows += 1;
+        if keep_book(row.book_id) {
+            kept.push(row);
+        } else {
+            stats.skipped_rows += 1;
+        }
+    })?;
+    let rows = last_row_wins(kept, &mut stats);
+    Ok(RatingRows { rows, stats })
+}
+
+/// One rating per (book, user) pair of `rows` (in file order): at the pair's first row, with its
+/// last row's rating. Counts the duplicates into `stats`.
+fn last_row_wins(rows: Vec<RatingRow>, stats: &mut RatingStats) -> Vec<RatingRow> {
+    // Sorted by (book, user, row): a pair's rows are adjacent, first to last.
+    let mut sorted: Vec<(u32, u32, u32, u8)> = rows
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| (r.book_id, r.user_id, i as u32, r.rating))
+        .collect();
+    sorted.sort_unstable();
+    let mut pairs: Vec<(u32, RatingRow)> = Vec::with_capacity(sorted.len());
+    for group in sorted.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+        let (book_id, user_id, first, _) = group[0];
+        let rating = group[group.len() - 1].3;
+        if group.len() > 1 {
+            stats.duplicate_pairs += 1;
+            stats.duplicate_rows_dropped += group.len() as u64 - 1;
+            if group.iter().any(|r| r.3 != rating) {
+                stats.conflicting_pairs += 1;
+            }
+        }
+        pairs.push((
+            first,
+            RatingRow {
+                book_id,
+                user_id,
+                rating,
+            },
+        ));
+    }
+    pairs.sort_unstable_by_key(|(first, _)| *first);
+    stats.unique = pairs.len() as u64;
+    pairs.into_iter().map(|(_, row)| row).collect()
+}
+
+/// Parses the header and hands every row, in file order, to `row`.
+fn parse(r: impl BufRead, mut row: impl FnMut(RatingRow)) -> Result<(), ParseError> {
     let mut lines = r.lines();
     let err = |line: usize, message: String| ParseError { line, message };
     let header = match lines.next() {
@@ -78,7 +262,6 @@ pub fn read_ratings(r: impl BufRead) -> Result<Ratings, ParseError> {
         ));
     };
 
-    let mut raw: Vec<(u32, u32, u8)> = Vec::new();
     for (index, line) in lines.enumerate() {
         let number = index + 2;
         let line = line.map_err(|e| err(number, e.to_string()))?;
@@ -113,35 +296,13 @@ pub fn read_ratings(r: impl BufRead) -> Result<Ratings, ParseError> {
                     format!("rating {:?} is not 1..=5", fields[rating_col]),
                 )
             })?;
-        raw.push((user, book, rating));
-    }
-
-    let dense = |ids: Vec<u32>| {
-        let mut ids = ids;
-        ids.sort_unstable();
-        ids.dedup();
-        let index: HashMap<u32, u32> = ids
-            .iter()
-            .enumerate()
-            .map(|(i, &id)| (id, i as u32))
-            .collect();
-        (ids, index)
-    };
-    let (user_ids, user_index) = dense(raw.iter().map(|r| r.0).collect());
-    let (item_ids, item_index) = dense(raw.iter().map(|r| r.1).collect());
-    let ratings = raw
-        .into_iter()
-        .map(|(u, b, rating)| Rating {
-            user: user_index[&u],
-            item: item_index[&b],
+        row(RatingRow {
+            book_id: book,
+            user_id: user,
             rating,
-        })
-        .collect();
-    Ok(Ratings {
-        ratings,
-        user_ids,
-        item_ids,
-    })
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -183,6 +344,67 @@ mod tests {
         // The second release's column order.
         let r2 = read_ratings("user_id,book_id,rating\n7,10,5\n".as_bytes()).unwrap();
         assert_eq!((r2.user_ids[0], r2.item_ids[0]), (7, 10));
+    }
+
+    #[test]
+    fn the_last_row_of_a_duplicated_pair_wins_at_its_first_place() {
+        // (book 1, user 9) three times, the last saying 2; (book 2, user 9) twice, agreeing.
+        let csv = "book_id,user_id,rating\n1,9,5\n2,9,4\n1,9,3\n3,8,1\n2,9,4\n1,9,2\n";
+        let read = read_rating_rows(csv.as_bytes(), |_| true).unwrap();
+        let row = |book_id, user_id, rating| RatingRow {
+            book_id,
+            user_id,
+            rating,
+        };
+        assert_eq!(read.rows, vec![row(1, 9, 2), row(2, 9, 4), row(3, 8, 1)]);
+        assert_eq!(
+            read.stats,
+            RatingStats {
+                rows: 6,
+                skipped_rows: 0,
+                duplicate_pairs: 2,
+                conflicting_pairs: 1,
+                duplicate_rows_dropped: 3,
+                unique: 3,
+            }
+        );
+        // The dense form has one rating per pair too.
+        let dense = read_ratings(csv.as_bytes()).unwrap();
+        assert_eq!(dense.ratings.len(), 3);
+        assert_eq!(dense.ratings[0].rating, 2);
+
+        // Rows of books not kept are counted apart and take no part in the duplicates.
+        let read = read_rating_rows(csv.as_bytes(), |book| book != 1).unwrap();
+        assert_eq!(read.rows, vec![row(2, 9, 4), row(3, 8, 1)]);
+        assert_eq!(
+            (
+                read.stats.rows,
+                read.stats.skipped_rows,
+                read.stats.duplicate_pairs,
+                read.stats.conflicting_pairs,
+                read.stats.duplicate_rows_dropped,
+                read.stats.unique
+            ),
+            (6, 3, 1, 0, 1, 2)
+        );
+    }
+
+    #[test]
+    fn file_errors_name_the_path_and_line() {
+        let dir = std::env::temp_dir().join(format!("quire-goodbooks-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ratings.csv");
+        std::fs::write(&path, "book_id,user_id,rating\n1,2,3\n1,x,3\n").unwrap();
+        let e = read_ratings_file(&path).unwrap_err().to_string();
+        assert!(
+            e.ends_with("ratings.csv line 3: user_id \"x\" is not a non-negative integer"),
+            "{e}"
+        );
+        std::fs::write(&path, "user_id,book_id,rating\n7,10,5\n").unwrap();
+        assert_eq!(read_ratings_file(&path).unwrap().item_ids, vec![10]);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let e = read_ratings_file(&dir.join("ratings.csv")).unwrap_err();
+        assert!(matches!(e, ReadError::Open { .. }), "{e}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `quire recs train` and `quire recs eval`.
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -138,12 +138,9 @@ fn evaluate(
     options: EvalOptions,
     threads: usize,
 ) -> anyhow::Result<()> {
-    let path = data.join("ratings.csv");
-    let file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-    let ratings = goodbooks::read_ratings(BufReader::new(file))
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let ratings = goodbooks::read_ratings_file(&data.join("ratings.csv"))?;
     eprintln!(
-        "{} ratings of {} users on {} books",
+        "{} ratings (one per user and book: the last row of a duplicate wins) of {} users on {} books",
         ratings.ratings.len(),
         ratings.n_users(),
         ratings.n_items()

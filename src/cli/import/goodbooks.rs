@@ -12,6 +12,7 @@ use std::path::Path;
 use anyhow::Context;
 use quire_domain::ids::{BookId, ReviewId, UserId};
 use quire_domain::values::{AuthorName, Genre, Isbn, Rating, Title, Year};
+use quire_recs::goodbooks;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
@@ -168,22 +169,8 @@ pub(crate) struct Dataset {
     pub rating_stats: RatingStats,
 }
 
-/// What reading ratings.csv found.
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
-pub(crate) struct RatingStats {
-    /// Rows read.
-    pub rows: u64,
-    /// Rows of books that are not imported (see `--limit-books`) or not in books.csv.
-    pub skipped_rows: u64,
-    /// (book, user) pairs that occur on more than one row.
-    pub duplicate_pairs: u64,
-    /// Of those, pairs whose rows disagree on the rating.
-    pub conflicting_pairs: u64,
-    /// Rows dropped because a later row for the same pair wins.
-    pub duplicate_rows_dropped: u64,
-    /// Distinct (book, user) ratings to send.
-    pub unique: u64,
-}
+// What reading ratings.csv found: the counts of the one goodbooks ratings reader.
+pub(crate) use quire_recs::goodbooks::RatingStats;
 
 #[derive(Deserialize)]
 struct BookRow {
@@ -208,13 +195,6 @@ struct BookTagRow {
     goodreads_book_id: u64,
     tag_id: u32,
     count: i64,
-}
-
-#[derive(Deserialize)]
-struct RatingRow {
-    book_id: u32,
-    user_id: u32,
-    rating: u8,
 }
 
 /// Reads the dataset in `dir`: the first `limit_books` books of books.csv (all if `None`), their
@@ -382,8 +362,9 @@ pub(crate) fn top_genres(by_genre: HashMap<&'static str, i64>) -> Vec<Genre> {
         .collect()
 }
 
-/// Reads ratings.csv: the last row of a duplicated (book, user) pair wins; the rows are collapsed
-/// before sending, so each pair becomes one `PostReview` with the final rating.
+/// Reads ratings.csv with the one goodbooks ratings reader, keeping the imported books' rows: the
+/// last row of a duplicated (book, user) pair wins, so each pair becomes one `PostReview` with the
+/// final rating. A book's ratings keep the order of their pairs' first rows.
 fn load_ratings(dir: &Path, data: &mut Dataset) -> anyhow::Result<()> {
     let index: HashMap<u32, usize> = data
         .books
@@ -391,47 +372,18 @@ fn load_ratings(dir: &Path, data: &mut Dataset) -> anyhow::Result<()> {
         .enumerate()
         .map(|(i, b)| (b.id, i))
         .collect();
-    // (book, user) → (position in that book's list, rows seen, bitmask of the ratings seen).
-    let mut pairs: HashMap<(u32, u32), (usize, u32, u8)> = HashMap::new();
-    let mut stats = RatingStats::default();
-    let ratings = &mut data.ratings;
-    read_csv(&dir.join("ratings.csv"), |row: RatingRow, _| {
-        stats.rows += 1;
-        let rating = Rating::parse(row.rating).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let Some(&book) = index.get(&row.book_id) else {
-            stats.skipped_rows += 1;
-            return Ok(());
-        };
-        let list = &mut ratings[book];
-        match pairs.entry((row.book_id, row.user_id)) {
-            std::collections::hash_map::Entry::Vacant(slot) => {
-                slot.insert((list.len(), 1, 1 << row.rating));
-                list.push((row.user_id, rating));
-            }
-            std::collections::hash_map::Entry::Occupied(mut slot) => {
-                let (position, rows, seen) = slot.get_mut();
-                *rows += 1;
-                *seen |= 1 << row.rating;
-                list[*position].1 = rating;
-                stats.duplicate_rows_dropped += 1;
-            }
-        }
-        Ok(())
+    let read = goodbooks::read_rating_rows_file(&dir.join("ratings.csv"), |book| {
+        index.contains_key(&book)
     })?;
     let mut users = HashSet::new();
-    for ((_, user), (_, rows, seen)) in &pairs {
-        users.insert(*user);
-        if *rows > 1 {
-            stats.duplicate_pairs += 1;
-            if seen.count_ones() > 1 {
-                stats.conflicting_pairs += 1;
-            }
-        }
+    for row in read.rows {
+        let rating = Rating::parse(row.rating).map_err(|e| anyhow::anyhow!("{e}"))?;
+        data.ratings[index[&row.book_id]].push((row.user_id, rating));
+        users.insert(row.user_id);
     }
-    stats.unique = pairs.len() as u64;
     data.users = users.into_iter().collect();
     data.users.sort_unstable();
-    data.rating_stats = stats;
+    data.rating_stats = read.stats;
     Ok(())
 }
 
