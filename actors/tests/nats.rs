@@ -10,9 +10,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use quire_actors::cluster::{
     self, ClusterConfig, ClusterError, LeaseManager, LeaseOwner, NatsBus, NatsOptions, NodeInfo,
-    Notifications, PartitionServer, Resource,
+    Notifications, PartitionServer, Resource, Role,
 };
-use quire_actors::{ActorConfig, Command, CommandBus, CommandEnvelope, CommandError, LocalBus};
+use quire_actors::{
+    ActorConfig, Command, CommandBus, CommandEnvelope, CommandError, LocalBus, RejectionKind,
+};
 use quire_domain::Principal;
 use quire_domain::book::BookCommand;
 use quire_domain::ids::{BookId, ReviewId, UserId};
@@ -179,7 +181,7 @@ async fn refusals_cross_the_wire_unchanged() {
     let book = BookId::new();
     bus.dispatch(add_book(book)).await.unwrap();
     match bus.dispatch(add_book(book)).await {
-        Err(CommandError::Rejected(r)) => assert_eq!(r.kind, "conflict", "{r:?}"),
+        Err(CommandError::Rejected(r)) => assert_eq!(r.kind, RejectionKind::Conflict, "{r:?}"),
         other => panic!("expected a rejection, got {other:?}"),
     }
     // With nobody serving, the bus gives up at its deadline with a retryable error.
@@ -217,7 +219,7 @@ impl LeaseOwner for Recorder {
 fn node_info(config: &ClusterConfig) -> NodeInfo {
     NodeInfo {
         node_id: config.node_id.clone(),
-        roles: vec!["actors".into(), "projections".into()],
+        roles: vec![Role::Actors, Role::Projections],
         partitions: config.partitions,
         http: None,
         version: "test".into(),
@@ -243,6 +245,7 @@ async fn leases_spread_rebalance_and_expire() {
     let resources: Vec<Resource> = (0..8)
         .map(Resource::Partition)
         .chain(["books", "reviews", "users"].map(|p| Resource::Projection(p.into())))
+        .chain([Resource::Worker("summaries".into())])
         .collect();
     let start = |node: &'static str| {
         let name = name.clone();
@@ -266,13 +269,13 @@ async fn leases_spread_rebalance_and_expire() {
 
     let (a, manager_a) = start("a").await;
     eventually("node a to take everything", Duration::from_secs(10), || {
-        count(&a) == 11
+        count(&a) == 12
     })
     .await;
 
     let (b, manager_b) = start("b").await;
     eventually("a rebalance onto node b", Duration::from_secs(15), || {
-        count(&b) >= 3 && count(&a) + count(&b) == 11
+        count(&b) >= 3 && count(&a) + count(&b) == 12
     })
     .await;
     let overlap: Vec<_> = a
@@ -288,7 +291,7 @@ async fn leases_spread_rebalance_and_expire() {
     let crashed = tokio::time::Instant::now();
     manager_a.abort();
     eventually("node b to take over", Duration::from_secs(15), || {
-        count(&b) == 11
+        count(&b) == 12
     })
     .await;
     let took = crashed.elapsed();
@@ -306,7 +309,7 @@ async fn leases_spread_rebalance_and_expire() {
     manager_b.shutdown().await;
     assert_eq!(count(&b), 0, "a leaving node stops all its work");
     eventually("node c to take everything", Duration::from_secs(10), || {
-        count(&c) == 11
+        count(&c) == 12
     })
     .await;
     manager_c.shutdown().await;

@@ -11,6 +11,7 @@ mod error;
 #[cfg(feature = "kurrentdb")]
 pub mod kurrent;
 pub mod postgres;
+mod redact;
 pub mod sqlite;
 mod subscribe;
 pub mod testing;
@@ -23,6 +24,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 pub use error::StoreError;
+pub use redact::{redact_url, redact_url_credentials};
 pub use subscribe::{Subscription, subscribe};
 pub use types::{
     AppendOutcome, AppendRequest, CommandRecord, CommandResult, EventMetadata, ExpectedVersion,
@@ -36,7 +38,8 @@ pub type DynEventStore = Arc<dyn EventStore>;
 /// The event store port.
 ///
 /// Positions in the global log start at 1 and are assigned in commit order, so a reader that has seen
-/// position `p` will never later discover an event at a position `<= p` (BRIEF problem 1).
+/// position `p` will never later discover an event at a position `<= p`: a checkpoint "up to `p`"
+/// never skips a transaction that commits late.
 /// Stream versions count the events in a stream: a new stream is at version 0, its first event has
 /// version 1.
 #[async_trait]

@@ -6,14 +6,19 @@
 //! the NATS server's clock alone.
 //!
 //! - `node.<id>`: each node's heartbeat ([`NodeInfo`]), rewritten every tick.
-//! - `partition.<p>` and `projection.<name>`: a lease, created with `create` (fails if held) and
-//!   renewed with `update` at the revision the holder last wrote (fails if anyone else wrote).
+//! - `partition.<p>`, `projection.<name>` and `worker.<name>`: a lease, created with `create`
+//!   (fails if held) and renewed with `update` at the revision the holder last wrote (fails if
+//!   anyone else wrote).
 //!
 //! Who *should* own a resource is rendezvous hashing over the live nodes with the right role, so
 //! every node computes the same answer and a join or leave moves only its share. A node takes a free
 //! resource it should own at once, and any resource left free for two ticks (its designated owner
 //! may be dead but not yet expired); it hands a resource to its designated owner by releasing it,
 //! at most one per tick, so a join rebalances gradually.
+//!
+//! A node without NATS is a cluster of one: [`LeaseManager::solo`] grants it every resource at
+//! start and releases them at shutdown, through the same [`LeaseOwner`] calls, so a single node
+//! starts and stops its work by the same code as a cluster node.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,8 +38,12 @@ use super::{ClusterConfig, ClusterError};
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "id", rename_all = "snake_case")]
 pub enum Resource {
+    /// A command partition: its node runs the commands of the entities that hash to it.
     Partition(u32),
+    /// A projection, by the name its checkpoint is stored under.
     Projection(String),
+    /// A background worker of which one runs per deployment (the summary worker, the trainer).
+    Worker(String),
 }
 
 impl Resource {
@@ -42,24 +51,71 @@ impl Resource {
         match self {
             Self::Partition(p) => format!("partition.{p}"),
             Self::Projection(name) => format!("projection.{name}"),
+            Self::Worker(name) => format!("worker.{name}"),
         }
     }
 
-    /// The resource a bucket key names (`partition.3`, `projection.books`).
+    /// The resource a bucket key names (`partition.3`, `projection.books`, `worker.summaries`).
     pub fn parse(key: &str) -> Option<Self> {
         if let Some(p) = key.strip_prefix("partition.") {
             return p.parse().ok().map(Self::Partition);
         }
-        key.strip_prefix("projection.")
-            .map(|name| Self::Projection(name.to_string()))
+        if let Some(name) = key.strip_prefix("projection.") {
+            return Some(Self::Projection(name.to_string()));
+        }
+        key.strip_prefix("worker.")
+            .map(|name| Self::Worker(name.to_string()))
     }
 
     /// The node role that works on this kind of resource.
-    fn role(&self) -> &'static str {
+    pub fn role(&self) -> Role {
         match self {
-            Self::Partition(_) => "actors",
-            Self::Projection(_) => "projections",
+            Self::Partition(_) => Role::Actors,
+            Self::Projection(_) | Self::Worker(_) => Role::Projections,
         }
+    }
+}
+
+/// What a node does. A node without NATS has every role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Serves the HTTP API.
+    Api,
+    /// Runs the commands of the partitions it holds.
+    Actors,
+    /// Runs the projections and workers it holds.
+    Projections,
+}
+
+impl Role {
+    /// Every role, in the order they are listed.
+    pub const ALL: [Role; 3] = [Role::Api, Role::Actors, Role::Projections];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Api => "api",
+            Self::Actors => "actors",
+            Self::Projections => "projections",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        Self::ALL
+            .into_iter()
+            .find(|r| r.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| format!("unknown role {s:?}; the roles are api, actors, projections"))
     }
 }
 
@@ -73,8 +129,7 @@ impl std::fmt::Display for Resource {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeInfo {
     pub node_id: String,
-    /// Subset of `api`, `actors`, `projections`.
-    pub roles: Vec<String>,
+    pub roles: Vec<Role>,
     /// The partition count this node uses; every node must agree.
     pub partitions: u32,
     /// Where its HTTP API listens, when it has one.
@@ -86,8 +141,8 @@ pub struct NodeInfo {
 }
 
 impl NodeInfo {
-    fn has_role(&self, role: &str) -> bool {
-        self.roles.iter().any(|r| r == role)
+    fn has_role(&self, role: Role) -> bool {
+        self.roles.contains(&role)
     }
 }
 
@@ -316,6 +371,54 @@ impl LeaseManager {
             watcher.abort();
         });
         Ok(Self { stop, task, held })
+    }
+
+    /// A cluster of one: holds every resource in `resources` from the start (acquired in order
+    /// before this returns), retrying any whose start failed every second, and releases them in
+    /// reverse order at [`shutdown`](Self::shutdown). No NATS is involved: nobody else competes.
+    pub async fn solo(resources: Vec<Resource>, owner: Arc<dyn LeaseOwner>) -> Self {
+        let (stop, mut stopped) = watch::channel(false);
+        let (held_tx, held) = watch::channel(Vec::new());
+        let mut taken: Vec<Resource> = Vec::new();
+        let mut pending: Vec<Resource> = Vec::new();
+        for resource in resources {
+            match owner.acquired(&resource).await {
+                Ok(()) => taken.push(resource),
+                Err(error) => {
+                    tracing::error!(%resource, %error, "starting work failed; retrying");
+                    pending.push(resource);
+                }
+            }
+        }
+        let _ = held_tx.send(taken.clone());
+        let task = tokio::spawn(async move {
+            let mut retry = tokio::time::interval(Duration::from_secs(1));
+            retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            while !*stopped.borrow_and_update() {
+                tokio::select! {
+                    changed = stopped.changed() => if changed.is_err() { break },
+                    _ = retry.tick(), if !pending.is_empty() => {
+                        let mut still = Vec::new();
+                        for resource in pending.drain(..) {
+                            match owner.acquired(&resource).await {
+                                Ok(()) => taken.push(resource),
+                                Err(error) => {
+                                    tracing::debug!(%resource, %error, "starting work failed again");
+                                    still.push(resource);
+                                }
+                            }
+                        }
+                        pending = still;
+                        let _ = held_tx.send(taken.clone());
+                    }
+                }
+            }
+            while let Some(resource) = taken.pop() {
+                owner.released(&resource).await;
+                let _ = held_tx.send(taken.clone());
+            }
+        });
+        Self { stop, task, held }
     }
 
     /// The resources this node holds now.
@@ -589,19 +692,25 @@ impl Loop {
     }
 }
 
-/// Resources of a cluster: every partition and every named projection.
-pub fn resources(partitions: u32, projections: &[&str], roles: &[String]) -> Vec<Resource> {
-    let has = |role: &str| roles.iter().any(|r| r == role);
+/// The resources a node with `roles` competes for: every partition (actors), every named
+/// projection and worker (projections).
+pub fn resources(
+    partitions: u32,
+    projections: &[&str],
+    workers: &[&str],
+    roles: &[Role],
+) -> Vec<Resource> {
     let mut out = Vec::new();
-    if has("actors") {
+    if roles.contains(&Role::Actors) {
         out.extend((0..partitions).map(Resource::Partition));
     }
-    if has("projections") {
+    if roles.contains(&Role::Projections) {
         out.extend(
             projections
                 .iter()
-                .map(|p| Resource::Projection((*p).to_string())),
+                .map(|p| Resource::Projection((*p).into())),
         );
+        out.extend(workers.iter().map(|w| Resource::Worker((*w).into())));
     }
     out
 }
@@ -620,6 +729,62 @@ fn spread(resources: &[Resource], nodes: &[String]) -> HashMap<String, usize> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
+    /// Records what it was asked to start and stop; fails the first start of `flaky`.
+    #[derive(Default)]
+    struct Journal {
+        log: Mutex<Vec<String>>,
+        failed_once: Mutex<bool>,
+    }
+
+    #[async_trait]
+    impl LeaseOwner for Journal {
+        async fn acquired(&self, resource: &Resource) -> Result<(), ClusterError> {
+            if resource.key() == "worker.flaky" {
+                let mut failed = self.failed_once.lock().unwrap();
+                if !*failed {
+                    *failed = true;
+                    return Err(ClusterError::Config("not yet".into()));
+                }
+            }
+            self.log.lock().unwrap().push(format!("+{resource}"));
+            Ok(())
+        }
+        async fn released(&self, resource: &Resource) {
+            self.log.lock().unwrap().push(format!("-{resource}"));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cluster_of_one_holds_everything_retries_failures_and_releases_in_reverse() {
+        let journal = Arc::new(Journal::default());
+        let resources = resources(4, &["books", "users"], &["flaky"], &[Role::Projections]);
+        let leases = LeaseManager::solo(resources, journal.clone()).await;
+        assert_eq!(
+            *journal.log.lock().unwrap(),
+            ["+projection.books", "+projection.users"],
+            "no partitions without the actors role; the failing worker is not held yet"
+        );
+        let mut held = leases.held();
+        tokio::time::timeout(Duration::from_secs(5), held.wait_for(|h| h.len() == 3))
+            .await
+            .expect("the failed start is retried")
+            .unwrap();
+        leases.shutdown().await;
+        assert_eq!(
+            *journal.log.lock().unwrap(),
+            [
+                "+projection.books",
+                "+projection.users",
+                "+worker.flaky",
+                "-worker.flaky",
+                "-projection.users",
+                "-projection.books"
+            ]
+        );
+    }
+
     use super::*;
 
     #[test]
@@ -643,7 +808,11 @@ mod tests {
 
     #[test]
     fn resource_keys_round_trip() {
-        for r in [Resource::Partition(7), Resource::Projection("books".into())] {
+        for r in [
+            Resource::Partition(7),
+            Resource::Projection("books".into()),
+            Resource::Worker("summaries".into()),
+        ] {
             assert_eq!(Resource::parse(&r.key()), Some(r));
         }
         assert_eq!(Resource::parse("node.x"), None);

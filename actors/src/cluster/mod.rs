@@ -1,4 +1,5 @@
-//! Many Quire nodes over NATS (BRIEF problems 5 and 6).
+//! Many Quire nodes over NATS: one writer per entity across nodes, and NATS as transport only
+//! (ARCHITECTURE.md, "How the known hard problems are handled").
 //!
 //! - **Transport**: [`NatsBus`] sends each command as a NATS request to the subject of its entity's
 //!   partition, `quire.<cluster>.cmd.<p>`, with the command id and trace context in headers, and
@@ -23,7 +24,7 @@ use std::time::Duration;
 
 pub use bus::NatsBus;
 pub use lease::{
-    ClusterView, LeaseManager, LeaseOwner, NodeInfo, Resource, ResourceOwner, read_view,
+    ClusterView, LeaseManager, LeaseOwner, NodeInfo, Resource, ResourceOwner, Role, read_view,
     remove_bucket, resources,
 };
 pub use notify::Notifications;
@@ -185,15 +186,11 @@ pub async fn connect(
     })
 }
 
-/// A NATS URL without its password or token, for logs.
+/// NATS server URLs (comma-separated) without their passwords or tokens, for logs. A NATS URL's
+/// user name alone (`nats://token@host`) is a token, so it is hidden too.
 pub fn redact(url: &str) -> String {
     url.split(',')
-        .map(|u| match (u.find("://"), u.rfind('@')) {
-            (Some(scheme), Some(at)) if at > scheme => {
-                format!("{}***{}", &u[..scheme + 3], &u[at..])
-            }
-            _ => u.to_string(),
-        })
+        .map(|u| quire_store::redact_url_credentials(u.trim()))
         .collect::<Vec<_>>()
         .join(",")
 }
@@ -215,7 +212,11 @@ mod tests {
     fn urls_lose_their_credentials_in_logs() {
         assert_eq!(
             redact("nats://user:secret@host:4222,nats://other:4222"),
-            "nats://***@host:4222,nats://other:4222"
+            "nats://user:redacted@host:4222,nats://other:4222"
+        );
+        assert_eq!(
+            redact("nats://s3cr3t-token@host:4222"),
+            "nats://redacted@host:4222"
         );
     }
 
