@@ -1,8 +1,17 @@
-//! `quire serve`: wires the event store, the projections, the entity actors and the HTTP(S) API,
-//! and shuts them down in order on SIGINT or SIGTERM (stop accepting requests, drain actors, stop
-//! the projections, let the store finish writing).
+//! [`Application`]: the one way to start a Quire node, used by `quire serve`, the tests and the
+//! benchmarks.
+//!
+//! `build` opens the event store and the read models, binds the listener, builds the summarizer,
+//! then starts the node's work through leases: a node with NATS competes for partitions,
+//! projections and workers with the other nodes ([`LeaseManager::start`]); a node without NATS is
+//! a cluster of one that holds every lease from the start ([`LeaseManager::solo`]). Either way
+//! [`NodeWork`] starts and stops each piece, so there is one start-up and one shutdown path.
+//! `run_until_stopped` serves HTTP(S) until SIGINT/SIGTERM, then shuts down in order: stop
+//! accepting requests, hand the leases back (which stops workers, projections and partitions),
+//! drain the entity actors, let the store finish writing.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -10,149 +19,399 @@ use std::time::Duration;
 
 use anyhow::Context;
 use quire_actors::cluster::{
-    self, ClusterConfig, ClusterError, LeaseManager, LeaseOwner, NatsBus, NatsOptions, NodeInfo,
-    Notifications, PartitionServer, Resource,
+    self, ClusterError, LeaseManager, LeaseOwner, NatsBus, NodeInfo, Notifications,
+    PartitionServer, Resource, Role,
 };
 use quire_actors::{Command, CommandBus, CommandEnvelope, CommandError, LocalBus};
 use quire_api::{AppState, Authenticator};
 use quire_domain::ids::UserId;
 use quire_domain::user::UserCommand;
 use quire_domain::values::{PersonName, Username};
-use quire_domain::{Principal, Role};
+use quire_domain::{Principal, Role as UserRole};
+use quire_projections::recommendations::TrainerHandle;
 use quire_projections::{
-    PROJECTIONS, ProjectionsHandle, ReadModelOptions, ReadModels, RunnerOptions,
+    ProjectionName, ProjectionsHandle, ReadModelOptions, ReadModels, RunnerOptions,
 };
 use quire_store::DynEventStore;
 use quire_summarize::Summarizer;
-
-use crate::recs::TrainerHandle;
-use crate::summary_jobs::{self, JobsHandle};
+use tokio::task::JoinHandle;
 
 use crate::config::{Settings, redact_url};
+use crate::summary_jobs::{self, JobsHandle};
 
-pub(crate) async fn run(settings: Settings) -> anyhow::Result<()> {
-    let url = settings.store_url();
-    tracing::info!(store = %redact_url(&url), "opening event store");
-    let store = quire_store::open(&url, settings.store_options(false))
+/// `quire serve`: builds the node and runs it until SIGINT or SIGTERM.
+pub(crate) async fn serve(settings: Settings) -> anyhow::Result<()> {
+    Application::build(settings)
+        .await?
+        .run_until_stopped()
         .await
-        .with_context(|| format!("opening event store at {}", redact_url(&url)))?;
-    let head = store.head().await.context("reading event store head")?;
-    let read_url = settings.read_model_url();
-    tracing::info!(read_models = %redact_url(&read_url), "opening read models");
-    let read = ReadModels::open(&read_url, ReadModelOptions::default())
-        .await
-        .with_context(|| format!("opening read models at {}", redact_url(&read_url)))?;
-
-    // Bind first: a cluster node announces where its API listens.
-    let serve_api = settings.cluster.has_role("api");
-    let listener = if serve_api {
-        let listener = std::net::TcpListener::bind(settings.listen)
-            .with_context(|| format!("binding {}", settings.listen))?;
-        listener
-            .set_nonblocking(true)
-            .context("configuring the listener")?;
-        Some(listener)
-    } else {
-        None
-    };
-    let addr = listener
-        .as_ref()
-        .map(|l| l.local_addr().context("reading listen address"))
-        .transpose()?;
-
-    let summarizer = Arc::new(
-        crate::summaries::build(&settings)
-            .await
-            .context("setting up the summarizer")?,
-    );
-    let info = summarizer.info();
-    tracing::info!(backend = %info.backend, model = %info.model, "summaries");
-    let node = match settings.cluster_config() {
-        None => Node::single(&settings, &store, &read, summarizer.clone()),
-        Some((nats, config)) => {
-            Node::join(
-                &settings,
-                &store,
-                &read,
-                summarizer.clone(),
-                nats,
-                config,
-                addr,
-            )
-            .await?
-        }
-    };
-    let bus = node.bus();
-    if node.is_clustered() {
-        // Partitions may still be changing hands while nodes start: keep trying in the background.
-        let (settings, store, bus) = (settings.clone(), store.clone(), bus.clone());
-        tokio::spawn(async move {
-            loop {
-                match bootstrap_admin(&settings, &store, head, bus.as_ref()).await {
-                    Ok(()) => return,
-                    Err(error) => {
-                        tracing::warn!(
-                            error = format!("{error:#}"),
-                            "creating the admin user; retrying"
-                        );
-                        tokio::time::sleep(Duration::from_secs(2)).await;
-                    }
-                }
-            }
-        });
-    } else {
-        bootstrap_admin(&settings, &store, head, bus.as_ref()).await?;
-    }
-
-    match (listener, addr) {
-        (Some(listener), Some(addr)) => {
-            serve_http(
-                &settings, &store, read, bus, summarizer, listener, addr, head,
-            )
-            .await?;
-        }
-        _ => {
-            tracing::info!(backend = store.backend(), head, roles = ?settings.cluster.roles, "quire node is ready (no HTTP API)");
-            println!("quire node running without an API");
-            shutdown_signal().await;
-        }
-    }
-
-    node.shutdown(Duration::from_secs(settings.shutdown_timeout_secs))
-        .await;
-    drop(store);
-    tracing::info!("stopped cleanly");
-    Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// A running Quire node: its store, read models, command bus, leased work and (with the `api`
+/// role) its bound but not yet serving HTTP listener.
+pub struct Application {
+    settings: Settings,
+    store: DynEventStore,
+    read: ReadModels,
+    bus: Arc<dyn CommandBus>,
+    /// The entity actors of this process (absent on a node without the `actors` role).
+    local: Option<LocalBus>,
+    leases: LeaseManager,
+    /// Subscriptions to other nodes' notifications, and the admin bootstrap of a cluster node.
+    tasks: Vec<JoinHandle<()>>,
+    http: Option<Http>,
+    head: u64,
+}
+
+/// The HTTP side, bound at build so callers learn the address (port 0) before serving.
+struct Http {
+    listener: std::net::TcpListener,
+    addr: SocketAddr,
+    state: AppState,
+    recommender: Arc<quire_api::Recommender>,
+}
+
+/// The background workers of which one runs per deployment, leased like projections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Worker {
+    /// Makes the summaries the books read model says are due.
+    Summaries,
+    /// Trains recommendation models on schedule.
+    RecsTrainer,
+}
+
+impl Worker {
+    const ALL: [Worker; 2] = [Worker::Summaries, Worker::RecsTrainer];
+
+    /// The lease name (`worker.<name>` in the cluster's bucket).
+    fn name(self) -> &'static str {
+        match self {
+            Self::Summaries => "summaries",
+            Self::RecsTrainer => "recs-trainer",
+        }
+    }
+
+    fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|w| w.name() == name)
+    }
+}
+
+impl Application {
+    /// Opens storage, binds the listener (with the `api` role), and starts this node's share of
+    /// the work; returns once a node without NATS runs all of it and its admin exists.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let url = settings.store_url();
+        tracing::info!(store = %redact_url(&url), "opening event store");
+        let store = quire_store::open(&url, settings.store_options(false))
+            .await
+            .with_context(|| format!("opening event store at {}", redact_url(&url)))?;
+        let head = store.head().await.context("reading event store head")?;
+        let read_url = settings.read_model_url();
+        tracing::info!(read_models = %redact_url(&read_url), "opening read models");
+        let read = ReadModels::open(&read_url, ReadModelOptions::default())
+            .await
+            .with_context(|| format!("opening read models at {}", redact_url(&read_url)))?;
+
+        // Bind first: a cluster node announces where its API listens.
+        let listener = if settings.cluster.has_role(Role::Api) {
+            let listener = std::net::TcpListener::bind(settings.listen)
+                .with_context(|| format!("binding {}", settings.listen))?;
+            listener
+                .set_nonblocking(true)
+                .context("configuring the listener")?;
+            Some(listener)
+        } else {
+            None
+        };
+
+        let token_secret = listener
+            .is_some()
+            .then(|| token_secret(&settings))
+            .transpose()?;
+        let summarizer = Arc::new(
+            crate::summaries::build(&settings)
+                .await
+                .context("setting up the summarizer")?,
+        );
+        let info = summarizer.info();
+        tracing::info!(backend = %info.backend, model = %info.model, "summaries");
+
+        let roles = settings.cluster.roles.clone();
+        let local = settings
+            .cluster
+            .has_role(Role::Actors)
+            .then(|| LocalBus::new(store.clone(), settings.actor_config()));
+        let mut tasks = Vec::new();
+        let addr = listener
+            .as_ref()
+            .map(|l| l.local_addr().context("reading listen address"))
+            .transpose()?;
+        let cluster = settings.cluster_config();
+        // How commands travel, and what this node announces to the others.
+        let (bus, joined): (Arc<dyn CommandBus>, Option<Joined>) = match cluster {
+            None => (
+                Arc::new(
+                    local
+                        .clone()
+                        .context("a node without NATS runs its own actors")?,
+                ),
+                None,
+            ),
+            Some((nats, config)) => {
+                config
+                    .validate()
+                    .map_err(|e| anyhow::anyhow!("cluster settings: {e}"))?;
+                tracing::info!(nats = %cluster::redact(&nats.url), cluster = %config.cluster, node = %config.node_id, ?roles, partitions = config.partitions, "joining the cluster");
+                let client = cluster::connect(&nats, &format!("quire-{}", config.node_id))
+                    .await
+                    .context("connecting to NATS")?;
+                let notifications = Notifications::new(client.clone(), config.clone());
+                // Other nodes' appends and checkpoints wake this node's readers at once.
+                let hinted = store.clone();
+                tasks.push(
+                    notifications
+                        .on_head(move |p| hinted.observe_head(p))
+                        .await
+                        .context("subscribing to head notifications")?,
+                );
+                let observed = read.clone();
+                tasks.push(
+                    notifications
+                        .on_checkpoint(move |name, p| {
+                            // A name this version does not know comes from a newer node.
+                            if let Ok(projection) = name.parse::<ProjectionName>() {
+                                observed.observe_checkpoint(projection, p);
+                            }
+                        })
+                        .await
+                        .context("subscribing to checkpoint notifications")?,
+                );
+                let server = local
+                    .clone()
+                    .map(|bus| PartitionServer::new(client.clone(), config.clone(), bus));
+                if let Some(server) = &server {
+                    tasks.push(notifications.publish_head(server.appended()));
+                }
+                let bus = Arc::new(NatsBus::new(client.clone(), config.clone()));
+                (
+                    bus,
+                    Some(Joined {
+                        client,
+                        config,
+                        notifications,
+                        server,
+                    }),
+                )
+            }
+        };
+        let clustered = joined.is_some();
+        let work = |server, notifications| {
+            Arc::new(NodeWork {
+                server,
+                notifications,
+                store: store.clone(),
+                read: read.clone(),
+                bus: bus.clone(),
+                summarizer: summarizer.clone(),
+                job_options: settings.job_options(),
+                recs: Arc::new(settings.recs.clone()),
+                running: tokio::sync::Mutex::new(HashMap::new()),
+            })
+        };
+        let leases = match joined {
+            // A cluster of one: no partitions (the in-process bus reaches every entity), and
+            // every projection and worker here.
+            None => {
+                let resources =
+                    cluster::resources(0, &projection_names(), &worker_names(&settings), &roles);
+                LeaseManager::solo(resources, work(None, None)).await
+            }
+            Some(Joined {
+                client,
+                config,
+                notifications,
+                server,
+            }) => {
+                let node = NodeInfo {
+                    node_id: config.node_id.clone(),
+                    roles: roles.clone(),
+                    partitions: config.partitions,
+                    http: addr.map(|a| a.to_string()),
+                    version: env!("CARGO_PKG_VERSION").to_string(),
+                    started_at: time::OffsetDateTime::now_utc().unix_timestamp() * 1000,
+                };
+                let resources = cluster::resources(
+                    config.partitions,
+                    &projection_names(),
+                    &worker_names(&settings),
+                    &roles,
+                );
+                let work = work(server, Some(notifications));
+                LeaseManager::start(client, config, node, resources, work)
+                    .await
+                    .context("joining the cluster's lease bucket")?
+            }
+        };
+
+        let admin = AdminBootstrap {
+            settings: settings.clone(),
+            store: store.clone(),
+            bus: bus.clone(),
+            head,
+        };
+        if clustered {
+            // The admin's partition may belong to a node that is still starting: keep trying
+            // (transient failures only) in the background.
+            tasks.push(tokio::spawn(admin.run_with_retries()));
+        } else if let Err(error) = admin.run().await {
+            // Stop what was started before reporting.
+            leases.shutdown().await;
+            if let Some(local) = local {
+                local
+                    .shutdown(Duration::from_secs(settings.shutdown_timeout_secs))
+                    .await;
+            }
+            return Err(error);
+        }
+
+        let http = match (listener, addr, token_secret) {
+            (Some(listener), Some(addr), Some(secret)) => {
+                let auth = Arc::new(Authenticator::new(
+                    store.clone(),
+                    read.clone(),
+                    &secret,
+                    Duration::from_secs(settings.api.token_ttl_secs),
+                ));
+                let recommender = Arc::new(quire_api::Recommender::new(
+                    read.clone(),
+                    settings.recs.serving(),
+                ));
+                let state = AppState::new(
+                    store.clone(),
+                    bus.clone(),
+                    read.clone(),
+                    auth,
+                    settings.api_config(),
+                )
+                .with_summarizer(summarizer)
+                .with_recommender(recommender.clone());
+                Some(Http {
+                    listener,
+                    addr,
+                    state,
+                    recommender,
+                })
+            }
+            _ => None,
+        };
+        Ok(Self {
+            settings,
+            store,
+            read,
+            bus,
+            local,
+            leases,
+            tasks,
+            http,
+            head,
+        })
+    }
+
+    /// Where the HTTP API listens (absent without the `api` role).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(|h| h.addr)
+    }
+
+    /// The node's event store.
+    pub fn store(&self) -> &DynEventStore {
+        &self.store
+    }
+
+    /// The node's read models.
+    pub fn read_models(&self) -> &ReadModels {
+        &self.read
+    }
+
+    /// The bus this node's commands go through (in-process, or NATS).
+    pub fn bus(&self) -> Arc<dyn CommandBus> {
+        self.bus.clone()
+    }
+
+    /// Serves until SIGINT or SIGTERM, then shuts down.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `stop` completes, then shuts down in order.
+    pub async fn run_until(
+        mut self,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let served = match self.http.take() {
+            Some(http) => serve_http(&self.settings, &self.store, http, self.head, stop).await,
+            None => {
+                tracing::info!(backend = self.store.backend(), head = self.head, roles = ?self.settings.cluster.roles, "quire node is ready (no HTTP API)");
+                println!("quire node running without an API");
+                stop.await;
+                Ok(())
+            }
+        };
+        self.shutdown().await;
+        served
+    }
+
+    /// Stops the node's work: hands the leases back (stopping workers, projections and
+    /// partitions), drains the entity actors, and lets the store finish writing.
+    pub async fn shutdown(self) {
+        tracing::info!("shutting down: handing partitions, projections and workers back");
+        self.leases.shutdown().await;
+        if let Some(local) = self.local {
+            tracing::info!("draining entity actors");
+            local
+                .shutdown(Duration::from_secs(self.settings.shutdown_timeout_secs))
+                .await;
+        }
+        for task in self.tasks {
+            task.abort();
+        }
+        drop(self.store);
+        tracing::info!("stopped cleanly");
+    }
+}
+
+fn projection_names() -> Vec<&'static str> {
+    ProjectionName::ALL.map(ProjectionName::as_str).to_vec()
+}
+
+/// The workers the settings ask for: the summary worker unless `summaries.auto` is off, the
+/// trainer unless `recs.train_interval_secs` is 0.
+fn worker_names(settings: &Settings) -> Vec<&'static str> {
+    Worker::ALL
+        .into_iter()
+        .filter(|w| match w {
+            Worker::Summaries => settings.summaries.auto,
+            Worker::RecsTrainer => settings.recs.train_interval_secs > 0,
+        })
+        .map(Worker::name)
+        .collect()
+}
+
 async fn serve_http(
     settings: &Settings,
     store: &DynEventStore,
-    read: ReadModels,
-    bus: Arc<dyn CommandBus>,
-    summarizer: Arc<Summarizer>,
-    listener: std::net::TcpListener,
-    addr: SocketAddr,
+    http: Http,
     head: u64,
+    stop: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let secret = token_secret(settings)?;
-    let auth = Arc::new(Authenticator::new(
-        store.clone(),
-        read.clone(),
-        &secret,
-        Duration::from_secs(settings.api.token_ttl_secs.max(60)),
-    ));
-    let recommender = Arc::new(quire_api::Recommender::new(
-        read.clone(),
-        settings.recs.serving(),
-    ));
+    let Http {
+        listener,
+        addr,
+        state,
+        recommender,
+    } = http;
     let refresh = recommender.spawn_refresh();
-    let state = AppState::new(store.clone(), bus, read, auth, settings.api_config())
-        .with_summarizer(summarizer)
-        .with_recommender(recommender);
     let app = quire_api::app(state).into_make_service_with_connect_info::<SocketAddr>();
-    match (&settings.tls.cert, &settings.tls.key) {
+    let served = match (&settings.tls.cert, &settings.tls.key) {
         (Some(cert), Some(key)) => {
             // sqlx's rustls already links ring; make it the process-wide provider.
             let _ = rustls::crypto::ring::default_provider().install_default();
@@ -172,14 +431,14 @@ async fn serve_http(
             let shutdown = handle.clone();
             let grace = Duration::from_secs(settings.shutdown_timeout_secs);
             tokio::spawn(async move {
-                shutdown_signal().await;
+                stop.await;
                 shutdown.graceful_shutdown(Some(grace));
             });
             axum_server::from_tcp_rustls(listener, config)
                 .handle(handle)
                 .serve(app)
                 .await
-                .context("serving HTTPS")?;
+                .context("serving HTTPS")
         }
         _ => {
             tracing::info!(%addr, backend = store.backend(), head, "quire is ready");
@@ -187,365 +446,270 @@ async fn serve_http(
             let listener =
                 tokio::net::TcpListener::from_std(listener).context("registering the listener")?;
             axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown_signal())
+                .with_graceful_shutdown(stop)
                 .await
-                .context("serving HTTP")?;
+                .context("serving HTTP")
         }
-    }
+    };
     refresh.abort();
-    Ok(())
+    served
 }
 
-/// What this process runs besides the API: alone, or as one node of a cluster.
-enum Node {
-    /// In-process bus, every projection, the summary worker and the trainer here.
-    Single {
-        bus: LocalBus,
-        projections: ProjectionsHandle,
-        jobs: JobsHandle,
-        trainer: Option<TrainerHandle>,
-    },
-    /// Commands over NATS; partitions and projections by lease.
-    Clustered {
-        bus: NatsBus,
-        local: Option<LocalBus>,
-        leases: LeaseManager,
-        tasks: Vec<tokio::task::JoinHandle<()>>,
-    },
+/// A cluster node's connection, before its leases are taken.
+struct Joined {
+    client: async_nats::Client,
+    config: cluster::ClusterConfig,
+    notifications: Notifications,
+    server: Option<PartitionServer>,
 }
 
-impl Node {
-    fn single(
-        settings: &Settings,
-        store: &DynEventStore,
-        read: &ReadModels,
-        summarizer: Arc<Summarizer>,
-    ) -> Self {
-        let bus = LocalBus::new(store.clone(), settings.actor_config());
-        Self::Single {
-            trainer: crate::recs::spawn_trainer(read.clone(), Arc::new(settings.recs.clone())),
-            jobs: summary_jobs::spawn(
-                read.clone(),
-                Arc::new(bus.clone()),
-                summarizer,
-                settings.job_options(),
-            ),
-            bus,
-            projections: quire_projections::spawn(
-                store.clone(),
-                read.clone(),
-                RunnerOptions::default(),
-            ),
-        }
-    }
+/// What a node's leases stand for, typed: the lease manager speaks [`Resource`]s.
+enum Duty {
+    Partition(u32),
+    Projection(ProjectionName),
+    Worker(Worker),
+}
 
-    #[allow(clippy::too_many_arguments)]
-    async fn join(
-        settings: &Settings,
-        store: &DynEventStore,
-        read: &ReadModels,
-        summarizer: Arc<Summarizer>,
-        nats: NatsOptions,
-        config: ClusterConfig,
-        http: Option<SocketAddr>,
-    ) -> anyhow::Result<Self> {
-        config
-            .validate()
-            .map_err(|e| anyhow::anyhow!("cluster settings: {e}"))?;
-        let roles = settings.cluster.roles.clone();
-        tracing::info!(nats = %cluster::redact(&nats.url), cluster = %config.cluster, node = %config.node_id, ?roles, partitions = config.partitions, "joining the cluster");
-        let client = cluster::connect(&nats, &format!("quire-{}", config.node_id))
-            .await
-            .context("connecting to NATS")?;
-        let notifications = Notifications::new(client.clone(), config.clone());
-        let mut tasks = Vec::new();
-        // Other nodes' appends and checkpoints wake this node's readers at once.
-        let hinted = store.clone();
-        tasks.push(
-            notifications
-                .on_head(move |p| hinted.observe_head(p))
-                .await
-                .context("subscribing to head notifications")?,
-        );
-        let observed = read.clone();
-        tasks.push(
-            notifications
-                .on_checkpoint(move |name, p| {
-                    let _ = observed.observe_checkpoint(name, p);
-                })
-                .await
-                .context("subscribing to checkpoint notifications")?,
-        );
-
-        let local = settings
-            .cluster
-            .has_role("actors")
-            .then(|| LocalBus::new(store.clone(), settings.actor_config()));
-        let server = local
-            .clone()
-            .map(|bus| PartitionServer::new(client.clone(), config.clone(), bus));
-        if let Some(server) = &server {
-            tasks.push(notifications.publish_head(server.appended()));
-        }
-        let bus = NatsBus::new(client.clone(), config.clone());
-        let work = Arc::new(NodeWork {
-            server,
-            store: store.clone(),
-            read: read.clone(),
-            notifications,
-            projections: tokio::sync::Mutex::new(HashMap::new()),
-            bus: Arc::new(bus.clone()),
-            summarizer,
-            job_options: settings.job_options(),
-            jobs: tokio::sync::Mutex::new(None),
-            recs: Arc::new(settings.recs.clone()),
-            trainer: tokio::sync::Mutex::new(None),
-        });
-        let node = NodeInfo {
-            node_id: config.node_id.clone(),
-            roles: roles.clone(),
-            partitions: config.partitions,
-            http: http.map(|a| a.to_string()),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            started_at: time::OffsetDateTime::now_utc().unix_timestamp() * 1000,
-        };
-        // The summary worker and the trainer are leased like projections: one node at a time
-        // runs each.
-        let mut leased: Vec<&str> = PROJECTIONS.to_vec();
-        leased.push(SUMMARY_WORKER);
-        leased.push(RECS_TRAINER);
-        let resources = cluster::resources(config.partitions, &leased, &roles);
-        let leases = LeaseManager::start(client.clone(), config.clone(), node, resources, work)
-            .await
-            .context("joining the cluster's lease bucket")?;
-        Ok(Self::Clustered {
-            bus,
-            local,
-            leases,
-            tasks,
+impl Duty {
+    fn of(resource: &Resource) -> Result<Self, ClusterError> {
+        Ok(match resource {
+            Resource::Partition(p) => Self::Partition(*p),
+            Resource::Projection(name) => Self::Projection(
+                name.parse()
+                    .map_err(|_| ClusterError::Config(format!("unknown projection {name:?}")))?,
+            ),
+            Resource::Worker(name) => Self::Worker(
+                Worker::parse(name)
+                    .ok_or_else(|| ClusterError::Config(format!("unknown worker {name:?}")))?,
+            ),
         })
     }
+}
 
-    fn is_clustered(&self) -> bool {
-        matches!(self, Self::Clustered { .. })
-    }
+/// A piece of work this node runs while it holds the lease.
+enum Running {
+    Projection {
+        runner: ProjectionsHandle,
+        /// Announces the checkpoint to other nodes (clustered only).
+        announce: Option<JoinHandle<()>>,
+    },
+    Summaries(JobsHandle),
+    Trainer(TrainerHandle),
+}
 
-    fn bus(&self) -> Arc<dyn CommandBus> {
+impl Running {
+    async fn stop(self) {
         match self {
-            Self::Single { bus, .. } => Arc::new(bus.clone()),
-            Self::Clustered { bus, .. } => Arc::new(bus.clone()),
-        }
-    }
-
-    /// Drains the actors and stops the projections; a cluster node first hands its leases back.
-    async fn shutdown(self, timeout: Duration) {
-        match self {
-            Self::Single {
-                bus,
-                projections,
-                jobs,
-                trainer,
-            } => {
-                tracing::info!("shutting down: stopping the summary worker and the trainer");
-                jobs.shutdown().await;
-                if let Some(trainer) = trainer {
-                    trainer.shutdown().await;
+            Self::Projection { runner, announce } => {
+                if let Some(announce) = announce {
+                    announce.abort();
                 }
-                tracing::info!("draining entity actors");
-                bus.shutdown(timeout).await;
-                tracing::info!("stopping projections");
-                projections.shutdown().await;
+                runner.shutdown().await;
             }
-            Self::Clustered {
-                local,
-                leases,
-                tasks,
-                ..
-            } => {
-                tracing::info!("shutting down: handing partitions and projections back");
-                leases.shutdown().await;
-                if let Some(local) = local {
-                    local.shutdown(timeout).await;
-                }
-                for task in tasks {
-                    task.abort();
-                }
-            }
+            Self::Summaries(jobs) => jobs.shutdown().await,
+            Self::Trainer(trainer) => trainer.shutdown().await,
         }
     }
 }
 
 /// Starts and stops this node's share of the work as leases come and go.
 struct NodeWork {
+    /// Serves leased partitions' commands (clustered, with the `actors` role).
     server: Option<PartitionServer>,
+    /// Checkpoint announcements to other nodes (clustered).
+    notifications: Option<Notifications>,
     store: DynEventStore,
     read: ReadModels,
-    notifications: Notifications,
-    projections:
-        tokio::sync::Mutex<HashMap<String, (ProjectionsHandle, tokio::task::JoinHandle<()>)>>,
     bus: Arc<dyn CommandBus>,
     summarizer: Arc<Summarizer>,
     job_options: summary_jobs::JobOptions,
-    jobs: tokio::sync::Mutex<Option<JobsHandle>>,
-    recs: Arc<crate::recs::RecsSettings>,
-    trainer: tokio::sync::Mutex<Option<TrainerHandle>>,
+    recs: Arc<crate::config::RecsSettings>,
+    running: tokio::sync::Mutex<HashMap<Resource, Running>>,
 }
-
-/// The lease name of the summary worker.
-const SUMMARY_WORKER: &str = "summaries";
-/// The lease name of the recommendation trainer.
-const RECS_TRAINER: &str = "recs-trainer";
 
 #[async_trait::async_trait]
 impl LeaseOwner for NodeWork {
     async fn acquired(&self, resource: &Resource) -> Result<(), ClusterError> {
-        match resource {
-            Resource::Partition(p) => match &self.server {
-                Some(server) => server.start(*p).await,
-                None => Err(ClusterError::Config("this node has no actors role".into())),
-            },
-            Resource::Projection(name) if name == RECS_TRAINER => {
-                let handle = crate::recs::spawn_trainer(self.read.clone(), self.recs.clone());
-                let previous = std::mem::replace(&mut *self.trainer.lock().await, handle);
-                if let Some(previous) = previous {
-                    previous.shutdown().await;
-                }
-                Ok(())
+        let running = match Duty::of(resource)? {
+            Duty::Partition(p) => {
+                let server = self
+                    .server
+                    .as_ref()
+                    .ok_or_else(|| ClusterError::Config("this node has no actors role".into()))?;
+                return server.start(p).await;
             }
-            Resource::Projection(name) if name == SUMMARY_WORKER => {
-                let handle = summary_jobs::spawn(
-                    self.read.clone(),
-                    self.bus.clone(),
-                    self.summarizer.clone(),
-                    self.job_options.clone(),
-                );
-                if let Some(previous) = self.jobs.lock().await.replace(handle) {
-                    previous.shutdown().await;
-                }
-                Ok(())
-            }
-            Resource::Projection(name) => {
+            Duty::Projection(projection) => {
                 let runner = quire_projections::spawn_one(
                     self.store.clone(),
                     self.read.clone(),
                     RunnerOptions::default(),
-                    name,
-                )
-                .map_err(|e| ClusterError::Config(e.to_string()))?;
-                let checkpoints = self
-                    .read
-                    .checkpoint_watch(name)
-                    .map_err(|e| ClusterError::Config(e.to_string()))?;
-                let announce = self.notifications.publish_checkpoint(name, checkpoints);
-                self.projections
-                    .lock()
-                    .await
-                    .insert(name.clone(), (runner, announce));
-                Ok(())
+                    projection,
+                );
+                let announce = self.notifications.as_ref().map(|notifications| {
+                    let checkpoints = self.read.checkpoint_watch(projection);
+                    notifications.publish_checkpoint(projection.as_str(), checkpoints)
+                });
+                Running::Projection { runner, announce }
             }
+            Duty::Worker(Worker::Summaries) => Running::Summaries(summary_jobs::spawn(
+                self.read.clone(),
+                self.bus.clone(),
+                self.summarizer.clone(),
+                self.job_options.clone(),
+            )),
+            Duty::Worker(Worker::RecsTrainer) => {
+                Running::Trainer(quire_projections::recommendations::spawn_trainer(
+                    self.read.clone(),
+                    self.recs.training(),
+                    Duration::from_secs(self.recs.train_interval_secs),
+                ))
+            }
+        };
+        let previous = self.running.lock().await.insert(resource.clone(), running);
+        if let Some(previous) = previous {
+            previous.stop().await;
         }
+        Ok(())
     }
 
     async fn released(&self, resource: &Resource) {
-        match resource {
-            Resource::Partition(p) => {
-                if let Some(server) = &self.server {
-                    server.stop(*p).await;
-                }
+        if let Resource::Partition(p) = resource {
+            if let Some(server) = &self.server {
+                server.stop(*p).await;
             }
-            Resource::Projection(name) if name == RECS_TRAINER => {
-                let running = self.trainer.lock().await.take();
-                if let Some(trainer) = running {
-                    trainer.shutdown().await;
-                }
-            }
-            Resource::Projection(name) if name == SUMMARY_WORKER => {
-                let running = self.jobs.lock().await.take();
-                if let Some(jobs) = running {
-                    jobs.shutdown().await;
-                }
-            }
-            Resource::Projection(name) => {
-                let running = self.projections.lock().await.remove(name);
-                if let Some((runner, announce)) = running {
-                    announce.abort();
-                    runner.shutdown().await;
-                }
-            }
+            return;
+        }
+        let running = self.running.lock().await.remove(resource);
+        if let Some(running) = running {
+            running.stop().await;
         }
     }
 }
 
 /// Creates the configured admin if no user has that username yet. The command id derives from
-/// the username, so concurrent starts of several nodes create it once.
-async fn bootstrap_admin(
-    settings: &Settings,
-    store: &DynEventStore,
+/// the username, so concurrent starts of several nodes create it once. The credentials were
+/// checked when the settings were loaded.
+struct AdminBootstrap {
+    settings: Settings,
+    store: DynEventStore,
+    bus: Arc<dyn CommandBus>,
     head: u64,
-    bus: &dyn CommandBus,
-) -> anyhow::Result<()> {
-    let (Some(user), Some(password)) = (&settings.admin_user, &settings.admin_password) else {
-        if head == 0 {
-            tracing::warn!(
-                "the store is empty and no admin is configured: set QUIRE_ADMIN_USER and QUIRE_ADMIN_PASSWORD to create one"
-            );
+}
+
+impl AdminBootstrap {
+    /// Retries what may pass (the admin's partition has no node yet, the store is unreachable)
+    /// every 2 s; gives up, loudly, on anything else.
+    async fn run_with_retries(self) {
+        loop {
+            match self.try_once().await {
+                Ok(()) => return,
+                Err(Attempt::Transient(error)) => {
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        "creating the admin user; retrying"
+                    );
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+                Err(Attempt::Final(error)) => {
+                    tracing::error!(
+                        error = format!("{error:#}"),
+                        "creating the admin user failed"
+                    );
+                    return;
+                }
+            }
         }
-        return Ok(());
-    };
-    let username =
-        Username::parse(user.clone()).context("QUIRE_ADMIN_USER is not a valid username")?;
-    quire_api::auth::check_password_policy(password.expose())
-        .map_err(|message| anyhow::anyhow!("QUIRE_ADMIN_PASSWORD {message}"))?;
-    let user_id = UserId::for_username(&username);
-    let existing = store
-        .read_stream(&user_id.stream_id(), 0, 1)
-        .await
-        .context("looking for the admin user")?;
-    if !existing.is_empty() {
-        tracing::debug!(username = %username, "admin user exists");
-        return Ok(());
     }
-    let password_hash = quire_api::hash_password(password.expose(), None)
-        .await
-        .map_err(|e| anyhow::anyhow!("hashing the admin password: {}", e.code()))?;
-    let command_id = uuid::Uuid::new_v5(
-        &uuid::Uuid::NAMESPACE_OID,
-        format!("quire:bootstrap-admin:{username}").as_bytes(),
-    );
-    let register = CommandEnvelope::new(
-        Principal::system(),
-        Command::User {
-            user_id,
-            command: UserCommand::Register {
+
+    async fn run(self) -> anyhow::Result<()> {
+        self.try_once().await.map_err(|attempt| match attempt {
+            Attempt::Transient(error) | Attempt::Final(error) => error,
+        })
+    }
+
+    async fn try_once(&self) -> Result<(), Attempt> {
+        let (Some(user), Some(password)) =
+            (&self.settings.admin_user, &self.settings.admin_password)
+        else {
+            if self.head == 0 {
+                tracing::warn!(
+                    "the store is empty and no admin is configured: set QUIRE_ADMIN_USER and QUIRE_ADMIN_PASSWORD to create one"
+                );
+            }
+            return Ok(());
+        };
+        let username = Username::parse(user.clone())
+            .map_err(|e| Attempt::Final(anyhow::anyhow!("QUIRE_ADMIN_USER: {e}")))?;
+        let user_id = UserId::for_username(&username);
+        let existing = self
+            .store
+            .read_stream(&user_id.stream_id(), 0, 1)
+            .await
+            .context("looking for the admin user")
+            .map_err(Attempt::Transient)?;
+        if !existing.is_empty() {
+            tracing::debug!(username = %username, "admin user exists");
+            return Ok(());
+        }
+        let password_hash = quire_api::hash_password(password.expose(), None)
+            .await
+            .map_err(|e| {
+                Attempt::Final(anyhow::anyhow!("hashing the admin password: {}", e.code()))
+            })?;
+        let command_id = uuid::Uuid::new_v5(
+            &uuid::Uuid::NAMESPACE_OID,
+            format!("quire:bootstrap-admin:{username}").as_bytes(),
+        );
+        let name = PersonName::parse(username.as_str())
+            .map_err(|e| Attempt::Final(anyhow::anyhow!("admin display name: {e}")))?;
+        let register = CommandEnvelope::new(
+            Principal::system(),
+            Command::User {
                 user_id,
-                name: PersonName::parse(username.as_str()).context("admin display name")?,
-                username: Some(username.clone()),
-                email: None,
-                role: Role::Admin,
-                password_hash: Some(password_hash),
+                command: UserCommand::Register {
+                    user_id,
+                    name,
+                    username: Some(username.clone()),
+                    email: None,
+                    role: UserRole::Admin,
+                    password_hash: Some(password_hash),
+                },
             },
-        },
-    )
-    .with_command_id(command_id);
-    match bus.dispatch(register).await {
-        Ok(_) => {
-            tracing::info!(username = %username, %user_id, "created the admin user");
-            Ok(())
+        )
+        .with_command_id(command_id);
+        match self.bus.dispatch(register).await {
+            Ok(_) => {
+                tracing::info!(username = %username, %user_id, "created the admin user");
+                Ok(())
+            }
+            // Another node created it meanwhile (with another salt, hence another fingerprint).
+            Err(CommandError::Rejected(r)) if r.code == "already_exists" => Ok(()),
+            Err(CommandError::KeyReused(_)) => Ok(()),
+            Err(
+                error @ (CommandError::Unavailable(_)
+                | CommandError::Store(_)
+                | CommandError::Contention { .. }),
+            ) => Err(Attempt::Transient(
+                anyhow::Error::new(error).context("creating the admin user"),
+            )),
+            Err(error) => Err(Attempt::Final(
+                anyhow::Error::new(error).context("creating the admin user"),
+            )),
         }
-        // Another node created it meanwhile (with another salt, hence another fingerprint).
-        Err(CommandError::Rejected(r)) if r.code == "already_exists" => Ok(()),
-        Err(CommandError::KeyReused(_)) => Ok(()),
-        Err(error) => Err(error).context("creating the admin user"),
     }
+}
+
+/// How a bootstrap attempt failed.
+enum Attempt {
+    /// May pass later.
+    Transient(anyhow::Error),
+    /// Will not pass by waiting.
+    Final(anyhow::Error),
 }
 
 /// The bearer-token signing secret: configured, or kept in the data directory.
 fn token_secret(settings: &Settings) -> anyhow::Result<Vec<u8>> {
     if let Some(secret) = &settings.api.token_secret {
-        anyhow::ensure!(
-            secret.expose().len() >= 32,
-            "api.token_secret must be at least 32 characters"
-        );
         return Ok(secret.expose().as_bytes().to_vec());
     }
     let path = settings.data_dir.join("token-secret");

@@ -1,5 +1,7 @@
 //! Typed settings: defaults in code, then an optional TOML file, then `QUIRE_*` environment
-//! variables, then command-line flags. Secrets are wrapped so they never print.
+//! variables, then command-line flags, each a figment layer over the one before. Values out of
+//! range are load errors that name their key (nothing is silently clamped). Secrets are wrapped
+//! so they never print.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -8,12 +10,15 @@ use std::time::Duration;
 use anyhow::Context;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use quire_actors::cluster::Role;
+use quire_projections::{RecsOptions, TrainOptions};
+use quire_recs::{AlsParams, ItemItemWeighting, Weights};
 use serde::{Deserialize, Serialize};
 
 /// Everything Quire can be configured with.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct Settings {
+pub struct Settings {
     /// Where the embedded backend keeps its files (`events.db`).
     pub data_dir: PathBuf,
     /// A Postgres URL (`postgres://…`) selects the scaled backend; empty means embedded SQLite.
@@ -39,21 +44,21 @@ pub(crate) struct Settings {
     pub cluster: ClusterSettings,
     pub summaries: SummarySettings,
     /// Recommendations: training schedule, ALS parameters, signal weights.
-    pub recs: crate::recs::RecsSettings,
+    pub recs: RecsSettings,
     /// How long shutdown waits for in-flight commands.
     pub shutdown_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
-pub(crate) enum LogFormat {
+pub enum LogFormat {
     Text,
     Json,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ActorSettings {
+pub struct ActorSettings {
     pub idle_timeout_secs: u64,
     pub idle_check_secs: u64,
     pub max_conflict_retries: u32,
@@ -61,7 +66,7 @@ pub(crate) struct ActorSettings {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ApiSettings {
+pub struct ApiSettings {
     /// The largest request body, in bytes.
     pub body_limit_bytes: usize,
     /// How long a read presenting a consistency token waits for the read models.
@@ -84,7 +89,7 @@ pub(crate) struct ApiSettings {
 /// HTTPS: PEM files of the certificate chain and private key; both or neither.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct TlsSettings {
+pub struct TlsSettings {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
 }
@@ -93,7 +98,7 @@ pub(crate) struct TlsSettings {
 /// partition lease. Without `nats_url` the node runs alone with an in-process command bus.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ClusterSettings {
+pub struct ClusterSettings {
     /// NATS server URL(s), comma-separated (`nats://…`, `tls://…`).
     pub nats_url: Option<Secret>,
     /// A NATS `.creds` file (JWT + NKey seed).
@@ -109,8 +114,10 @@ pub(crate) struct ClusterSettings {
     pub name: String,
     /// This node's id (default: host name and process id).
     pub node_id: Option<String>,
-    /// What this node does: `api` (HTTP), `actors` (runs commands), `projections`.
-    pub roles: Vec<String>,
+    /// What this node does: `api` (HTTP), `actors` (runs commands), `projections` (projections
+    /// and workers). A list, or one comma-separated string (`QUIRE_CLUSTER__ROLES=api,actors`).
+    #[serde(deserialize_with = "roles_list")]
+    pub roles: Vec<Role>,
     /// Command partitions; the same on every node.
     pub partitions: u32,
     /// A lease not renewed for this long moves to another node.
@@ -122,11 +129,33 @@ pub(crate) struct ClusterSettings {
 }
 
 impl ClusterSettings {
-    pub(crate) const ROLES: [&'static str; 3] = ["api", "actors", "projections"];
-
-    pub(crate) fn has_role(&self, role: &str) -> bool {
-        self.roles.iter().any(|r| r == role)
+    pub(crate) fn has_role(&self, role: Role) -> bool {
+        self.roles.contains(&role)
     }
+}
+
+/// Roles as a list or as one comma-separated string (what an environment variable can hold).
+fn roles_list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<Role>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Roles {
+        List(Vec<String>),
+        Text(String),
+    }
+    let items = match Roles::deserialize(deserializer)? {
+        Roles::List(items) => items,
+        Roles::Text(text) => text.split(',').map(str::to_string).collect(),
+    };
+    let mut roles = items
+        .iter()
+        .map(|r| r.trim())
+        .filter(|r| !r.is_empty())
+        .map(str::parse)
+        .collect::<Result<Vec<Role>, String>>()
+        .map_err(serde::de::Error::custom)?;
+    roles.sort();
+    roles.dedup();
+    Ok(roles)
 }
 
 /// Who writes summaries: `extractive` (no model, the default), `gguf` (a model file run in this
@@ -134,8 +163,11 @@ impl ClusterSettings {
 /// `/v1`) or `ollama` (Ollama's native API).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct SummarySettings {
-    pub backend: String,
+pub struct SummarySettings {
+    pub backend: SummaryBackend,
+    /// Make the due summaries (new or changed books, reviews that moved) in the background. Off,
+    /// summaries come only from editors, `POST /generate-summary` and `quire summarize`.
+    pub auto: bool,
     /// The GGUF file (`gguf`).
     pub model_path: Option<PathBuf>,
     /// Threads of the in-process model.
@@ -164,9 +196,93 @@ pub(crate) struct SummarySettings {
     pub max_wait_secs: u64,
 }
 
+/// The kinds of summary backend (`summaries.backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SummaryBackend {
+    /// TextRank over the text itself: no model.
+    Extractive,
+    /// A GGUF model file run in this process.
+    Gguf,
+    /// An OpenAI-compatible server (llama.cpp server, vLLM, Ollama's `/v1`).
+    #[value(name = "openai")]
+    OpenAi,
+    /// Ollama's native API.
+    Ollama,
+}
+
+impl std::fmt::Display for SummaryBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Extractive => "extractive",
+            Self::Gguf => "gguf",
+            Self::OpenAi => "openai",
+            Self::Ollama => "ollama",
+        })
+    }
+}
+
+/// `[recs]` settings: the training schedule, ALS parameters, signal weights, serving.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct StoreSettings {
+pub struct RecsSettings {
+    /// Retrain this often (daily by default); 0 trains only on `quire recs train`.
+    pub train_interval_secs: u64,
+    /// How often API nodes look for a newer model.
+    pub refresh_secs: u64,
+    /// Training threads.
+    pub threads: usize,
+    /// The weight of the prior, in ratings, in the Bayesian average of cold start.
+    pub prior_weight: f64,
+    /// Neighbours kept per book by the item-item half of the model.
+    pub neighbours: usize,
+    /// The ALS share of the blend with item-item (0.3: chosen by evaluation on goodbooks).
+    pub als_weight: f32,
+    pub item_item: ItemItemWeighting,
+    pub als: AlsParams,
+    pub weights: Weights,
+}
+
+impl Default for RecsSettings {
+    fn default() -> Self {
+        Self {
+            train_interval_secs: 86_400,
+            refresh_secs: 30,
+            threads: 2,
+            prior_weight: 25.0,
+            neighbours: TrainOptions::default().neighbours,
+            als_weight: TrainOptions::default().als_weight,
+            item_item: ItemItemWeighting::default(),
+            als: AlsParams::default(),
+            weights: Weights::default(),
+        }
+    }
+}
+
+impl RecsSettings {
+    pub fn training(&self) -> TrainOptions {
+        TrainOptions {
+            weights: self.weights.clone(),
+            als: self.als.clone(),
+            item_item: self.item_item,
+            neighbours: self.neighbours,
+            als_weight: self.als_weight,
+            threads: self.threads,
+        }
+    }
+
+    pub fn serving(&self) -> RecsOptions {
+        RecsOptions {
+            refresh: Duration::from_secs(self.refresh_secs),
+            prior_weight: self.prior_weight,
+            weights: self.weights.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
     pub max_batch: usize,
     pub read_connections: u32,
 }
@@ -211,14 +327,15 @@ impl Default for Settings {
                 nats_require_tls: false,
                 name: "quire".into(),
                 node_id: None,
-                roles: ClusterSettings::ROLES.map(String::from).to_vec(),
+                roles: Role::ALL.to_vec(),
                 partitions: 32,
                 lease_ttl_ms: 4_000,
                 request_timeout_ms: 10_000,
                 replicas: 1,
             },
             summaries: SummarySettings {
-                backend: "extractive".into(),
+                backend: SummaryBackend::Extractive,
+                auto: true,
                 model_path: None,
                 threads: 2,
                 url: None,
@@ -233,34 +350,60 @@ impl Default for Settings {
                 debounce_secs: 30,
                 max_wait_secs: 600,
             },
-            recs: crate::recs::RecsSettings::default(),
+            recs: RecsSettings::default(),
             shutdown_timeout_secs: 10,
         }
     }
 }
 
-/// Flags that override the file and environment.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct Overrides {
+/// Flags that override the file and environment: the last figment layer. Only the flags given
+/// are serialized, so an absent flag leaves the layers below it alone.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<SocketAddr>,
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
+    pub tls: TlsOverrides,
+    pub cluster: ClusterOverrides,
+}
+
+/// `--tls-cert`, `--tls-key`.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct TlsOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+}
+
+/// The cluster flags, named as their `[cluster]` keys.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct ClusterOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub nats_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub nats_credentials: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub nats_tls_ca: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub nats_tls_cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub nats_tls_key: Option<PathBuf>,
-    pub roles: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<Role>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub node_id: Option<String>,
-    pub cluster: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 impl Settings {
     /// Loads settings from defaults, `file` (or `quire.toml` in the working directory if it exists),
-    /// the environment, then `overrides`.
-    pub(crate) fn load(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Self> {
+    /// the environment, then `overrides`, and checks them.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Self> {
         let mut figment = Figment::from(Serialized::defaults(Settings::default()));
         match file {
             Some(path) => {
@@ -287,92 +430,183 @@ impl Settings {
                     })
                     .split("__"),
             )
+            .merge(Serialized::defaults(overrides))
             .extract()
             .context("reading configuration")?;
-        if let Some(dir) = &overrides.data_dir {
-            settings.data_dir = dir.clone();
-        }
-        if let Some(url) = &overrides.database_url {
-            settings.database_url = Some(Secret(url.clone()));
-        }
-        if let Some(listen) = overrides.listen {
-            settings.listen = listen;
-        }
-        if let Some(cert) = &overrides.tls_cert {
-            settings.tls.cert = Some(cert.clone());
-        }
-        if let Some(key) = &overrides.tls_key {
-            settings.tls.key = Some(key.clone());
-        }
-        let cluster = &mut settings.cluster;
-        if let Some(url) = &overrides.nats_url {
-            cluster.nats_url = Some(Secret(url.clone()));
-        }
-        if let Some(path) = &overrides.nats_credentials {
-            cluster.nats_credentials = Some(path.clone());
-        }
-        if let Some(path) = &overrides.nats_tls_ca {
-            cluster.nats_tls_ca = Some(path.clone());
-        }
-        if let Some(path) = &overrides.nats_tls_cert {
-            cluster.nats_tls_cert = Some(path.clone());
-        }
-        if let Some(path) = &overrides.nats_tls_key {
-            cluster.nats_tls_key = Some(path.clone());
-        }
-        if let Some(roles) = &overrides.roles {
-            cluster.roles = roles.clone();
-        }
-        if let Some(id) = &overrides.node_id {
-            cluster.node_id = Some(id.clone());
-        }
-        if let Some(name) = &overrides.cluster {
-            cluster.name = name.clone();
-        }
-        if cluster
-            .nats_url
-            .as_ref()
-            .is_some_and(|u| u.expose().trim().is_empty())
-        {
-            cluster.nats_url = None;
-        }
-        cluster.roles = cluster
-            .roles
-            .iter()
-            .map(|r| r.trim().to_ascii_lowercase())
-            .filter(|r| !r.is_empty())
-            .collect();
-        cluster.roles.sort();
-        cluster.roles.dedup();
-        for role in &cluster.roles {
-            anyhow::ensure!(
-                ClusterSettings::ROLES.contains(&role.as_str()),
-                "unknown role {role:?}; the roles are {}",
-                ClusterSettings::ROLES.join(", ")
-            );
-        }
-        anyhow::ensure!(!cluster.roles.is_empty(), "a node needs at least one role");
-        anyhow::ensure!(
-            cluster.nats_url.is_some() || cluster.roles.len() == ClusterSettings::ROLES.len(),
-            "a node with only some roles ({}) needs the others elsewhere: set --nats-url",
-            cluster.roles.join(",")
-        );
-        anyhow::ensure!(
-            settings.tls.cert.is_some() == settings.tls.key.is_some(),
-            "TLS needs both a certificate and a key (--tls-cert and --tls-key)"
-        );
-        anyhow::ensure!(
-            settings.admin_user.is_some() == settings.admin_password.is_some(),
-            "QUIRE_ADMIN_USER and QUIRE_ADMIN_PASSWORD go together"
-        );
-        if settings
-            .database_url
-            .as_ref()
-            .is_some_and(|u| u.expose().trim().is_empty())
-        {
+        // An empty URL (e.g. `QUIRE_DATABASE_URL=`) means "not set".
+        let blank = |s: &Option<Secret>| s.as_ref().is_some_and(|u| u.expose().trim().is_empty());
+        if blank(&settings.database_url) {
             settings.database_url = None;
         }
+        if blank(&settings.read_model_url) {
+            settings.read_model_url = None;
+        }
+        if blank(&settings.cluster.nats_url) {
+            settings.cluster.nats_url = None;
+        }
+        settings.validate()?;
         Ok(settings)
+    }
+
+    /// Checks every setting, reporting all that are wrong at once, each by its key.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let mut errors = Vec::new();
+        let mut need = |ok: bool, message: String| {
+            if !ok {
+                errors.push(message);
+            }
+        };
+        let at_least = |key: &str, value: u64, min: u64| {
+            (
+                value >= min,
+                format!("{key} must be at least {min} (it is {value})"),
+            )
+        };
+        for (ok, message) in [
+            at_least(
+                "api.body_limit_bytes",
+                self.api.body_limit_bytes as u64,
+                1024,
+            ),
+            at_least("api.token_ttl_secs", self.api.token_ttl_secs, 60),
+            at_least("store.max_batch", self.store.max_batch as u64, 1),
+            at_least(
+                "store.read_connections",
+                u64::from(self.store.read_connections),
+                1,
+            ),
+            at_least("actors.idle_check_secs", self.actors.idle_check_secs, 1),
+            at_least(
+                "cluster.request_timeout_ms",
+                self.cluster.request_timeout_ms,
+                100,
+            ),
+            at_least("cluster.lease_ttl_ms", self.cluster.lease_ttl_ms, 1000),
+            at_least("cluster.replicas", self.cluster.replicas as u64, 1),
+            at_least("cluster.partitions", u64::from(self.cluster.partitions), 1),
+            at_least(
+                "summaries.summary_chars",
+                self.summaries.summary_chars as u64,
+                100,
+            ),
+            at_least("summaries.max_tokens", self.summaries.max_tokens as u64, 16),
+            at_least("summaries.threads", self.summaries.threads as u64, 1),
+            at_least(
+                "summaries.max_concurrency",
+                self.summaries.max_concurrency as u64,
+                1,
+            ),
+            at_least("summaries.timeout_secs", self.summaries.timeout_secs, 1),
+            at_least(
+                "summaries.generate_max_chars",
+                self.summaries.generate_max_chars as u64,
+                1,
+            ),
+            at_least("summaries.max_wait_secs", self.summaries.max_wait_secs, 1),
+            at_least("recs.refresh_secs", self.recs.refresh_secs, 1),
+            at_least("recs.threads", self.recs.threads as u64, 1),
+            at_least("recs.neighbours", self.recs.neighbours as u64, 1),
+        ] {
+            need(ok, message);
+        }
+        need(
+            self.cluster.partitions <= 4096,
+            format!(
+                "cluster.partitions must be at most 4096 (it is {})",
+                self.cluster.partitions
+            ),
+        );
+        need(
+            self.api.rate_limit_per_second.is_finite() && self.api.rate_limit_per_second >= 0.0,
+            format!(
+                "api.rate_limit_per_second must be 0 (off) or more (it is {})",
+                self.api.rate_limit_per_second
+            ),
+        );
+        need(
+            self.api.rate_limit_per_second == 0.0 || self.api.rate_limit_burst >= 1,
+            "api.rate_limit_burst must be at least 1 when rate limiting is on".into(),
+        );
+        need(
+            (0.0..=1.0).contains(&self.recs.als_weight),
+            format!(
+                "recs.als_weight must be between 0 and 1 (it is {})",
+                self.recs.als_weight
+            ),
+        );
+        need(
+            self.recs.prior_weight.is_finite() && self.recs.prior_weight >= 0.0,
+            format!(
+                "recs.prior_weight must be 0 or more (it is {})",
+                self.recs.prior_weight
+            ),
+        );
+        if let Some(secret) = &self.api.token_secret {
+            need(
+                secret.expose().len() >= 32,
+                "api.token_secret must be at least 32 characters".into(),
+            );
+        }
+        let roles = &self.cluster.roles;
+        need(
+            !roles.is_empty(),
+            "cluster.roles: a node needs at least one role".into(),
+        );
+        need(
+            self.cluster.nats_url.is_some() || roles.len() == Role::ALL.len(),
+            format!(
+                "cluster.roles: a node with only some roles ({}) needs the others elsewhere: set --nats-url",
+                roles
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+        );
+        need(
+            self.tls.cert.is_some() == self.tls.key.is_some(),
+            "TLS needs both a certificate and a key (--tls-cert and --tls-key)".into(),
+        );
+        match (&self.admin_user, &self.admin_password) {
+            (Some(user), Some(password)) => {
+                if let Err(error) = quire_domain::values::Username::parse(user.clone()) {
+                    errors.push(format!(
+                        "admin_user (QUIRE_ADMIN_USER) is not a valid username: {error}"
+                    ));
+                }
+                if let Err(message) = quire_api::auth::check_password_policy(password.expose()) {
+                    errors.push(format!("admin_password (QUIRE_ADMIN_PASSWORD) {message}"));
+                }
+            }
+            (None, None) => {}
+            _ => errors.push("QUIRE_ADMIN_USER and QUIRE_ADMIN_PASSWORD go together".into()),
+        }
+        let s = &self.summaries;
+        match s.backend {
+            SummaryBackend::OpenAi | SummaryBackend::Ollama => {
+                if s.url.is_none() {
+                    errors.push(format!(
+                        "summaries.backend = \"{}\" needs summaries.url",
+                        s.backend
+                    ));
+                }
+                if s.model.is_none() {
+                    errors.push(format!(
+                        "summaries.backend = \"{}\" needs summaries.model",
+                        s.backend
+                    ));
+                }
+            }
+            SummaryBackend::Gguf if s.model_path.is_none() => {
+                errors.push("summaries.backend = \"gguf\" needs summaries.model_path".into());
+            }
+            _ => {}
+        }
+        match errors.len() {
+            0 => Ok(()),
+            1 => anyhow::bail!("configuration: {}", errors[0]),
+            _ => anyhow::bail!("configuration:\n  - {}", errors.join("\n  - ")),
+        }
     }
 
     /// The event store URL: the database URL, or the SQLite file in the data directory.
@@ -394,7 +628,7 @@ impl Settings {
 
     pub(crate) fn api_config(&self) -> quire_api::ApiConfig {
         quire_api::ApiConfig {
-            body_limit: self.api.body_limit_bytes.max(1024),
+            body_limit: self.api.body_limit_bytes,
             consistency_timeout: Duration::from_millis(self.api.consistency_timeout_ms),
             write_wait: Duration::from_millis(self.api.write_wait_ms),
             rate_limit: quire_api::RateLimit {
@@ -402,14 +636,14 @@ impl Settings {
                 burst: self.api.rate_limit_burst,
             },
             trusted_proxies: self.api.trusted_proxies.clone(),
-            generate_limit: self.summaries.generate_max_chars.max(1),
+            generate_limit: self.summaries.generate_max_chars,
         }
     }
 
     pub(crate) fn store_options(&self, read_only: bool) -> quire_store::StoreOptions {
         quire_store::StoreOptions {
-            max_batch: self.store.max_batch.max(1),
-            read_connections: self.store.read_connections.max(1),
+            max_batch: self.store.max_batch,
+            read_connections: self.store.read_connections,
             read_only,
         }
     }
@@ -435,15 +669,15 @@ impl Settings {
         let mut config = quire_actors::cluster::ClusterConfig::new(c.name.clone(), node_id);
         config.partitions = c.partitions;
         config.lease_ttl = Duration::from_millis(c.lease_ttl_ms);
-        config.request_timeout = Duration::from_millis(c.request_timeout_ms.max(100));
-        config.replicas = c.replicas.max(1);
+        config.request_timeout = Duration::from_millis(c.request_timeout_ms);
+        config.replicas = c.replicas;
         Some((nats, config))
     }
 
     pub(crate) fn job_options(&self) -> crate::summary_jobs::JobOptions {
         crate::summary_jobs::JobOptions {
             debounce: Duration::from_secs(self.summaries.debounce_secs),
-            max_wait: Duration::from_secs(self.summaries.max_wait_secs.max(1)),
+            max_wait: Duration::from_secs(self.summaries.max_wait_secs),
             ..crate::summary_jobs::JobOptions::default()
         }
     }
@@ -451,7 +685,7 @@ impl Settings {
     pub(crate) fn actor_config(&self) -> quire_actors::ActorConfig {
         quire_actors::ActorConfig {
             idle_timeout: Duration::from_secs(self.actors.idle_timeout_secs),
-            idle_check: Duration::from_secs(self.actors.idle_check_secs.max(1)),
+            idle_check: Duration::from_secs(self.actors.idle_check_secs),
             max_conflict_retries: self.actors.max_conflict_retries,
         }
     }
@@ -470,7 +704,7 @@ impl Settings {
         let mut s = self.clone();
         s.database_url = s.database_url.map(|u| Secret(redact_url(u.expose())));
         s.read_model_url = s.read_model_url.map(|u| Secret(redact_url(u.expose())));
-        let hidden = || Secret("<redacted>".into());
+        let hidden = || Secret("redacted".into());
         s.admin_password = s.admin_password.map(|_| hidden());
         s.api.token_secret = s.api.token_secret.map(|_| hidden());
         s.summaries.api_key = s.summaries.api_key.map(|_| hidden());
@@ -506,65 +740,30 @@ fn default_node_id() -> String {
 /// A secret string: `Debug` never shows it.
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
-pub(crate) struct Secret(String);
+pub struct Secret(String);
 
 impl Secret {
-    pub(crate) fn expose(&self) -> &str {
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
+    pub fn expose(&self) -> &str {
         &self.0
     }
 }
 
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(<redacted>)")
+        f.write_str("Secret(redacted)")
     }
 }
 
-/// Hides the password of a URL (`scheme://user:password@host` and `password=` query parameters).
-pub(crate) fn redact_url(url: &str) -> String {
-    let mut out = url.to_string();
-    if let Some(scheme_end) = out.find("://") {
-        let rest_start = scheme_end + 3;
-        let authority_end = out[rest_start..]
-            .find(['/', '?'])
-            .map_or(out.len(), |i| rest_start + i);
-        if let Some(at) = out[rest_start..authority_end].rfind('@') {
-            let userinfo = &out[rest_start..rest_start + at];
-            if let Some(colon) = userinfo.find(':') {
-                out.replace_range(rest_start + colon + 1..rest_start + at, "<redacted>");
-            }
-        }
-    }
-    if let Some(q) = out.find('?') {
-        let (base, query) = out.split_at(q + 1);
-        let query: Vec<String> = query
-            .split('&')
-            .map(|kv| match kv.split_once('=') {
-                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=<redacted>"),
-                _ => kv.to_string(),
-            })
-            .collect();
-        out = format!("{base}{}", query.join("&"));
-    }
-    out
-}
+/// Connection strings for logs and `quire config`: the store's one redaction.
+pub(crate) use quire_store::redact_url;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls_lose_their_passwords_and_keep_the_rest() {
-        assert_eq!(
-            redact_url("postgres://quire:s3cr@t@db:5432/quire?sslmode=require"),
-            "postgres://quire:<redacted>@db:5432/quire?sslmode=require"
-        );
-        assert_eq!(
-            redact_url("postgres://db/quire?user=q&password=hunter2"),
-            "postgres://db/quire?user=q&password=<redacted>"
-        );
-        assert_eq!(redact_url("postgres://q@db/quire"), "postgres://q@db/quire");
-    }
 
     #[test]
     fn debug_never_shows_a_secret() {

@@ -1,19 +1,21 @@
-//! `quire`: the book-platform service and its operator tools.
+//! The `quire` node and its operator tools: [`Application`] starts a node (the one way to start
+//! one, used by `quire serve`, the tests and the benchmarks); [`cli_main`] is the command line.
 
+mod app;
 mod cli;
-mod config;
-mod recs;
-mod serve;
+pub mod config;
 mod summaries;
 mod summary_jobs;
 mod telemetry;
+
+pub use app::Application;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{Overrides, Settings};
+use crate::config::{ClusterOverrides, Overrides, Settings, TlsOverrides};
 
 #[derive(Parser)]
 #[command(
@@ -62,7 +64,7 @@ pub(crate) struct ClusterArgs {
     pub(crate) nats_tls_key: Option<PathBuf>,
     /// What this node does: any of api, actors, projections (default: all).
     #[arg(long, value_delimiter = ',')]
-    pub(crate) roles: Option<Vec<String>>,
+    pub(crate) roles: Option<Vec<quire_actors::cluster::Role>>,
     /// This node's id in the cluster (default: host name and process id).
     #[arg(long)]
     pub(crate) node_id: Option<String>,
@@ -112,7 +114,8 @@ enum Command {
     },
 }
 
-fn main() -> std::process::ExitCode {
+/// The `quire` command line: parses the arguments, loads the settings, runs the command.
+pub fn cli_main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let (listen, tls_cert, tls_key, cluster) = match &cli.command {
         Command::Serve {
@@ -128,16 +131,20 @@ fn main() -> std::process::ExitCode {
         data_dir: cli.store.data_dir.clone(),
         database_url: cli.store.database_url.clone(),
         listen,
-        tls_cert,
-        tls_key,
-        nats_url: cluster.nats_url,
-        nats_credentials: cluster.nats_creds,
-        nats_tls_ca: cluster.nats_tls_ca,
-        nats_tls_cert: cluster.nats_tls_cert,
-        nats_tls_key: cluster.nats_tls_key,
-        roles: cluster.roles,
-        node_id: cluster.node_id,
-        cluster: cluster.cluster,
+        tls: TlsOverrides {
+            cert: tls_cert,
+            key: tls_key,
+        },
+        cluster: ClusterOverrides {
+            nats_url: cluster.nats_url,
+            nats_credentials: cluster.nats_creds,
+            nats_tls_ca: cluster.nats_tls_ca,
+            nats_tls_cert: cluster.nats_tls_cert,
+            nats_tls_key: cluster.nats_tls_key,
+            roles: cluster.roles,
+            node_id: cluster.node_id,
+            name: cluster.cluster,
+        },
     };
     let settings = match Settings::load(cli.config.as_deref(), &overrides) {
         Ok(s) => s,
@@ -166,7 +173,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve { .. } => serve::run(settings).await,
+            Command::Serve { .. } => app::serve(settings).await,
             Command::Events(command) => cli::events::run(&settings, command).await,
             Command::Projections(command) => cli::projections::run(&settings, command).await,
             Command::Import(command) => cli::import::run(&settings, command).await,

@@ -8,19 +8,19 @@ use quire_summarize::gguf::{GgufGenerator, GgufOptions};
 use quire_summarize::http::{Api, HttpGenerator, HttpOptions};
 use quire_summarize::{Summarizer, SummarizerOptions, TextGenerator};
 
-use crate::config::Settings;
+use crate::config::{Settings, SummaryBackend};
 
 /// The summarizer `[summaries]` describes; loading a model file can take seconds.
 pub(crate) async fn build(settings: &Settings) -> anyhow::Result<Summarizer> {
     let s = &settings.summaries;
     let options = SummarizerOptions {
-        summary_chars: s.summary_chars.max(100),
-        max_tokens: s.max_tokens.max(16),
+        summary_chars: s.summary_chars,
+        max_tokens: s.max_tokens,
         ..SummarizerOptions::default()
     };
-    let generator: Arc<dyn TextGenerator> = match s.backend.as_str() {
-        "extractive" => return Ok(Summarizer::extractive(options)),
-        "openai" | "ollama" => {
+    let generator: Arc<dyn TextGenerator> = match s.backend {
+        SummaryBackend::Extractive => return Ok(Summarizer::extractive(options)),
+        SummaryBackend::OpenAi | SummaryBackend::Ollama => {
             let url = s.url.clone().with_context(|| {
                 format!("summaries.backend = \"{}\" needs summaries.url", s.backend)
             })?;
@@ -30,27 +30,27 @@ pub(crate) async fn build(settings: &Settings) -> anyhow::Result<Summarizer> {
                     s.backend
                 )
             })?;
-            let api = if s.backend == "openai" {
+            let api = if s.backend == SummaryBackend::OpenAi {
                 Api::OpenAi
             } else {
                 Api::Ollama
             };
             let mut http = HttpOptions::new(url, api, model);
             http.api_key = s.api_key.as_ref().map(|k| k.expose().to_string());
-            http.max_concurrency = s.max_concurrency.max(1);
-            http.total_timeout = Duration::from_secs(s.timeout_secs.max(1));
+            http.max_concurrency = s.max_concurrency;
+            http.total_timeout = Duration::from_secs(s.timeout_secs);
             if let Some(context) = s.context_tokens {
                 http.context_window = context;
             }
             Arc::new(HttpGenerator::new(http).map_err(|e| anyhow::anyhow!("summaries: {e}"))?)
         }
-        "gguf" => {
+        SummaryBackend::Gguf => {
             let path = s
                 .model_path
                 .clone()
                 .context("summaries.backend = \"gguf\" needs summaries.model_path")?;
             let options = GgufOptions {
-                threads: s.threads.max(1),
+                threads: s.threads,
                 context: s.context_tokens,
                 requantize_q8: true,
             };
@@ -62,9 +62,6 @@ pub(crate) async fn build(settings: &Settings) -> anyhow::Result<Summarizer> {
                     .map_err(|e| anyhow::anyhow!("loading the summary model: {e}"))?;
             Arc::new(generator)
         }
-        other => anyhow::bail!(
-            "unknown summaries.backend {other:?}; use extractive, gguf, openai or ollama"
-        ),
     };
     Ok(Summarizer::with_model(generator, options))
 }

@@ -10,11 +10,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use quire_actors::{Command, CommandBus, CommandEnvelope, CommandError};
+use quire_actors::{Command, CommandBus, CommandEnvelope, CommandError, RejectionKind};
 use quire_domain::Principal;
 use quire_domain::book::{BookCommand, SummaryProvenance};
 use quire_domain::values::SummaryText;
-use quire_projections::{PageRequest, ReadModels, SummaryJob, SummaryKind};
+use quire_projections::{PageRequest, ProjectionName, ReadModels, SummaryJob, SummaryKind};
 use quire_summarize::{BookFacts, ReviewInput, Subject, Summarizer, SummaryRequest};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -94,7 +94,7 @@ impl Worker {
         let info = self.summarizer.info();
         tracing::info!(backend = %info.backend, model = %info.model, "summary worker started");
         // New books and reviews move the books checkpoint: look again at once.
-        let mut books = self.read.checkpoint_watch("books").ok();
+        let mut books = self.read.checkpoint_watch(ProjectionName::Books);
         while !*stopped.borrow() {
             let worked = match self.round(&mut stopped).await {
                 Ok(n) => n,
@@ -107,12 +107,7 @@ impl Worker {
                 continue;
             }
             let changed = async {
-                match &mut books {
-                    Some(watch) => {
-                        let _ = watch.changed().await;
-                    }
-                    None => std::future::pending().await,
-                }
+                let _ = books.changed().await;
             };
             let woken = tokio::select! {
                 stop = stopped.changed() => {
@@ -279,7 +274,11 @@ impl Worker {
                 Ok(())
             }
             // The book was removed meanwhile: nothing to summarize.
-            Err(CommandError::Rejected(r)) if r.kind == "gone" || r.kind == "not_found" => Ok(()),
+            Err(CommandError::Rejected(r))
+                if matches!(r.kind, RejectionKind::Gone | RejectionKind::NotFound) =>
+            {
+                Ok(())
+            }
             // A worker before this one recorded a summary of this version (its text may differ).
             Err(CommandError::KeyReused(_)) => Ok(()),
             Err(error) => Err(error.into()),

@@ -232,7 +232,7 @@ fn config_prints_the_effective_settings_with_secrets_redacted() {
     assert_eq!(json["store"]["max_batch"], 64);
     assert_eq!(
         json["database_url"],
-        "postgres://quire:<redacted>@db:5432/quire"
+        "postgres://quire:redacted@db:5432/quire"
     );
 }
 
@@ -246,6 +246,66 @@ fn a_bad_setting_is_reported_clearly() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.to_lowercase().contains("max_batch"), "{err}");
+}
+
+#[test]
+fn out_of_range_settings_are_load_errors_that_name_every_key() {
+    let out = quire()
+        .args(["config"])
+        .env("QUIRE_API__BODY_LIMIT_BYTES", "10")
+        .env("QUIRE_STORE__MAX_BATCH", "0")
+        .env("QUIRE_RECS__ALS_WEIGHT", "1.5")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for key in ["api.body_limit_bytes", "store.max_batch", "recs.als_weight"] {
+        assert!(err.contains(key), "{key} not named in: {err}");
+    }
+}
+
+#[test]
+fn admin_credentials_are_checked_when_the_settings_load() {
+    let out = quire()
+        .args(["config"])
+        .env("QUIRE_ADMIN_USER", "admin")
+        .env("QUIRE_ADMIN_PASSWORD", "short")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("QUIRE_ADMIN_PASSWORD"), "{err}");
+    assert!(
+        !err.contains("short"),
+        "the password is never echoed: {err}"
+    );
+}
+
+#[test]
+fn flags_override_the_environment_which_overrides_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("quire.toml");
+    std::fs::write(
+        &file,
+        "data_dir = \"from-file\"\n[cluster]\nname = \"file\"\n",
+    )
+    .unwrap();
+    let out = run_ok(
+        quire()
+            .args([
+                "--config",
+                file.to_str().unwrap(),
+                "--data-dir",
+                "from-flag",
+                "config",
+                "--json",
+            ])
+            .env("QUIRE_DATA_DIR", "from-env")
+            .env("QUIRE_CLUSTER__NAME", "env"),
+    );
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["data_dir"], "from-flag");
+    assert_eq!(json["cluster"]["name"], "env");
 }
 
 #[test]
@@ -278,6 +338,19 @@ fn cluster_settings_are_checked_and_redacted() {
         serde_json::json!(["actors", "projections"])
     );
     assert_eq!(json["cluster"]["partitions"], 32);
+
+    // One comma-separated variable is a list too.
+    let out = run_ok(
+        quire()
+            .args(["config", "--json"])
+            .env("QUIRE_CLUSTER__NATS_URL", "nats://nats:4222")
+            .env("QUIRE_CLUSTER__ROLES", "projections, api"),
+    );
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        json["cluster"]["roles"],
+        serde_json::json!(["api", "projections"])
+    );
 }
 
 #[test]
@@ -317,7 +390,11 @@ fn summarize_prints_a_summary_and_its_provenance() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown summaries.backend"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("telepathy") && err.contains("extractive, gguf, openai, ollama"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -167,8 +167,8 @@ impl Cluster {
         serde_json::from_slice(&output.stdout).expect("cluster status JSON")
     }
 
-    /// Waits until `nodes` nodes are live, each holds partitions, and every partition and
-    /// projection has an owner.
+    /// Waits until `nodes` nodes are live, each holds partitions, and every partition,
+    /// projection and worker has an owner.
     async fn wait_until_formed(&self, nodes: usize) -> Value {
         eventually("the cluster to form", Duration::from_secs(90), || async {
             let status = self.status();
@@ -183,7 +183,12 @@ impl Cluster {
                     .is_some_and(Vec::is_empty)
                 && status["projections"]
                     .as_array()
-                    .is_some_and(|p| p.iter().all(|p| p["owner"].is_string()));
+                    .is_some_and(|p| p.iter().all(|p| p["owner"].is_string()))
+                // One summary worker and one trainer for the whole cluster, each on some node.
+                && status["workers"].as_array().is_some_and(|w| {
+                    let names: Vec<&str> = w.iter().filter_map(|w| w["name"].as_str()).collect();
+                    names == ["recs-trainer", "summaries"] && w.iter().all(|w| w["owner"].is_string())
+                });
             formed.then_some(status)
         })
         .await

@@ -1,12 +1,12 @@
-//! The HTTP API over real sockets: the server is wired in-process exactly as `quire serve` wires it
-//! (event store, projections, entity actors, `quire_api::app` with connect info, rate limit off)
-//! and driven with reqwest from many tasks. Per backend (SQLite in a temp dir, Postgres in a fresh
+//! The HTTP API over real sockets: the node is started in-process by `Application::build`, as
+//! `quire serve` starts one (rate limit and background summaries off), and driven with reqwest
+//! from many tasks. Per backend (SQLite in a temp dir, Postgres in a fresh
 //! database):
 //!
 //! - `GET /books/{id}` throughput and latency at concurrency 32 over 1,000 books;
 //! - durable `POST /books/{id}/reviews` (each 201 is fsynced and projected) from 64 members;
-//! - write → read-model lag: the same POST on a listener whose `write_wait` is 0, so it answers
-//!   202 right after the commit; then the time until `ReadModels::wait_for` sees every projection
+//! - write → read-model lag: the node restarted on the same data with `write_wait` 0, so the same
+//!   POST answers 202 right after the commit; then the time until `ReadModels::wait_for` sees every projection
 //!   pass the write's position (loaded, 16 writers), and until a plain `GET /books/{id}` without
 //!   a consistency token first shows the new version (one writer, polling).
 //!
@@ -17,12 +17,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use quire_actors::{ActorConfig, LocalBus};
-use quire_api::{ApiConfig, AppState, Authenticator, RateLimit};
-use quire_benches::{create_admin, header, listen, run_for, scenario_duration};
+use quire::Application;
+use quire::config::{Secret, Settings};
+use quire_benches::{header, run_for, scenario_duration};
 use quire_domain::ids::UserId;
-use quire_projections::{ReadModelOptions, ReadModels, RunnerOptions};
-use quire_store::StoreOptions;
+use quire_projections::ReadModels;
 use serde_json::{Value, json};
 
 const BOOKS: usize = 1_000;
@@ -31,78 +30,61 @@ const MEMBERS: usize = 64;
 const LAG_WRITERS: usize = 16;
 const ADMIN: &str = "admin";
 const PASSWORD: &str = "bench-password-1";
+/// The same on both starts, so bearer tokens stay valid across them.
+const TOKEN_SECRET: &str = "the api benchmark's token secret, 32+ characters";
 
-/// One in-process server: the normal listener, and a second one on the same state whose writes
-/// do not wait for the read models.
+/// Where a benchmark node keeps its data.
+#[derive(Clone)]
+enum Data {
+    Sqlite(std::path::PathBuf),
+    Postgres(String),
+}
+
+/// One node, started by `Application::build` as `quire serve` starts one.
 struct Running {
     base: String,
-    eager_base: String,
     read: ReadModels,
-    bus: LocalBus,
-    projections: quire_projections::ProjectionsHandle,
-    stop: tokio::sync::watch::Sender<bool>,
-    servers: Vec<tokio::task::JoinHandle<()>>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
-fn api_config(write_wait: Duration) -> ApiConfig {
-    ApiConfig {
-        write_wait,
-        rate_limit: RateLimit {
-            per_second: 0.0,
-            ..ApiConfig::default().rate_limit
-        },
-        ..ApiConfig::default()
-    }
-}
-
-async fn start(store_url: &str, read_url: &str) -> Running {
-    let store = quire_store::open(store_url, StoreOptions::default())
-        .await
-        .expect("open store");
-    let read = ReadModels::open(read_url, ReadModelOptions::default())
-        .await
-        .expect("open read models");
-    let projections =
-        quire_projections::spawn(store.clone(), read.clone(), RunnerOptions::default());
-    let bus = LocalBus::new(store.clone(), ActorConfig::default());
-    create_admin(&bus, ADMIN, PASSWORD).await;
-    let auth = Arc::new(Authenticator::new(
-        store.clone(),
-        read.clone(),
-        quire_api::auth::random_secret().as_bytes(),
-        Duration::from_secs(3_600),
-    ));
-    let state = |write_wait| {
-        AppState::new(
-            store.clone(),
-            Arc::new(bus.clone()),
-            read.clone(),
-            auth.clone(),
-            api_config(write_wait),
-        )
+/// Starts a node on `data` whose writes wait `write_wait_ms` for the read models (0: answer 202
+/// right after the commit).
+async fn start(data: &Data, write_wait_ms: u64) -> Running {
+    let mut settings = Settings {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        admin_user: Some(ADMIN.into()),
+        admin_password: Some(Secret::new(PASSWORD)),
+        ..Settings::default()
     };
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let (base, normal) = listen(state(Duration::from_secs(5)), stopped.clone()).await;
-    let (eager_base, eager) = listen(state(Duration::ZERO), stopped).await;
+    match data {
+        Data::Sqlite(dir) => settings.data_dir = dir.clone(),
+        Data::Postgres(url) => settings.database_url = Some(Secret::new(url.clone())),
+    }
+    settings.api.rate_limit_per_second = 0.0;
+    settings.api.write_wait_ms = write_wait_ms;
+    settings.api.token_secret = Some(Secret::new(TOKEN_SECRET));
+    // Background summaries would compete with the measured requests.
+    settings.summaries.auto = false;
+    let app = Application::build(settings).await.expect("start the node");
+    let base = format!("http://{}", app.local_addr().expect("HTTP address"));
+    let read = app.read_models().clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
     Running {
         base,
-        eager_base,
         read,
-        bus,
-        projections,
         stop,
-        servers: vec![normal, eager],
+        task,
     }
 }
 
 impl Running {
     async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        for server in self.servers {
-            let _ = server.await;
-        }
-        self.bus.shutdown(Duration::from_secs(10)).await;
-        self.projections.shutdown().await;
+        let _ = self.stop.send(());
+        self.task.await.expect("node task").expect("node");
     }
 }
 
@@ -209,8 +191,8 @@ fn print_lag(name: &str, samples: u64, hist: &Histogram<u64>) {
     );
 }
 
-async fn scenarios(backend: &str, store_url: &str, read_url: &str, wanted: &dyn Fn(&str) -> bool) {
-    let server = start(store_url, read_url).await;
+async fn scenarios(backend: &str, data: Data, wanted: &dyn Fn(&str) -> bool) {
+    let server = start(&data, 5_000).await;
     let http = client();
     let (admin, members) = tokens(&http, &server.base, MEMBERS).await;
     let books = Arc::new(add_books(backend, &http, &server.base, &admin).await);
@@ -285,13 +267,19 @@ async fn scenarios(backend: &str, store_url: &str, read_url: &str, wanted: &dyn 
         }
     }
 
+    // The lag scenarios need writes answered right after the commit: the same data, restarted
+    // with write_wait 0.
+    server.shutdown().await;
+    let server = start(&data, 0).await;
+    let base = server.base.clone();
+
     // Lag under load: writers whose POST answers right after the commit, then wait_for.
     let name = format!("{backend}: write -> read-model lag (wait_for), {LAG_WRITERS} writers");
     if wanted(&name) {
         let lag = Arc::new(Mutex::new(histogram()));
         let (http, eager, books, read, admin) = (
             http.clone(),
-            server.eager_base.clone(),
+            server.base.clone(),
             books.clone(),
             server.read.clone(),
             admin.clone(),
@@ -356,7 +344,7 @@ async fn scenarios(backend: &str, store_url: &str, read_url: &str, wanted: &dyn 
             let book = &books[(i * 37) % books.len()];
             i += 1;
             let response = http
-                .post(format!("{}/books/{book}/reviews", server.eager_base))
+                .post(format!("{}/books/{book}/reviews", server.base))
                 .bearer_auth(&admin)
                 .json(&json!({
                     "rating": 2,
@@ -418,13 +406,11 @@ async fn main() {
     header();
     if wanted("sqlite") || !wanted("postgres") {
         let dir = tempfile::tempdir().expect("temp dir");
-        let events = dir.path().join("events.db").display().to_string();
-        let read = dir.path().join("read.db").display().to_string();
-        scenarios("sqlite", &events, &read, &wanted).await;
+        scenarios("sqlite", Data::Sqlite(dir.path().to_path_buf()), &wanted).await;
     }
     if wanted("postgres") || !wanted("sqlite") {
         let pg = quire_store::testing::fresh_postgres_database().await;
-        scenarios("postgres", &pg, &pg, &wanted).await;
+        scenarios("postgres", Data::Postgres(pg), &wanted).await;
     }
     println!("(latencies are whole HTTP round trips; ops are requests)");
 }

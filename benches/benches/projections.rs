@@ -117,13 +117,13 @@ async fn scenario(backend: &str, store: DynEventStore, read_url: &str, events: u
     let elapsed = started.elapsed();
     println!(
         "{:<58} {:>9} {:>11.0} {:>9.2}",
-        format!("{backend}: runner catch-up, 3 projections concurrently"),
+        format!("{backend}: runner catch-up, every projection concurrently"),
         head,
         head as f64 / elapsed.as_secs_f64(),
         elapsed.as_secs_f64()
     );
 
-    for name in quire_projections::PROJECTIONS {
+    for name in quire_projections::ProjectionName::ALL {
         let report = quire_projections::rebuild(&store, &read, name, &|_| {})
             .await
             .expect("rebuild");

@@ -1,8 +1,9 @@
 //! Recommendations on goodbooks-10k, end to end on the embedded backend: the ratings go into the
 //! event log as reviews (appended directly, in bulk), the projections (with `interactions`) catch
 //! up, a model is trained from the read model exactly as the scheduler trains it (64 factors, 15
-//! iterations, BM25 blend) and stored, and `GET /recommendations` is measured over real HTTP for
-//! random raters (collaborative) and for members without interactions (cold start).
+//! iterations, BM25 blend) and stored; then a node started by `Application::build` on that data
+//! serves `GET /recommendations`, measured over real HTTP for random raters (collaborative) and
+//! for members without interactions (cold start).
 //!
 //! Run: `cargo bench -p quire-benches --bench recommendations` (QUIRE_BENCH_GOODBOOKS: the
 //! goodbooks-10k directory, default `../shared/data/goodbooks-10k`; QUIRE_BENCH_SECONDS per timed
@@ -13,9 +14,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use quire_actors::{ActorConfig, LocalBus};
-use quire_api::{ApiConfig, AppState, Authenticator, RateLimit, Recommender, RecsOptions};
-use quire_benches::{create_admin, header, listen, rss_bytes, run_for, scenario_duration};
+use quire::Application;
+use quire::config::{Secret, Settings};
+use quire_benches::{header, rss_bytes, run_for, scenario_duration};
 use quire_domain::DomainEvent;
 use quire_domain::Role;
 use quire_domain::book::BookEvent;
@@ -72,20 +73,14 @@ async fn main() {
                 "/../../shared/data/goodbooks-10k"
             ))
         });
-    let csv = std::fs::read_to_string(dir.join("ratings.csv"))
-        .unwrap_or_else(|e| panic!("{}: {e} (set QUIRE_BENCH_GOODBOOKS)", dir.display()));
-    // (book, user) → rating, the last row winning, as the importer does.
-    let mut ratings: BTreeMap<(u32, u32), u8> = BTreeMap::new();
-    for line in csv.lines().skip(1) {
-        let mut f = line.split(',');
-        let (Some(b), Some(u), Some(r)) = (f.next(), f.next(), f.next()) else {
-            continue;
-        };
-        ratings.insert(
-            (b.parse().unwrap(), u.parse().unwrap()),
-            r.trim().parse().unwrap(),
-        );
-    }
+    // One rating per (book, user), the last row winning: the goodbooks reader the importer uses.
+    let read = quire_recs::goodbooks::read_rating_rows_file(&dir.join("ratings.csv"), |_| true)
+        .unwrap_or_else(|e| panic!("{e} (set QUIRE_BENCH_GOODBOOKS)"));
+    let ratings: BTreeMap<(u32, u32), u8> = read
+        .rows
+        .iter()
+        .map(|r| ((r.book_id, r.user_id), r.rating))
+        .collect();
     let book_id = |b: u32| {
         BookId::from_uuid(uuid::Uuid::new_v5(
             &uuid::Uuid::NAMESPACE_OID,
@@ -199,43 +194,29 @@ async fn main() {
         after as f64 / 1048576.0,
     );
 
-    let bus = LocalBus::new(store.clone(), ActorConfig::default());
-    create_admin(&bus, ADMIN, PASSWORD).await;
-    read.wait_for(store.head().await.unwrap(), Duration::from_secs(60))
-        .await
-        .unwrap();
-    let auth = Arc::new(Authenticator::new(
-        store.clone(),
-        read.clone(),
-        quire_api::auth::random_secret().as_bytes(),
-        Duration::from_secs(3_600),
-    ));
-    let recommender = Arc::new(Recommender::new(read.clone(), RecsOptions::default()));
-    let started = Instant::now();
-    recommender.refresh().await.expect("load the model");
-    println!(
-        "loaded the model into the API in {:.2} s (RSS {:.0} MiB)",
-        started.elapsed().as_secs_f64(),
-        rss_bytes().unwrap_or(0) as f64 / 1048576.0
-    );
-    let config = ApiConfig {
-        rate_limit: RateLimit {
-            per_second: 0.0,
-            ..ApiConfig::default().rate_limit
-        },
-        ..ApiConfig::default()
+    // Serve from a node started as `quire serve` starts one, on the data just prepared.
+    projections.shutdown().await;
+    drop(read);
+    drop(store);
+    let mut settings = Settings {
+        data_dir: tmp.path().to_path_buf(),
+        listen: "127.0.0.1:0".parse().expect("address"),
+        admin_user: Some(ADMIN.into()),
+        admin_password: Some(Secret::new(PASSWORD)),
+        ..Settings::default()
     };
-    let state = AppState::new(
-        store.clone(),
-        Arc::new(bus.clone()),
-        read.clone(),
-        auth,
-        config,
-    )
-    .with_recommender(recommender);
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let (base, server) = listen(state, stopped).await;
-
+    settings.api.rate_limit_per_second = 0.0;
+    // 10,000 new books would keep the summary worker busy through the measurements.
+    settings.summaries.auto = false;
+    let started = Instant::now();
+    let app = Application::build(settings).await.expect("start the node");
+    let base = format!("http://{}", app.local_addr().expect("HTTP address"));
+    let read = app.read_models().clone();
+    let bus = app.bus();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()
@@ -251,10 +232,36 @@ async fn main() {
         body["access_token"].as_str().expect("token").to_string()
     };
     let raters: Arc<Vec<UserId>> = Arc::new(users.iter().map(|u| user_id(*u)).collect());
+    // The node loads the newest stored model when it starts serving: time until it answers.
+    loop {
+        let response = http
+            .get(format!(
+                "{base}/recommendations?user_id={}&limit=20",
+                raters[0]
+            ))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("request");
+        let body: serde_json::Value = response.json().await.expect("json");
+        if body["model"]["version"].is_number() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "no model served: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "the node served the stored model {:.2} s after it started (RSS {:.0} MiB)",
+        started.elapsed().as_secs_f64(),
+        rss_bytes().unwrap_or(0) as f64 / 1048576.0
+    );
     // A member with no interactions: cold start.
     let newcomer = UserId::new();
     {
-        use quire_actors::{Command, CommandBus, CommandEnvelope};
+        use quire_actors::{Command, CommandEnvelope};
         use quire_domain::user::UserCommand;
         let outcome = bus
             .dispatch(CommandEnvelope::new(
@@ -320,8 +327,6 @@ async fn main() {
         .await;
         println!("{}", m.row());
     }
-    let _ = stop.send(true);
-    let _ = server.await;
-    bus.shutdown(Duration::from_secs(10)).await;
-    projections.shutdown().await;
+    let _ = stop.send(());
+    server.await.expect("node task").expect("node");
 }

@@ -80,6 +80,15 @@ pub(crate) async fn run(settings: &Settings, command: ClusterCommand) -> anyhow:
             .collect()
     };
 
+    // The background workers (summaries, the trainer) that some node holds.
+    let workers: Vec<(String, String)> = owners
+        .iter()
+        .filter_map(|(r, owner)| match r {
+            Resource::Worker(name) => Some((name.clone(), owner.clone())),
+            _ => None,
+        })
+        .collect();
+
     if json {
         let nodes: Vec<_> = view
             .nodes
@@ -100,12 +109,16 @@ pub(crate) async fn run(settings: &Settings, command: ClusterCommand) -> anyhow:
             .map(|s| {
                 json!({
                     "name": s.name,
-                    "owner": owners.get(&Resource::Projection(s.name.clone())),
+                    "owner": owners.get(&Resource::Projection(s.name.to_string())),
                     "position": s.position,
                     "lag": head.saturating_sub(s.position),
                     "last_error": s.last_error,
                 })
             })
+            .collect();
+        let workers: Vec<_> = workers
+            .iter()
+            .map(|(name, owner)| json!({ "name": name, "owner": owner }))
             .collect();
         println!(
             "{}",
@@ -116,6 +129,7 @@ pub(crate) async fn run(settings: &Settings, command: ClusterCommand) -> anyhow:
                 "unowned_partitions": unowned,
                 "nodes": nodes,
                 "projections": projections,
+                "workers": workers,
             })
         );
         return Ok(());
@@ -136,7 +150,11 @@ pub(crate) async fn run(settings: &Settings, command: ClusterCommand) -> anyhow:
     for n in &view.nodes {
         nodes.add_row([
             n.node_id.clone(),
-            n.roles.join(","),
+            n.roles
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
             n.http.clone().unwrap_or_else(|| "-".into()),
             ranges(&held_by(&n.node_id)),
         ]);
@@ -152,9 +170,9 @@ pub(crate) async fn run(settings: &Settings, command: ClusterCommand) -> anyhow:
         .set_header(["projection", "owner", "position", "lag", "last error"]);
     for s in &statuses {
         projections.add_row([
-            s.name.clone(),
+            s.name.to_string(),
             owners
-                .get(&Resource::Projection(s.name.clone()))
+                .get(&Resource::Projection(s.name.to_string()))
                 .cloned()
                 .unwrap_or_else(|| "-".into()),
             s.position.to_string(),
@@ -163,6 +181,17 @@ pub(crate) async fn run(settings: &Settings, command: ClusterCommand) -> anyhow:
         ]);
     }
     println!("{projections}");
+    if !workers.is_empty() {
+        let mut table = Table::new();
+        table
+            .load_preset(UTF8_FULL_CONDENSED)
+            .set_content_arrangement(ContentArrangement::Dynamic)
+            .set_header(["worker", "owner"]);
+        for (name, owner) in &workers {
+            table.add_row([name.as_str(), owner.as_str()]);
+        }
+        println!("{table}");
+    }
     Ok(())
 }
 

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use indicatif::{ProgressBar, ProgressStyle};
-use quire_projections::{PROJECTIONS, ReadModelOptions, ReadModels, RebuildProgress};
+use quire_projections::{ProjectionName, ReadModelOptions, ReadModels, RebuildProgress};
 use serde_json::json;
 
 use crate::config::{Settings, redact_url};
@@ -35,16 +35,17 @@ pub(crate) enum ProjectionsCommand {
 
 pub(crate) async fn run(settings: &Settings, command: ProjectionsCommand) -> anyhow::Result<()> {
     // A wrong name is the operator's mistake whatever the state of the stores: say so first.
-    if let ProjectionsCommand::Rebuild {
-        name: Some(name), ..
-    } = &command
-    {
-        anyhow::ensure!(
-            PROJECTIONS.contains(&name.as_str()),
-            "unknown projection {name:?}; the projections are {}",
-            PROJECTIONS.join(", ")
-        );
-    }
+    let named: Option<ProjectionName> = match &command {
+        ProjectionsCommand::Rebuild {
+            name: Some(name), ..
+        } => Some(name.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "unknown projection {name:?}; the projections are {}",
+                ProjectionName::ALL.map(ProjectionName::as_str).join(", ")
+            )
+        })?),
+        _ => None,
+    };
     let url = settings.store_url();
     let store = quire_store::open(&url, settings.store_options(true))
         .await
@@ -62,14 +63,14 @@ pub(crate) async fn run(settings: &Settings, command: ProjectionsCommand) -> any
     .with_context(|| format!("opening read models at {}", redact_url(&read_url)))?;
     match command {
         ProjectionsCommand::Status { json } => status(&store, &read, json).await,
-        ProjectionsCommand::Rebuild { name, all, json } => {
-            let names: Vec<String> = if all {
-                PROJECTIONS.iter().map(|s| s.to_string()).collect()
+        ProjectionsCommand::Rebuild { all, json, .. } => {
+            let names: Vec<ProjectionName> = if all {
+                ProjectionName::ALL.to_vec()
             } else {
-                vec![name.expect("clap requires a name without --all")]
+                vec![named.expect("clap requires a name without --all")]
             };
             for name in names {
-                rebuild_one(&store, &read, &name, json).await?;
+                rebuild_one(&store, &read, name, json).await?;
             }
             Ok(())
         }
@@ -106,7 +107,7 @@ async fn status(
         .set_header(["projection", "position", "lag", "last error"]);
     for s in &statuses {
         table.add_row([
-            s.name.clone(),
+            s.name.to_string(),
             s.position.to_string(),
             head.saturating_sub(s.position).to_string(),
             match (&s.last_error, s.last_error_at) {
@@ -126,7 +127,7 @@ async fn status(
 async fn rebuild_one(
     store: &quire_store::DynEventStore,
     read: &ReadModels,
-    name: &str,
+    name: ProjectionName,
     json: bool,
 ) -> anyhow::Result<()> {
     let head = store.head().await.context("reading the event store head")?;

@@ -69,7 +69,7 @@ pub(crate) async fn run(settings: &Settings, command: RecsCommand) -> anyhow::Re
             if let Some(seed) = seed {
                 options.seed = seed;
             }
-            let threads = settings.recs.threads.max(1);
+            let threads = settings.recs.threads;
             tokio::task::spawn_blocking(move || evaluate(data, json, dump_split, options, threads))
                 .await
                 .context("the evaluation task failed")?

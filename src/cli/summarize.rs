@@ -21,7 +21,7 @@ pub(crate) struct SummarizeArgs {
     author: Option<String>,
     /// extractive, gguf, openai or ollama (default: summaries.backend).
     #[arg(long)]
-    backend: Option<String>,
+    backend: Option<crate::config::SummaryBackend>,
     /// The GGUF model file (backend gguf).
     #[arg(long)]
     model_path: Option<PathBuf>,
@@ -67,6 +67,7 @@ pub(crate) async fn run(settings: &Settings, args: SummarizeArgs) -> anyhow::Res
     if let Some(chars) = args.chars {
         s.summary_chars = chars;
     }
+    settings.validate()?;
     let summarizer = crate::summaries::build(&settings).await?;
     let book = args.title.map(|title| BookFacts {
         title,

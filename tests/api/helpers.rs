@@ -1,18 +1,13 @@
-//! `spawn_app`: a real server on 127.0.0.1:0 with its own SQLite files or Postgres database, the
-//! projections runner, the actors and an admin, plus a client to talk to it.
+//! `spawn_app`: a real node on 127.0.0.1:0, started by `Application::build` exactly as `quire serve`
+//! starts one, with its own SQLite files or Postgres database and an admin, plus a client.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
 
-use quire_actors::{ActorConfig, Command, CommandBus, CommandEnvelope, LocalBus};
-use quire_api::{ApiConfig, AppState, Authenticator, RateLimit};
+use quire::Application;
+use quire::config::{Secret, Settings};
 use quire_domain::ids::UserId;
-use quire_domain::user::UserCommand;
-use quire_domain::values::{PersonName, Username};
-use quire_domain::{Principal, Role};
-use quire_projections::{ReadModelOptions, ReadModels, RunnerOptions};
-use quire_store::{DynEventStore, StoreOptions};
+use quire_domain::values::Username;
+use quire_store::DynEventStore;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -42,88 +37,43 @@ pub(crate) async fn spawn_app(backend: Backend) -> TestApp {
     spawn_app_with(backend, |_| {}).await
 }
 
+/// A node with the test's settings: its own data directory (and Postgres database), port 0, an
+/// admin, no rate limit and no background summaries (they would append to books under the
+/// tests' feet); `configure` changes anything else.
 pub(crate) async fn spawn_app_with(
     backend: Backend,
-    configure: impl FnOnce(&mut ApiConfig),
+    configure: impl FnOnce(&mut Settings),
 ) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let (store_url, read_url) = match backend {
-        Backend::Sqlite => (
-            dir.path().join("events.db").display().to_string(),
-            dir.path().join("read.db").display().to_string(),
-        ),
-        Backend::Postgres => {
-            let url = quire_store::testing::fresh_postgres_database().await;
-            (url.clone(), url)
-        }
+    let mut settings = Settings {
+        data_dir: dir.path().to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        admin_user: Some("admin".into()),
+        admin_password: Some(Secret::new(ADMIN_PASSWORD)),
+        ..Settings::default()
     };
-    let store = quire_store::open(&store_url, StoreOptions::default())
+    if let Backend::Postgres = backend {
+        settings.database_url = Some(Secret::new(
+            quire_store::testing::fresh_postgres_database().await,
+        ));
+    }
+    settings.api.rate_limit_per_second = 0.0;
+    settings.api.token_secret = Some(Secret::new("a test secret that is long enough!"));
+    settings.summaries.auto = false;
+    configure(&mut settings);
+    settings.validate().expect("test settings");
+    let app = Application::build(settings)
         .await
-        .unwrap();
-    let read = ReadModels::open(&read_url, ReadModelOptions::default())
-        .await
-        .unwrap();
-    // The runner lives as long as the test's runtime.
-    std::mem::forget(quire_projections::spawn(
-        store.clone(),
-        read.clone(),
-        RunnerOptions::default(),
-    ));
-    let bus = Arc::new(LocalBus::new(store.clone(), ActorConfig::default()));
-
-    let username = Username::parse("admin").unwrap();
-    let admin_id = UserId::for_username(&username);
-    bus.dispatch(CommandEnvelope::new(
-        Principal::system(),
-        Command::User {
-            user_id: admin_id,
-            command: UserCommand::Register {
-                user_id: admin_id,
-                name: PersonName::parse("Admin").unwrap(),
-                username: Some(username),
-                email: None,
-                role: Role::Admin,
-                password_hash: Some(
-                    quire_api::hash_password(ADMIN_PASSWORD, None)
-                        .await
-                        .unwrap(),
-                ),
-            },
-        },
-    ))
-    .await
-    .unwrap();
-
-    let mut config = ApiConfig {
-        rate_limit: RateLimit {
-            per_second: 0.0,
-            burst: 1,
-        },
-        ..ApiConfig::default()
-    };
-    configure(&mut config);
-    let auth = Arc::new(Authenticator::new(
-        store.clone(),
-        read.clone(),
-        b"a test secret that is long enough!",
-        Duration::from_secs(600),
-    ));
-    let state = AppState::new(store.clone(), bus, read, auth, config);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        axum::serve(
-            listener,
-            quire_api::app(state).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
+        .expect("starting the node");
+    let addr = app.local_addr().expect("the node serves HTTP");
+    let store = app.store().clone();
+    // The node serves until the test's runtime ends.
+    tokio::spawn(app.run_until(std::future::pending()));
     TestApp {
         addr,
         client: reqwest::Client::new(),
         store,
-        admin_id,
+        admin_id: UserId::for_username(&Username::parse("admin").unwrap()),
         _dir: dir,
     }
 }

@@ -1,5 +1,6 @@
 //! The HTTP API over real sockets, on both backends: every test runs once on SQLite files and once
-//! on a fresh Postgres database, with the real projections runner, actors and event store.
+//! on a fresh Postgres database, on a node started by `Application::build` as `quire serve` starts
+//! one (projections, actors, event store, workers).
 
 mod helpers;
 
@@ -459,7 +460,7 @@ async fn reviews_aggregate_and_one_per_member_holds_under_concurrency(backend: B
 }
 
 async fn bad_requests_get_problems_and_change_nothing(backend: Backend) {
-    let app = spawn_app_with(backend, |config| config.body_limit = 4096).await;
+    let app = spawn_app_with(backend, |s| s.api.body_limit_bytes = 4096).await;
     let book = app.add_book("Kindred").await;
     let head = app.head().await;
     let post = |body: &'static str| {
@@ -756,11 +757,9 @@ async fn basic_and_bearer_authentication(backend: Backend) {
 }
 
 async fn clients_over_their_rate_get_429(backend: Backend) {
-    let app = spawn_app_with(backend, |config| {
-        config.rate_limit = quire_api::RateLimit {
-            per_second: 1.0,
-            burst: 3,
-        };
+    let app = spawn_app_with(backend, |s| {
+        s.api.rate_limit_per_second = 1.0;
+        s.api.rate_limit_burst = 3;
     })
     .await;
     for _ in 0..3 {
@@ -773,12 +772,10 @@ async fn clients_over_their_rate_get_429(backend: Backend) {
 }
 
 async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget(backend: Backend) {
-    let app = spawn_app_with(backend, |config| {
-        config.rate_limit = quire_api::RateLimit {
-            per_second: 1.0,
-            burst: 2,
-        };
-        config.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    let app = spawn_app_with(backend, |s| {
+        s.api.rate_limit_per_second = 1.0;
+        s.api.rate_limit_burst = 2;
+        s.api.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
     })
     .await;
     let from = |client: &'static str| {
@@ -800,8 +797,8 @@ async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget(backend
 }
 
 async fn a_consistency_token_ahead_of_the_read_models_times_out_cleanly(backend: Backend) {
-    let app = spawn_app_with(backend, |config| {
-        config.consistency_timeout = Duration::from_millis(200);
+    let app = spawn_app_with(backend, |s| {
+        s.api.consistency_timeout_ms = 200;
     })
     .await;
     // A token the log has reached but the read models have not: wait, then 503.
@@ -854,9 +851,9 @@ async fn a_consistency_token_ahead_of_the_read_models_times_out_cleanly(backend:
 }
 
 async fn a_stuck_projection_does_not_hold_up_writes_it_does_not_answer(backend: Backend) {
-    let app = spawn_app_with(backend, |config| {
-        config.write_wait = Duration::from_secs(2);
-        config.consistency_timeout = Duration::from_millis(300);
+    let app = spawn_app_with(backend, |s| {
+        s.api.write_wait_ms = 2_000;
+        s.api.consistency_timeout_ms = 300;
     })
     .await;
     // The users projection stops at an event it cannot decode.

@@ -13,16 +13,19 @@
 //!   reasons, cold start);
 //! - HTTP: `POST /interactions` and `GET /recommendations` in the API's
 //!   `routes/recommendations.rs`, which map [`RecsPage`] and [`RecsError`] onto the wire;
-//! - the `[recs]` settings and the training schedule (one trainer per deployment, leased as
-//!   `recs-trainer` in a cluster): the binary's `src/recs.rs`; `quire recs train|eval`:
+//! - [`schedule`]: the scheduled trainer (one per deployment, leased as the `recs-trainer` worker
+//!   in a cluster);
+//! - the `[recs]` settings: the binary's `src/config.rs`; `quire recs train|eval`:
 //!   `src/cli/recs.rs`.
 //!
 //! See ARCHITECTURE.md, "Recommendations are derived, reproducible and off the request path".
 
+pub mod schedule;
 pub mod serving;
 pub mod storage;
 pub mod training;
 
+pub use schedule::{TrainerHandle, spawn_trainer};
 pub use serving::{
     ModelInfo, ReasonCode, Recommendation, Recommender, RecsError, RecsOptions, RecsPage,
     RecsRequest, Strategy,
