@@ -64,11 +64,11 @@ pub struct Application {
 }
 
 /// The HTTP side, bound at build so callers learn the address (port 0) before serving.
-struct Http {
-    listener: std::net::TcpListener,
-    addr: SocketAddr,
-    state: AppState,
-    recommender: Arc<quire_api::Recommender>,
+pub(crate) struct Http {
+    pub(crate) listener: std::net::TcpListener,
+    pub(crate) addr: SocketAddr,
+    pub(crate) state: AppState,
+    pub(crate) recommender: Arc<quire_api::Recommender>,
 }
 
 /// The background workers of which one runs per deployment, leased like projections.
@@ -339,7 +339,7 @@ impl Application {
 
     /// Serves until SIGINT or SIGTERM, then shuts down.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.run_until(shutdown_signal()).await
+        self.run_until(crate::server::shutdown_signal()).await
     }
 
     /// Serves until `stop` completes, then shuts down in order.
@@ -348,7 +348,9 @@ impl Application {
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let served = match self.http.take() {
-            Some(http) => serve_http(&self.settings, &self.store, http, self.head, stop).await,
+            Some(http) => {
+                crate::server::serve(&self.settings, &self.store, http, self.head, stop).await
+            }
             None => {
                 tracing::info!(backend = self.store.backend(), head = self.head, roles = ?self.settings.cluster.roles, "quire node is ready (no HTTP API)");
                 println!("quire node running without an API");
@@ -394,65 +396,6 @@ fn worker_names(settings: &Settings) -> Vec<&'static str> {
         })
         .map(Worker::name)
         .collect()
-}
-
-async fn serve_http(
-    settings: &Settings,
-    store: &DynEventStore,
-    http: Http,
-    head: u64,
-    stop: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    let Http {
-        listener,
-        addr,
-        state,
-        recommender,
-    } = http;
-    let refresh = recommender.spawn_refresh();
-    let app = quire_api::app(state).into_make_service_with_connect_info::<SocketAddr>();
-    let served = match (&settings.tls.cert, &settings.tls.key) {
-        (Some(cert), Some(key)) => {
-            // sqlx's rustls already links ring; make it the process-wide provider.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
-                .await
-                .with_context(|| {
-                    format!(
-                        "loading TLS certificate {} and key {}",
-                        cert.display(),
-                        key.display()
-                    )
-                })?;
-            tracing::info!(%addr, backend = store.backend(), head, tls = true, "quire is ready");
-            // A line on stdout tells scripts and tests where to connect (useful with port 0).
-            println!("quire listening on https://{addr}");
-            let handle = axum_server::Handle::new();
-            let shutdown = handle.clone();
-            let grace = Duration::from_secs(settings.shutdown_timeout_secs);
-            tokio::spawn(async move {
-                stop.await;
-                shutdown.graceful_shutdown(Some(grace));
-            });
-            axum_server::from_tcp_rustls(listener, config)
-                .handle(handle)
-                .serve(app)
-                .await
-                .context("serving HTTPS")
-        }
-        _ => {
-            tracing::info!(%addr, backend = store.backend(), head, "quire is ready");
-            println!("quire listening on http://{addr}");
-            let listener =
-                tokio::net::TcpListener::from_std(listener).context("registering the listener")?;
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
-                .await
-                .context("serving HTTP")
-        }
-    };
-    refresh.abort();
-    served
 }
 
 /// A cluster node's connection, before its leases are taken.
@@ -742,31 +685,4 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     let mut file = options.open(path)?;
     file.write_all(text.as_bytes())?;
     file.sync_all()
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "cannot listen for ctrl-c");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => tracing::info!("received SIGINT"),
-        _ = terminate => tracing::info!("received SIGTERM"),
-    }
 }

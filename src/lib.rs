@@ -4,6 +4,7 @@
 mod app;
 mod cli;
 pub mod config;
+mod server;
 mod summaries;
 mod summary_jobs;
 mod telemetry;

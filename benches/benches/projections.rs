@@ -107,7 +107,7 @@ async fn scenario(backend: &str, store: DynEventStore, read_url: &str, events: u
         .await
         .expect("read models");
 
-    // A runner catching up from an empty read model: all three projections at once.
+    // A runner catching up from an empty read model: every projection at once.
     let started = Instant::now();
     let runner = quire_projections::spawn(store.clone(), read.clone(), RunnerOptions::default());
     read.wait_for(head, Duration::from_secs(3600))

@@ -33,12 +33,21 @@ pub(crate) enum ImportCommand {
     Goodbooks(GoodbooksArgs),
 }
 
+/// A count flag that must be at least 1: refused by name rather than silently raised.
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 #[derive(Args)]
 pub(crate) struct GoodbooksArgs {
     /// The directory holding the goodbooks-10k CSV files.
     dir: PathBuf,
-    /// Commands in flight at once.
-    #[arg(long, default_value_t = 256)]
+    /// Commands in flight at once (at least 1).
+    #[arg(long, default_value_t = 256, value_parser = at_least_one)]
     concurrency: usize,
     /// Import only the first N books of books.csv (and only their ratings and raters).
     #[arg(long)]
@@ -124,7 +133,7 @@ async fn import_goodbooks(settings: &Settings, args: GoodbooksArgs) -> anyhow::R
         .with_context(|| format!("opening event store at {}", redact_url(&url)))?;
     let backend = store.backend().to_string();
     let bus = LocalBus::new(store.clone(), settings.actor_config());
-    let concurrency = args.concurrency.max(1);
+    let concurrency = args.concurrency;
     let mut errors = Vec::new();
 
     let books = run_phase(
