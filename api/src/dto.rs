@@ -197,7 +197,8 @@ pub struct PageParams {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct AsOfParams {
-    /// An RFC 3339 time: the book as it was then, folded from its events.
+    /// An RFC 3339 time: the book as it was then, folded from its events. A book with more
+    /// events by then than the caller may fold (1,000 unless staff) is 422 `history_too_long`.
     pub as_of: Option<String>,
 }
 
@@ -350,6 +351,10 @@ pub struct NewUser {
 #[serde(deny_unknown_fields)]
 pub struct NewPassword {
     pub password: String,
+    /// The password being replaced: required when changing one's own password (not when an
+    /// admin sets someone else's).
+    #[serde(default)]
+    pub current_password: Option<String>,
 }
 
 /// A user's favourite genres (replaces the list).
@@ -438,9 +443,12 @@ pub struct HistoryEntry {
     pub correlation_id: Option<uuid::Uuid>,
     /// The W3C trace context of the request that caused it.
     pub traceparent: Option<String>,
-    /// The event's stored payload.
+    /// The event's stored payload; for a review deleted since (and for a review summary that
+    /// may quote one), without the words: their text is empty and `redacted` is true.
     #[schema(value_type = Object)]
     pub data: serde_json::Value,
+    /// Whether words a member has taken back were removed from `data`.
+    pub redacted: bool,
 }
 
 /// A page of a book's history, oldest first.

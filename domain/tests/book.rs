@@ -1,6 +1,8 @@
 //! Given/when/then tests for the book aggregate, one rule per test, plus its stored event schema.
 
-use quire_domain::book::{Book, BookChanges, BookCommand, BookError, BookEvent};
+use quire_domain::book::{
+    Book, BookChanges, BookCommand, BookError, BookEvent, MAX_AUTHORS, MAX_GENRES,
+};
 use quire_domain::ids::{BookId, ReviewId, UserId};
 use quire_domain::testing::{Given, assert_round_trips};
 use quire_domain::values::{
@@ -1118,4 +1120,218 @@ fn a_books_stream_is_named_after_its_category() {
     let id = BookId::from_uuid(Uuid::nil());
     assert_eq!(id.stream_id(), "book-00000000-0000-0000-0000-000000000000");
     assert!(id.stream_id().starts_with(Book::CATEGORY));
+}
+
+// Erasing a deleted review's words
+
+#[test]
+fn a_deleted_review_keeps_its_facts_but_not_its_text() {
+    let book = Given::<Book>::events(vec![dune_added(), posted(1, alice(), 4, "My diary: …")])
+        .when(delete(1), CommandContext::member(alice()))
+        .then_events(vec![deleted(1, alice(), Some(alice()))]);
+    let review = book.review(review_id(1)).unwrap();
+    assert!(review.is_deleted());
+    assert_eq!(review.member_id(), alice());
+    assert_eq!(review.rating(), rating(4));
+    assert_eq!(review.text(), &text(""), "the state keeps no deleted words");
+}
+
+#[test]
+fn review_events_name_their_review_and_book_events_none() {
+    assert_eq!(posted(1, alice(), 5, "x").review_id(), Some(review_id(1)));
+    assert_eq!(
+        BookEvent::ReviewEdited {
+            review_id: review_id(2),
+            rating: None,
+            text: Some(text("y")),
+        }
+        .review_id(),
+        Some(review_id(2))
+    );
+    assert_eq!(deleted(3, alice(), None).review_id(), Some(review_id(3)));
+    assert_eq!(dune_added().review_id(), None);
+    assert_eq!(BookEvent::BookRemoved.review_id(), None);
+}
+
+#[test]
+fn taking_the_text_out_keeps_the_facts_and_a_valid_event() {
+    let erased = posted(1, alice(), 2, "Call me on 555-0100").without_review_text();
+    assert_eq!(erased, posted(1, alice(), 2, ""));
+    let payload = erased.to_payload();
+    assert!(!payload.to_string().contains("555-0100"), "{payload}");
+    assert_round_trips(&erased);
+
+    let edited_text = BookEvent::ReviewEdited {
+        review_id: review_id(1),
+        rating: Some(rating(3)),
+        text: Some(text("my address is …")),
+    };
+    assert_eq!(
+        edited_text.without_review_text(),
+        BookEvent::ReviewEdited {
+            review_id: review_id(1),
+            rating: Some(rating(3)),
+            text: Some(text("")),
+        },
+        "the edit still says the text changed, without the words"
+    );
+    let edited_rating = BookEvent::ReviewEdited {
+        review_id: review_id(1),
+        rating: Some(rating(1)),
+        text: None,
+    };
+    assert_eq!(edited_rating.clone().without_review_text(), edited_rating);
+
+    // Events without a member's words are left as they are.
+    for event in [
+        dune_added(),
+        deleted(1, alice(), Some(alice())),
+        BookEvent::BookRemoved,
+    ] {
+        assert_eq!(event.clone().without_review_text(), event);
+    }
+}
+
+// Bounded lists and one-line labels
+
+fn authors(n: usize) -> Vec<AuthorName> {
+    (0..n).map(|i| author(&format!("Author {i}"))).collect()
+}
+
+fn genres(n: usize) -> Vec<Genre> {
+    (0..n).map(|i| genre(&format!("genre-{i}"))).collect()
+}
+
+fn add_with(authors: Vec<AuthorName>, genres: Vec<Genre>) -> BookCommand {
+    BookCommand::AddBook {
+        book_id: book_id(),
+        title: title("Dune"),
+        authors,
+        genres,
+        year_published: None,
+        isbn: None,
+        description: None,
+    }
+}
+
+#[test]
+fn a_book_lists_at_most_fifty_authors() {
+    Given::<Book>::nothing()
+        .when(add_with(authors(MAX_AUTHORS), vec![]), admin())
+        .then_events(vec![BookEvent::BookAdded {
+            book_id: book_id(),
+            title: title("Dune"),
+            authors: authors(MAX_AUTHORS),
+            genres: vec![],
+            year_published: None,
+            isbn: None,
+            description: None,
+        }]);
+    let error = Given::<Book>::nothing()
+        .when(add_with(authors(3_000), vec![]), admin())
+        .then_error("too_many_authors");
+    assert_eq!(error.kind(), ErrorKind::Invalid);
+    assert_eq!(
+        error,
+        BookError::TooManyAuthors {
+            count: 3_000,
+            max: 50
+        }
+    );
+}
+
+#[test]
+fn a_book_has_at_most_thirty_genres_counted_without_duplicates() {
+    let error = Given::<Book>::nothing()
+        .when(add_with(authors(1), genres(5_000)), admin())
+        .then_error("too_many_genres");
+    assert_eq!(error.kind(), ErrorKind::Invalid);
+    assert_eq!(
+        error.to_string(),
+        "a book may have at most 30 genres, got 5000"
+    );
+    // Repeats are dropped first: 60 entries naming 30 genres are 30 genres.
+    let mut repeated = genres(MAX_GENRES);
+    repeated.extend(genres(MAX_GENRES));
+    let book = Given::<Book>::nothing()
+        .when(add_with(authors(1), repeated), admin())
+        .then_events(vec![BookEvent::BookAdded {
+            book_id: book_id(),
+            title: title("Dune"),
+            authors: authors(1),
+            genres: genres(MAX_GENRES),
+            year_published: None,
+            isbn: None,
+            description: None,
+        }]);
+    assert_eq!(book.genres().len(), MAX_GENRES);
+}
+
+#[test]
+fn an_update_has_the_same_bounds() {
+    Given::<Book>::events(vec![dune_added()])
+        .when(
+            update(BookChanges {
+                authors: Some(authors(MAX_AUTHORS + 1)),
+                ..BookChanges::default()
+            }),
+            admin(),
+        )
+        .then_error("too_many_authors");
+    Given::<Book>::events(vec![dune_added()])
+        .when(
+            update(BookChanges {
+                genres: Some(genres(MAX_GENRES + 1)),
+                ..BookChanges::default()
+            }),
+            admin(),
+        )
+        .then_error("too_many_genres");
+    Given::<Book>::events(vec![dune_added()])
+        .when(
+            update(BookChanges {
+                genres: Some(genres(MAX_GENRES)),
+                ..BookChanges::default()
+            }),
+            admin(),
+        )
+        .then_events(vec![BookEvent::BookUpdated(BookChanges {
+            genres: Some(genres(MAX_GENRES)),
+            ..BookChanges::default()
+        })]);
+}
+
+#[test]
+fn a_book_stored_with_more_authors_than_allowed_still_loads_and_takes_other_updates() {
+    // The bound is for new commands: an existing book over it is not broken by it.
+    let crowded = BookEvent::BookAdded {
+        book_id: book_id(),
+        title: title("Dune"),
+        authors: authors(300),
+        genres: genres(100),
+        year_published: None,
+        isbn: None,
+        description: None,
+    };
+    Given::<Book>::events(vec![crowded])
+        .when(
+            update(BookChanges {
+                title: Some(title("Dune Messiah")),
+                ..BookChanges::default()
+            }),
+            admin(),
+        )
+        .then_events(vec![BookEvent::BookUpdated(BookChanges {
+            title: Some(title("Dune Messiah")),
+            ..BookChanges::default()
+        })]);
+}
+
+#[test]
+fn a_summary_source_is_one_line_without_control_characters() {
+    for source in ["llm\u{0}v1", "llm\nv1", "llm\u{1b}v1"] {
+        Given::<Book>::events(vec![dune_added()])
+            .when(set_summary("Spice.", source), CommandContext::system())
+            .then_error("invalid_summary_source");
+    }
 }

@@ -1,5 +1,7 @@
 //! The queries the API codes against, with keyset pagination behind opaque cursors.
 
+use std::collections::HashSet;
+
 use quire_domain::Role;
 use quire_domain::ids::{BookId, ReviewId, UserId};
 use quire_domain::values::Genre;
@@ -104,6 +106,7 @@ struct UserRow {
     favourite_genres: String,
     created_at: i64,
     version: i64,
+    session_epoch: i64,
 }
 
 #[derive(sqlx::FromRow)]
@@ -112,6 +115,7 @@ struct CredentialsRow {
     password_hash: Option<String>,
     role: String,
     active: bool,
+    session_epoch: i64,
 }
 
 fn corrupt(what: &str, error: impl std::fmt::Display) -> ReadModelError {
@@ -190,6 +194,7 @@ impl UserRow {
             favourite_genres: strings(&self.favourite_genres)?,
             created_at: self.created_at,
             version: self.version as u64,
+            session_epoch: self.session_epoch.max(0) as u64,
         })
     }
 }
@@ -207,8 +212,8 @@ fn page_size(page: &PageRequest) -> usize {
 /// The columns a `ReviewRow` reads.
 const REVIEW_COLUMNS: &str = "id, book_id, member_id, rating, text, created_at, updated_at";
 /// The columns a `UserRow` reads.
-const USER_COLUMNS: &str =
-    "id, name, username, email, role, active, favourite_genres, created_at, version";
+const USER_COLUMNS: &str = "id, name, username, email, role, active, favourite_genres, \
+     created_at, version, session_epoch";
 
 /// The keyset condition of a listing ordered by `(created_at, id)`: the rows after the page's
 /// cursor, in the listing's direction. Empty on the first page.
@@ -432,6 +437,50 @@ impl ReadModels {
         rows.into_iter().next().map(ReviewRow::view).transpose()
     }
 
+    /// Which of `reviews` (reviews of `book`) were deleted: the API answers 410 for them and
+    /// keeps their words out of the book's history. The read model keeps their rows, without text.
+    #[tracing::instrument(skip_all, fields(backend = self.backend(), n = reviews.len()))]
+    pub async fn deleted_reviews(
+        &self,
+        book: BookId,
+        reviews: &[ReviewId],
+    ) -> Result<HashSet<ReviewId>, ReadModelError> {
+        if reviews.is_empty() {
+            return Ok(HashSet::new());
+        }
+        // One parameter per id rather than a JSON list: ids compare against a column with its
+        // own collation on Postgres, and a set-returning function's text would conflict with it.
+        let mut args = vec![Arg::Text(book.to_string())];
+        let list: Vec<String> = reviews
+            .iter()
+            .map(|r| param(&mut args, Arg::Text(r.to_string())))
+            .collect();
+        let sql = format!(
+            "SELECT id FROM rm_reviews WHERE book_id = $1 AND deleted AND id IN ({})",
+            list.join(", ")
+        );
+        let rows: Vec<(String,)> = self
+            .fetch_all("reading deleted reviews", &sql, &args)
+            .await?;
+        rows.into_iter()
+            .map(|(id,)| id.parse().map_err(|e| corrupt("review id", e)))
+            .collect()
+    }
+
+    /// The stream version of the book's latest review deletion, if any: a review summary made
+    /// from an earlier version may quote a review that is gone.
+    #[tracing::instrument(skip(self), fields(backend = self.backend()))]
+    pub async fn last_review_deletion(&self, book: BookId) -> Result<Option<u64>, ReadModelError> {
+        let rows: Vec<(Option<i64>,)> = self
+            .fetch_all(
+                "reading review deletions",
+                "SELECT MAX(version) FROM rm_reviews WHERE book_id = $1 AND deleted",
+                &[Arg::Text(book.to_string())],
+            )
+            .await?;
+        Ok(rows.first().and_then(|r| r.0).map(|v| v as u64))
+    }
+
     /// A book's rating stats (zeros for a book without ratings, or an unknown one).
     #[tracing::instrument(skip(self), fields(backend = self.backend()))]
     pub async fn rating_stats(&self, book: BookId) -> Result<RatingStats, ReadModelError> {
@@ -490,7 +539,8 @@ impl ReadModels {
         let rows: Vec<CredentialsRow> = self
             .fetch_all(
                 "reading credentials",
-                "SELECT id, password_hash, role, active FROM rm_users WHERE username = $1",
+                "SELECT id, password_hash, role, active, session_epoch FROM rm_users \
+                 WHERE username = $1",
                 &[Arg::Text(username.to_string())],
             )
             .await?;
@@ -502,9 +552,24 @@ impl ReadModels {
                     password_hash: r.password_hash,
                     role: role(&r.role)?,
                     active: r.active,
+                    session_epoch: r.session_epoch.max(0) as u64,
                 })
             })
             .transpose()
+    }
+
+    /// Whether an active admin who can log in (has a password) exists besides `except`.
+    #[tracing::instrument(skip(self), fields(backend = self.backend()))]
+    pub async fn another_active_admin(&self, except: UserId) -> Result<bool, ReadModelError> {
+        let found: Vec<(String,)> = self
+            .fetch_all(
+                "looking for another admin",
+                "SELECT id FROM rm_users WHERE role = 'admin' AND active \
+                 AND password_hash IS NOT NULL AND id <> $1 LIMIT 1",
+                &[Arg::Text(except.to_string())],
+            )
+            .await?;
+        Ok(!found.is_empty())
     }
 }
 

@@ -1,12 +1,15 @@
 //! `/books`: the catalogue (add, list, read, update, remove), a book's history and its state at a
 //! past time.
 
+use std::collections::HashSet;
+
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use quire_actors::Command;
-use quire_domain::book::{Book, BookCommand};
-use quire_domain::ids::BookId;
+use quire_domain::Principal;
+use quire_domain::book::{Book, BookCommand, BookEvent};
+use quire_domain::ids::{BookId, ReviewId};
 use quire_domain::values::{AuthorName, Description, Genre, Isbn, SummaryText, Title, Year};
 use quire_domain::{Aggregate, DomainEvent};
 use quire_projections::{BookQuery, BookSort, ProjectionName};
@@ -14,6 +17,7 @@ use uuid::Uuid;
 
 use super::{accepted, dispatch, next_link, page, read_your_writes, settle, write_headers};
 use crate::AppState;
+use crate::auth::ClientAddr;
 use crate::dto::{
     AsOfParams, BookChanges, BookDto, BookList, BookListParams, HistoryEntry, HistoryList, NewBook,
     PageParams, rfc3339,
@@ -276,29 +280,36 @@ fn parse_sort(sort: Option<&str>) -> Result<(BookSort, bool), ApiError> {
         (status = 304, description = "Unchanged since the `If-None-Match` version"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "The book was removed", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`as_of` would fold more of the book's events than the caller may", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[tracing::instrument(name = "http.books.get", skip_all, fields(book_id = %book_id))]
 pub(crate) async fn get(
     State(state): State<AppState>,
     PathId(book_id): PathId<BookId>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     Query(params): Query<AsOfParams>,
 ) -> Result<Response, ApiError> {
     if let Some(as_of) = params.as_of {
-        return as_of_time(&state, book_id, &as_of).await;
+        // Only here does who asks matter (staff may fold longer histories), so only here are
+        // credentials checked.
+        let caller = state.auth.authenticate(&headers, client).await?;
+        return as_of_time(&state, &caller, book_id, &as_of).await;
     }
     read_your_writes(&state, &headers).await?;
     let Some(book) = state.read.book(book_id).await? else {
         return Err(missing_book(&state, book_id).await);
     };
     let tag = etag(book.version);
+    // `*` matches any current representation (RFC 9110 §13.1.2): the book exists, so it matches.
     let unchanged = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| {
-            v.split(',')
-                .any(|t| t.trim().trim_start_matches("W/") == tag)
+            v.trim() == "*"
+                || v.split(',')
+                    .any(|t| t.trim().trim_start_matches("W/") == tag)
         });
     let mut out = HeaderMap::new();
     if let Ok(value) = tag.parse() {
@@ -319,8 +330,17 @@ pub(crate) async fn missing_book(state: &AppState, book_id: BookId) -> ApiError 
     }
 }
 
-/// Folds the book's events recorded up to `as_of`.
-async fn as_of_time(state: &AppState, book_id: BookId, as_of: &str) -> Result<Response, ApiError> {
+/// Events read from the store at a time while folding.
+const FOLD_PAGE: usize = 500;
+
+/// Folds the book's events recorded up to `as_of`, reading page by page and stopping at the first
+/// later event; refuses (422 `history_too_long`) rather than fold more than the caller's limit.
+async fn as_of_time(
+    state: &AppState,
+    caller: &Principal,
+    book_id: BookId,
+    as_of: &str,
+) -> Result<Response, ApiError> {
     let at = time::OffsetDateTime::parse(as_of, &time::format_description::well_known::Rfc3339)
         .map_err(|e| {
             ApiError::bad_request(
@@ -329,21 +349,53 @@ async fn as_of_time(state: &AppState, book_id: BookId, as_of: &str) -> Result<Re
             )
         })?;
     let cutoff = (at.unix_timestamp_nanos() / 1000) as i64;
+    let limit = if caller.is_privileged() {
+        state.as_of_limits.staff
+    } else {
+        state.as_of_limits.public
+    };
     let stream = book_id.stream_id();
-    let events = quire_store::read_stream_to_end(&*state.store, &stream, 0)
-        .await
-        .map_err(|e| ApiError::internal("reading a book stream", &e))?;
     let mut book = Book::default();
     let mut version = 0;
-    for stored in events.iter().take_while(|e| e.recorded_at <= cutoff) {
-        let event = <Book as Aggregate>::Event::from_stored(
-            &stored.event_type,
-            stored.schema_version,
-            &stored.payload,
-        )
-        .map_err(|e| ApiError::internal("decoding a book event", &e))?;
-        book.apply(&event);
-        version = stored.version;
+    let mut folded = 0;
+    let mut any = false;
+    'read: loop {
+        // Never read more than one event past what may be folded: that one tells "too long".
+        let want = FOLD_PAGE.min(limit - folded + 1);
+        let page = state
+            .store
+            .read_stream(&stream, version, want)
+            .await
+            .map_err(|e| ApiError::internal("reading a book stream", &e))?;
+        let last_page = page.len() < want;
+        for stored in &page {
+            any = true;
+            if stored.recorded_at > cutoff {
+                break 'read;
+            }
+            if folded == limit {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "history_too_long",
+                    format!(
+                        "the book had more than {limit} events by {as_of}, more than one \
+                         request may fold; page through /books/{book_id}/history instead"
+                    ),
+                ));
+            }
+            let event = <Book as Aggregate>::Event::from_stored(
+                &stored.event_type,
+                stored.schema_version,
+                &stored.payload,
+            )
+            .map_err(|e| ApiError::internal("decoding a book event", &e))?;
+            book.apply(&event);
+            version = stored.version;
+            folded += 1;
+        }
+        if last_page {
+            break;
+        }
     }
     if book.is_removed() {
         return Err(ApiError::new(
@@ -353,10 +405,10 @@ async fn as_of_time(state: &AppState, book_id: BookId, as_of: &str) -> Result<Re
         ));
     }
     let dto = BookDto::from_aggregate(&book, version).ok_or_else(|| {
-        if events.is_empty() {
-            ApiError::not_found("book")
-        } else {
+        if any {
             ApiError::not_found(&format!("book at {as_of}"))
+        } else {
+            ApiError::not_found("book")
         }
     })?;
     Ok(([(header::ETAG, etag(version))], axum::Json(dto)).into_response())
@@ -483,13 +535,15 @@ pub(crate) async fn delete(
     Ok((StatusCode::NO_CONTENT, write_headers(&outcome, None)).into_response())
 }
 
-/// The book's events, oldest first: what happened, who did it, when.
+/// The book's events, oldest first: what happened, who did it, when. The words of reviews
+/// deleted since, and review summaries made before a deletion, are left out (`redacted`).
 #[utoipa::path(
     get, path = "/books/{id}/history", tag = "books",
     params(("id" = String, Path, format = Uuid), PageParams),
     responses(
         (status = 200, body = HistoryList),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The reviews read model is behind the book: what to redact is not known yet", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[tracing::instrument(name = "http.books.history", skip_all, fields(book_id = %book_id))]
@@ -515,20 +569,26 @@ pub(crate) async fn history(
         return Err(ApiError::not_found("book"));
     }
     let more = events.len() > limit;
+    let mut events = events;
+    events.truncate(limit);
+    let erase = Erasures::of_page(&state, book_id, &events).await?;
     let entries: Vec<HistoryEntry> = events
         .into_iter()
-        .take(limit)
-        .map(|e| HistoryEntry {
-            version: e.version,
-            position: e.position,
-            event_type: e.event_type,
-            schema_version: e.schema_version,
-            recorded_at: rfc3339(e.recorded_at),
-            actor: e.metadata.actor,
-            command_id: e.metadata.command_id,
-            correlation_id: e.metadata.correlation_id,
-            traceparent: e.metadata.traceparent,
-            data: e.payload,
+        .map(|e| {
+            let (schema_version, data, redacted) = erase.apply(&e);
+            HistoryEntry {
+                version: e.version,
+                position: e.position,
+                event_type: e.event_type,
+                schema_version,
+                recorded_at: rfc3339(e.recorded_at),
+                actor: e.metadata.actor,
+                command_id: e.metadata.command_id,
+                correlation_id: e.metadata.correlation_id,
+                traceparent: e.metadata.traceparent,
+                data,
+                redacted,
+            }
         })
         .collect();
     let next_cursor = more
@@ -547,4 +607,113 @@ pub(crate) async fn history(
         }),
     )
         .into_response())
+}
+
+/// What must be taken out of a page of a book's history: the words of the reviews deleted by now
+/// (not by the time of the event), and the review summaries made before a deletion, which may
+/// quote a deleted review (an extractive summary copies sentences).
+struct Erasures {
+    deleted: HashSet<ReviewId>,
+    /// The stream version of the latest review deletion.
+    last_deletion: Option<u64>,
+}
+
+impl Erasures {
+    async fn of_page(
+        state: &AppState,
+        book_id: BookId,
+        events: &[quire_store::RecordedEvent],
+    ) -> Result<Self, ApiError> {
+        let mut reviews = Vec::new();
+        let mut summaries = false;
+        for e in events {
+            match e.event_type.as_str() {
+                "ReviewPosted" | "ReviewEdited" => {
+                    if let Some(id) = decode(e).and_then(|event| event.review_id()) {
+                        reviews.push(id);
+                    }
+                }
+                "ReviewSummarySet" => summaries = true,
+                _ => {}
+            }
+        }
+        if reviews.is_empty() && !summaries {
+            return Ok(Self {
+                deleted: HashSet::new(),
+                last_deletion: None,
+            });
+        }
+        // The deletions come from the reviews read model; first it must have seen every event the
+        // book's stream holds now, or a deletion committed a moment ago would be missed and the
+        // words shown. Usually it has; if it cannot catch up in time the answer is 503, never the
+        // words.
+        let stream = book_id.stream_id();
+        let head = state
+            .store
+            .streams(&stream, None, 1)
+            .await
+            .map_err(|e| ApiError::internal("reading a book stream's head", &e))?
+            .into_iter()
+            .find(|info| info.stream_id == stream);
+        if let Some(head) = head {
+            state
+                .read
+                .wait_for_projections(
+                    &[ProjectionName::Reviews],
+                    head.last_position,
+                    state.config.consistency_timeout,
+                )
+                .await?;
+        }
+        let deleted = state.read.deleted_reviews(book_id, &reviews).await?;
+        let last_deletion = if summaries {
+            state.read.last_review_deletion(book_id).await?
+        } else {
+            None
+        };
+        Ok(Self {
+            deleted,
+            last_deletion,
+        })
+    }
+
+    /// The schema version and payload to show for `event`, and whether words were taken out. An
+    /// event to redact that cannot be read is shown without its payload rather than as stored.
+    fn apply(&self, event: &quire_store::RecordedEvent) -> (u32, serde_json::Value, bool) {
+        let as_stored = (event.schema_version, event.payload.clone(), false);
+        match event.event_type.as_str() {
+            "ReviewPosted" | "ReviewEdited" => match decode(event) {
+                Some(decoded) => match decoded.review_id() {
+                    Some(id) if self.deleted.contains(&id) => {
+                        let erased = decoded.without_review_text();
+                        (erased.schema_version(), erased.to_payload(), true)
+                    }
+                    _ => as_stored,
+                },
+                None => (event.schema_version, serde_json::Value::Null, true),
+            },
+            "ReviewSummarySet" => match decode(event) {
+                Some(BookEvent::ReviewSummarySet { provenance, .. })
+                    if self
+                        .last_deletion
+                        .is_some_and(|deleted| deleted > provenance.covers_version) =>
+                {
+                    // The facts of the summary stay; its text, possibly quoting, goes.
+                    let mut payload = event.payload.clone();
+                    if let Some(summary) = payload.get_mut("summary") {
+                        *summary = serde_json::Value::String(String::new());
+                    }
+                    (event.schema_version, payload, true)
+                }
+                Some(_) => as_stored,
+                None => (event.schema_version, serde_json::Value::Null, true),
+            },
+            _ => as_stored,
+        }
+    }
+}
+
+/// A stored book event, decoded; `None` if it cannot be.
+fn decode(event: &quire_store::RecordedEvent) -> Option<BookEvent> {
+    BookEvent::from_stored(&event.event_type, event.schema_version, &event.payload).ok()
 }

@@ -208,6 +208,7 @@ fn recs_error(error: RecsError) -> ApiError {
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The book was removed, or the member deactivated", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ),
     security(("basic" = []), ("bearer" = []))
@@ -276,7 +277,8 @@ pub(crate) async fn create(
     };
     read_your_writes(&state, &headers).await?;
     if state.read.book(book_id).await?.is_none() {
-        return Err(ApiError::not_found("book"));
+        // 410 for a removed book, as every other route answers.
+        return Err(super::books::missing_book(&state, book_id).await);
     }
     let key = idempotency_key(&headers)?;
     let command_id = command_id(

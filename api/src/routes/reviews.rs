@@ -5,9 +5,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use quire_actors::Command;
 use quire_domain::book::BookCommand;
-use quire_domain::ids::{BookId, ReviewId};
+use quire_domain::ids::{BookId, ReviewId, UserId};
+use quire_domain::user::User as Member;
 use quire_domain::values::{Rating, ReviewText};
-use quire_domain::{Principal, Role};
+use quire_domain::{Aggregate, DomainEvent, Principal, Role};
 use quire_projections::ProjectionName;
 use uuid::Uuid;
 
@@ -29,7 +30,8 @@ use crate::extract::{Json, PathId, Query, User, command_id, idempotency_key};
     responses(
         (status = 201, body = ReviewDto),
         (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such book, or (admins) no such user", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The book was removed, or (admins) the user deactivated", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The member already reviewed this book", body = Problem, content_type = "application/problem+json"),
         (status = 422, body = Problem, content_type = "application/problem+json"),
     ),
@@ -67,7 +69,13 @@ pub(crate) async fn create(
     let principal = match body.user_id {
         None => caller.clone(),
         Some(user_id) if caller.is_user(user_id) => caller.clone(),
-        Some(user_id) if caller.role == Role::Admin => Principal::member(user_id),
+        Some(user_id) if caller.role == Role::Admin => {
+            // An admin who just deactivated the user and presents that write's token is answered
+            // from read models that show it.
+            read_your_writes(&state, &headers).await?;
+            ensure_active_user(&state, user_id).await?;
+            Principal::member(user_id)
+        }
         Some(_) => {
             return Err(ApiError::forbidden(
                 "members can only post their own reviews",
@@ -113,6 +121,42 @@ pub(crate) async fn create(
         axum::Json(ReviewDto::from(review)),
     )
         .into_response())
+}
+
+/// Refuses a review on behalf of a user who never registered (404) or was deactivated (410),
+/// the rule the user's own aggregate applies to their interactions. A book's stream cannot see
+/// users, so it is checked here: in the users read model, or, when that has not seen the user yet
+/// (registered a moment ago), in the user's stream. A deactivation racing the post can still land
+/// just after the check, as it could just after the post.
+async fn ensure_active_user(state: &AppState, user_id: UserId) -> Result<(), ApiError> {
+    let active = match state.read.user(user_id).await? {
+        Some(user) => Some(user.active),
+        None => {
+            let stored = quire_store::read_stream_to_end(&*state.store, &user_id.stream_id(), 0)
+                .await
+                .map_err(|e| ApiError::internal("reading a user stream", &e))?;
+            let mut user = Member::default();
+            for event in &stored {
+                let event = <Member as Aggregate>::Event::from_stored(
+                    &event.event_type,
+                    event.schema_version,
+                    &event.payload,
+                )
+                .map_err(|e| ApiError::internal("decoding a user event", &e))?;
+                user.apply(&event);
+            }
+            user.exists().then(|| user.is_active())
+        }
+    };
+    match active {
+        Some(true) => Ok(()),
+        Some(false) => Err(ApiError::new(
+            StatusCode::GONE,
+            "user_deactivated",
+            "user has been deactivated",
+        )),
+        None => Err(ApiError::not_found("user")),
+    }
 }
 
 /// The reviews of a book, newest first.
@@ -190,6 +234,19 @@ pub(crate) async fn summary(
         ),
         None => (None, false, None, None, false),
     };
+    // A review summary made before a review was deleted may quote it (an extractive one copies
+    // sentences): until the summary worker makes a new one, it is not shown.
+    let (review_summary, review_summary_stale) = match &review_summary_provenance {
+        Some(p) if review_summary.is_some() => {
+            let last_deletion = state.read.last_review_deletion(book_id).await?;
+            if last_deletion.is_some_and(|deleted| deleted > p.covers_version) {
+                (None, true)
+            } else {
+                (review_summary, review_summary_stale)
+            }
+        }
+        _ => (review_summary, review_summary_stale),
+    };
     Ok(axum::Json(SummaryDto {
         book_id,
         title: book.title,
@@ -214,6 +271,7 @@ pub(crate) async fn summary(
     responses(
         (status = 200, body = ReviewDto),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The review was deleted", body = Problem, content_type = "application/problem+json"),
     )
 )]
 #[tracing::instrument(name = "http.reviews.get", skip_all)]
@@ -224,11 +282,14 @@ pub(crate) async fn get(
 ) -> Result<Response, ApiError> {
     let (book_id, review_id) = parse_ids(&book_id, &review_id)?;
     read_your_writes(&state, &headers).await?;
-    let review = state
-        .read
-        .review(book_id, review_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("review"))?;
+    let Some(review) = state.read.review(book_id, review_id).await? else {
+        let deleted = state.read.deleted_reviews(book_id, &[review_id]).await?;
+        return Err(if deleted.contains(&review_id) {
+            ApiError::new(StatusCode::GONE, "review_deleted", "review was deleted")
+        } else {
+            ApiError::not_found("review")
+        });
+    };
     Ok(axum::Json(ReviewDto::from(review)).into_response())
 }
 

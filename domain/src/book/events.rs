@@ -276,6 +276,49 @@ struct ReviewDeletedV1 {
 impl BookEvent {
     /// The schema version written for `BookAdded`.
     pub const BOOK_ADDED_VERSION: u32 = 2;
+
+    /// The review a review event (posted, edited, deleted) is about; `None` for the book's own
+    /// events.
+    pub fn review_id(&self) -> Option<ReviewId> {
+        match self {
+            Self::ReviewPosted { review_id, .. }
+            | Self::ReviewEdited { review_id, .. }
+            | Self::ReviewDeleted { review_id, .. } => Some(*review_id),
+            _ => None,
+        }
+    }
+
+    /// The event with the words a member wrote in a review taken out (the text becomes empty),
+    /// for showing the event of a review that was deleted since. The facts stay: which review,
+    /// whose, its rating, when. The result is still a valid event (an empty review text is one),
+    /// so what erases stored payloads later can write it back and replays keep working. Events
+    /// without a member's text are returned as they are.
+    pub fn without_review_text(self) -> Self {
+        match self {
+            Self::ReviewPosted {
+                review_id,
+                member_id,
+                rating,
+                text: _,
+            } => Self::ReviewPosted {
+                review_id,
+                member_id,
+                rating,
+                text: ReviewText::empty(),
+            },
+            Self::ReviewEdited {
+                review_id,
+                rating,
+                text,
+            } => Self::ReviewEdited {
+                review_id,
+                rating,
+                // An edit that changed the text still says it did, without the words.
+                text: text.map(|_| ReviewText::empty()),
+            },
+            other => other,
+        }
+    }
 }
 
 impl DomainEvent for BookEvent {

@@ -22,11 +22,19 @@ pub use events::{BookChanges, BookEvent, SummaryProvenance};
 /// The longest summary source label, in characters.
 pub const MAX_SUMMARY_SOURCE_CHARS: usize = 200;
 
+/// The most authors a book may list. Anthologies credit dozens of contributors (the largest in
+/// goodbooks-10k lists 47); thousands are abuse, which every reader of the book would pay for.
+pub const MAX_AUTHORS: usize = 50;
+
+/// The most genres a book may have, counted after duplicates are dropped.
+pub const MAX_GENRES: usize = 30;
+
 /// Commands a book accepts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum BookCommand {
-    /// Adds a book to the catalogue (admin or system only).
+    /// Adds a book to the catalogue (admin or system only): 1 to [`MAX_AUTHORS`] authors and at
+    /// most [`MAX_GENRES`] genres.
     AddBook {
         book_id: BookId,
         title: Title,
@@ -41,7 +49,7 @@ pub enum BookCommand {
         description: Option<Description>,
     },
     /// Patches a book (admin or system only). An absent field is left alone; for the optional
-    /// metadata, `Some(None)` (JSON `null`) clears it.
+    /// metadata, `Some(None)` (JSON `null`) clears it. The lists have the bounds of `AddBook`.
     UpdateBook {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         title: Option<Title>,
@@ -137,11 +145,17 @@ pub enum BookError {
     /// A book needs at least one author.
     #[error("a book needs at least one author")]
     MissingAuthors,
+    /// More authors than a book may list.
+    #[error("a book may list at most {max} authors, got {count}")]
+    TooManyAuthors { count: usize, max: usize },
+    /// More genres than a book may have.
+    #[error("a book may have at most {max} genres, got {count}")]
+    TooManyGenres { count: usize, max: usize },
     /// Reviews are posted by users; the principal has no user id.
     #[error("posting a review requires a signed-in user")]
     ReviewerRequired,
-    /// The summary source label is blank or too long.
-    #[error("summary source must be 1 to 200 characters")]
+    /// The summary source label is blank, too long or not one line.
+    #[error("summary source must be 1 to 200 characters on one line")]
     InvalidSummarySource,
 }
 
@@ -158,6 +172,8 @@ impl DomainError for BookError {
             Self::ReviewIdTaken { .. } => "review_id_taken",
             Self::NotReviewAuthor { .. } => "not_review_author",
             Self::MissingAuthors => "missing_authors",
+            Self::TooManyAuthors { .. } => "too_many_authors",
+            Self::TooManyGenres { .. } => "too_many_genres",
             Self::ReviewerRequired => "reviewer_required",
             Self::InvalidSummarySource => "invalid_summary_source",
         }
@@ -171,14 +187,17 @@ impl DomainError for BookError {
             }
             Self::Removed | Self::ReviewDeleted { .. } => ErrorKind::Gone,
             Self::Forbidden { .. } | Self::NotReviewAuthor { .. } => ErrorKind::Forbidden,
-            Self::MissingAuthors | Self::ReviewerRequired | Self::InvalidSummarySource => {
-                ErrorKind::Invalid
-            }
+            Self::MissingAuthors
+            | Self::TooManyAuthors { .. }
+            | Self::TooManyGenres { .. }
+            | Self::ReviewerRequired
+            | Self::InvalidSummarySource => ErrorKind::Invalid,
         }
     }
 }
 
-/// One review as the book knows it; deleted reviews are kept so their ids stay taken.
+/// One review as the book knows it; deleted reviews are kept, without their text, so their ids
+/// stay taken.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Review {
     id: ReviewId,
@@ -204,7 +223,7 @@ impl Review {
         self.rating
     }
 
-    /// The current text.
+    /// The current text; empty once the review is deleted.
     pub fn text(&self) -> &ReviewText {
         &self.text
     }
@@ -380,17 +399,19 @@ impl Book {
         isbn: Option<&Option<Isbn>>,
         description: Option<&Option<Description>>,
     ) -> Result<Vec<BookEvent>, BookError> {
-        if authors.is_some_and(Vec::is_empty) {
-            return Err(BookError::MissingAuthors);
+        if let Some(authors) = authors {
+            check_authors(authors)?;
+        }
+        let genres = genres.map(|g| dedup_genres(g.clone()));
+        if let Some(genres) = &genres {
+            check_genres(genres)?;
         }
         // Only fields that differ from the current state go into the event, so the event says
         // exactly what changed and a repeated update is a no-op.
         let changes = BookChanges {
             title: title.filter(|t| self.title.as_ref() != Some(*t)).cloned(),
             authors: authors.filter(|a| **a != self.authors).cloned(),
-            genres: genres
-                .map(|g| dedup_genres(g.clone()))
-                .filter(|g| *g != self.genres),
+            genres: genres.filter(|g| *g != self.genres),
             year_published: year_published.filter(|y| *y != self.year_published),
             isbn: isbn.filter(|i| **i != self.isbn).cloned(),
             description: description.filter(|d| **d != self.description).cloned(),
@@ -409,6 +430,38 @@ fn require_privileged(principal: &Principal, action: &'static str) -> Result<(),
     } else {
         Err(BookError::Forbidden { action })
     }
+}
+
+/// Checks a book's author list: 1 to [`MAX_AUTHORS`].
+fn check_authors(authors: &[AuthorName]) -> Result<(), BookError> {
+    if authors.is_empty() {
+        return Err(BookError::MissingAuthors);
+    }
+    if authors.len() > MAX_AUTHORS {
+        return Err(BookError::TooManyAuthors {
+            count: authors.len(),
+            max: MAX_AUTHORS,
+        });
+    }
+    Ok(())
+}
+
+/// Checks a book's genres, without duplicates: at most [`MAX_GENRES`].
+fn check_genres(genres: &[Genre]) -> Result<(), BookError> {
+    if genres.len() > MAX_GENRES {
+        return Err(BookError::TooManyGenres {
+            count: genres.len(),
+            max: MAX_GENRES,
+        });
+    }
+    Ok(())
+}
+
+/// Whether a summary source label is 1 to [`MAX_SUMMARY_SOURCE_CHARS`] characters on one line.
+fn valid_summary_source(source: &str) -> bool {
+    !source.is_empty()
+        && source.chars().count() <= MAX_SUMMARY_SOURCE_CHARS
+        && !source.chars().any(char::is_control)
 }
 
 /// Removes repeated genres, keeping the first occurrence of each.
@@ -456,14 +509,14 @@ impl Aggregate for Book {
                 if self.exists() {
                     return Err(BookError::AlreadyExists);
                 }
-                if authors.is_empty() {
-                    return Err(BookError::MissingAuthors);
-                }
+                check_authors(authors)?;
+                let genres = dedup_genres(genres.clone());
+                check_genres(&genres)?;
                 Ok(vec![BookEvent::BookAdded {
                     book_id: *book_id,
                     title: title.clone(),
                     authors: authors.clone(),
-                    genres: dedup_genres(genres.clone()),
+                    genres,
                     year_published: *year_published,
                     isbn: isbn.clone(),
                     description: description.clone(),
@@ -501,7 +554,7 @@ impl Aggregate for Book {
                 require_privileged(principal, "set summaries")?;
                 self.ensure_live()?;
                 let source = source.trim();
-                if source.is_empty() || source.chars().count() > MAX_SUMMARY_SOURCE_CHARS {
+                if !valid_summary_source(source) {
                     return Err(BookError::InvalidSummarySource);
                 }
                 // Re-running the summary engine with the same result must not grow the stream.
@@ -523,9 +576,7 @@ impl Aggregate for Book {
             } => {
                 require_privileged(principal, "set summaries")?;
                 self.ensure_live()?;
-                if provenance.backend.trim().is_empty()
-                    || provenance.backend.chars().count() > MAX_SUMMARY_SOURCE_CHARS
-                {
+                if !valid_summary_source(provenance.backend.trim()) {
                     return Err(BookError::InvalidSummarySource);
                 }
                 if self.review_summary.as_ref() == Some(summary)
@@ -710,6 +761,9 @@ impl Aggregate for Book {
             } => {
                 if let Some(review) = self.reviews.get_mut(review_id) {
                     review.deleted = true;
+                    // The member took their words back: nothing needs them any more (a deleted
+                    // review can be neither edited nor shown), so the state does not keep them.
+                    review.text = ReviewText::empty();
                 }
                 if self.live_reviews.get(member_id) == Some(review_id) {
                     self.live_reviews.remove(member_id);

@@ -144,14 +144,16 @@ pub(super) async fn apply(
                 }
             }
             BookEvent::ReviewDeleted { review_id, .. } => {
+                // The row stays (its id, author and rating, for the stats and for 410s); the
+                // member's words go, as they go from every public view of the book.
                 flush_posts(tx, s, &mut posts, &mut stats).await?;
                 let review_id = review_id.to_string();
                 if let Some((book, old)) = review_before(tx, s, &review_id, version).await? {
                     tx.exec(
                         "projecting ReviewDeleted",
                         &format!(
-                            "UPDATE rm_reviews{s} SET deleted = TRUE, updated_at = $2, \
-                             version = $3 WHERE id = $1"
+                            "UPDATE rm_reviews{s} SET deleted = TRUE, text = '', \
+                             updated_at = $2, version = $3 WHERE id = $1"
                         ),
                         &[Arg::Text(review_id), Arg::I64(at), Arg::I64(version)],
                     )
