@@ -14,6 +14,10 @@ use utoipa::ToSchema;
 /// The media type of problem details.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
+/// The `Retry-After` of a storage outage: long enough not to hammer a database that is coming
+/// back, short enough that a client resumes soon after it does.
+const STORAGE_RETRY_AFTER_SECS: u64 = 2;
+
 /// An RFC 9457 problem, as sent to clients.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Problem {
@@ -126,6 +130,30 @@ impl ApiError {
         error
     }
 
+    /// 503 `storage_unavailable`: the event store or the read models cannot be reached or cannot
+    /// take the work now (down, unreachable, out of connections or disk). Logs the cause; the
+    /// client learns only that retrying later may succeed.
+    pub fn storage_unavailable(context: &str, cause: &dyn std::fmt::Display) -> Self {
+        tracing::warn!(context, error = %cause, "storage unavailable");
+        Self::unavailable(
+            "storage_unavailable",
+            "the service's storage is unavailable; retry later",
+            STORAGE_RETRY_AFTER_SECS,
+        )
+    }
+
+    /// The same problem under another stable code (e.g. a 401 that says `token_revoked`).
+    pub fn with_code(mut self, code: &str) -> Self {
+        self.code = code.to_string();
+        self
+    }
+
+    /// The same problem with a `Retry-After` hint.
+    pub fn with_retry_after(mut self, retry_after_secs: u64) -> Self {
+        self.retry_after = Some(retry_after_secs);
+        self
+    }
+
     /// 500: logs the cause with its context; the client learns only that it failed.
     pub fn internal(context: &str, cause: &dyn std::fmt::Display) -> Self {
         tracing::error!(context, error = %cause, "request failed");
@@ -219,15 +247,18 @@ impl From<CommandError> for ApiError {
                     1,
                 )
             }
-            CommandError::Store(error) => {
-                if matches!(error, quire_store::StoreError::Unavailable { .. }) {
-                    tracing::warn!(%error, "event store unavailable");
-                    Self::unavailable("store_unavailable", "the event store is unavailable", 1)
-                } else {
-                    Self::internal("appending events", &error)
-                }
-            }
+            CommandError::Store(error) => error.into(),
             other => Self::internal("executing command", &other),
+        }
+    }
+}
+
+impl From<quire_store::StoreError> for ApiError {
+    fn from(error: quire_store::StoreError) -> Self {
+        if error.is_unavailable() {
+            Self::storage_unavailable("using the event store", &error)
+        } else {
+            Self::internal("using the event store", &error)
         }
     }
 }
@@ -238,7 +269,10 @@ impl From<ReadModelError> for ApiError {
             ReadModelError::InvalidCursor => {
                 Self::bad_request("invalid_cursor", "the pagination cursor is not valid")
             }
-            other => Self::internal("querying read models", &other),
+            other if other.is_unavailable() => {
+                Self::storage_unavailable("querying read models", &other.chain())
+            }
+            other => Self::internal("querying read models", &other.chain()),
         }
     }
 }
@@ -305,6 +339,29 @@ mod tests {
     use quire_actors::Rejection;
 
     use super::*;
+
+    #[test]
+    fn unavailable_storage_is_a_503_with_retry_after() {
+        let errors = [
+            ApiError::from(CommandError::Store(quire_store::StoreError::Unavailable(
+                "connecting: refused".into(),
+            ))),
+            ApiError::from(quire_store::StoreError::Unavailable(
+                "writer stopped".into(),
+            )),
+            ApiError::from(ReadModelError::Store(quire_store::StoreError::Unavailable(
+                "reading global log: refused".into(),
+            ))),
+        ];
+        for error in errors {
+            assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(error.code(), "storage_unavailable");
+            let response = error.into_response();
+            assert!(response.headers().contains_key(header::RETRY_AFTER));
+        }
+        let other = ApiError::from(quire_store::StoreError::Corrupt("x".into()));
+        assert_eq!(other.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
 
     #[test]
     fn rejections_map_onto_statuses_by_kind() {

@@ -97,7 +97,12 @@ impl FromRequestParts<AppState> for Caller {
         if let Some(principal) = parts.extensions.get::<Principal>() {
             return Ok(Self(principal.clone()));
         }
-        let principal = state.auth.authenticate(&parts.headers).await?;
+        let client = crate::auth::client_address(
+            &parts.extensions,
+            &parts.headers,
+            &state.config.trusted_proxies,
+        );
+        let principal = state.auth.authenticate(&parts.headers, client).await?;
         parts.extensions.insert(principal.clone());
         Ok(Self(principal))
     }

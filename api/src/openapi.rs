@@ -36,6 +36,7 @@ use crate::routes;
         routes::users::change_password,
         routes::users::change_preferences,
         routes::users::deactivate,
+        routes::users::revoke_sessions,
         routes::auth::token,
         routes::summaries::generate,
         routes::recommendations::create,

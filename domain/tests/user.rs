@@ -307,6 +307,122 @@ fn deactivating_an_unregistered_user_is_not_found() {
         .then_error("not_found");
 }
 
+// Sign out everywhere
+
+#[test]
+fn a_user_can_end_their_own_sessions() {
+    let ada_user = Given::<User>::events(member_ada())
+        .when(UserCommand::RevokeSessions, as_ada())
+        .then_events(vec![UserEvent::SessionsRevoked]);
+    assert!(ada_user.is_active());
+}
+
+#[test]
+fn an_admin_can_end_a_users_sessions_again_and_again() {
+    // Each revocation is a new fact: tokens issued between two of them end at the second.
+    Given::<User>::events(vec![registered(Role::Member), UserEvent::SessionsRevoked])
+        .when(UserCommand::RevokeSessions, admin())
+        .then_events(vec![UserEvent::SessionsRevoked]);
+}
+
+#[test]
+fn another_member_cannot_end_a_users_sessions() {
+    Given::<User>::events(member_ada())
+        .when(UserCommand::RevokeSessions, as_someone_else())
+        .then_error("forbidden");
+}
+
+#[test]
+fn a_deactivated_users_sessions_are_already_over() {
+    Given::<User>::events(deactivated_ada())
+        .when(UserCommand::RevokeSessions, admin())
+        .then_error("user_deactivated");
+}
+
+#[test]
+fn new_passwords_revocations_and_deactivations_end_sessions() {
+    let ending = [
+        UserEvent::PasswordChanged {
+            password_hash: hash("bmV3"),
+        },
+        UserEvent::SessionsRevoked,
+        UserEvent::UserDeactivated,
+    ];
+    assert!(ending.iter().all(UserEvent::ends_sessions));
+    let others = [
+        registered(Role::Member),
+        UserEvent::PreferencesChanged {
+            favourite_genres: vec![],
+        },
+        UserEvent::UserReactivated,
+        UserEvent::BookViewed {
+            book_id: quire_domain::ids::BookId::from_uuid(Uuid::from_u128(1)),
+        },
+    ];
+    assert!(!others.iter().any(UserEvent::ends_sessions));
+}
+
+// Reactivate
+
+#[test]
+fn the_system_can_reactivate_a_deactivated_admin() {
+    let admin_ada =
+        Given::<User>::events(vec![registered(Role::Admin), UserEvent::UserDeactivated])
+            .when(UserCommand::Reactivate, CommandContext::system())
+            .then_events(vec![UserEvent::UserReactivated]);
+    assert!(admin_ada.is_active());
+    assert_eq!(admin_ada.role(), Some(Role::Admin));
+}
+
+#[test]
+fn an_admin_can_reactivate_a_user() {
+    Given::<User>::events(deactivated_ada())
+        .when(UserCommand::Reactivate, admin())
+        .then_events(vec![UserEvent::UserReactivated]);
+}
+
+#[test]
+fn a_member_cannot_reactivate_themselves() {
+    Given::<User>::events(deactivated_ada())
+        .when(UserCommand::Reactivate, as_ada())
+        .then_error("forbidden");
+}
+
+#[test]
+fn reactivating_an_active_user_changes_nothing() {
+    Given::<User>::events(member_ada())
+        .when(UserCommand::Reactivate, CommandContext::system())
+        .then_no_events();
+}
+
+#[test]
+fn reactivating_an_unregistered_user_is_not_found() {
+    Given::<User>::nothing()
+        .when(UserCommand::Reactivate, CommandContext::system())
+        .then_error("not_found");
+}
+
+#[test]
+fn a_reactivated_user_can_change_their_password_again() {
+    Given::<User>::events(vec![
+        registered(Role::Member),
+        UserEvent::UserDeactivated,
+        UserEvent::UserReactivated,
+    ])
+    .when(change_password("bmV3"), as_ada())
+    .then_events(vec![UserEvent::PasswordChanged {
+        password_hash: hash("bmV3"),
+    }]);
+}
+
+#[test]
+fn reactivate_and_revoke_commands_wire_format() {
+    let reactivate: UserCommand = serde_json::from_value(json!({"type": "reactivate"})).unwrap();
+    assert_eq!(reactivate, UserCommand::Reactivate);
+    let revoke: UserCommand = serde_json::from_value(json!({"type": "revoke_sessions"})).unwrap();
+    assert_eq!(revoke, UserCommand::RevokeSessions);
+}
+
 // State
 
 #[test]
@@ -345,6 +461,8 @@ fn every_event_round_trips_through_its_stored_payload() {
             password_hash: hash("bmV3"),
         },
         UserEvent::UserDeactivated,
+        UserEvent::UserReactivated,
+        UserEvent::SessionsRevoked,
     ];
     for event in &events {
         let expected = if matches!(event, UserEvent::UserRegistered { .. }) {
@@ -371,6 +489,21 @@ fn user_registered_has_a_pinned_shape() {
             "role": "admin",
             "password_hash": "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA"
         })
+    );
+}
+
+#[test]
+fn session_events_have_pinned_shapes() {
+    assert_eq!(UserEvent::SessionsRevoked.event_type(), "SessionsRevoked");
+    assert_eq!(UserEvent::SessionsRevoked.to_payload(), json!({}));
+    assert_eq!(UserEvent::UserReactivated.event_type(), "UserReactivated");
+    assert_eq!(UserEvent::UserReactivated.to_payload(), json!({}));
+    assert_eq!(
+        UserEvent::from_stored("SessionsRevoked", 2, &json!({})).unwrap_err(),
+        EventDecodeError::UnsupportedVersion {
+            event_type: "SessionsRevoked".to_owned(),
+            version: 2
+        }
     );
 }
 
@@ -690,4 +823,55 @@ fn a_users_stream_is_named_after_its_category() {
     let id = UserId::from_uuid(Uuid::nil());
     assert_eq!(id.stream_id(), "user-00000000-0000-0000-0000-000000000000");
     assert!(id.stream_id().starts_with(User::CATEGORY));
+}
+
+// Usernames that look like others
+
+#[test]
+fn a_username_that_looks_like_another_cannot_register() {
+    for raw in [
+        "ａｄｍｉｎ",
+        "\u{430}dmin",
+        "adm\u{200b}in",
+        "\u{202e}nimda",
+    ] {
+        let error = Username::parse(raw).unwrap_err();
+        assert_eq!(error.code(), "invalid_username", "{raw:?}");
+    }
+    // Case still folds, so "Admin" is the admin's login, not a second account.
+    assert_eq!(
+        UserId::for_username(&username("Admin")),
+        UserId::for_username(&username("admin"))
+    );
+}
+
+#[test]
+fn a_user_registered_with_a_non_ascii_username_before_the_ascii_rule_still_loads() {
+    // The log is immutable: such a user keeps their stream, username and id.
+    let legacy = Username::parse_stored("josé").unwrap();
+    let id = UserId::for_username(&legacy);
+    assert_eq!(
+        id,
+        UserId::for_username(&Username::parse_stored("José").unwrap()),
+        "looked up by the old rule, the login finds the same id"
+    );
+    assert!(Username::parse("josé").is_err(), "new signups are ASCII");
+    let payload = json!({
+        "user_id": id,
+        "name": "José",
+        "username": "josé",
+        "email": null,
+        "role": "member",
+        "password_hash": null,
+    });
+    let event = UserEvent::from_stored("UserRegistered", 2, &payload).unwrap();
+    let UserEvent::UserRegistered {
+        user_id, username, ..
+    } = &event
+    else {
+        panic!("{event:?}");
+    };
+    assert_eq!(*user_id, id);
+    assert_eq!(username.as_ref().map(Username::as_str), Some("josé"));
+    assert_eq!(event.to_payload(), payload);
 }

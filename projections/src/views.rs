@@ -104,6 +104,9 @@ pub struct UserView {
     pub favourite_genres: Vec<String>,
     pub created_at: i64,
     pub version: u64,
+    /// The stream version of the last event that ended the user's sessions (0 if none): bearer
+    /// tokens issued under an older epoch are revoked.
+    pub session_epoch: u64,
 }
 
 /// What a login needs to know about a username.
@@ -113,6 +116,8 @@ pub struct Credentials {
     pub password_hash: Option<String>,
     pub role: Role,
     pub active: bool,
+    /// As [`UserView::session_epoch`].
+    pub session_epoch: u64,
 }
 
 /// One projection's progress.

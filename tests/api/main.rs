@@ -407,7 +407,7 @@ async fn reviews_aggregate_and_one_per_member_holds_under_concurrency(backend: B
         .send()
         .await
         .unwrap();
-    assert_problem(gone, StatusCode::NOT_FOUND, "not_found").await;
+    assert_problem(gone, StatusCode::GONE, "review_deleted").await;
     let summary: Value = app.get_json(&format!("/books/{book}/summary")).await;
     assert_eq!(summary["review_count"], 5);
     assert_eq!(
@@ -717,7 +717,7 @@ async fn basic_and_bearer_authentication(backend: Backend) {
         .client
         .put(app.url(&format!("/users/{ann_id}/password")))
         .basic_auth("ann", Some("correct-horse"))
-        .json(&json!({"password": "battery-staple"}))
+        .json(&json!({"password": "battery-staple", "current_password": "correct-horse"}))
         .send()
         .await
         .unwrap();

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::{accepted, dispatch, next_link, page, read_your_writes, settle, write_headers};
 use crate::AppState;
-use crate::auth::{check_password_policy, hash_password};
+use crate::auth::{ClientAddr, check_password_policy, hash_password};
 use crate::dto::{NewPassword, NewUser, PageParams, Preferences, UserDto, UserList};
 use crate::error::{ApiError, Problem, Validation};
 use crate::extract::{Caller, Json, PathId, Query, User, command_id, idempotency_key};
@@ -244,17 +244,20 @@ fn require_admin(caller: &Principal) -> Result<(), ApiError> {
     }
 }
 
-/// Changes a user's password (the user themself, or an admin). Other sessions' Basic credentials
-/// stop working at once; bearer tokens already issued stay valid until they expire.
+/// Changes a user's password (the user themself, who must send the current one, or an admin).
+/// Bearer tokens issued before, and Basic credentials with the old password, stop working on
+/// every node by the time this answers.
 #[utoipa::path(
     put, path = "/users/{id}/password", tag = "users",
     request_body = NewPassword,
-    params(("id" = String, Path, format = Uuid)),
+    params(("id" = String, Path, format = Uuid), ("Idempotency-Key" = Option<String>, Header)),
     responses(
         (status = 204, description = "Changed"),
-        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not allowed, or `wrong_password`: the current password is not right", body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The new password is too short or long, or the current one is missing", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many wrong current passwords", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Recorded, but not yet in effect everywhere: retry with the same Idempotency-Key", body = Problem, content_type = "application/problem+json"),
     ),
     security(("basic" = []), ("bearer" = []))
 )]
@@ -263,13 +266,30 @@ pub(crate) async fn change_password(
     State(state): State<AppState>,
     User(caller): User,
     PathId(user_id): PathId<UserId>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     Json(body): Json<NewPassword>,
 ) -> Result<Response, ApiError> {
+    let mut v = Validation::default();
     if let Err(message) = check_password_policy(&body.password) {
-        let mut v = Validation::default();
         v.fail("password", format!("password {message}"));
-        v.finish()?;
+    }
+    // Whoever holds a session (a stolen token, an unlocked device) must not be able to take the
+    // account over: changing one's own password takes the current one. Admins setting someone
+    // else's password need not know it.
+    let own = caller.is_user(user_id);
+    if own && body.current_password.is_none() {
+        v.fail(
+            "current_password",
+            "your current password is required to change it",
+        );
+    }
+    v.finish()?;
+    if own && let Some(current) = &body.current_password {
+        state
+            .auth
+            .verify_current_password(user_id, current, client)
+            .await?;
     }
     let key = idempotency_key(&headers)?;
     let command_id = command_id(
@@ -287,8 +307,70 @@ pub(crate) async fn change_password(
         UserCommand::ChangePassword { password_hash },
     )
     .await?;
-    settle(&state, ProjectionName::Users, outcome.last_position).await?;
+    state.auth.forget(user_id);
+    in_effect(&state, &outcome).await?;
     Ok((StatusCode::NO_CONTENT, write_headers(&outcome, None)).into_response())
+}
+
+/// Ends every session of a user ("sign out everywhere"; the user themself, or an admin): bearer
+/// tokens issued before stop working on every node by the time this answers. The password
+/// stays, so Basic credentials keep working.
+#[utoipa::path(
+    post, path = "/users/{id}/sessions/revoke", tag = "users",
+    params(("id" = String, Path, format = Uuid), ("Idempotency-Key" = Option<String>, Header)),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "The user was deactivated", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Recorded, but not yet in effect everywhere: retry with the same Idempotency-Key", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+#[tracing::instrument(name = "http.users.revoke_sessions", skip_all, fields(user_id = %user_id))]
+pub(crate) async fn revoke_sessions(
+    State(state): State<AppState>,
+    User(caller): User,
+    PathId(user_id): PathId<UserId>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let command_id = command_id(
+        &caller,
+        &format!("POST /users/{user_id}/sessions/revoke"),
+        key.as_deref(),
+    );
+    let outcome = send_to_user(
+        &state,
+        &caller,
+        command_id,
+        user_id,
+        UserCommand::RevokeSessions,
+    )
+    .await?;
+    in_effect(&state, &outcome).await?;
+    Ok((StatusCode::NO_CONTENT, write_headers(&outcome, None)).into_response())
+}
+
+/// Waits until a write that ends sessions is in the users read model, which every node checks
+/// credentials and tokens against: only then may it be answered as done. If the read model
+/// stays behind, 503: the change is recorded, and a retry with the same Idempotency-Key (the
+/// same command, answered from its first outcome) confirms it once it holds.
+async fn in_effect(
+    state: &AppState,
+    outcome: &quire_actors::CommandOutcome,
+) -> Result<(), ApiError> {
+    if settle(state, ProjectionName::Users, outcome.last_position).await? {
+        Ok(())
+    } else {
+        Err(ApiError::unavailable(
+            "read_model_behind",
+            "the change is recorded but not yet in effect on every node; retry with the same \
+             Idempotency-Key to confirm",
+            1,
+        ))
+    }
 }
 
 /// Replaces a user's favourite genres (the user themself, or an admin); recommendations start
@@ -352,16 +434,19 @@ pub(crate) async fn change_preferences(
         .into_response())
 }
 
-/// Deactivates an account for good (the user themself, or an admin): it can no longer log in,
-/// and its bearer tokens stop working.
+/// Deactivates an account (the user themself, or an admin): it can no longer log in, and its
+/// bearer tokens stop working on every node by the time this answers. The last active admin
+/// who can log in cannot be deactivated.
 #[utoipa::path(
     delete, path = "/users/{id}", tag = "users",
-    params(("id" = String, Path, format = Uuid)),
+    params(("id" = String, Path, format = Uuid), ("Idempotency-Key" = Option<String>, Header)),
     responses(
         (status = 204, description = "Deactivated"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`last_admin`: no other active admin would remain", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "Already deactivated", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Recorded, but not yet in effect everywhere: retry with the same Idempotency-Key", body = Problem, content_type = "application/problem+json"),
     ),
     security(("basic" = []), ("bearer" = []))
 )]
@@ -373,6 +458,22 @@ pub(crate) async fn deactivate(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
+    // Only those allowed to deactivate the account learn whether it is the last admin. The
+    // check reads the users read model, then the command acts: two admins deactivating each
+    // other at the same moment can both pass it. That race needs two admins acting together;
+    // the domain's `Reactivate` command brings an admin back if it happens.
+    if caller.is_user_or_privileged(user_id)
+        && let Some(target) = state.read.user(user_id).await?
+        && target.role == Role::Admin
+        && target.active
+        && !state.read.another_active_admin(user_id).await?
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "last_admin",
+            "this is the last active admin; make another admin before deactivating this one",
+        ));
+    }
     let command_id = command_id(&caller, &format!("DELETE /users/{user_id}"), key.as_deref());
     let outcome = send_to_user(
         &state,
@@ -382,6 +483,7 @@ pub(crate) async fn deactivate(
         UserCommand::Deactivate,
     )
     .await?;
-    settle(&state, ProjectionName::Users, outcome.last_position).await?;
+    state.auth.forget(user_id);
+    in_effect(&state, &outcome).await?;
     Ok((StatusCode::NO_CONTENT, write_headers(&outcome, None)).into_response())
 }

@@ -12,6 +12,8 @@ const USER_REGISTERED: &str = "UserRegistered";
 const PREFERENCES_CHANGED: &str = "PreferencesChanged";
 const PASSWORD_CHANGED: &str = "PasswordChanged";
 const USER_DEACTIVATED: &str = "UserDeactivated";
+const USER_REACTIVATED: &str = "UserReactivated";
+const SESSIONS_REVOKED: &str = "SessionsRevoked";
 const BOOK_LIKED: &str = "BookLiked";
 const BOOK_UNLIKED: &str = "BookUnliked";
 const BOOK_VIEWED: &str = "BookViewed";
@@ -35,6 +37,11 @@ pub enum UserEvent {
     PasswordChanged { password_hash: PasswordHash },
     /// The account was deactivated.
     UserDeactivated,
+    /// A deactivated account was reactivated (by an admin or the system).
+    UserReactivated,
+    /// Every session of the user was ended ("sign out everywhere"): bearer tokens issued before
+    /// this event stop working.
+    SessionsRevoked,
     /// The user liked a book.
     BookLiked { book_id: BookId },
     /// The user took back a like.
@@ -128,6 +135,27 @@ struct BookRatedV1 {
 #[derive(Serialize, Deserialize)]
 struct UserDeactivatedV1 {}
 
+/// `UserReactivated` version 1 carries nothing; the stream says which user.
+#[derive(Serialize, Deserialize)]
+struct UserReactivatedV1 {}
+
+/// `SessionsRevoked` version 1 carries nothing: the event's stream version is what tokens are
+/// compared with.
+#[derive(Serialize, Deserialize)]
+struct SessionsRevokedV1 {}
+
+impl UserEvent {
+    /// Whether the event ends the user's sessions: bearer tokens issued before it stop working.
+    /// A new password, a sign-out everywhere and a deactivation do; the read side records the
+    /// stream version of the last such event and tokens carry the one they were issued under.
+    pub fn ends_sessions(&self) -> bool {
+        matches!(
+            self,
+            Self::PasswordChanged { .. } | Self::SessionsRevoked | Self::UserDeactivated
+        )
+    }
+}
+
 impl DomainEvent for UserEvent {
     fn event_type(&self) -> &'static str {
         match self {
@@ -135,6 +163,8 @@ impl DomainEvent for UserEvent {
             Self::PreferencesChanged { .. } => PREFERENCES_CHANGED,
             Self::PasswordChanged { .. } => PASSWORD_CHANGED,
             Self::UserDeactivated => USER_DEACTIVATED,
+            Self::UserReactivated => USER_REACTIVATED,
+            Self::SessionsRevoked => SESSIONS_REVOKED,
             Self::BookLiked { .. } => BOOK_LIKED,
             Self::BookUnliked { .. } => BOOK_UNLIKED,
             Self::BookViewed { .. } => BOOK_VIEWED,
@@ -175,6 +205,8 @@ impl DomainEvent for UserEvent {
                 password_hash: password_hash.clone(),
             }),
             Self::UserDeactivated => encode_payload(&UserDeactivatedV1 {}),
+            Self::UserReactivated => encode_payload(&UserReactivatedV1 {}),
+            Self::SessionsRevoked => encode_payload(&SessionsRevokedV1 {}),
             Self::BookLiked { book_id }
             | Self::BookUnliked { book_id }
             | Self::BookViewed { book_id } => {
@@ -198,7 +230,7 @@ impl DomainEvent for UserEvent {
                 // Version 1 users logged in with their email address; it stays their username so
                 // their credentials keep working. (Their ids were random, so for them the id is
                 // not derived from the username; the read model's login index covers them.)
-                let username = Username::parse(v1.email.as_str()).ok();
+                let username = Username::parse_stored(v1.email.as_str()).ok();
                 Ok(Self::UserRegistered {
                     user_id: v1.user_id,
                     name: v1.name,
@@ -235,6 +267,14 @@ impl DomainEvent for UserEvent {
                 let UserDeactivatedV1 {} = decode_payload(event_type, schema_version, payload)?;
                 Ok(Self::UserDeactivated)
             }
+            (USER_REACTIVATED, 1) => {
+                let UserReactivatedV1 {} = decode_payload(event_type, schema_version, payload)?;
+                Ok(Self::UserReactivated)
+            }
+            (SESSIONS_REVOKED, 1) => {
+                let SessionsRevokedV1 {} = decode_payload(event_type, schema_version, payload)?;
+                Ok(Self::SessionsRevoked)
+            }
             (BOOK_LIKED | BOOK_UNLIKED | BOOK_VIEWED, 1) => {
                 let v1: BookInteractionV1 = decode_payload(event_type, schema_version, payload)?;
                 let book_id = v1.book_id;
@@ -253,7 +293,8 @@ impl DomainEvent for UserEvent {
             }
             (
                 USER_REGISTERED | PREFERENCES_CHANGED | PASSWORD_CHANGED | USER_DEACTIVATED
-                | BOOK_LIKED | BOOK_UNLIKED | BOOK_VIEWED | BOOK_RATED,
+                | USER_REACTIVATED | SESSIONS_REVOKED | BOOK_LIKED | BOOK_UNLIKED | BOOK_VIEWED
+                | BOOK_RATED,
                 version,
             ) => Err(EventDecodeError::unsupported_version(event_type, version)),
             _ => Err(EventDecodeError::unknown_type(event_type)),

@@ -69,8 +69,14 @@ pub enum UserCommand {
     ChangePreferences { favourite_genres: Vec<Genre> },
     /// Replaces the password hash.
     ChangePassword { password_hash: PasswordHash },
-    /// Deactivates the account for good.
+    /// Deactivates the account: it can no longer log in and its bearer tokens stop working.
     Deactivate,
+    /// Reactivates a deactivated account (admins and the system only); a no-op on an active one.
+    /// Bearer tokens issued before the deactivation stay revoked.
+    Reactivate,
+    /// Ends every session of the user ("sign out everywhere", the user themself or an admin):
+    /// bearer tokens issued before it stop working.
+    RevokeSessions,
     /// Records what the user did with a book (the user themself, or an admin on their behalf).
     RecordInteraction {
         book_id: BookId,
@@ -327,6 +333,24 @@ impl Aggregate for User {
                 self.ensure_changeable_by(principal, "deactivate this user")?;
                 Ok(vec![UserEvent::UserDeactivated])
             }
+            UserCommand::Reactivate => {
+                if !self.exists() {
+                    return Err(UserError::NotFound);
+                }
+                if !principal.is_privileged() {
+                    return Err(UserError::Forbidden {
+                        action: "reactivate users",
+                    });
+                }
+                if !self.deactivated {
+                    return Ok(Vec::new());
+                }
+                Ok(vec![UserEvent::UserReactivated])
+            }
+            UserCommand::RevokeSessions => {
+                self.ensure_changeable_by(principal, "end this user's sessions")?;
+                Ok(vec![UserEvent::SessionsRevoked])
+            }
             UserCommand::RecordInteraction {
                 book_id,
                 interaction,
@@ -372,6 +396,8 @@ impl Aggregate for User {
                 self.password_hash = Some(password_hash.clone());
             }
             UserEvent::UserDeactivated => self.deactivated = true,
+            UserEvent::UserReactivated => self.deactivated = false,
+            UserEvent::SessionsRevoked => {}
             UserEvent::BookLiked { book_id } => {
                 self.liked.insert(*book_id);
             }

@@ -1,5 +1,7 @@
-//! The `users` projection's handlers: `rm_users`, one row per member with their credentials and
-//! preferences. The interaction events of a user stream belong to the `interactions` projection.
+//! The `users` projection's handlers: `rm_users`, one row per member with their credentials,
+//! preferences and session epoch (the stream version of the last event that ended their sessions,
+//! see [`UserEvent::ends_sessions`]). The interaction events of a user stream belong to the
+//! `interactions` projection.
 
 use quire_domain::user::UserEvent;
 use quire_store::RecordedEvent;
@@ -95,9 +97,10 @@ pub(super) async fn apply(
             UserEvent::PasswordChanged { password_hash } => {
                 tx.exec(
                     "projecting PasswordChanged",
+                    // A new password ends the sessions opened with the old one.
                     &format!(
                         "UPDATE rm_users{s} SET password_hash = $2, updated_at = $3, \
-                         version = $4 WHERE id = $1 AND version < $4"
+                         version = $4, session_epoch = $4 WHERE id = $1 AND version < $4"
                     ),
                     &[
                         Arg::Text(user_id),
@@ -112,8 +115,31 @@ pub(super) async fn apply(
                 tx.exec(
                     "projecting UserDeactivated",
                     &format!(
-                        "UPDATE rm_users{s} SET active = FALSE, updated_at = $2, version = $3 \
+                        "UPDATE rm_users{s} SET active = FALSE, updated_at = $2, version = $3, \
+                         session_epoch = $3 WHERE id = $1 AND version < $3"
+                    ),
+                    &[Arg::Text(user_id), Arg::I64(at), Arg::I64(version)],
+                )
+                .await?;
+            }
+            // Tokens issued before the deactivation stay ended: the epoch is left as it is.
+            UserEvent::UserReactivated => {
+                tx.exec(
+                    "projecting UserReactivated",
+                    &format!(
+                        "UPDATE rm_users{s} SET active = TRUE, updated_at = $2, version = $3 \
                          WHERE id = $1 AND version < $3"
+                    ),
+                    &[Arg::Text(user_id), Arg::I64(at), Arg::I64(version)],
+                )
+                .await?;
+            }
+            UserEvent::SessionsRevoked => {
+                tx.exec(
+                    "projecting SessionsRevoked",
+                    &format!(
+                        "UPDATE rm_users{s} SET session_epoch = $3, updated_at = $2, \
+                         version = $3 WHERE id = $1 AND version < $3"
                     ),
                     &[Arg::Text(user_id), Arg::I64(at), Arg::I64(version)],
                 )
