@@ -220,7 +220,14 @@ impl Worker {
             },
         };
         let summary = self.summarizer.summarize(request).await;
-        let text: String = summary.text.chars().take(SummaryText::MAX_CHARS).collect();
+        // Model output may carry control characters, which summaries refuse like any text:
+        // dropped here (line breaks and tabs kept) rather than failing the job.
+        let text: String = summary
+            .text
+            .chars()
+            .filter(|c| !c.is_control() || matches!(c, '\n' | '\r' | '\t'))
+            .take(SummaryText::MAX_CHARS)
+            .collect();
         let Ok(text) = SummaryText::parse(text) else {
             anyhow::bail!("the summarizer produced an empty summary");
         };

@@ -260,7 +260,9 @@ impl Authenticator {
         password: &str,
         client: IpAddr,
     ) -> Result<Login, ApiError> {
-        let parsed = Username::parse(username).ok();
+        // A login looks a name up: accounts made under the older, wider username rule keep
+        // logging in (new names are held to the strict rule at sign-up).
+        let parsed = Username::parse_stored(username).ok();
         let found = match &parsed {
             Some(username) if password.len() <= MAX_PASSWORD_BYTES => {
                 self.credentials(username).await?

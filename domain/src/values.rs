@@ -1,7 +1,16 @@
 //! Validated value types: once constructed (or deserialized) a value is known to satisfy its rules.
 //!
-//! Every type validates in `parse` and serde goes through `parse` too (`try_from`), so an invalid
-//! value can come neither from a command nor from a stored event.
+//! Every type validates new input in `parse`, the rule the API and the importers apply at the edge.
+//! Serde (stored events, commands between nodes) goes through `parse_stored`, the loosest rule any
+//! version of the type accepted: the log is immutable, so tightening a rule must not make events
+//! written under the old one undecodable. For most types the two rules are the same; where a rule
+//! was tightened (control characters in multi-line texts, non-ASCII usernames) `parse_stored` keeps
+//! the old one, and everything written since has passed the new one.
+//!
+//! One rule for control characters holds for every text type, whatever the backend (Postgres
+//! refuses NUL in `jsonb` and `text`, SQLite stores it): single-line values (titles, names, genres,
+//! ISBNs, emails, usernames) refuse every control character, multi-line texts (descriptions,
+//! review texts, summaries) every one except line feed, carriage return and tab.
 
 use std::fmt;
 use std::str::FromStr;
@@ -75,6 +84,7 @@ impl ValueError {
             PERSON_NAME => "invalid_person_name",
             EMAIL => "invalid_email",
             PASSWORD_HASH => "invalid_password_hash",
+            USERNAME => "invalid_username",
             _ => "invalid_value",
         }
     }
@@ -133,13 +143,35 @@ fn reject_control(field: &'static str, value: &str) -> Result<(), ValueError> {
     Ok(())
 }
 
+/// Refuses the control characters a multi-line text may not hold: all but line feed, carriage
+/// return and tab. NUL in particular, which Postgres cannot store in `jsonb` or `text`.
+fn reject_control_in_text(field: &'static str, value: &str) -> Result<(), ValueError> {
+    if value
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(ValueError::ControlCharacter { field });
+    }
+    Ok(())
+}
+
 /// Generates the accessors, conversions and serde plumbing shared by the string value types.
+///
+/// The conversions (`TryFrom`, `FromStr`) apply `parse`, the rule for new input; deserializing
+/// applies `parse_stored` (see the module documentation).
 macro_rules! string_value {
     ($(#[$meta:meta])* $name:ident) => {
         $(#[$meta])*
-        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(try_from = "String", into = "String")]
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[serde(into = "String")]
         pub struct $name(String);
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let raw = String::deserialize(deserializer)?;
+                Self::parse_stored(raw).map_err(serde::de::Error::custom)
+            }
+        }
 
         impl $name {
             /// The validated value.
@@ -191,6 +223,21 @@ macro_rules! string_value {
     };
 }
 
+/// Implements `parse_stored` for types whose rule was never tightened: it is `parse`.
+macro_rules! stored_rule_is_parse {
+    ($($name:ident),*) => {
+        $(
+            impl $name {
+                /// Validates a value written earlier (a stored event, a command from another node).
+                /// This type's rule was never tightened, so it is the same as `parse`.
+                pub fn parse_stored(value: impl Into<String>) -> Result<Self, ValueError> {
+                    Self::parse(value)
+                }
+            }
+        )*
+    };
+}
+
 /// Implements `Display` (the plain value) for types whose value is not secret.
 macro_rules! display_value {
     ($($name:ident),*) => {
@@ -225,17 +272,20 @@ string_value!(
     Isbn
 );
 string_value!(
-    /// A book description: trimmed, 1 to 20 000 characters, may span lines.
+    /// A book description: trimmed, 1 to 20 000 characters, may span lines; no control characters
+    /// but line breaks and tabs.
     #[derive(Debug)]
     Description
 );
 string_value!(
-    /// The body of a review: trimmed, at most 10 kB, possibly empty for rating-only reviews.
+    /// The body of a review: trimmed, at most 10 kB, possibly empty for rating-only reviews; no
+    /// control characters but line breaks and tabs.
     #[derive(Debug)]
     ReviewText
 );
 string_value!(
-    /// A generated book summary: trimmed, 1 to 20 000 characters.
+    /// A book summary: trimmed, 1 to 20 000 characters; no control characters but line breaks and
+    /// tabs.
     #[derive(Debug)]
     SummaryText
 );
@@ -250,13 +300,27 @@ string_value!(
     Email
 );
 string_value!(
-    /// A login name: trimmed, lowercased, 1 to 254 characters, no whitespace, control characters
-    /// or ':' (HTTP Basic uses ':' as its separator). An email address is a valid username.
+    /// A login name: trimmed, lowercased, 1 to 254 printable ASCII characters other than ':'
+    /// (HTTP Basic uses ':' as its separator). An ASCII email address is a valid username.
+    ///
+    /// ASCII only, so a name cannot look like another one: no full-width forms, no homoglyphs
+    /// from other scripts (a Cyrillic 'а' in "аdmin"), no invisible, zero-width or bidi
+    /// characters. See [`Username::parse`].
     #[derive(Debug)]
     Username
 );
 string_value!(
     /// An argon2id PHC string; the caller hashes, the domain only stores the hash.
+    PasswordHash
+);
+
+stored_rule_is_parse!(
+    Title,
+    AuthorName,
+    Genre,
+    Isbn,
+    PersonName,
+    Email,
     PasswordHash
 );
 
@@ -437,6 +501,14 @@ impl Description {
 
     /// Validates a description.
     pub fn parse(value: impl Into<String>) -> Result<Self, ValueError> {
+        let value = Self::parse_stored(value)?;
+        reject_control_in_text(DESCRIPTION, &value.0)?;
+        Ok(value)
+    }
+
+    /// Validates a description written earlier, which may hold control characters (they were
+    /// allowed until the control-character rule).
+    pub fn parse_stored(value: impl Into<String>) -> Result<Self, ValueError> {
         trimmed_text(DESCRIPTION, value.into(), Self::MAX_CHARS).map(Self)
     }
 }
@@ -447,6 +519,14 @@ impl ReviewText {
 
     /// Validates a review body; an empty body is allowed.
     pub fn parse(value: impl Into<String>) -> Result<Self, ValueError> {
+        let value = Self::parse_stored(value)?;
+        reject_control_in_text(REVIEW_TEXT, &value.0)?;
+        Ok(value)
+    }
+
+    /// Validates a review body written earlier, which may hold control characters (they were
+    /// allowed until the control-character rule).
+    pub fn parse_stored(value: impl Into<String>) -> Result<Self, ValueError> {
         let value = trim_owned(value.into());
         if value.len() > Self::MAX_BYTES {
             return Err(ValueError::TooLong {
@@ -476,6 +556,14 @@ impl SummaryText {
 
     /// Validates a summary.
     pub fn parse(value: impl Into<String>) -> Result<Self, ValueError> {
+        let value = Self::parse_stored(value)?;
+        reject_control_in_text(SUMMARY_TEXT, &value.0)?;
+        Ok(value)
+    }
+
+    /// Validates a summary written earlier, which may hold control characters (they were allowed
+    /// until the control-character rule).
+    pub fn parse_stored(value: impl Into<String>) -> Result<Self, ValueError> {
         trimmed_text(SUMMARY_TEXT, value.into(), Self::MAX_CHARS).map(Self)
     }
 }
@@ -484,8 +572,30 @@ impl Username {
     /// The longest username, in characters (long enough for any email address).
     pub const MAX_CHARS: usize = 254;
 
-    /// Validates a username and lowercases it, so "Alice" and "alice" are one login.
+    /// Validates a new username and lowercases it, so "Alice" and "alice" are one login.
+    ///
+    /// Only printable ASCII other than ':' is accepted. A user id is derived from the username
+    /// (`UserId::for_username`), so two names that look alike would be two accounts that look
+    /// alike: ASCII is the conservative set with no lookalikes across scripts and no invisible
+    /// characters. ASCII is already in NFKC form, so Unicode normalization could only fold a
+    /// lookalike (full-width "ａｄｍｉｎ") into the name it imitates; such input is refused
+    /// instead, naming the offending character. Every ASCII username the earlier rule accepted is
+    /// accepted unchanged, so existing logins keep their ids.
     pub fn parse(value: impl Into<String>) -> Result<Self, ValueError> {
+        let value = trimmed_text(USERNAME, value.into(), Self::MAX_CHARS)?;
+        if let Some(character) = value.chars().find(|c| !c.is_ascii_graphic() || *c == ':') {
+            return Err(ValueError::DisallowedCharacter {
+                field: USERNAME,
+                character,
+            });
+        }
+        Ok(Self(value.to_ascii_lowercase()))
+    }
+
+    /// Validates a username written earlier, or looks one up (a login): the rule before ASCII
+    /// only, any characters but whitespace, control characters and ':'. Stored non-ASCII
+    /// usernames keep decoding, and keep their ids, under it.
+    pub fn parse_stored(value: impl Into<String>) -> Result<Self, ValueError> {
         let value = trimmed_text(USERNAME, value.into(), Self::MAX_CHARS)?;
         if let Some(character) = value
             .chars()

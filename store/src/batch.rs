@@ -9,6 +9,7 @@
 use std::collections::{HashMap, HashSet};
 
 use tokio::sync::{mpsc, oneshot, watch};
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::StoreError;
@@ -203,6 +204,24 @@ pub(crate) trait BatchWriter: Send + 'static {
         &mut self,
         batch: &[&AppendRequest],
     ) -> impl std::future::Future<Output = BatchResult> + Send;
+
+    /// Whether a failed transaction may have failed because of what one request carries (the
+    /// database refused a value, e.g. Postgres' `jsonb` refusing `\u0000`), rather than because
+    /// the database could not do the work at all. Such a batch is retried in parts, so the
+    /// request at fault fails alone.
+    fn refused_data(&self, error: &StoreError) -> bool;
+}
+
+/// The error a database answered with, if it answered: its `code()` is Postgres' SQLSTATE or
+/// SQLite's extended result code.
+pub(crate) fn database_error(error: &StoreError) -> Option<&dyn sqlx::error::DatabaseError> {
+    let StoreError::Database { cause, .. } = error else {
+        return None;
+    };
+    match cause.as_ref().downcast_ref::<sqlx::Error>()? {
+        sqlx::Error::Database(db) => Some(db.as_ref()),
+        _ => None,
+    }
 }
 
 /// Runs the writer: takes whatever is queued (up to `max_batch`), commits it, answers each caller.
@@ -218,14 +237,45 @@ pub(crate) async fn run_writer<W: BatchWriter>(
         // Callers that gave up (dropped their receiver) still get their events written: the write may
         // be a retry's first half, and idempotency makes the retry safe either way.
         let requests: Vec<&AppendRequest> = batch.iter().map(|p| &p.request).collect();
-        let span = tracing::debug_span!("store.group_commit", size = requests.len());
-        let result = {
-            let _enter = span.enter();
-            writer.write_batch(&requests)
+        let outcomes = commit(&mut writer, &requests, &head_tx).await;
+        drop(requests);
+        for (pending, outcome) in batch.drain(..).zip(outcomes) {
+            let _ = pending.reply.send(outcome);
         }
-        .await;
-        match result {
-            Ok((outcomes, head)) => {
+    }
+}
+
+/// Commits a batch and returns one outcome per request, in order, raising the head as it commits.
+///
+/// One request must not fail the others: when the database refuses the batch's transaction for
+/// what may be one request's data ([`BatchWriter::refused_data`]), the batch is split in halves
+/// and each half committed on its own, recursively, so the request at fault ends up alone and
+/// fails with its error while every other commits (one bad request in n costs about 2·log2(n)
+/// transactions). Halves commit left to right, so a request still follows the requests queued
+/// before it (a second append to a stream sees the first). Retrying is safe: a refused
+/// transaction committed nothing, and a failure the database did not answer (connection lost, it
+/// may have committed) is not a refusal, so it fails the batch as it stands.
+async fn commit<W: BatchWriter>(
+    writer: &mut W,
+    requests: &[&AppendRequest],
+    head_tx: &watch::Sender<Position>,
+) -> Vec<Result<AppendOutcome, StoreError>> {
+    let mut outcomes: Vec<Option<Result<AppendOutcome, StoreError>>> =
+        std::iter::repeat_with(|| None)
+            .take(requests.len())
+            .collect();
+    // Parts still to commit; the next one is last.
+    let mut parts: Vec<std::ops::Range<usize>> = Vec::new();
+    parts.push(0..requests.len());
+    while let Some(part) = parts.pop() {
+        let size = part.len();
+        let span = tracing::debug_span!("store.group_commit", size);
+        match writer
+            .write_batch(&requests[part.clone()])
+            .instrument(span)
+            .await
+        {
+            Ok((committed, head)) => {
                 head_tx.send_if_modified(|h| {
                     if head > *h {
                         *h = head;
@@ -234,18 +284,35 @@ pub(crate) async fn run_writer<W: BatchWriter>(
                         false
                     }
                 });
-                for (pending, outcome) in batch.drain(..).zip(outcomes) {
-                    let _ = pending.reply.send(outcome);
+                for (slot, outcome) in outcomes[part].iter_mut().zip(committed) {
+                    *slot = Some(outcome);
                 }
             }
+            Err(error) if size > 1 && writer.refused_data(&error) => {
+                tracing::warn!(%error, size, "the database refused a group commit; committing its halves apart");
+                let middle = part.start + size / 2;
+                parts.push(middle..part.end);
+                parts.push(part.start..middle);
+            }
             Err(error) => {
-                tracing::warn!(error = %error, size = batch.len(), "group commit failed");
-                for pending in batch.drain(..) {
-                    let _ = pending.reply.send(Err(error.clone()));
+                let error = if writer.refused_data(&error) {
+                    // Alone, the request is what the database refused: it is invalid, not the
+                    // store unwell, and retrying it would fail again.
+                    StoreError::InvalidRequest(format!("the database refused this append: {error}"))
+                } else {
+                    error
+                };
+                tracing::warn!(%error, size, "group commit failed");
+                for slot in &mut outcomes[part] {
+                    *slot = Some(Err(error.clone()));
                 }
             }
         }
     }
+    outcomes
+        .into_iter()
+        .map(|outcome| outcome.expect("every part of the batch was committed or failed"))
+        .collect()
 }
 
 /// Lets callers that are about to append join the batch before it commits.
@@ -459,6 +526,149 @@ mod tests {
             })
         ));
         assert_eq!(plan.events.len(), 1);
+    }
+
+    /// A writer that refuses, as a database would refuse a value, every batch holding a request
+    /// to the stream "bad", and fails every batch with `down` set as an unreachable database
+    /// would; it commits everything else, recording the batches it saw.
+    struct FakeWriter {
+        head: Position,
+        down: bool,
+        batches: Vec<Vec<String>>,
+    }
+
+    impl FakeWriter {
+        fn new() -> Self {
+            Self {
+                head: 0,
+                down: false,
+                batches: Vec::new(),
+            }
+        }
+    }
+
+    fn refused() -> StoreError {
+        StoreError::Database {
+            context: "writing batch",
+            cause: std::sync::Arc::new(std::io::Error::other("unsupported value")),
+        }
+    }
+
+    impl BatchWriter for FakeWriter {
+        async fn write_batch(&mut self, batch: &[&AppendRequest]) -> BatchResult {
+            self.batches
+                .push(batch.iter().map(|r| r.stream_id.clone()).collect());
+            if self.down {
+                return Err(StoreError::Unavailable("connection refused".into()));
+            }
+            if batch.iter().any(|r| r.stream_id == "bad") {
+                return Err(refused());
+            }
+            let outcomes = batch
+                .iter()
+                .map(|r| {
+                    let first = self.head + 1;
+                    self.head += r.events.len() as u64;
+                    Ok(AppendOutcome::Appended {
+                        stream_version: r.events.len() as u64,
+                        first_position: first,
+                        last_position: self.head,
+                    })
+                })
+                .collect();
+            Ok((outcomes, self.head))
+        }
+
+        fn refused_data(&self, error: &StoreError) -> bool {
+            matches!(error, StoreError::Database { .. })
+        }
+    }
+
+    fn streams(names: &[&str]) -> Vec<AppendRequest> {
+        names
+            .iter()
+            .map(|name| request(name, ExpectedVersion::Any, 1, None))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_refused_request_fails_alone_and_the_rest_of_its_batch_commits_in_order() {
+        let names: Vec<String> = (0..16).map(|i| format!("s{i}")).collect();
+        let mut names: Vec<&str> = names.iter().map(String::as_str).collect();
+        names[11] = "bad";
+        let requests = streams(&names);
+        let requests: Vec<&AppendRequest> = requests.iter().collect();
+        let mut writer = FakeWriter::new();
+        let (head_tx, head_rx) = watch::channel(0);
+        let outcomes = commit(&mut writer, &requests, &head_tx).await;
+        for (i, outcome) in outcomes.iter().enumerate() {
+            if i == 11 {
+                assert!(
+                    matches!(outcome, Err(StoreError::InvalidRequest(m)) if m.contains("unsupported value")),
+                    "{outcome:?}"
+                );
+            } else {
+                assert!(
+                    matches!(outcome, Ok(AppendOutcome::Appended { .. })),
+                    "{i}: {outcome:?}"
+                );
+            }
+        }
+        // Queue order is commit order: positions rise with the index, skipping the refused one.
+        let firsts: Vec<u64> = outcomes
+            .iter()
+            .filter_map(|o| match o {
+                Ok(AppendOutcome::Appended { first_position, .. }) => Some(*first_position),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(firsts, (1..=15).collect::<Vec<u64>>());
+        assert_eq!(*head_rx.borrow(), 15);
+        // The whole batch, then halves down to the refused request: 1 + 2 per level of 16.
+        assert_eq!(writer.batches.len(), 1 + 2 * 4, "{:?}", writer.batches);
+        assert!(writer.batches.contains(&vec!["bad".to_string()]));
+        assert_eq!(writer.batches[1].len(), 8, "the good half commits whole");
+    }
+
+    #[tokio::test]
+    async fn a_lone_refused_request_is_invalid_and_a_batch_that_could_not_be_written_is_not_split()
+    {
+        let requests = streams(&["bad"]);
+        let requests: Vec<&AppendRequest> = requests.iter().collect();
+        let mut writer = FakeWriter::new();
+        let (head_tx, _) = watch::channel(0);
+        let outcomes = commit(&mut writer, &requests, &head_tx).await;
+        assert!(matches!(outcomes[0], Err(StoreError::InvalidRequest(_))));
+        assert_eq!(writer.batches.len(), 1);
+
+        let requests = streams(&["a", "bad", "c", "d"]);
+        let requests: Vec<&AppendRequest> = requests.iter().collect();
+        let mut writer = FakeWriter::new();
+        writer.down = true;
+        let outcomes = commit(&mut writer, &requests, &head_tx).await;
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| matches!(o, Err(StoreError::Unavailable(_)))),
+            "{outcomes:?}"
+        );
+        assert_eq!(writer.batches.len(), 1, "nothing is retried");
+    }
+
+    #[tokio::test]
+    async fn two_refused_requests_each_fail_alone() {
+        let requests = streams(&["bad", "a", "b", "c", "d", "bad", "e"]);
+        let requests: Vec<&AppendRequest> = requests.iter().collect();
+        let mut writer = FakeWriter::new();
+        let (head_tx, _) = watch::channel(0);
+        let outcomes = commit(&mut writer, &requests, &head_tx).await;
+        let failed: Vec<usize> = outcomes
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| o.is_err())
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(failed, vec![0, 5]);
     }
 
     #[test]

@@ -34,6 +34,14 @@ const CHANNEL: &str = "quire_es_head";
 
 const EVENT_COLUMNS: &str = "position, stream_id, version, event_id, event_type, schema_version, payload, metadata, recorded_at";
 
+/// How long a query waits for a pooled connection, opening one included. While the database is
+/// down or unreachable every query meets this bound, so it is what a client waits before the
+/// store answers "unavailable" (a 503 with Retry-After): short, yet far above a healthy wait.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long the first connection at start may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// An event store in a Postgres database.
 pub struct PostgresStore {
     pool: PgPool,
@@ -50,16 +58,22 @@ impl PostgresStore {
         let connect =
             PgConnectOptions::from_str(url).map_err(StoreError::db("parsing postgres url"))?;
         // One direct connection first: a pool only says "timed out", hiding why (refused, bad
-        // password, no such database), which is what an operator needs to read.
-        PgConnection::connect_with(&connect)
+        // password, no such database), which is what an operator needs to read. Bounded, so an
+        // unreachable host fails the start instead of hanging on the OS's TCP timeout.
+        tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&connect))
             .await
+            .map_err(|_| {
+                StoreError::Unavailable(format!(
+                    "connecting to postgres: no answer within {CONNECT_TIMEOUT:?}"
+                ))
+            })?
             .map_err(StoreError::db("connecting to postgres"))?
             .close()
             .await
             .map_err(StoreError::db("connecting to postgres"))?;
         let pool = PgPoolOptions::new()
             .max_connections(options.read_connections.max(1) + 1)
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(connect)
             .await
             .map_err(StoreError::db("connecting to postgres"))?;
@@ -325,6 +339,19 @@ impl BatchWriter for PostgresWriter {
             }
         }
         result
+    }
+
+    /// Data exceptions (SQLSTATE class 22: `\u0000` in `jsonb`, NUL in `text`, an invalid
+    /// value), integrity constraint violations (23) and program limits (54: a value too large
+    /// to index or store) are about what a request carries.
+    fn refused_data(&self, error: &StoreError) -> bool {
+        batch::database_error(error)
+            .and_then(|db| db.code())
+            .is_some_and(|state| {
+                ["22", "23", "54"]
+                    .iter()
+                    .any(|class| state.starts_with(class))
+            })
     }
 }
 

@@ -349,6 +349,24 @@ impl BatchWriter for SqliteWriter {
         }
         result
     }
+
+    /// By primary result code: TOOBIG, CONSTRAINT, MISMATCH and RANGE are about what a request
+    /// carries, and so is the generic SQLITE_ERROR when the JSON functions raise it (a payload
+    /// nested deeper than they read). BUSY, IOERR, FULL and the like are the database, not the
+    /// data.
+    fn refused_data(&self, error: &StoreError) -> bool {
+        let Some(db) = batch::database_error(error) else {
+            return false;
+        };
+        match db.code().and_then(|code| code.parse::<i32>().ok()) {
+            Some(code) => match code & 0xff {
+                18 | 19 | 20 | 25 => true,
+                1 => db.message().contains("JSON"),
+                _ => false,
+            },
+            None => false,
+        }
+    }
 }
 
 #[async_trait]

@@ -379,6 +379,103 @@ async fn a_read_only_store_reads_a_live_store_and_refuses_writes(h: Harness) {
     assert_eq!(next.position, 2);
 }
 
+/// A payload this backend's database refuses to store: Postgres' `jsonb` cannot hold NUL
+/// (`\u0000`, "unsupported Unicode escape sequence"); SQLite's JSON functions, which the batch
+/// insert reads its rows with, refuse nesting deeper than 1000.
+fn refused_payload(h: &Harness) -> serde_json::Value {
+    match h {
+        Harness::Postgres(_) => serde_json::json!({ "text": "one \u{0} two" }),
+        Harness::Sqlite(_) => {
+            let mut nested = serde_json::json!(1);
+            for _ in 0..1500 {
+                nested = serde_json::json!([nested]);
+            }
+            nested
+        }
+    }
+}
+
+/// One append whose data the database refuses must not fail the others committed with it: 30
+/// writers' appends and one refused append are queued together (on a one-thread runtime, so they
+/// are all queued before the writer task runs and form one batch), round after round. Every good
+/// append commits; the refused one fails alone, as an invalid request, and stores nothing.
+async fn an_append_the_database_refuses_fails_alone_and_its_batch_commits(h: Harness) {
+    const WRITERS: u64 = 30;
+    const ROUNDS: u64 = 4;
+    let store = h.open().await;
+    for round in 0..ROUNDS {
+        let mut appends: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                store.append(append(
+                    &format!("w-{w}"),
+                    ExpectedVersion::Exact(round),
+                    vec![event("E", round)],
+                ))
+            })
+            .collect();
+        let mut refused = event("Poison", round);
+        refused.payload = refused_payload(&h);
+        let bad_stream = format!("bad-{round}");
+        appends.insert(
+            WRITERS as usize / 2,
+            store.append(append(
+                &bad_stream,
+                ExpectedVersion::NoStream,
+                vec![refused],
+            )),
+        );
+        let mut outcomes = futures::future::join_all(appends).await;
+        let bad = outcomes.remove(WRITERS as usize / 2);
+        for (w, outcome) in outcomes.into_iter().enumerate() {
+            assert!(
+                matches!(
+                    outcome,
+                    Ok(AppendOutcome::Appended { stream_version, .. }) if stream_version == round + 1
+                ),
+                "round {round}, writer {w}: {outcome:?}"
+            );
+        }
+        assert!(
+            matches!(bad, Err(StoreError::InvalidRequest(_))),
+            "round {round}: {bad:?}"
+        );
+        assert!(
+            store
+                .read_stream(&bad_stream, 0, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+    let total = WRITERS * ROUNDS;
+    assert_eq!(store.head().await.unwrap(), total);
+    let all = store.read_all(0, total as usize + 10).await.unwrap();
+    assert_eq!(all.len() as u64, total);
+    assert!(all.iter().all(|e| e.event_type == "E"));
+    for (i, e) in all.iter().enumerate() {
+        assert_eq!(e.position, i as u64 + 1, "positions stay dense");
+    }
+}
+
+mod refused_data {
+    // A one-thread runtime, so that every append of a round is queued before the writer runs.
+    #[tokio::test(flavor = "current_thread")]
+    async fn sqlite() {
+        super::an_append_the_database_refuses_fails_alone_and_its_batch_commits(
+            super::Harness::sqlite().await,
+        )
+        .await;
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn postgres() {
+        super::an_append_the_database_refuses_fails_alone_and_its_batch_commits(
+            super::Harness::postgres().await,
+        )
+        .await;
+    }
+}
+
 macro_rules! contract {
     ($backend:ident: $($test:ident),* $(,)?) => {
         mod $backend {

@@ -308,3 +308,181 @@ fn error_messages_are_lowercase_without_trailing_period() {
         assert!(!message.ends_with('.'), "{message}");
     }
 }
+
+/// Every text type, by name, as `parse` sees new input.
+fn parse_each_text_type(raw: &str) -> Vec<(&'static str, Result<String, ValueError>)> {
+    vec![
+        ("title", Title::parse(raw).map(String::from)),
+        ("author_name", AuthorName::parse(raw).map(String::from)),
+        ("genre", Genre::parse(raw).map(String::from)),
+        ("isbn", Isbn::parse(raw).map(String::from)),
+        ("description", Description::parse(raw).map(String::from)),
+        ("review_text", ReviewText::parse(raw).map(String::from)),
+        ("summary_text", SummaryText::parse(raw).map(String::from)),
+        ("person_name", PersonName::parse(raw).map(String::from)),
+        ("email", Email::parse(raw).map(String::from)),
+        ("username", Username::parse(raw).map(String::from)),
+        ("password_hash", PasswordHash::parse(raw).map(String::from)),
+    ]
+}
+
+#[test]
+fn no_text_type_accepts_nul_or_other_c0_control_characters() {
+    // Values each type would accept without the control character; Postgres refuses NUL in both
+    // `jsonb` and `text`, so one accepted NUL would fail the write on one backend only.
+    let valid = [
+        ("title", "Dune"),
+        ("author_name", "Frank Herbert"),
+        ("genre", "scifi"),
+        ("isbn", "0306406152"),
+        ("description", "A desert planet."),
+        ("review_text", "Loved it."),
+        ("summary_text", "A summary."),
+        ("person_name", "Ada"),
+        ("email", "ada@example.org"),
+        ("username", "ada"),
+        (
+            "password_hash",
+            "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA",
+        ),
+    ];
+    for control in ('\u{0}'..='\u{1f}').chain(['\u{7f}', '\u{85}', '\u{9f}']) {
+        if matches!(control, '\t' | '\n' | '\r') {
+            continue;
+        }
+        for (field, base) in valid {
+            // In the middle, where trimming cannot remove it.
+            let (head, tail) = base.split_at(2);
+            let raw = format!("{head}{control}{tail}");
+            let (name, result) = parse_each_text_type(&raw)
+                .into_iter()
+                .find(|(name, _)| *name == field)
+                .unwrap();
+            match result {
+                Err(error) => {
+                    assert_eq!(error.field(), field, "{raw:?}");
+                    assert_eq!(error.code(), format!("invalid_{field}"), "{raw:?}");
+                }
+                // A genre is a slug: whitespace, vertical tab and form feed included, separates
+                // its words, so the control character is not kept.
+                Ok(value) if name == "genre" && control.is_whitespace() => {
+                    assert_eq!(value, "sc-ifi", "{raw:?}");
+                }
+                Ok(value) => panic!("{name} accepted {raw:?} as {value:?}"),
+            }
+        }
+    }
+    for (field, base) in valid {
+        let accepted = parse_each_text_type(base)
+            .into_iter()
+            .find(|(name, _)| *name == field)
+            .unwrap()
+            .1;
+        assert!(accepted.is_ok(), "{field}: {accepted:?}");
+    }
+}
+
+#[test]
+fn multi_line_texts_keep_line_breaks_and_tabs_but_refuse_other_controls() {
+    let text = "first line\r\nsecond\tcolumn\nthird";
+    assert_eq!(Description::parse(text).unwrap().as_str(), text);
+    assert_eq!(ReviewText::parse(text).unwrap().as_str(), text);
+    assert_eq!(SummaryText::parse(text).unwrap().as_str(), text);
+    assert_eq!(
+        ReviewText::parse("great\u{0}book").unwrap_err(),
+        ValueError::ControlCharacter {
+            field: "review_text"
+        }
+    );
+    assert_eq!(
+        Description::parse("bell\u{7}").unwrap_err().to_string(),
+        "description must not contain control characters"
+    );
+    assert_eq!(
+        code_of(SummaryText::parse("escape \u{1b}[31m")),
+        "invalid_summary_text"
+    );
+}
+
+#[test]
+fn texts_stored_before_the_control_character_rule_still_decode() {
+    // The log is immutable: an event written while control characters were allowed must still
+    // deserialize, though new input with them is refused.
+    let stored = serde_json::json!("page one\u{c}page two");
+    let review: ReviewText = serde_json::from_value(stored.clone()).unwrap();
+    assert_eq!(review.as_str(), "page one\u{c}page two");
+    assert!(serde_json::from_value::<Description>(stored.clone()).is_ok());
+    assert!(serde_json::from_value::<SummaryText>(stored).is_ok());
+    assert!(ReviewText::parse_stored("a\u{0}b").is_ok());
+    assert!(ReviewText::parse("a\u{0}b").is_err());
+    // What never passed the old rules stays refused.
+    assert!(serde_json::from_value::<Description>(serde_json::json!(" ")).is_err());
+    assert!(serde_json::from_value::<Title>(serde_json::json!("a\u{0}b")).is_err());
+}
+
+#[test]
+fn usernames_that_look_like_others_are_refused() {
+    let attacks = [
+        ("ａｄｍｉｎ", 'ａ'),           // full-width Latin
+        ("\u{430}dmin", '\u{430}'),     // Cyrillic а
+        ("adm\u{456}n", '\u{456}'),     // Cyrillic і
+        ("\u{391}DMIN", '\u{391}'),     // Greek capital alpha
+        ("adm\u{200b}in", '\u{200b}'),  // zero-width space
+        ("admin\u{200d}", '\u{200d}'),  // zero-width joiner
+        ("ad\u{2060}min", '\u{2060}'),  // word joiner
+        ("\u{feff}admin", '\u{feff}'),  // byte order mark
+        ("adm\u{ad}in", '\u{ad}'),      // soft hyphen
+        ("\u{202e}nimda", '\u{202e}'),  // right-to-left override
+        ("admin\u{2066}", '\u{2066}'),  // left-to-right isolate
+        ("\u{1d41a}dmin", '\u{1d41a}'), // mathematical bold a
+        ("admin\u{301}", '\u{301}'),    // combining acute accent
+        ("ad\u{a0}min", '\u{a0}'),      // no-break space
+        ("adm\u{3000}in", '\u{3000}'),  // ideographic space
+    ];
+    for (raw, character) in attacks {
+        assert_eq!(
+            Username::parse(raw).unwrap_err(),
+            ValueError::DisallowedCharacter {
+                field: "username",
+                character
+            },
+            "{raw:?}"
+        );
+        assert_eq!(code_of(Username::parse(raw)), "invalid_username");
+    }
+    let message = Username::parse("adm\u{200b}in").unwrap_err().to_string();
+    assert_eq!(message, "username must not contain '\\u{200b}'");
+}
+
+#[test]
+fn every_ascii_username_the_old_rule_accepted_is_accepted_unchanged() {
+    // User ids derive from usernames: an existing login must map to the same name, so the same
+    // id, under the new rule.
+    for byte in 0x21u8..=0x7e {
+        let character = char::from(byte);
+        let raw = format!("Ab{character}9");
+        let old = Username::parse_stored(raw.as_str());
+        let new = Username::parse(raw.as_str());
+        if character == ':' {
+            assert!(old.is_err() && new.is_err());
+        } else {
+            assert_eq!(new.unwrap(), old.unwrap(), "{raw:?}");
+        }
+    }
+    assert_eq!(
+        Username::parse(" Ada.Lovelace+books@Example.org ")
+            .unwrap()
+            .as_str(),
+        "ada.lovelace+books@example.org"
+    );
+}
+
+#[test]
+fn usernames_stored_before_the_ascii_rule_still_decode_unchanged() {
+    let username: Username = serde_json::from_value(serde_json::json!("josé")).unwrap();
+    assert_eq!(username.as_str(), "josé");
+    let lookalike: Username = serde_json::from_value(serde_json::json!("ａｄｍｉｎ")).unwrap();
+    assert_eq!(lookalike.as_str(), "ａｄｍｉｎ");
+    assert!(Username::parse("josé").is_err());
+    assert!(serde_json::from_value::<Username>(serde_json::json!("a b")).is_err());
+}
