@@ -5,16 +5,27 @@
 //! Lists travel to the database as one JSON argument, so multi-row statements have a fixed text and
 //! are prepared once per connection.
 
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
 };
 use sqlx::{Connection, Executor, Postgres, Sqlite};
 
-use crate::ReadModelError;
+use crate::{ProjectionName, ReadModelError};
+
+/// How long a Postgres query waits for a pooled connection, opening one included. While the
+/// database is down or unreachable every query meets this bound, so it is what a client waits
+/// before the API answers 503 with Retry-After: short, yet far above a healthy wait.
+const PG_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long the first Postgres connection at start may take.
+const PG_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Which database holds the read models.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,9 +63,27 @@ impl Backend {
     }
 }
 
+/// The pools, and what this process has learnt of the database's health from its errors.
+#[derive(Debug, Clone)]
+pub(crate) struct Db {
+    pub(crate) pools: Pools,
+    health: Arc<Health>,
+}
+
+/// What the errors of queries and runners said about the read-model database.
+#[derive(Debug)]
+struct Health {
+    /// Set by the first error that says the database is damaged; a damaged file stays damaged
+    /// until it is replaced (at the next start) or rebuilt.
+    damage: Mutex<Option<String>>,
+    /// The error each local runner's last batch failed with, in [`ProjectionName::ALL`] order;
+    /// kept here too because a database that cannot be written cannot record it either.
+    failing: Mutex<Vec<Option<(String, i64)>>>,
+}
+
 /// The pools.
 #[derive(Debug, Clone)]
-pub(crate) enum Db {
+pub(crate) enum Pools {
     /// One write connection (SQLite has one writer; queuing on the pool beats its busy handler)
     /// and a pool of read-only connections. `write` is `None` when opened read-only.
     Sqlite {
@@ -105,14 +134,17 @@ macro_rules! bind_args {
 }
 pub(crate) use bind_args;
 
-/// Runs `$body` with `$pool` bound to the pool that serves reads, whatever the backend.
+/// Runs `$body`, a `Result<_, ReadModelError>`, with `$pool` bound to the pool that serves reads,
+/// whatever the backend; an error that says the database is damaged is remembered for `/status`.
 macro_rules! with_read_pool {
-    ($db:expr, $pool:ident => $body:expr) => {
-        match $db {
-            $crate::db::Db::Sqlite { read: $pool, .. } => $body,
-            $crate::db::Db::Postgres { pool: $pool, .. } => $body,
-        }
-    };
+    ($db:expr, $pool:ident => $body:expr) => {{
+        let db: &$crate::db::Db = $db;
+        let result = match &db.pools {
+            $crate::db::Pools::Sqlite { read: $pool, .. } => $body,
+            $crate::db::Pools::Postgres { pool: $pool, .. } => $body,
+        };
+        db.observe(result)
+    }};
 }
 pub(crate) use with_read_pool;
 
@@ -229,17 +261,96 @@ impl Tx {
 }
 
 impl Db {
-    pub(crate) fn backend(&self) -> Backend {
-        match self {
-            Self::Sqlite { .. } => Backend::Sqlite,
-            Self::Postgres { .. } => Backend::Postgres,
+    fn new(pools: Pools) -> Self {
+        Self {
+            pools,
+            health: Arc::new(Health {
+                damage: Mutex::new(None),
+                failing: Mutex::new(vec![None; ProjectionName::ALL.len()]),
+            }),
         }
+    }
+
+    pub(crate) fn backend(&self) -> Backend {
+        match self.pools {
+            Pools::Sqlite { .. } => Backend::Sqlite,
+            Pools::Postgres { .. } => Backend::Postgres,
+        }
+    }
+
+    /// Passes `result` through, remembering an error that says the database is damaged.
+    pub(crate) fn observe<T>(
+        &self,
+        result: Result<T, ReadModelError>,
+    ) -> Result<T, ReadModelError> {
+        if let Err(error) = &result {
+            self.note(error);
+        }
+        result
+    }
+
+    /// Remembers `error` if it says the database is damaged, and logs once what to do about it.
+    pub(crate) fn note(&self, error: &ReadModelError) {
+        if !error.is_corrupt() {
+            return;
+        }
+        let mut damage = self.health.damage.lock().unwrap_or_else(|e| e.into_inner());
+        if damage.is_some() {
+            return;
+        }
+        let message = error.chain();
+        let fix = match self.backend() {
+            Backend::Sqlite => {
+                "restart the node: at start it moves a damaged read-model file aside and rebuilds \
+                 the read models from the event log (or stop it and run `quire projections \
+                 rebuild --all`)"
+            }
+            Backend::Postgres => {
+                "run `quire projections rebuild --all`, which replaces the read-model tables from \
+                 the event log, then restart the node"
+            }
+        };
+        tracing::error!(error = %message, fix, "the read-model database is damaged; its data is derived from the event log and can be rebuilt");
+        *damage = Some(message);
+    }
+
+    /// What damage this process has seen, if any.
+    pub(crate) fn damage(&self) -> Option<String> {
+        self.health
+            .damage
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Records how a local runner's last batch ended (`None`: it succeeded).
+    pub(crate) fn set_failing(&self, projection: ProjectionName, failure: Option<String>) {
+        let mut failing = self
+            .health
+            .failing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        failing[projection.index()] = failure.map(|m| (m, quire_store::now_micros()));
+    }
+
+    /// The error a local runner's last batch failed with, and when.
+    pub(crate) fn failing(&self, projection: ProjectionName) -> Option<(String, i64)> {
+        self.health
+            .failing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())[projection.index()]
+        .clone()
     }
 
     /// Begins a write transaction (SQLite: `BEGIN IMMEDIATE`, taking the write lock at once).
     pub(crate) async fn begin(&self) -> Result<Tx, ReadModelError> {
-        match self {
-            Self::Sqlite { write, .. } => {
+        let tx = self.begin_unobserved().await;
+        self.observe(tx)
+    }
+
+    async fn begin_unobserved(&self) -> Result<Tx, ReadModelError> {
+        match &self.pools {
+            Pools::Sqlite { write, .. } => {
                 let write = write.as_ref().ok_or(ReadModelError::ReadOnly)?;
                 Ok(Tx::Sqlite(
                     write
@@ -248,7 +359,7 @@ impl Db {
                         .map_err(ReadModelError::db("beginning read-model transaction"))?,
                 ))
             }
-            Self::Postgres { pool, read_only } => {
+            Pools::Postgres { pool, read_only } => {
                 if *read_only {
                     return Err(ReadModelError::ReadOnly);
                 }
@@ -291,6 +402,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "interactions and recommendation models",
         include_str!("../migrations/sqlite/0003_interactions.sql"),
     ),
+    (
+        4,
+        "user session epochs",
+        include_str!("../migrations/sqlite/0004_user_sessions.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -308,6 +424,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         "interactions and recommendation models",
         include_str!("../migrations/postgres/0003_interactions.sql"),
     ),
+    (
+        4,
+        "user session epochs",
+        include_str!("../migrations/postgres/0004_user_sessions.sql"),
+    ),
 ];
 
 /// The table that records applied read-model migrations. It is not sqlx's `_sqlx_migrations`,
@@ -318,11 +439,7 @@ const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS rm_migrations (\
 /// Serializes migrations of several processes on one Postgres database (an arbitrary constant).
 const MIGRATION_LOCK: i64 = 0x7175_6972_655f_726d;
 
-async fn open_sqlite(
-    path: &std::path::Path,
-    read_only: bool,
-    connections: u32,
-) -> Result<Db, ReadModelError> {
+async fn open_sqlite(path: &Path, read_only: bool, connections: u32) -> Result<Db, ReadModelError> {
     if read_only {
         if !path.exists() {
             return Err(ReadModelError::Config(format!(
@@ -342,6 +459,9 @@ async fn open_sqlite(
         // wait for it rather than fail.
         .busy_timeout(Duration::from_secs(60))
         .pragma("temp_store", "memory");
+    if !read_only {
+        set_aside_if_damaged(path, &base).await?;
+    }
     let write = if read_only {
         None
     } else {
@@ -366,22 +486,28 @@ async fn open_sqlite(
         .connect_with(base.read_only(true))
         .await
         .map_err(ReadModelError::db("opening sqlite read pool"))?;
-    Ok(Db::Sqlite { write, read })
+    Ok(Db::new(Pools::Sqlite { write, read }))
 }
 
 async fn open_postgres(url: &str, read_only: bool, connections: u32) -> Result<Db, ReadModelError> {
     let connect =
         PgConnectOptions::from_str(url).map_err(ReadModelError::db("parsing postgres url"))?;
-    // One direct connection first: a pool only says "timed out", hiding why.
-    PgConnection::connect_with(&connect)
+    // One direct connection first: a pool only says "timed out", hiding why. Bounded, so an
+    // unreachable host fails the start instead of hanging on the OS's TCP timeout.
+    tokio::time::timeout(PG_CONNECT_TIMEOUT, PgConnection::connect_with(&connect))
         .await
+        .map_err(|_| {
+            ReadModelError::Config(format!(
+                "connecting to postgres: no answer within {PG_CONNECT_TIMEOUT:?}"
+            ))
+        })?
         .map_err(ReadModelError::db("connecting to postgres"))?
         .close()
         .await
         .map_err(ReadModelError::db("connecting to postgres"))?;
     let pool = PgPoolOptions::new()
         .max_connections(connections.max(2))
-        .acquire_timeout(Duration::from_secs(30))
+        .acquire_timeout(PG_ACQUIRE_TIMEOUT)
         .connect_with(connect)
         .await
         .map_err(ReadModelError::db("connecting to postgres"))?;
@@ -400,7 +526,81 @@ async fn open_postgres(url: &str, read_only: bool, connections: u32) -> Result<D
         migrate(&mut tx, POSTGRES_MIGRATIONS).await?;
         tx.commit().await?;
     }
-    Ok(Db::Postgres { pool, read_only })
+    Ok(Db::new(Pools::Postgres { pool, read_only }))
+}
+
+/// Read models are derived from the event log, so a damaged read-model file is not repaired but
+/// replaced: if SQLite cannot read it or `PRAGMA quick_check` finds damage, the file and its
+/// `-wal`/`-shm` are moved aside (`read.db.damaged-<UTC time>`, kept for inspection) and the
+/// caller creates a fresh one, whose checkpoints start at 0, so the projections replay the log.
+/// Any other failure to check (a lock, a permission) is an error: only damage moves a file.
+async fn set_aside_if_damaged(
+    path: &Path,
+    options: &SqliteConnectOptions,
+) -> Result<(), ReadModelError> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let Some(damage) = damage_of(options).await? else {
+        return Ok(());
+    };
+    let stamp = time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!(
+            "[year][month][day]T[hour][minute][second]Z"
+        ))
+        .unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "read.db".into());
+    let mut aside = path.with_file_name(format!("{name}.damaged-{stamp}"));
+    let mut n = 1;
+    while aside.exists() {
+        n += 1;
+        aside = path.with_file_name(format!("{name}.damaged-{stamp}-{n}"));
+    }
+    // The log and index first: a fresh file must never meet its predecessor's log.
+    for suffix in ["-wal", "-shm", ""] {
+        let from = PathBuf::from(format!("{}{suffix}", path.display()));
+        if from.exists() {
+            let to = PathBuf::from(format!("{}{suffix}", aside.display()));
+            std::fs::rename(&from, &to).map_err(|e| {
+                ReadModelError::Config(format!(
+                    "moving the damaged read-model file {} aside: {e}",
+                    from.display()
+                ))
+            })?;
+        }
+    }
+    tracing::warn!(
+        path = %path.display(),
+        moved_to = %aside.display(),
+        damage,
+        "the read-model database was damaged: moved it aside and starting a fresh one, which the \
+         projections rebuild from the event log (reads answer from it as they catch up)"
+    );
+    Ok(())
+}
+
+/// What SQLite finds wrong with the database `options` opens, if anything.
+async fn damage_of(options: &SqliteConnectOptions) -> Result<Option<String>, ReadModelError> {
+    let corrupt =
+        |e: &sqlx::Error| quire_store::StorageFault::of(e) == quire_store::StorageFault::Corrupt;
+    let mut conn = match SqliteConnection::connect_with(options).await {
+        Ok(conn) => conn,
+        Err(error) if corrupt(&error) => return Ok(Some(error.to_string())),
+        Err(error) => return Err(ReadModelError::db("opening sqlite read models")(error)),
+    };
+    let found = sqlx::query_scalar::<_, String>("PRAGMA quick_check(5)")
+        .fetch_all(&mut conn)
+        .await;
+    let _ = conn.close().await;
+    match found {
+        Ok(rows) if rows.iter().all(|r| r == "ok") => Ok(None),
+        Ok(rows) => Ok(Some(rows.join("; "))),
+        Err(error) if corrupt(&error) => Ok(Some(error.to_string())),
+        Err(error) => Err(ReadModelError::db("checking sqlite read models")(error)),
+    }
 }
 
 /// Applies the migrations not yet recorded, in the caller's transaction.

@@ -41,6 +41,30 @@ impl ReadModelError {
         move |cause| Self::Database { context, cause }
     }
 
+    /// Whether the read-model database or the event log could not be reached or could not take
+    /// the work now (down, unreachable, out of connections or disk, locked): retrying later may
+    /// succeed, so the API answers 503 with Retry-After.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Database { cause, .. } => {
+                quire_store::StorageFault::of(cause) == quire_store::StorageFault::Unavailable
+            }
+            Self::Store(error) => error.is_unavailable(),
+            _ => false,
+        }
+    }
+
+    /// Whether the read-model database reported damaged pages or files ("database disk image is
+    /// malformed"). Read models are derived from the log, so the cure is rebuilding them.
+    pub fn is_corrupt(&self) -> bool {
+        match self {
+            Self::Database { cause, .. } => {
+                quire_store::StorageFault::of(cause) == quire_store::StorageFault::Corrupt
+            }
+            _ => false,
+        }
+    }
+
     /// The error and its causes on one line, for logs and the checkpoint table.
     pub fn chain(&self) -> String {
         let mut out = self.to_string();

@@ -91,10 +91,22 @@ impl ReadModels {
     /// Opens the read models a URL names: `postgres://…` (tables prefixed `rm_`, possibly in the
     /// event store's database) or else a SQLite file path (a file of its own, e.g. `data/read.db`).
     /// Migrates unless read-only.
+    ///
+    /// Read models are derived from the log, so a SQLite file found damaged when opened for
+    /// writing is moved aside (`read.db.damaged-<UTC time>`) and replaced by a fresh one that the
+    /// projections fill again from position 0.
     #[tracing::instrument(skip_all, fields(read_only = options.read_only))]
     pub async fn open(url: &str, options: ReadModelOptions) -> Result<Self, ReadModelError> {
         let db = Db::open(url, options.read_only, options.connections).await?;
-        let models = Self {
+        let models = Self::with_db(db);
+        for status in models.statuses().await? {
+            models.advance(status.name, status.position);
+        }
+        Ok(models)
+    }
+
+    fn with_db(db: Db) -> Self {
+        Self {
             inner: Arc::new(Inner {
                 db,
                 checkpoints: ProjectionName::ALL
@@ -102,11 +114,7 @@ impl ReadModels {
                     .map(|_| watch::channel(0).0)
                     .collect(),
             }),
-        };
-        for status in models.statuses().await? {
-            models.advance(status.name, status.position);
         }
-        Ok(models)
     }
 
     pub(crate) fn db(&self) -> &Db {
@@ -213,15 +221,21 @@ impl ReadModels {
             db::bind_args!(sqlx::query_as::<_, Row>(sql), &args)
                 .fetch_all(pool)
                 .await
-                .map_err(ReadModelError::db("reading checkpoints"))?
-        });
+                .map_err(ReadModelError::db("reading checkpoints"))
+        })?;
         let mut out: Vec<ProjectionStatus> = rows
             .into_iter()
             .map(|(name, position, last_error, last_error_at, updated_at)| {
+                let name: ProjectionName = name.parse().map_err(|e: UnknownProjection| {
+                    ReadModelError::Corrupt(format!("checkpoint row: {e}"))
+                })?;
+                // A local runner that cannot write (a full disk) cannot record its error either.
+                let (last_error, last_error_at) = match (last_error, self.db().failing(name)) {
+                    (None, Some((message, at))) => (Some(message), Some(at)),
+                    (stored, _) => (stored, last_error_at),
+                };
                 Ok(ProjectionStatus {
-                    name: name.parse().map_err(|e: UnknownProjection| {
-                        ReadModelError::Corrupt(format!("checkpoint row: {e}"))
-                    })?,
+                    name,
                     position: position as u64,
                     last_error,
                     last_error_at,
@@ -233,6 +247,13 @@ impl ReadModels {
         Ok(out)
     }
 
+    /// Whether this process has seen the read-model database report damage ("database disk
+    /// image is malformed"), and what it said. Such a database is not trusted again until it is
+    /// replaced: at the next start (SQLite) or by `quire projections rebuild --all`.
+    pub fn damage(&self) -> Option<String> {
+        self.db().damage()
+    }
+
     /// The lowest checkpoint: every projection has applied the log up to here.
     pub async fn min_position(&self) -> Result<u64, ReadModelError> {
         let statuses = self.statuses().await?;
@@ -240,5 +261,116 @@ impl ReadModels {
             return Ok(0);
         }
         Ok(statuses.iter().map(|s| s.position).min().unwrap_or(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Seek, SeekFrom, Write};
+    use std::path::Path;
+
+    use super::*;
+
+    /// Creates read models at `path` and closes them with everything in the main file; returns
+    /// the pages of the checkpoint table and its indexes.
+    async fn create(path: &Path) -> Vec<i64> {
+        let db = Db::open(&path.display().to_string(), false, 1)
+            .await
+            .unwrap();
+        let db::Pools::Sqlite {
+            write: Some(write),
+            read,
+        } = &db.pools
+        else {
+            unreachable!("a writable SQLite database")
+        };
+        let pages: Vec<i64> = sqlx::query_scalar(
+            "SELECT rootpage FROM sqlite_master WHERE tbl_name = 'rm_checkpoints'",
+        )
+        .fetch_all(write)
+        .await
+        .unwrap();
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(write)
+            .await
+            .unwrap();
+        read.close().await;
+        write.close().await;
+        pages
+    }
+
+    /// Garbage over the given pages (the schema stays readable, the data does not).
+    fn damage(path: &Path, pages: &[i64]) {
+        let mut file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        for page in pages {
+            assert!(*page > 1);
+            file.seek(SeekFrom::Start((*page as u64 - 1) * 4096))
+                .unwrap();
+            file.write_all(&[0xa5; 4096]).unwrap();
+        }
+        file.sync_all().unwrap();
+    }
+
+    #[tokio::test]
+    async fn damage_met_by_a_query_is_remembered_for_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("read.db");
+        let pages = create(&path).await;
+        damage(&path, &pages);
+        // Read-only: opened without the check at start, as `quire projections status` does.
+        let db = Db::open(&path.display().to_string(), true, 1)
+            .await
+            .unwrap();
+        let read = ReadModels::with_db(db);
+        assert!(read.damage().is_none());
+        let error = read.statuses().await.unwrap_err();
+        assert!(error.is_corrupt(), "{}", error.chain());
+        assert!(!error.is_unavailable());
+        assert!(
+            read.damage().unwrap().contains("malformed"),
+            "{:?}",
+            read.damage()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_damaged_file_is_moved_aside_and_replaced_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("read.db");
+        let pages = create(&path).await;
+        damage(&path, &pages);
+        let read = ReadModels::open(&path.display().to_string(), ReadModelOptions::default())
+            .await
+            .unwrap();
+        let statuses = read.statuses().await.unwrap();
+        assert_eq!(statuses.len(), ProjectionName::ALL.len());
+        assert!(statuses.iter().all(|s| s.position == 0));
+        assert!(read.damage().is_none());
+        let aside: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| {
+                n.starts_with("read.db.damaged-") && !n.ends_with("-wal") && !n.ends_with("-shm")
+            })
+            .collect();
+        assert_eq!(aside.len(), 1, "{aside:?}");
+        let kept = std::fs::read(dir.path().join(&aside[0])).unwrap();
+        let at = (pages[0] as usize - 1) * 4096;
+        assert_eq!(kept[at], 0xa5, "the damaged file is kept as it was");
+    }
+
+    #[tokio::test]
+    async fn a_sound_file_is_kept_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("read.db");
+        create(&path).await;
+        ReadModels::open(&path.display().to_string(), ReadModelOptions::default())
+            .await
+            .unwrap();
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().all(|n| !n.contains("damaged")), "{names:?}");
     }
 }

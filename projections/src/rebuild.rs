@@ -53,6 +53,18 @@ pub async fn rebuild(
     projection: ProjectionName,
     progress: &(dyn Fn(RebuildProgress) + Send + Sync),
 ) -> Result<RebuildReport, ReadModelError> {
+    // A damaged database (one its check at open did not catch) is logged with what to do.
+    rebuild_aside(store, read, projection, progress)
+        .await
+        .inspect_err(|error| read.db().note(error))
+}
+
+async fn rebuild_aside(
+    store: &DynEventStore,
+    read: &ReadModels,
+    projection: ProjectionName,
+    progress: &(dyn Fn(RebuildProgress) + Send + Sync),
+) -> Result<RebuildReport, ReadModelError> {
     let name = projection.as_str();
     let started = Instant::now();
     let shadow = Target {

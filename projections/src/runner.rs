@@ -16,6 +16,11 @@ use crate::apply::{Target, apply_batch};
 use crate::db::Arg;
 use crate::{ProjectionName, ReadModelError, ReadModels};
 
+/// The longest retry delay while storage is unavailable (the database down or unreachable, the
+/// disk full): an outage ends by itself, and the projection should resume within seconds of it,
+/// since writes wait for their read model.
+const OUTAGE_BACKOFF: Duration = Duration::from_secs(2);
+
 /// Tuning for the runner.
 #[derive(Debug, Clone)]
 pub struct RunnerOptions {
@@ -124,10 +129,13 @@ impl Runner {
         let mut backoff = self.options.initial_backoff;
         let mut after: Option<u64> = None;
         let mut prefetched = None;
+        // Whether the last step failed (and so may have left its error in the checkpoint row).
+        let mut failed = false;
         tracing::info!(projection = self.name(), "projection started");
         while !*self.stopped.borrow() {
             // Mark the head as seen before reading, so a commit after the read still wakes us.
             head.borrow_and_update();
+            let stepped = after.is_some();
             let step = match after {
                 None => self
                     .read
@@ -136,6 +144,17 @@ impl Runner {
                     .map(Some),
                 Some(position) => self.step(position, &mut prefetched).await,
             };
+            if failed && stepped && step.is_ok() {
+                // Recovered (the database is back, say) with maybe nothing new to apply, which
+                // would otherwise leave the old error in the checkpoint row for `/status`.
+                self.read.db().set_failing(self.target.projection, None);
+                match self.read.clear_error(&self.target).await {
+                    Ok(()) => failed = false,
+                    Err(error) => {
+                        tracing::warn!(projection = self.name(), error = %error.chain(), "cannot clear the projection's recorded error");
+                    }
+                }
+            }
             match step {
                 Ok(Some(position)) => {
                     let moved = after != Some(position);
@@ -148,6 +167,15 @@ impl Runner {
                 Ok(None) => {}
                 Err(error) => {
                     let message = error.chain();
+                    self.read.db().note(&error);
+                    self.read
+                        .db()
+                        .set_failing(self.target.projection, Some(message.clone()));
+                    failed = true;
+                    let outage = error.is_unavailable();
+                    if outage {
+                        backoff = backoff.min(OUTAGE_BACKOFF);
+                    }
                     tracing::error!(projection = self.name(), error = %message, retry_in = ?backoff, "projection batch failed");
                     if let Err(record) = self.read.record_error(&self.target, &message).await {
                         tracing::error!(projection = self.name(), error = %record.chain(), "cannot record projection error");
@@ -158,7 +186,12 @@ impl Runner {
                     if !self.pause(backoff).await {
                         break;
                     }
-                    backoff = (backoff * 2).min(self.options.max_backoff);
+                    let cap = if outage {
+                        self.options.max_backoff.min(OUTAGE_BACKOFF)
+                    } else {
+                        self.options.max_backoff
+                    };
+                    backoff = (backoff * 2).min(cap);
                     continue;
                 }
             }
@@ -249,6 +282,19 @@ impl ReadModels {
         tx.commit().await?;
         self.advance(target.projection, position);
         Ok(position)
+    }
+
+    /// Clears the error a projection recorded, once it applies again.
+    async fn clear_error(&self, target: &Target) -> Result<(), ReadModelError> {
+        let mut tx = self.db().begin().await?;
+        tx.exec(
+            "clearing projection error",
+            "UPDATE rm_checkpoints SET last_error = NULL, last_error_at = NULL \
+             WHERE projection = $1 AND last_error IS NOT NULL",
+            &[Arg::Text(target.checkpoint.clone())],
+        )
+        .await?;
+        tx.commit().await
     }
 
     /// Stores the error a projection is stuck on, for `statuses`.

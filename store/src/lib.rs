@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-pub use error::StoreError;
+pub use error::{StorageFault, StoreError};
 pub use redact::{redact_url, redact_url_credentials};
 pub use subscribe::{Subscription, subscribe};
 pub use types::{

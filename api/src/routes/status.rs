@@ -1,4 +1,10 @@
 //! `GET /status`: the seed's status shape plus the health of the event store and read models.
+//!
+//! Each backend is probed with a bound, so a database that is down or unreachable makes the
+//! answer "degraded" within [`PROBE_TIMEOUT`] rather than after the pools' and the network's own
+//! timeouts. Nothing is cached: once the database is back, the next call says so.
+
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -7,6 +13,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::AppState;
+
+/// How long `/status` waits for each backend (probed at the same time).
+const PROBE_TIMEOUT: Duration = Duration::from_millis(1500);
 
 /// The service's status.
 #[derive(Serialize, ToSchema)]
@@ -37,6 +46,9 @@ pub(crate) struct ReadModelHealth {
     backend: &'static str,
     healthy: bool,
     projections: Vec<ProjectionHealth>,
+    /// Why the read models are unhealthy: unreachable, or their database is damaged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -60,7 +72,16 @@ pub(crate) struct ProjectionHealth {
 )]
 #[tracing::instrument(name = "http.status", skip_all)]
 pub(crate) async fn status(State(state): State<AppState>) -> Response {
-    let head = state.store.head().await;
+    let (head, statuses) = tokio::join!(
+        tokio::time::timeout(PROBE_TIMEOUT, state.store.head()),
+        tokio::time::timeout(PROBE_TIMEOUT, state.read.statuses()),
+    );
+    let head = head.unwrap_or_else(|_| {
+        Err(quire_store::StoreError::Unavailable(format!(
+            "no answer within {PROBE_TIMEOUT:?}"
+        )))
+    });
+    let statuses = statuses.map_err(|_| format!("no answer within {PROBE_TIMEOUT:?}"));
     let timestamp = time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .unwrap_or_else(|_| time::OffsetDateTime::now_utc())
@@ -69,10 +90,15 @@ pub(crate) async fn status(State(state): State<AppState>) -> Response {
     if let Err(error) = &head {
         tracing::warn!(%error, "status: event store unhealthy");
     }
-    let statuses = state.read.statuses().await;
+    let statuses = match statuses {
+        Ok(Ok(list)) => Ok(list),
+        Ok(Err(error)) => Err(error.chain()),
+        Err(timeout) => Err(timeout),
+    };
     if let Err(error) = &statuses {
         tracing::warn!(%error, "status: read models unhealthy");
     }
+    let damage = state.read.damage();
     let head_position = head.as_ref().ok().copied();
     let projections: Vec<ProjectionHealth> = statuses
         .as_ref()
@@ -91,7 +117,8 @@ pub(crate) async fn status(State(state): State<AppState>) -> Response {
                 .collect()
         })
         .unwrap_or_default();
-    let healthy = head.is_ok() && statuses.is_ok();
+    let read_healthy = statuses.is_ok() && damage.is_none();
+    let healthy = head.is_ok() && read_healthy;
     // A failing projection leaves the node able to take writes and serve (older) reads: it is
     // degraded, not down, so the code stays 200 and the body says which projection fails.
     let projection_failing = projections.iter().any(|p| p.error.is_some());
@@ -112,8 +139,19 @@ pub(crate) async fn status(State(state): State<AppState>) -> Response {
         },
         read_models: ReadModelHealth {
             backend: state.read.backend(),
-            healthy: statuses.is_ok(),
+            healthy: read_healthy,
             projections,
+            error: if damage.is_some() {
+                Some(
+                    "read-model database damaged; restart the node or run `quire projections \
+                     rebuild --all` (see logs)"
+                        .into(),
+                )
+            } else {
+                statuses
+                    .is_err()
+                    .then(|| "read models unreachable".to_string())
+            },
         },
     };
     let code = if healthy {
