@@ -24,8 +24,9 @@ use quire_actors::cluster::{
 };
 use quire_actors::{Command, CommandBus, CommandEnvelope, CommandError, LocalBus};
 use quire_api::{AppState, Authenticator};
+use quire_domain::DomainEvent;
 use quire_domain::ids::UserId;
-use quire_domain::user::UserCommand;
+use quire_domain::user::{UserCommand, UserEvent};
 use quire_domain::values::{PersonName, Username};
 use quire_domain::{Principal, Role as UserRole};
 use quire_projections::recommendations::TrainerHandle;
@@ -100,6 +101,7 @@ impl Application {
     /// Opens storage, binds the listener (with the `api` role), and starts this node's share of
     /// the work; returns once a node without NATS runs all of it and its admin exists.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        settings.prepare_data_dir()?;
         let url = settings.store_url();
         tracing::info!(store = %redact_url(&url), "opening event store");
         let store = quire_store::open(&url, settings.store_options(false))
@@ -294,7 +296,8 @@ impl Application {
                     settings.api_config(),
                 )
                 .with_summarizer(summarizer)
-                .with_recommender(recommender.clone());
+                .with_recommender(recommender.clone())
+                .with_as_of_limits(settings.as_of_limits());
                 Some(Http {
                     listener,
                     addr,
@@ -545,7 +548,7 @@ impl AdminBootstrap {
     async fn run_with_retries(self) {
         loop {
             match self.try_once().await {
-                Ok(()) => return,
+                Ok(_) => return,
                 Err(Attempt::Transient(error)) => {
                     tracing::warn!(
                         error = format!("{error:#}"),
@@ -564,13 +567,14 @@ impl AdminBootstrap {
         }
     }
 
-    async fn run(self) -> anyhow::Result<()> {
+    async fn run(self) -> anyhow::Result<Option<u64>> {
         self.try_once().await.map_err(|attempt| match attempt {
             Attempt::Transient(error) | Attempt::Final(error) => error,
         })
     }
 
-    async fn try_once(&self) -> Result<(), Attempt> {
+    /// Returns the log position of what it wrote, if anything.
+    async fn try_once(&self) -> Result<Option<u64>, Attempt> {
         let (Some(user), Some(password)) =
             (&self.settings.admin_user, &self.settings.admin_password)
         else {
@@ -579,20 +583,21 @@ impl AdminBootstrap {
                     "the store is empty and no admin is configured: set QUIRE_ADMIN_USER and QUIRE_ADMIN_PASSWORD to create one"
                 );
             }
-            return Ok(());
+            return Ok(None);
         };
-        let username = Username::parse(user.clone())
+        // An existing admin made under the older, wider username rule keeps its name.
+        let username = Username::parse_stored(user.clone())
             .map_err(|e| Attempt::Final(anyhow::anyhow!("QUIRE_ADMIN_USER: {e}")))?;
         let user_id = UserId::for_username(&username);
-        let existing = self
-            .store
-            .read_stream(&user_id.stream_id(), 0, 1)
-            .await
-            .context("looking for the admin user")
-            .map_err(Attempt::Transient)?;
-        if !existing.is_empty() {
-            tracing::debug!(username = %username, "admin user exists");
-            return Ok(());
+        let existing =
+            quire_store::read_stream_to_end(self.store.as_ref(), &user_id.stream_id(), 0)
+                .await
+                .context("looking for the admin user")
+                .map_err(Attempt::Transient)?;
+        if let Some(last) = existing.last() {
+            return self
+                .reactivate_if_deactivated(&username, user_id, &existing, last.version)
+                .await;
         }
         let password_hash = quire_api::hash_password(password.expose(), None)
             .await
@@ -620,24 +625,76 @@ impl AdminBootstrap {
             },
         )
         .with_command_id(command_id);
-        match self.bus.dispatch(register).await {
-            Ok(_) => {
-                tracing::info!(username = %username, %user_id, "created the admin user");
-                Ok(())
+        tracing::info!(username = %username, %user_id, "creating the admin user");
+        self.dispatch(register, "creating the admin user").await
+    }
+}
+
+impl AdminBootstrap {
+    /// The configured admin exists: if it was deactivated (by another admin, or before the
+    /// last-admin rule), an operator who still configures it wants it back, so it is reactivated
+    /// (with its current password: the configured one is not applied) and the fact is logged.
+    async fn reactivate_if_deactivated(
+        &self,
+        username: &Username,
+        user_id: UserId,
+        events: &[quire_store::RecordedEvent],
+        version: u64,
+    ) -> Result<Option<u64>, Attempt> {
+        let mut active = false;
+        for stored in events {
+            let event =
+                UserEvent::from_stored(&stored.event_type, stored.schema_version, &stored.payload)
+                    .map_err(|e| {
+                        Attempt::Final(anyhow::anyhow!("reading the admin user's events: {e}"))
+                    })?;
+            match event {
+                UserEvent::UserRegistered { .. } | UserEvent::UserReactivated => active = true,
+                UserEvent::UserDeactivated => active = false,
+                _ => {}
             }
-            // Another node created it meanwhile (with another salt, hence another fingerprint).
-            Err(CommandError::Rejected(r)) if r.code == "already_exists" => Ok(()),
-            Err(CommandError::KeyReused(_)) => Ok(()),
+        }
+        if active {
+            tracing::debug!(username = %username, "admin user exists");
+            return Ok(None);
+        }
+        tracing::warn!(username = %username, %user_id, "the configured admin is deactivated; reactivating it");
+        // One command per deactivated state: a later deactivation gets a new id.
+        let command_id = uuid::Uuid::new_v5(
+            &uuid::Uuid::NAMESPACE_OID,
+            format!("quire:reactivate-admin:{username}:{version}").as_bytes(),
+        );
+        let reactivate = CommandEnvelope::new(
+            Principal::system(),
+            Command::User {
+                user_id,
+                command: UserCommand::Reactivate,
+            },
+        )
+        .with_command_id(command_id);
+        self.dispatch(reactivate, "reactivating the admin user")
+            .await
+    }
+
+    async fn dispatch(
+        &self,
+        envelope: CommandEnvelope<Command>,
+        what: &'static str,
+    ) -> Result<Option<u64>, Attempt> {
+        match self.bus.dispatch(envelope).await {
+            Ok(outcome) => {
+                tracing::info!("{what}: done");
+                Ok(Some(outcome.last_position))
+            }
+            // Another node did it meanwhile (with another salt, hence another fingerprint).
+            Err(CommandError::Rejected(r)) if r.code == "already_exists" => Ok(None),
+            Err(CommandError::KeyReused(_)) => Ok(None),
             Err(
                 error @ (CommandError::Unavailable(_)
                 | CommandError::Store(_)
                 | CommandError::Contention { .. }),
-            ) => Err(Attempt::Transient(
-                anyhow::Error::new(error).context("creating the admin user"),
-            )),
-            Err(error) => Err(Attempt::Final(
-                anyhow::Error::new(error).context("creating the admin user"),
-            )),
+            ) => Err(Attempt::Transient(anyhow::Error::new(error).context(what))),
+            Err(error) => Err(Attempt::Final(anyhow::Error::new(error).context(what))),
         }
     }
 }

@@ -41,6 +41,8 @@ pub struct Settings {
     pub store: StoreSettings,
     pub api: ApiSettings,
     pub tls: TlsSettings,
+    /// Connections: timeouts, how many, and how large a request head may be.
+    pub http: HttpSettings,
     pub cluster: ClusterSettings,
     pub summaries: SummarySettings,
     /// Recommendations: training schedule, ALS parameters, signal weights.
@@ -84,6 +86,13 @@ pub struct ApiSettings {
     /// Signs bearer tokens; every node of a cluster needs the same one. When unset, a random
     /// secret is kept in `<data_dir>/token-secret`.
     pub token_secret: Option<Secret>,
+    /// Failed logins an account may have before each further attempt must wait (1 s, doubling
+    /// up to 5 min); a client address gets 4 times as many. Counted per node.
+    pub login_free_failures: u32,
+    /// Events one `?as_of=` read may fold for the public and members (longer histories: 422
+    /// `history_too_long`), and for admins.
+    pub as_of_max_events: usize,
+    pub as_of_max_events_staff: usize,
 }
 
 /// HTTPS: PEM files of the certificate chain and private key; both or neither.
@@ -92,6 +101,41 @@ pub struct ApiSettings {
 pub struct TlsSettings {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+}
+
+/// `[http]`: how connections are accepted and kept, before any request reaches the API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// A connection must send a complete request head (and, with TLS, finish its handshake)
+    /// within this; a new connection must start its first request within it too.
+    pub header_read_timeout_secs: u64,
+    /// A connection with no request running (or only requests waiting for a body that does not
+    /// come) and no bytes moving for this long is closed. An HTTP/1 connection waiting for its
+    /// next request is closed after `header_read_timeout_secs` already, if that is shorter.
+    pub idle_timeout_secs: u64,
+    /// Open connections at most; more are refused as they are accepted.
+    pub max_connections: usize,
+    /// Open connections per client address (an IPv6 client: per /64) at most; the API's trusted
+    /// proxies have no share of their own, only the global limit.
+    pub max_connections_per_ip: usize,
+    /// The longest request target (path and query), in bytes; longer ones get 414.
+    pub max_uri_bytes: usize,
+    /// The largest header section, in bytes; larger ones get 431.
+    pub max_header_bytes: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            max_connections: 10_000,
+            max_connections_per_ip: 256,
+            max_uri_bytes: 8 * 1024,
+            max_header_bytes: 16 * 1024,
+        }
+    }
 }
 
 /// Running as one node of many: commands travel over NATS to the node holding their entity's
@@ -316,8 +360,12 @@ impl Default for Settings {
                 trusted_proxies: Vec::new(),
                 token_ttl_secs: 3_600,
                 token_secret: None,
+                login_free_failures: quire_api::auth::DEFAULT_LOGIN_FREE_FAILURES,
+                as_of_max_events: quire_api::AsOfLimits::default().public,
+                as_of_max_events_staff: quire_api::AsOfLimits::default().staff,
             },
             tls: TlsSettings::default(),
+            http: HttpSettings::default(),
             cluster: ClusterSettings {
                 nats_url: None,
                 nats_credentials: None,
@@ -469,6 +517,35 @@ impl Settings {
                 1024,
             ),
             at_least("api.token_ttl_secs", self.api.token_ttl_secs, 60),
+            at_least("api.as_of_max_events", self.api.as_of_max_events as u64, 1),
+            at_least(
+                "api.as_of_max_events_staff",
+                self.api.as_of_max_events_staff as u64,
+                1,
+            ),
+            at_least(
+                "api.login_free_failures",
+                u64::from(self.api.login_free_failures),
+                1,
+            ),
+            at_least(
+                "http.header_read_timeout_secs",
+                self.http.header_read_timeout_secs,
+                1,
+            ),
+            at_least("http.idle_timeout_secs", self.http.idle_timeout_secs, 1),
+            at_least("http.max_connections", self.http.max_connections as u64, 1),
+            at_least(
+                "http.max_connections_per_ip",
+                self.http.max_connections_per_ip as u64,
+                1,
+            ),
+            at_least("http.max_uri_bytes", self.http.max_uri_bytes as u64, 256),
+            at_least(
+                "http.max_header_bytes",
+                self.http.max_header_bytes as u64,
+                1024,
+            ),
             at_least("store.max_batch", self.store.max_batch as u64, 1),
             at_least(
                 "store.read_connections",
@@ -509,6 +586,28 @@ impl Settings {
         ] {
             need(ok, message);
         }
+        // hyper refuses longer targets itself, before the API's limit could apply.
+        need(
+            self.http.max_uri_bytes <= 65_534,
+            format!(
+                "http.max_uri_bytes must be at most 65534 (it is {})",
+                self.http.max_uri_bytes
+            ),
+        );
+        need(
+            self.http.max_header_bytes <= 1024 * 1024,
+            format!(
+                "http.max_header_bytes must be at most 1048576 (it is {})",
+                self.http.max_header_bytes
+            ),
+        );
+        need(
+            self.http.max_connections_per_ip <= self.http.max_connections,
+            format!(
+                "http.max_connections_per_ip must be at most http.max_connections ({} > {})",
+                self.http.max_connections_per_ip, self.http.max_connections
+            ),
+        );
         need(
             self.cluster.partitions <= 4096,
             format!(
@@ -569,7 +668,7 @@ impl Settings {
         );
         match (&self.admin_user, &self.admin_password) {
             (Some(user), Some(password)) => {
-                if let Err(error) = quire_domain::values::Username::parse(user.clone()) {
+                if let Err(error) = quire_domain::values::Username::parse_stored(user.clone()) {
                     errors.push(format!(
                         "admin_user (QUIRE_ADMIN_USER) is not a valid username: {error}"
                     ));
@@ -580,6 +679,16 @@ impl Settings {
             }
             (None, None) => {}
             _ => errors.push("QUIRE_ADMIN_USER and QUIRE_ADMIN_PASSWORD go together".into()),
+        }
+        for (key, url) in [
+            ("database_url", &self.database_url),
+            ("read_model_url", &self.read_model_url),
+        ] {
+            if let Some(url) = url
+                && let Err(message) = check_database_url(url.expose())
+            {
+                errors.push(format!("{key}: {message}"));
+            }
         }
         let s = &self.summaries;
         match s.backend {
@@ -609,6 +718,37 @@ impl Settings {
         }
     }
 
+    /// Makes the data directory private to this user (0700) and everything this process creates
+    /// from now on private too (umask 077, as database servers do): the log and the read models
+    /// hold password hashes and members' data. Databases and their `-wal`/`-shm` files that exist
+    /// with wider modes are tightened to 0600. Nothing else is created.
+    pub(crate) fn prepare_data_dir(&self) -> anyhow::Result<()> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+            let dir = &self.data_dir;
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            let private = |path: &Path, mode: u32| {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                    .with_context(|| format!("making {} private", path.display()))
+            };
+            private(dir, 0o700)?;
+            for name in ["events.db", "read.db", "token-secret"] {
+                for suffix in ["", "-wal", "-shm"] {
+                    let path = dir.join(format!("{name}{suffix}"));
+                    if path.exists() {
+                        private(&path, 0o600)?;
+                    }
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        std::fs::create_dir_all(&self.data_dir)
+            .with_context(|| format!("creating {}", self.data_dir.display()))?;
+        Ok(())
+    }
+
     /// The event store URL: the database URL, or the SQLite file in the data directory.
     pub(crate) fn store_url(&self) -> String {
         match &self.database_url {
@@ -626,6 +766,13 @@ impl Settings {
         }
     }
 
+    pub(crate) fn as_of_limits(&self) -> quire_api::AsOfLimits {
+        quire_api::AsOfLimits {
+            public: self.api.as_of_max_events,
+            staff: self.api.as_of_max_events_staff,
+        }
+    }
+
     pub(crate) fn api_config(&self) -> quire_api::ApiConfig {
         quire_api::ApiConfig {
             body_limit: self.api.body_limit_bytes,
@@ -637,6 +784,7 @@ impl Settings {
             },
             trusted_proxies: self.api.trusted_proxies.clone(),
             generate_limit: self.summaries.generate_max_chars,
+            login_free_failures: self.api.login_free_failures,
         }
     }
 
@@ -756,6 +904,32 @@ impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Secret(redacted)")
     }
+}
+
+/// Checks that a database setting is a URL Quire speaks. A typo (`postgress://`), another
+/// database (`mysql://`) or libpq's `host=… password=…` form would otherwise be taken for a SQLite
+/// file name and the node would start on an empty store; the message never repeats the value,
+/// which may hold a password.
+fn check_database_url(url: &str) -> Result<(), String> {
+    const SPOKEN: &str = "postgres://, postgresql://, sqlite://PATH (or kurrentdb://)";
+    let url = url.trim();
+    if let Some((scheme, _)) = url.split_once("://") {
+        return match scheme.to_ascii_lowercase().as_str() {
+            "postgres" | "postgresql" | "sqlite" | "kurrentdb" | "esdb" => Ok(()),
+            other => Err(format!(
+                "unsupported scheme \"{other}://\"; Quire speaks {SPOKEN}"
+            )),
+        };
+    }
+    if url.contains('=') {
+        return Err(format!(
+            "looks like a libpq key=value string; give a URL instead ({SPOKEN}), \
+             e.g. postgres://user:password@host:5432/db?sslmode=require"
+        ));
+    }
+    Err(format!(
+        "not a URL; Quire speaks {SPOKEN} (for the embedded backend, set data_dir instead)"
+    ))
 }
 
 /// Connection strings for logs and `quire config`: the store's one redaction.

@@ -265,6 +265,31 @@ fn out_of_range_settings_are_load_errors_that_name_every_key() {
 }
 
 #[test]
+fn database_urls_quire_does_not_speak_are_refused_without_echoing_them() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in [
+        "postgress://quire:hunter2@db/quire",
+        "mysql://quire:hunter2@db/quire",
+        "host=db user=quire password=hunter2 dbname=quire",
+        "quire-hunter2.db",
+    ] {
+        let out = quire()
+            .current_dir(dir.path())
+            .args(["--database-url", url, "serve", "--listen", "127.0.0.1:0"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{url}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("database_url"), "{url}: {err}");
+        assert!(!err.contains("hunter2"), "{url}: {err}");
+    }
+    // Nothing was created in the working directory: no store was opened.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    let out = run_ok(quire().args(["--database-url", "postgresql://q@db/q", "config", "--json"]));
+    assert!(out.contains("postgresql://q@db/q"), "{out}");
+}
+
+#[test]
 fn admin_credentials_are_checked_when_the_settings_load() {
     let out = quire()
         .args(["config"])

@@ -600,3 +600,111 @@ async fn sqlite_stops_gracefully_on_sigterm_and_restarts() {
 async fn postgres_stops_gracefully_on_sigterm_and_restarts() {
     stops_gracefully(Backend::Postgres).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Private data
+
+/// The log and the read models hold password hashes: the data directory is the user's alone
+/// (0700) and the databases and their WAL files are 0600, also when they existed with wider modes.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_databases_are_private_to_their_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &std::path::Path| {
+        std::fs::metadata(path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let store = Store::new(Backend::Sqlite).await;
+    let dir = store.dir.path().to_path_buf();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut server = Server::start(&store, &[]);
+    let api = Api::new(&server.url);
+    api.create_book("Mathilda").await;
+    assert_eq!(mode(&dir), 0o700);
+    for file in [
+        "events.db",
+        "events.db-wal",
+        "read.db",
+        "read.db-wal",
+        "token-secret",
+    ] {
+        assert_eq!(mode(&dir.join(file)), 0o600, "{file}");
+    }
+    assert!(server.terminate().success());
+
+    // Loosened by someone meanwhile: tightened again at the next start.
+    std::fs::set_permissions(
+        dir.join("events.db"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let mut server = Server::start(&store, &[]);
+    assert_eq!(mode(&dir.join("events.db")), 0o600);
+    assert!(server.terminate().success());
+}
+
+// ---------------------------------------------------------------------------------------------
+// The configured admin
+
+/// An operator who still configures `QUIRE_ADMIN_USER` wants that admin to exist and be active:
+/// deactivated by another admin, it is reactivated at the next start (with its own password).
+async fn a_deactivated_configured_admin_comes_back_at_restart(backend: Backend) {
+    let store = Store::new(backend).await;
+    let mut server = Server::start(&store, &[]);
+    let api = Api::new(&server.url);
+    let me: Value = api
+        .admin(api.http.get(api.url("/users/me")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let admin_id = me["id"].as_str().unwrap().to_string();
+    let second = api
+        .admin(api.http.post(api.url("/users")))
+        .json(&json!({"name": "Second", "username": "second", "password": "second-password-1", "role": "admin"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(second.status(), StatusCode::CREATED);
+    let removed = api
+        .http
+        .delete(api.url(&format!("/users/{admin_id}")))
+        .basic_auth("second", Some("second-password-1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(removed.status(), StatusCode::NO_CONTENT);
+    let refused = api
+        .admin(api.http.get(api.url("/users/me")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert!(server.terminate().success());
+
+    let mut server = Server::start(&store, &[]);
+    let api = Api::new(&server.url);
+    let back = api
+        .admin(api.http.get(api.url("/users/me")))
+        .send()
+        .await
+        .unwrap();
+    let status = back.status();
+    assert_eq!(status, StatusCode::OK, "{}", back.text().await.unwrap());
+    assert!(server.terminate().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_deactivated_configured_admin_comes_back_at_restart() {
+    a_deactivated_configured_admin_comes_back_at_restart(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_deactivated_configured_admin_comes_back_at_restart() {
+    a_deactivated_configured_admin_comes_back_at_restart(Backend::Postgres).await;
+}

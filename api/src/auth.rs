@@ -283,7 +283,7 @@ impl Authenticator {
         }
         // Unknown usernames count like known ones, so the throttle does not tell them apart.
         let key = parsed.as_ref().map_or(username, |u| u.as_str());
-        let attempt = self.throttle.admit(key, client)?;
+        let attempt = self.throttle.admit(key, client).await?;
         let hash = found
             .as_ref()
             .map_or(DUMMY_HASH, |account| account.password_hash.as_str());
@@ -323,7 +323,7 @@ impl Authenticator {
         let key = account
             .as_ref()
             .map_or_else(|| user_id.to_string(), |account| account.username.clone());
-        let attempt = self.throttle.admit(&key, client)?;
+        let attempt = self.throttle.admit(&key, client).await?;
         let hash = account
             .as_ref()
             .map_or(DUMMY_HASH, |account| account.password_hash.as_str());
@@ -561,6 +561,11 @@ enum ThrottleKey {
     Client(IpAddr),
 }
 
+/// The wait [`Failures::wait`] answers when only the number of attempts in flight holds one back.
+const IN_FLIGHT_WAIT: Duration = Duration::from_secs(1);
+/// How long an attempt held back only by others in flight waits for them before it is refused.
+const IN_FLIGHT_PATIENCE: Duration = Duration::from_secs(5);
+
 #[derive(Debug)]
 struct Failures {
     failures: u32,
@@ -581,7 +586,7 @@ impl Failures {
         // concurrent guesses cannot all slip in before the first failure is counted.
         let at_once = free.saturating_sub(self.failures).max(1);
         if self.in_flight >= at_once {
-            return Duration::from_secs(1);
+            return IN_FLIGHT_WAIT;
         }
         Duration::ZERO
     }
@@ -666,17 +671,30 @@ impl LoginThrottle {
     }
 
     /// Admits an attempt at `account` from `client`, or answers 429 `too_many_attempts`.
-    fn admit(&self, account: &str, client: IpAddr) -> Result<Attempt<'_>, ApiError> {
-        self.admit_at(account, client, Instant::now())
-            .map_err(|wait| {
-                let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too_many_attempts",
-                    "too many failed logins for this account or from this address; retry later",
-                )
-                .with_retry_after(seconds.max(1))
-            })
+    ///
+    /// An attempt refused only because others for the same account or address are still being
+    /// checked waits for them (up to [`IN_FLIGHT_PATIENCE`]) rather than failing: a client's
+    /// concurrent first requests, or many members behind one address, are not guesses. Only a
+    /// backoff earned by failures is answered at once.
+    async fn admit(&self, account: &str, client: IpAddr) -> Result<Attempt<'_>, ApiError> {
+        let started = Instant::now();
+        let admitted = loop {
+            match self.admit_at(account, client, Instant::now()) {
+                Err(wait) if wait == IN_FLIGHT_WAIT && started.elapsed() < IN_FLIGHT_PATIENCE => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                other => break other,
+            }
+        };
+        admitted.map_err(|wait| {
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                "too many failed logins for this account or from this address; retry later",
+            )
+            .with_retry_after(seconds.max(1))
+        })
     }
 
     fn admit_at(

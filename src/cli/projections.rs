@@ -46,6 +46,9 @@ pub(crate) async fn run(settings: &Settings, command: ProjectionsCommand) -> any
         })?),
         _ => None,
     };
+    if !matches!(command, ProjectionsCommand::Status { .. }) {
+        settings.prepare_data_dir()?;
+    }
     let url = settings.store_url();
     let store = quire_store::open(&url, settings.store_options(true))
         .await

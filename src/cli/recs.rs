@@ -79,6 +79,7 @@ pub(crate) async fn run(settings: &Settings, command: RecsCommand) -> anyhow::Re
 
 async fn train(settings: &Settings, json: bool) -> anyhow::Result<()> {
     let url = settings.store_url();
+    settings.prepare_data_dir()?;
     let store = quire_store::open(&url, settings.store_options(true))
         .await
         .with_context(|| format!("opening event store at {}", redact_url(&url)))?;

@@ -128,6 +128,7 @@ async fn import_goodbooks(settings: &Settings, args: GoodbooksArgs) -> anyhow::R
     );
 
     let url = settings.store_url();
+    settings.prepare_data_dir()?;
     let store = quire_store::open(&url, settings.store_options(false))
         .await
         .with_context(|| format!("opening event store at {}", redact_url(&url)))?;
