@@ -265,15 +265,31 @@ impl Application {
             // The admin's partition may belong to a node that is still starting: keep trying
             // (transient failures only) in the background.
             tasks.push(tokio::spawn(admin.run_with_retries()));
-        } else if let Err(error) = admin.run().await {
-            // Stop what was started before reporting.
-            leases.shutdown().await;
-            if let Some(local) = local {
-                local
-                    .shutdown(Duration::from_secs(settings.shutdown_timeout_secs))
-                    .await;
+        } else {
+            match admin.run().await {
+                // The admin can log in once the node says it is ready: the read models have its
+                // write (bounded, like a read presenting a consistency token).
+                Ok(Some(position)) => {
+                    let wait = Duration::from_millis(settings.api.consistency_timeout_ms);
+                    if read.wait_for(position, wait).await.is_err() {
+                        tracing::warn!(
+                            position,
+                            "the read models have not caught up with the admin user yet"
+                        );
+                    }
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    // Stop what was started before reporting.
+                    leases.shutdown().await;
+                    if let Some(local) = local {
+                        local
+                            .shutdown(Duration::from_secs(settings.shutdown_timeout_secs))
+                            .await;
+                    }
+                    return Err(error);
+                }
             }
-            return Err(error);
         }
 
         let http = match (listener, addr, token_secret) {

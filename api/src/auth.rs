@@ -424,7 +424,7 @@ impl Authenticator {
     async fn stream_account(&self, user_id: UserId) -> Result<Option<Account>, ApiError> {
         let stored = quire_store::read_stream_to_end(&*self.store, &user_id.stream_id(), 0)
             .await
-            .map_err(|e| ApiError::internal("reading a user stream to log in", &e))?;
+            .map_err(|e| ApiError::store("reading a user stream to log in", &e))?;
         let mut user = User::default();
         let mut session_epoch = 0;
         for event in &stored {

@@ -263,6 +263,18 @@ impl From<quire_store::StoreError> for ApiError {
     }
 }
 
+impl ApiError {
+    /// An event-store failure while `context`: 503 with `Retry-After` when the store is
+    /// unavailable (the request may succeed later), 500 otherwise; logged either way.
+    pub fn store(context: &str, error: &quire_store::StoreError) -> Self {
+        if error.is_unavailable() {
+            Self::storage_unavailable(context, error)
+        } else {
+            Self::internal(context, error)
+        }
+    }
+}
+
 impl From<ReadModelError> for ApiError {
     fn from(error: ReadModelError) -> Self {
         match error {

@@ -224,12 +224,17 @@ pub(crate) fn database_error(error: &StoreError) -> Option<&dyn sqlx::error::Dat
     }
 }
 
+/// Whether the writer's last commit failed because the database could not take it (disk full,
+/// connection lost): a read still works then, so a health check must ask the writer.
+pub(crate) type WriteHealth = std::sync::Arc<std::sync::Mutex<Option<String>>>;
+
 /// Runs the writer: takes whatever is queued (up to `max_batch`), commits it, answers each caller.
 pub(crate) async fn run_writer<W: BatchWriter>(
     mut writer: W,
     mut queue: mpsc::Receiver<Pending>,
     max_batch: usize,
     head_tx: watch::Sender<Position>,
+    health: WriteHealth,
 ) {
     let mut batch: Vec<Pending> = Vec::with_capacity(max_batch);
     while queue.recv_many(&mut batch, max_batch).await > 0 {
@@ -239,6 +244,17 @@ pub(crate) async fn run_writer<W: BatchWriter>(
         let requests: Vec<&AppendRequest> = batch.iter().map(|p| &p.request).collect();
         let outcomes = commit(&mut writer, &requests, &head_tx).await;
         drop(requests);
+        let failure = outcomes.iter().find_map(|o| match o {
+            Err(StoreError::Unavailable(reason)) => Some(reason.clone()),
+            _ => None,
+        });
+        let committed = outcomes.iter().any(Result::is_ok);
+        if let Ok(mut health) = health.lock() {
+            match failure {
+                Some(reason) if !committed => *health = Some(reason),
+                _ => *health = None,
+            }
+        }
         for (pending, outcome) in batch.drain(..).zip(outcomes) {
             let _ = pending.reply.send(outcome);
         }
@@ -653,6 +669,56 @@ mod tests {
             "{outcomes:?}"
         );
         assert_eq!(writer.batches.len(), 1, "nothing is retried");
+    }
+
+    /// Commits unless its shared switch says the database is down.
+    struct SwitchedWriter {
+        down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        inner: FakeWriter,
+    }
+
+    impl BatchWriter for SwitchedWriter {
+        async fn write_batch(&mut self, batch: &[&AppendRequest]) -> BatchResult {
+            self.inner.down = self.down.load(std::sync::atomic::Ordering::SeqCst);
+            self.inner.write_batch(batch).await
+        }
+
+        fn refused_data(&self, error: &StoreError) -> bool {
+            self.inner.refused_data(error)
+        }
+    }
+
+    #[tokio::test]
+    async fn the_writer_reports_failing_commits_until_one_succeeds() {
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let writer = SwitchedWriter {
+            down: down.clone(),
+            inner: FakeWriter::new(),
+        };
+        let health = WriteHealth::default();
+        let (queue, rx) = mpsc::channel(8);
+        let (head_tx, _) = watch::channel(0);
+        tokio::spawn(run_writer(writer, rx, 8, head_tx, health.clone()));
+        let append = |name: &str| {
+            let (reply, answer) = oneshot::channel();
+            let pending = Pending {
+                request: request(name, ExpectedVersion::Any, 1, None),
+                reply,
+            };
+            let queue = queue.clone();
+            async move {
+                queue.send(pending).await.unwrap();
+                answer.await.unwrap()
+            }
+        };
+        assert!(matches!(append("a").await, Err(StoreError::Unavailable(_))));
+        assert!(health.lock().unwrap().is_some(), "a failing writer says so");
+        down.store(false, std::sync::atomic::Ordering::SeqCst);
+        assert!(append("b").await.is_ok());
+        assert!(
+            health.lock().unwrap().is_none(),
+            "healthy again after a commit"
+        );
     }
 
     #[tokio::test]

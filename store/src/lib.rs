@@ -84,6 +84,13 @@ pub trait EventStore: Send + Sync + 'static {
         let _ = position;
     }
 
+    /// Why the last commit failed, while writes keep failing for want of the database (disk
+    /// full, connection lost); `None` once a commit succeeds. Reads may still work then, so a
+    /// health check asks this too.
+    fn write_failure(&self) -> Option<String> {
+        None
+    }
+
     /// The recorded outcome of a command, if that command id was seen before.
     async fn command(&self, command_id: Uuid) -> Result<Option<CommandRecord>, StoreError>;
 

@@ -47,6 +47,8 @@ pub struct PostgresStore {
     pool: PgPool,
     queue: Option<mpsc::Sender<Pending>>,
     head: watch::Sender<Position>,
+    /// The writer's last commit failure, while it lasts.
+    write_health: batch::WriteHealth,
     /// Background tasks run while this is alive.
     _alive: Arc<()>,
 }
@@ -121,6 +123,7 @@ impl PostgresStore {
             }
         });
 
+        let write_health = batch::WriteHealth::default();
         let queue = (!options.read_only).then(|| {
             let (tx, rx) = mpsc::channel(options.max_batch * 4);
             let writer = PostgresWriter {
@@ -132,6 +135,7 @@ impl PostgresStore {
                 rx,
                 options.max_batch,
                 head.clone(),
+                write_health.clone(),
             ));
             tx
         });
@@ -139,6 +143,7 @@ impl PostgresStore {
             pool,
             queue,
             head,
+            write_health,
             _alive: alive,
         })
     }
@@ -357,6 +362,10 @@ impl BatchWriter for PostgresWriter {
 
 #[async_trait]
 impl EventStore for PostgresStore {
+    fn write_failure(&self) -> Option<String> {
+        self.write_health.lock().ok().and_then(|h| h.clone())
+    }
+
     fn backend(&self) -> &'static str {
         "postgres"
     }

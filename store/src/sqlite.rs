@@ -37,6 +37,8 @@ pub struct SqliteStore {
     reads: SqlitePool,
     queue: Option<mpsc::Sender<Pending>>,
     head: watch::Sender<Position>,
+    /// The writer's last commit failure, while it lasts.
+    write_health: batch::WriteHealth,
     path: std::path::PathBuf,
     /// Background tasks run while this is alive.
     _alive: Arc<()>,
@@ -90,6 +92,7 @@ impl SqliteStore {
         let (head, _) = watch::channel(head_now);
 
         let alive = Arc::new(());
+        let write_health = batch::WriteHealth::default();
         let queue = queue.map(|conn| {
             let (tx, rx) = mpsc::channel(options.max_batch * 4);
             let writer = SqliteWriter { conn };
@@ -98,6 +101,7 @@ impl SqliteStore {
                 rx,
                 options.max_batch,
                 head.clone(),
+                write_health.clone(),
             ));
             tx
         });
@@ -122,6 +126,7 @@ impl SqliteStore {
             reads,
             queue,
             head,
+            write_health,
             path: path.to_path_buf(),
             _alive: alive,
         })
@@ -371,6 +376,10 @@ impl BatchWriter for SqliteWriter {
 
 #[async_trait]
 impl EventStore for SqliteStore {
+    fn write_failure(&self) -> Option<String> {
+        self.write_health.lock().ok().and_then(|h| h.clone())
+    }
+
     fn backend(&self) -> &'static str {
         "sqlite"
     }

@@ -366,7 +366,7 @@ async fn as_of_time(
             .store
             .read_stream(&stream, version, want)
             .await
-            .map_err(|e| ApiError::internal("reading a book stream", &e))?;
+            .map_err(|e| ApiError::store("reading a book stream", &e))?;
         let last_page = page.len() < want;
         for stored in &page {
             any = true;
@@ -564,7 +564,7 @@ pub(crate) async fn history(
         .store
         .read_stream(&book_id.stream_id(), after, limit + 1)
         .await
-        .map_err(|e| ApiError::internal("reading a book's history", &e))?;
+        .map_err(|e| ApiError::store("reading a book's history", &e))?;
     if events.is_empty() && after == 0 {
         return Err(ApiError::not_found("book"));
     }
@@ -652,7 +652,7 @@ impl Erasures {
             .store
             .streams(&stream, None, 1)
             .await
-            .map_err(|e| ApiError::internal("reading a book stream's head", &e))?
+            .map_err(|e| ApiError::store("reading a book stream's head", &e))?
             .into_iter()
             .find(|info| info.stream_id == stream);
         if let Some(head) = head {

@@ -82,7 +82,7 @@ pub(crate) async fn read_your_writes(
                 .store
                 .head()
                 .await
-                .map_err(|e| ApiError::internal("reading the event store head", &e))?;
+                .map_err(|e| ApiError::store("reading the event store head", &e))?;
             if position > head {
                 return Err(ApiError::bad_request(
                     "invalid_consistency_token",

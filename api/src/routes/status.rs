@@ -87,6 +87,13 @@ pub(crate) async fn status(State(state): State<AppState>) -> Response {
         .unwrap_or_else(|_| time::OffsetDateTime::now_utc())
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
+    // Reads may work while writes fail (a full disk): the writer's last commit says so.
+    let head = match (head, state.store.write_failure()) {
+        (Ok(_), Some(reason)) => Err(quire_store::StoreError::Unavailable(format!(
+            "the last commit failed: {reason}"
+        ))),
+        (head, _) => head,
+    };
     if let Err(error) = &head {
         tracing::warn!(%error, "status: event store unhealthy");
     }
