@@ -1,5 +1,6 @@
 //! `spawn_app`: a real node on 127.0.0.1:0, started by `Application::build` exactly as `quire serve`
-//! starts one, with its own SQLite files or Postgres database and an admin, plus a client.
+//! starts one, with its own SQLite files or Postgres database and an admin, plus a client; and the
+//! checks every test module of this binary shares (`assert_problem`, `header`, `on_backends!`).
 
 use std::net::SocketAddr;
 
@@ -18,11 +19,17 @@ pub(crate) enum Backend {
 }
 
 pub(crate) const ADMIN_PASSWORD: &str = "admin-password-1";
+/// Every node gets this secret, so a token one node issues is good on another on the same
+/// database.
+const TOKEN_SECRET: &str = "a test secret that is long enough!";
 
 pub(crate) struct TestApp {
     pub(crate) addr: SocketAddr,
     pub(crate) client: reqwest::Client,
     pub(crate) store: DynEventStore,
+    pub(crate) read: quire_projections::ReadModels,
+    /// The event store URL of a Postgres node, for a second node on the same database.
+    pub(crate) database_url: Option<String>,
     pub(crate) admin_id: UserId,
     _dir: tempfile::TempDir,
 }
@@ -44,6 +51,19 @@ pub(crate) async fn spawn_app_with(
     backend: Backend,
     configure: impl FnOnce(&mut Settings),
 ) -> TestApp {
+    let database_url = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(quire_store::testing::fresh_postgres_database().await),
+    };
+    spawn_node_on(database_url, configure).await
+}
+
+/// A node as [`spawn_app_with`] starts one, on `database_url`: another node's Postgres database,
+/// or SQLite files of its own when `None`.
+pub(crate) async fn spawn_node_on(
+    database_url: Option<String>,
+    configure: impl FnOnce(&mut Settings),
+) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = Settings {
         data_dir: dir.path().to_path_buf(),
@@ -52,13 +72,9 @@ pub(crate) async fn spawn_app_with(
         admin_password: Some(Secret::new(ADMIN_PASSWORD)),
         ..Settings::default()
     };
-    if let Backend::Postgres = backend {
-        settings.database_url = Some(Secret::new(
-            quire_store::testing::fresh_postgres_database().await,
-        ));
-    }
+    settings.database_url = database_url.clone().map(Secret::new);
     settings.api.rate_limit_per_second = 0.0;
-    settings.api.token_secret = Some(Secret::new("a test secret that is long enough!"));
+    settings.api.token_secret = Some(Secret::new(TOKEN_SECRET));
     settings.summaries.auto = false;
     configure(&mut settings);
     settings.validate().expect("test settings");
@@ -67,12 +83,15 @@ pub(crate) async fn spawn_app_with(
         .expect("starting the node");
     let addr = app.local_addr().expect("the node serves HTTP");
     let store = app.store().clone();
+    let read = app.read_models().clone();
     // The node serves until the test's runtime ends.
     tokio::spawn(app.run_until(std::future::pending()));
     TestApp {
         addr,
         client: reqwest::Client::new(),
         store,
+        read,
+        database_url,
         admin_id: UserId::for_username(&Username::parse("admin").unwrap()),
         _dir: dir,
     }
@@ -81,17 +100,24 @@ pub(crate) async fn spawn_app_with(
 /// A request builder factory with fixed credentials.
 pub(crate) struct As<'a> {
     app: &'a TestApp,
-    username: String,
-    password: String,
+    credentials: Credentials,
+}
+
+enum Credentials {
+    Basic { username: String, password: String },
+    Bearer(String),
 }
 
 macro_rules! verb {
     ($name:ident) => {
-        pub(crate) fn $name(&self, url: String) -> reqwest::RequestBuilder {
-            self.app
-                .client
-                .$name(url)
-                .basic_auth(&self.username, Some(&self.password))
+        pub(crate) fn $name(&self, url: impl reqwest::IntoUrl) -> reqwest::RequestBuilder {
+            let request = self.app.client.$name(url);
+            match &self.credentials {
+                Credentials::Basic { username, password } => {
+                    request.basic_auth(username, Some(password))
+                }
+                Credentials::Bearer(token) => request.bearer_auth(token),
+            }
         }
     };
 }
@@ -111,17 +137,41 @@ impl TestApp {
     pub(crate) fn admin(&self) -> As<'_> {
         As {
             app: self,
-            username: "admin".into(),
-            password: ADMIN_PASSWORD.into(),
+            credentials: Credentials::Basic {
+                username: "admin".into(),
+                password: ADMIN_PASSWORD.into(),
+            },
         }
     }
 
     pub(crate) fn as_user(&self, member: &Member) -> As<'_> {
         As {
             app: self,
-            username: member.username.clone(),
-            password: member.password.clone(),
+            credentials: Credentials::Basic {
+                username: member.username.clone(),
+                password: member.password.clone(),
+            },
         }
+    }
+
+    /// Requests with `Authorization: Bearer token`.
+    pub(crate) fn bearer(&self, token: &str) -> As<'_> {
+        As {
+            app: self,
+            credentials: Credentials::Bearer(token.into()),
+        }
+    }
+
+    /// Logs in with `POST /auth/token` and returns the bearer token.
+    pub(crate) async fn token(&self, username: &str, password: &str) -> String {
+        let response = self
+            .client
+            .post(self.url("/auth/token"))
+            .json(&json!({"username": username, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        access_token(response).await
     }
 
     /// Appends an event no projection can decode to a book stream: the books projection stops
@@ -176,9 +226,7 @@ impl TestApp {
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status(), StatusCode::CREATED);
-        let body: Value = response.json().await.unwrap();
-        body["id"].as_str().unwrap().to_string()
+        created_id(response).await
     }
 
     /// Signs a member up.
@@ -200,3 +248,83 @@ impl TestApp {
         }
     }
 }
+
+/// The bearer token of a successful `POST /auth/token` answer.
+pub(crate) async fn access_token(response: reqwest::Response) -> String {
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["access_token"].as_str().unwrap().to_string()
+}
+
+/// The `id` of a `201 Created` answer.
+pub(crate) async fn created_id(response: reqwest::Response) -> String {
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let body: Value = response.json().await.unwrap();
+    body["id"].as_str().unwrap().to_string()
+}
+
+/// A response header that must be there, as text.
+pub(crate) fn header(response: &reqwest::Response, name: &str) -> String {
+    response
+        .headers()
+        .get(name)
+        .unwrap_or_else(|| panic!("missing header {name}"))
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Checks an RFC 9457 problem: status, media type, stable code and the standard members; returns
+/// it for checks of its own.
+pub(crate) async fn assert_problem(
+    response: reqwest::Response,
+    status: StatusCode,
+    code: &str,
+) -> Value {
+    let actual = response.status();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string());
+    let body = response.text().await.unwrap();
+    assert_eq!(actual, status, "{body}");
+    assert_eq!(
+        content_type.as_deref(),
+        Some("application/problem+json"),
+        "{body}"
+    );
+    let problem: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(problem["code"], code, "{body}");
+    assert_eq!(problem["status"], status.as_u16());
+    assert!(
+        problem["title"].is_string()
+            && problem["detail"].is_string()
+            && problem["type"].is_string()
+    );
+    problem
+}
+
+/// `on_backends!(test_a, test_b)`: a `#[tokio::test]` per backend for each `async fn
+/// test(backend: Backend)` of the calling module, as `sqlite::test_a`, `postgres::test_a`, ….
+macro_rules! on_backends {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $test() {
+                    super::$test(crate::helpers::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $test() {
+                    super::$test(crate::helpers::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+pub(crate) use on_backends;

@@ -1,12 +1,16 @@
 //! The HTTP API over real sockets, on both backends: every test runs once on SQLite files and once
-//! on a fresh Postgres database, on a node started by `Application::build` as `quire serve` starts
-//! one (projections, actors, event store, workers).
+//! on a fresh Postgres database (one that needs two nodes on one database runs on Postgres only),
+//! on a node started by `Application::build` as `quire serve` starts one (projections, actors,
+//! event store, workers). The `hardening_*` modules hold the attack and edge-case tests.
 
+mod hardening_api;
+mod hardening_auth;
+mod hardening_input;
 mod helpers;
 
 use std::time::Duration;
 
-use helpers::{Backend, TestApp, spawn_app, spawn_app_with};
+use helpers::{Backend, TestApp, assert_problem, header, on_backends, spawn_app, spawn_app_with};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -1073,39 +1077,6 @@ async fn generate_summary_summarizes_posted_content_with_guardrails(backend: Bac
     assert_eq!(too_big.status(), StatusCode::PAYLOAD_TOO_LARGE);
 }
 
-fn header(response: &reqwest::Response, name: &str) -> String {
-    response
-        .headers()
-        .get(name)
-        .unwrap_or_else(|| panic!("missing header {name}"))
-        .to_str()
-        .unwrap()
-        .to_string()
-}
-
-async fn assert_problem(response: reqwest::Response, status: StatusCode, code: &str) {
-    let actual = response.status();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_string());
-    let body = response.text().await.unwrap();
-    assert_eq!(actual, status, "{body}");
-    assert_eq!(
-        content_type.as_deref(),
-        Some("application/problem+json"),
-        "{body}"
-    );
-    let problem: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(problem["code"], code, "{body}");
-    assert_eq!(problem["status"], status.as_u16());
-    assert!(
-        problem["title"].is_string()
-            && problem["detail"].is_string()
-            && problem["type"].is_string()
-    );
-}
-
 impl TestApp {
     async fn admin_post(&self, path: &str, body: &Value) -> reqwest::Response {
         self.admin()
@@ -1115,27 +1086,6 @@ impl TestApp {
             .await
             .unwrap()
     }
-}
-
-macro_rules! on_backends {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $test() {
-                    super::$test(super::Backend::Sqlite).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $test() {
-                    super::$test(super::Backend::Postgres).await;
-                }
-            )*
-        }
-    };
 }
 
 on_backends!(

@@ -3,154 +3,29 @@
 //! public read (history, `as_of`, the review, the review summary), the bound on the events one
 //! `as_of` read folds, and the 304/410 answers the README promises.
 
-use quire::Application;
-use quire::config::{Secret, Settings};
 use quire_domain::DomainEvent;
 use quire_domain::book::{BookEvent, SummaryProvenance};
 use quire_domain::ids::{BookId, ReviewId, UserId};
 use quire_domain::values::{Rating, ReviewText, SummaryText};
-use quire_store::{
-    AppendOutcome, AppendRequest, DynEventStore, EventMetadata, ExpectedVersion, NewEvent,
-};
+use quire_store::{AppendOutcome, AppendRequest, EventMetadata, ExpectedVersion, NewEvent};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-#[derive(Clone, Copy, Debug)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-const ADMIN_PASSWORD: &str = "admin-password-1";
-
-struct TestApp {
-    addr: std::net::SocketAddr,
-    client: reqwest::Client,
-    store: DynEventStore,
-    _dir: tempfile::TempDir,
-}
-
-struct Member {
-    id: String,
-    username: String,
-    password: String,
-}
-
-/// A node as `quire serve` starts one, with its own data directory (and Postgres database), an
-/// admin, no rate limit and no background summaries (they would append to books under the tests'
-/// feet).
-async fn spawn_app(backend: Backend) -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
-    let mut settings = Settings {
-        data_dir: dir.path().to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        admin_user: Some("admin".into()),
-        admin_password: Some(Secret::new(ADMIN_PASSWORD)),
-        ..Settings::default()
-    };
-    if let Backend::Postgres = backend {
-        settings.database_url = Some(Secret::new(
-            quire_store::testing::fresh_postgres_database().await,
-        ));
-    }
-    settings.api.rate_limit_per_second = 0.0;
-    settings.api.token_secret = Some(Secret::new("a test secret that is long enough!"));
-    settings.summaries.auto = false;
-    settings.validate().expect("test settings");
-    let app = Application::build(settings)
-        .await
-        .expect("starting the node");
-    let addr = app.local_addr().expect("the node serves HTTP");
-    let store = app.store().clone();
-    // The node serves until the test's runtime ends.
-    tokio::spawn(app.run_until(std::future::pending()));
-    TestApp {
-        addr,
-        client: reqwest::Client::new(),
-        store,
-        _dir: dir,
-    }
-}
+use crate::helpers::{
+    Backend, Member, TestApp, assert_problem, created_id, header, on_backends, spawn_app,
+};
 
 impl TestApp {
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.client
-            .request(method, self.url(path))
-            .basic_auth("admin", Some(ADMIN_PASSWORD))
-    }
-
-    fn as_member(
-        &self,
-        member: &Member,
-        method: reqwest::Method,
-        path: &str,
-    ) -> reqwest::RequestBuilder {
-        self.client
-            .request(method, self.url(path))
-            .basic_auth(&member.username, Some(&member.password))
-    }
-
-    async fn head(&self) -> u64 {
-        self.store.head().await.unwrap()
-    }
-
-    async fn get_json(&self, path: &str) -> Value {
-        let response = self.client.get(self.url(path)).send().await.unwrap();
-        let status = response.status();
-        let body = response.text().await.unwrap();
-        assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
-        serde_json::from_str(&body).unwrap()
-    }
-
-    async fn add_book(&self, title: &str) -> String {
-        let response = self
-            .admin(reqwest::Method::POST, "/books")
-            .json(&json!({"title": title, "author": "Someone"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::CREATED);
-        let body: Value = response.json().await.unwrap();
-        body["id"].as_str().unwrap().to_string()
-    }
-
-    async fn signup(&self, username: &str) -> Member {
-        let password = format!("{username}-password");
-        let response = self
-            .client
-            .post(self.url("/users"))
-            .json(&json!({"name": username, "username": username, "password": password}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::CREATED);
-        let body: Value = response.json().await.unwrap();
-        Member {
-            id: body["id"].as_str().unwrap().to_string(),
-            username: username.to_string(),
-            password,
-        }
-    }
-
     /// Posts the member's review and returns its id.
     async fn review(&self, member: &Member, book: &str, rating: u8, text: &str) -> String {
         let response = self
-            .as_member(
-                member,
-                reqwest::Method::POST,
-                &format!("/books/{book}/reviews"),
-            )
+            .as_user(member)
+            .post(self.url(&format!("/books/{book}/reviews")))
             .json(&json!({"rating": rating, "review_text": text}))
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status(), StatusCode::CREATED);
-        let body: Value = response.json().await.unwrap();
-        body["id"].as_str().unwrap().to_string()
+        created_id(response).await
     }
 
     /// Appends book events straight to the store, as a command would, and returns the position
@@ -183,34 +58,6 @@ impl TestApp {
     }
 }
 
-fn header(response: &reqwest::Response, name: &str) -> String {
-    response
-        .headers()
-        .get(name)
-        .unwrap_or_else(|| panic!("missing header {name}"))
-        .to_str()
-        .unwrap()
-        .to_string()
-}
-
-async fn assert_problem(response: reqwest::Response, status: StatusCode, code: &str) {
-    let actual = response.status();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_string());
-    let body = response.text().await.unwrap();
-    assert_eq!(actual, status, "{body}");
-    assert_eq!(
-        content_type.as_deref(),
-        Some("application/problem+json"),
-        "{body}"
-    );
-    let problem: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(problem["code"], code, "{body}");
-    assert_eq!(problem["status"], status.as_u16());
-}
-
 fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
@@ -231,7 +78,8 @@ async fn an_admin_cannot_review_for_unknown_or_deactivated_users(backend: Backen
 
     let nobody = UserId::new();
     let unknown = app
-        .admin(reqwest::Method::POST, &path)
+        .admin()
+        .post(app.url(&path))
         .json(&json!({"rating": 1, "review_text": "ghost", "user_id": nobody}))
         .send()
         .await
@@ -240,7 +88,8 @@ async fn an_admin_cannot_review_for_unknown_or_deactivated_users(backend: Backen
 
     let lauren = app.signup("lauren").await;
     let deactivated = app
-        .admin(reqwest::Method::DELETE, &format!("/users/{}", lauren.id))
+        .admin()
+        .delete(app.url(&format!("/users/{}", lauren.id)))
         .send()
         .await
         .unwrap();
@@ -248,7 +97,8 @@ async fn an_admin_cannot_review_for_unknown_or_deactivated_users(backend: Backen
     let head_after_deactivation = app.head().await;
     assert!(head_after_deactivation > head);
     let gone = app
-        .admin(reqwest::Method::POST, &path)
+        .admin()
+        .post(app.url(&path))
         .header(
             "consistency-token",
             header(&deactivated, "consistency-token"),
@@ -270,7 +120,8 @@ async fn an_admin_cannot_review_for_unknown_or_deactivated_users(backend: Backen
     // On behalf of an active member it still works, also for one who signed up a moment ago.
     let olamina = app.signup("olamina").await;
     let posted = app
-        .admin(reqwest::Method::POST, &path)
+        .admin()
+        .post(app.url(&path))
         .json(&json!({"rating": 4, "review_text": "Earthseed", "user_id": olamina.id}))
         .send()
         .await
@@ -338,11 +189,8 @@ async fn deleted_review_words_leave_every_public_read(backend: Backend) {
     tick().await;
 
     let deleted = app
-        .as_member(
-            &victor,
-            reqwest::Method::DELETE,
-            &format!("/books/{book}/reviews/{review}"),
-        )
+        .as_user(&victor)
+        .delete(app.url(&format!("/books/{book}/reviews/{review}")))
         .send()
         .await
         .unwrap();
@@ -474,7 +322,8 @@ async fn as_of_folds_a_bounded_number_of_events(backend: Backend) {
     .await;
     let member = app.signup("dorothea").await;
     let as_member = app
-        .as_member(&member, reqwest::Method::GET, &format!("/books/{book}"))
+        .as_user(&member)
+        .get(app.url(&format!("/books/{book}")))
         .query(&[("as_of", &late)])
         .send()
         .await
@@ -488,7 +337,8 @@ async fn as_of_folds_a_bounded_number_of_events(backend: Backend) {
 
     // Staff may fold more.
     let staff = app
-        .admin(reqwest::Method::GET, &format!("/books/{book}"))
+        .admin()
+        .get(app.url(&format!("/books/{book}")))
         .query(&[("as_of", &late)])
         .send()
         .await
@@ -564,7 +414,8 @@ async fn interactions_with_a_removed_book_are_gone(backend: Backend) {
     let book = app.add_book("Jane Eyre").await;
     let jane = app.signup("jane").await;
     let removed = app
-        .admin(reqwest::Method::DELETE, &format!("/books/{book}"))
+        .admin()
+        .delete(app.url(&format!("/books/{book}")))
         .send()
         .await
         .unwrap();
@@ -572,7 +423,8 @@ async fn interactions_with_a_removed_book_are_gone(backend: Backend) {
     let head = app.head().await;
     for action in ["like", "view"] {
         let response = app
-            .as_member(&jane, reqwest::Method::POST, "/interactions")
+            .as_user(&jane)
+            .post(app.url("/interactions"))
             .header("consistency-token", header(&removed, "consistency-token"))
             .json(&json!({"book_id": book, "action": action}))
             .send()
@@ -581,7 +433,8 @@ async fn interactions_with_a_removed_book_are_gone(backend: Backend) {
         assert_problem(response, StatusCode::GONE, "book_removed").await;
     }
     let unknown = app
-        .as_member(&jane, reqwest::Method::POST, "/interactions")
+        .as_user(&jane)
+        .post(app.url("/interactions"))
         .json(&json!({"book_id": BookId::new(), "action": "like"}))
         .send()
         .await
@@ -592,27 +445,6 @@ async fn interactions_with_a_removed_book_are_gone(backend: Backend) {
         head,
         "a refused interaction appends nothing"
     );
-}
-
-macro_rules! on_backends {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $test() {
-                    super::$test(super::Backend::Sqlite).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $test() {
-                    super::$test(super::Backend::Postgres).await;
-                }
-            )*
-        }
-    };
 }
 
 on_backends!(

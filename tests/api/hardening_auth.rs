@@ -3,115 +3,24 @@
 //! deactivation or a sign-out everywhere ends the bearer tokens issued before it, on every node;
 //! changing one's own password takes the current one; the last admin stays.
 
-use std::net::SocketAddr;
-
-use quire::Application;
-use quire::config::{Secret, Settings};
-use quire_domain::ids::UserId;
-use quire_domain::values::Username;
+use quire::config::Settings;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-#[derive(Clone, Copy, Debug)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
+use crate::helpers::{
+    Backend, TestApp, access_token, assert_problem, on_backends, spawn_app_with, spawn_node_on,
+};
 
-const ADMIN_PASSWORD: &str = "admin-password-1";
-const TOKEN_SECRET: &str = "a test secret that is long enough!";
 /// The test's client connects from here; as a trusted proxy its `X-Forwarded-For` names the
 /// client, so one test can speak from several addresses.
 const PROXY: [u8; 4] = [127, 0, 0, 1];
 
-struct TestApp {
-    addr: SocketAddr,
-    client: reqwest::Client,
-    /// The event store URL of a Postgres node, for a second node on the same database.
-    database_url: Option<String>,
-    store: quire_store::DynEventStore,
-    read: quire_projections::ReadModels,
-    _dir: tempfile::TempDir,
-}
-
-/// A node as `tests/api/helpers.rs` starts one (its own data directory or Postgres database, an
-/// admin, no rate limit, no background summaries), trusting the test's loopback address as a
-/// proxy.
-async fn spawn_app(backend: Backend) -> TestApp {
-    let database_url = match backend {
-        Backend::Sqlite => None,
-        Backend::Postgres => Some(quire_store::testing::fresh_postgres_database().await),
-    };
-    spawn_node(database_url).await
-}
-
-/// A node on `database_url` (another node's database, or SQLite files of its own when `None`).
-async fn spawn_node(database_url: Option<String>) -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
-    let mut settings = Settings {
-        data_dir: dir.path().to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        admin_user: Some("admin".into()),
-        admin_password: Some(Secret::new(ADMIN_PASSWORD)),
-        ..Settings::default()
-    };
-    settings.database_url = database_url.clone().map(Secret::new);
-    settings.api.rate_limit_per_second = 0.0;
-    settings.api.token_secret = Some(Secret::new(TOKEN_SECRET));
+/// The test's nodes trust its loopback address as a proxy.
+fn trust_proxy(settings: &mut Settings) {
     settings.api.trusted_proxies = vec![PROXY.into()];
-    settings.summaries.auto = false;
-    settings.validate().expect("test settings");
-    let app = Application::build(settings)
-        .await
-        .expect("starting the node");
-    let addr = app.local_addr().expect("the node serves HTTP");
-    let store = app.store().clone();
-    let read = app.read_models().clone();
-    // The node serves until the test's runtime ends.
-    tokio::spawn(app.run_until(std::future::pending()));
-    TestApp {
-        addr,
-        client: reqwest::Client::new(),
-        database_url,
-        store,
-        read,
-        _dir: dir,
-    }
-}
-
-struct Member {
-    id: String,
-    username: String,
-    password: String,
 }
 
 impl TestApp {
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn admin_id(&self) -> String {
-        UserId::for_username(&Username::parse("admin").unwrap()).to_string()
-    }
-
-    async fn signup(&self, username: &str) -> Member {
-        let password = format!("{username}-password");
-        let response = self
-            .client
-            .post(self.url("/users"))
-            .json(&json!({"name": username, "username": username, "password": password}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::CREATED);
-        let body: Value = response.json().await.unwrap();
-        Member {
-            id: body["id"].as_str().unwrap().to_string(),
-            username: username.to_string(),
-            password,
-        }
-    }
-
     /// `POST /auth/token` with a JSON body, from client address `from`.
     async fn token_request(&self, username: &str, password: &str, from: u8) -> reqwest::Response {
         self.client
@@ -123,12 +32,9 @@ impl TestApp {
             .unwrap()
     }
 
-    async fn token(&self, username: &str, password: &str) -> String {
-        let response = self.token_request(username, password, 1).await;
-        let status = response.status();
-        let body: Value = response.json().await.unwrap();
-        assert_eq!(status, StatusCode::OK, "{body}");
-        body["access_token"].as_str().unwrap().to_string()
+    /// Logs in from client address 1 and returns the bearer token.
+    async fn login(&self, username: &str, password: &str) -> String {
+        access_token(self.token_request(username, password, 1).await).await
     }
 
     async fn me_with_token(&self, token: &str) -> reqwest::Response {
@@ -148,29 +54,6 @@ impl TestApp {
             .await
             .unwrap()
     }
-
-    fn as_admin(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        request.basic_auth("admin", Some(ADMIN_PASSWORD))
-    }
-}
-
-/// Checks a problem response: status, media type and stable code; returns it.
-async fn assert_problem(response: reqwest::Response, status: StatusCode, code: &str) -> Value {
-    let actual = response.status();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_string());
-    let body = response.text().await.unwrap();
-    assert_eq!(actual, status, "{body}");
-    assert_eq!(
-        content_type.as_deref(),
-        Some("application/problem+json"),
-        "{body}"
-    );
-    let problem: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(problem["code"], code, "{body}");
-    problem
 }
 
 /// Asserts a 429 `too_many_attempts` with a `Retry-After` of at least a second; returns it.
@@ -205,7 +88,7 @@ async fn fail_afresh(app: &TestApp, username: &str, from: u8, mut retry_after: u
 // 1. Password guessing
 
 async fn guessing_one_accounts_password_is_throttled(backend: Backend) {
-    let app = spawn_app(backend).await;
+    let app = spawn_app_with(backend, trust_proxy).await;
     let victim = app.signup("victim").await;
     let bystander = app.signup("bystander").await;
     // Wrong guesses from four addresses, as fast as the server answers. Each 401 cost an argon2
@@ -246,7 +129,7 @@ async fn guessing_one_accounts_password_is_throttled(backend: Backend) {
 }
 
 async fn guessing_from_one_address_is_throttled(backend: Backend) {
-    let app = spawn_app(backend).await;
+    let app = spawn_app_with(backend, trust_proxy).await;
     let bystander = app.signup("bystander").await;
     // One guess each at many (unknown) accounts from one address: the address is throttled
     // once it has failed 4 × 5 times.
@@ -278,7 +161,7 @@ async fn guessing_from_one_address_is_throttled(backend: Backend) {
 }
 
 async fn a_successful_login_resets_the_accounts_failures(backend: Backend) {
-    let app = spawn_app(backend).await;
+    let app = spawn_app_with(backend, trust_proxy).await;
     let ann = app.signup("ann").await;
     // Four failures, a success, then four more: never throttled, as the success started the
     // count over (nine failures in a row would be).
@@ -299,9 +182,9 @@ async fn a_successful_login_resets_the_accounts_failures(backend: Backend) {
 // 2. Sessions end with a new password, a sign-out everywhere, a deactivation
 
 async fn a_new_password_ends_the_tokens_issued_before(backend: Backend) {
-    let app = spawn_app(backend).await;
+    let app = spawn_app_with(backend, trust_proxy).await;
     let ann = app.signup("ann").await;
-    let old_token = app.token(&ann.username, &ann.password).await;
+    let old_token = app.login(&ann.username, &ann.password).await;
     assert_eq!(app.me_with_token(&old_token).await.status(), StatusCode::OK);
     let password_url = app.url(&format!("/users/{}/password", ann.id));
 
@@ -358,13 +241,14 @@ async fn a_new_password_ends_the_tokens_issued_before(backend: Backend) {
         app.me_with_password("ann", "battery-staple").await.status(),
         StatusCode::OK
     );
-    let new_token = app.token("ann", "battery-staple").await;
+    let new_token = app.login("ann", "battery-staple").await;
     assert_eq!(app.me_with_token(&new_token).await.status(), StatusCode::OK);
 
     // An admin sets someone else's password without knowing the current one; it ends that
     // user's tokens too.
     let reset = app
-        .as_admin(app.client.put(&password_url))
+        .admin()
+        .put(&password_url)
         .json(&json!({"password": "correct-horse"}))
         .send()
         .await
@@ -376,16 +260,16 @@ async fn a_new_password_ends_the_tokens_issued_before(backend: Backend) {
         "token_revoked",
     )
     .await;
-    let newest = app.token("ann", "correct-horse").await;
+    let newest = app.login("ann", "correct-horse").await;
     assert_eq!(app.me_with_token(&newest).await.status(), StatusCode::OK);
 }
 
 async fn signing_out_everywhere_ends_every_token(backend: Backend) {
-    let app = spawn_app(backend).await;
+    let app = spawn_app_with(backend, trust_proxy).await;
     let bob = app.signup("bob").await;
     let eve = app.signup("eve").await;
-    let laptop = app.token(&bob.username, &bob.password).await;
-    let phone = app.token(&bob.username, &bob.password).await;
+    let laptop = app.login(&bob.username, &bob.password).await;
+    let phone = app.login(&bob.username, &bob.password).await;
     let revoke_url = app.url(&format!("/users/{}/sessions/revoke", bob.id));
 
     let meddling = app
@@ -398,11 +282,7 @@ async fn signing_out_everywhere_ends_every_token(backend: Backend) {
     assert_problem(meddling, StatusCode::FORBIDDEN, "forbidden").await;
     assert_eq!(app.me_with_token(&laptop).await.status(), StatusCode::OK);
 
-    let revoked = app
-        .as_admin(app.client.post(&revoke_url))
-        .send()
-        .await
-        .unwrap();
+    let revoked = app.admin().post(&revoke_url).send().await.unwrap();
     assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
     for token in [&laptop, &phone] {
         assert_problem(
@@ -419,7 +299,7 @@ async fn signing_out_everywhere_ends_every_token(backend: Backend) {
             .status(),
         StatusCode::OK
     );
-    let fresh = app.token(&bob.username, &bob.password).await;
+    let fresh = app.login(&bob.username, &bob.password).await;
     assert_eq!(app.me_with_token(&fresh).await.status(), StatusCode::OK);
     // A user may sign themselves out everywhere, the token they ask with included.
     let own = app
@@ -437,7 +317,7 @@ async fn signing_out_everywhere_ends_every_token(backend: Backend) {
     )
     .await;
     // Eve's sessions are untouched.
-    let eves = app.token(&eve.username, &eve.password).await;
+    let eves = app.login(&eve.username, &eve.password).await;
     assert_eq!(app.me_with_token(&eves).await.status(), StatusCode::OK);
     // The endpoint is documented.
     let spec: Value = app
@@ -453,9 +333,9 @@ async fn signing_out_everywhere_ends_every_token(backend: Backend) {
 }
 
 async fn deactivation_ends_tokens_and_logins(backend: Backend) {
-    let app = spawn_app(backend).await;
+    let app = spawn_app_with(backend, trust_proxy).await;
     let carl = app.signup("carl").await;
-    let token = app.token(&carl.username, &carl.password).await;
+    let token = app.login(&carl.username, &carl.password).await;
     assert_eq!(
         app.me_with_password(&carl.username, &carl.password)
             .await
@@ -463,7 +343,8 @@ async fn deactivation_ends_tokens_and_logins(backend: Backend) {
         StatusCode::OK
     );
     let deactivated = app
-        .as_admin(app.client.delete(app.url(&format!("/users/{}", carl.id))))
+        .admin()
+        .delete(app.url(&format!("/users/{}", carl.id)))
         .send()
         .await
         .unwrap();
@@ -486,19 +367,17 @@ async fn deactivation_ends_tokens_and_logins(backend: Backend) {
 /// `quire projections rebuild users` replays the log into a copy of the live schema: the
 /// session epochs come back, so revoked tokens stay revoked and new ones work.
 async fn a_rebuilt_users_read_model_keeps_sessions_ended(backend: Backend) {
-    let app = spawn_app(backend).await;
+    let app = spawn_app_with(backend, trust_proxy).await;
     let fay = app.signup("fay").await;
-    let before = app.token(&fay.username, &fay.password).await;
+    let before = app.login(&fay.username, &fay.password).await;
     let revoked = app
-        .as_admin(
-            app.client
-                .post(app.url(&format!("/users/{}/sessions/revoke", fay.id))),
-        )
+        .admin()
+        .post(app.url(&format!("/users/{}/sessions/revoke", fay.id)))
         .send()
         .await
         .unwrap();
     assert_eq!(revoked.status(), StatusCode::NO_CONTENT);
-    let after = app.token(&fay.username, &fay.password).await;
+    let after = app.login(&fay.username, &fay.password).await;
     quire_projections::rebuild(
         &app.store,
         &app.read,
@@ -519,13 +398,9 @@ async fn a_rebuilt_users_read_model_keeps_sessions_ended(backend: Backend) {
 // 3. The last admin
 
 async fn the_last_admin_cannot_be_deactivated(backend: Backend) {
-    let app = spawn_app(backend).await;
-    let admin_url = app.url(&format!("/users/{}", app.admin_id()));
-    let alone = app
-        .as_admin(app.client.delete(&admin_url))
-        .send()
-        .await
-        .unwrap();
+    let app = spawn_app_with(backend, trust_proxy).await;
+    let admin_url = app.url(&format!("/users/{}", app.admin_id));
+    let alone = app.admin().delete(&admin_url).send().await.unwrap();
     assert_problem(alone, StatusCode::CONFLICT, "last_admin").await;
     // Members learn nothing about it: they may not deactivate others at all.
     let mallory = app.signup("mallory").await;
@@ -540,18 +415,14 @@ async fn the_last_admin_cannot_be_deactivated(backend: Backend) {
 
     // With a second admin, the first may go; then the second is the last.
     let second = app
-        .as_admin(app.client.post(app.url("/users")))
+        .admin().post(app.url("/users"))
         .json(&json!({"name": "Root", "username": "root", "password": "root-password", "role": "admin"}))
         .send()
         .await
         .unwrap();
     assert_eq!(second.status(), StatusCode::CREATED);
     let second: Value = second.json().await.unwrap();
-    let gone = app
-        .as_admin(app.client.delete(&admin_url))
-        .send()
-        .await
-        .unwrap();
+    let gone = app.admin().delete(&admin_url).send().await.unwrap();
     assert_eq!(gone.status(), StatusCode::NO_CONTENT);
     let last = app
         .client
@@ -570,10 +441,10 @@ async fn the_last_admin_cannot_be_deactivated(backend: Backend) {
 /// Two nodes on one Postgres database: what one node is told ends sessions on the other from
 /// its answer on, remembered Basic credentials included.
 async fn revocations_hold_on_every_node(backend: Backend) {
-    let first = spawn_app(backend).await;
-    let second = spawn_node(first.database_url.clone()).await;
+    let first = spawn_app_with(backend, trust_proxy).await;
+    let second = spawn_node_on(first.database_url.clone(), trust_proxy).await;
     let dana = first.signup("dana").await;
-    let token = first.token(&dana.username, &dana.password).await;
+    let token = first.login(&dana.username, &dana.password).await;
     assert_eq!(second.me_with_token(&token).await.status(), StatusCode::OK);
     // The second node remembers Dana's verified Basic credentials.
     assert_eq!(
@@ -606,13 +477,10 @@ async fn revocations_hold_on_every_node(backend: Backend) {
         "unauthorized",
     )
     .await;
-    let token = second.token(&dana.username, "new-dana-password").await;
+    let token = second.login(&dana.username, "new-dana-password").await;
     let revoked = first
-        .as_admin(
-            first
-                .client
-                .post(first.url(&format!("/users/{}/sessions/revoke", dana.id))),
-        )
+        .admin()
+        .post(first.url(&format!("/users/{}/sessions/revoke", dana.id)))
         .send()
         .await
         .unwrap();
@@ -623,27 +491,6 @@ async fn revocations_hold_on_every_node(backend: Backend) {
         "token_revoked",
     )
     .await;
-}
-
-macro_rules! on_backends {
-    ($($test:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $test() {
-                    super::$test(super::Backend::Sqlite).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $test() {
-                    super::$test(super::Backend::Postgres).await;
-                }
-            )*
-        }
-    };
 }
 
 on_backends!(
