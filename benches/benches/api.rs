@@ -20,7 +20,6 @@ use hdrhistogram::Histogram;
 use quire::Application;
 use quire::config::{Secret, Settings};
 use quire_benches::{header, run_for, scenario_duration};
-use quire_domain::ids::UserId;
 use quire_projections::ReadModels;
 use serde_json::{Value, json};
 
@@ -138,6 +137,24 @@ async fn tokens(http: &reqwest::Client, base: &str, n: usize) -> (String, Vec<St
 }
 
 /// Adds `BOOKS` books from `READERS` tasks; prints how fast.
+/// Enrols `n` patrons (members without a login) as the admin; returns their ids.
+async fn enrol_patrons(http: &reqwest::Client, base: &str, admin: &str, n: usize) -> Vec<String> {
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        let response = http
+            .post(format!("{base}/users"))
+            .bearer_auth(admin)
+            .json(&json!({ "name": format!("Patron {i}") }))
+            .send()
+            .await
+            .expect("POST /users");
+        assert!(response.status().is_success(), "{}", response.status());
+        let body: Value = response.json().await.expect("user JSON");
+        ids.push(body["id"].as_str().expect("id").to_string());
+    }
+    ids
+}
+
 async fn add_books(backend: &str, http: &reqwest::Client, base: &str, admin: &str) -> Vec<String> {
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -272,10 +289,14 @@ async fn scenarios(backend: &str, data: Data, wanted: &dyn Fn(&str) -> bool) {
     server.shutdown().await;
     let server = start(&data, 0).await;
     let base = server.base.clone();
+    // Patrons to review for (an admin may post for an enrolled user only): each lag writer has
+    // its own, and moves to another after reviewing every book, so no pair repeats.
+    let patrons = Arc::new(enrol_patrons(&http, &base, &admin, LAG_WRITERS * 4 + 4).await);
 
     // Lag under load: writers whose POST answers right after the commit, then wait_for.
     let name = format!("{backend}: write -> read-model lag (wait_for), {LAG_WRITERS} writers");
     if wanted(&name) {
+        let patrons = patrons.clone();
         let lag = Arc::new(Mutex::new(histogram()));
         let (http, eager, books, read, admin) = (
             http.clone(),
@@ -290,6 +311,8 @@ async fn scenarios(backend: &str, data: Data, wanted: &dyn Fn(&str) -> bool) {
                 "{eager}/books/{}/reviews",
                 books[(w * 61 + i as usize * 17) % books.len()]
             );
+            let patron =
+                patrons[(w + LAG_WRITERS * (i as usize / books.len())) % (LAG_WRITERS * 4)].clone();
             let (http, read, admin, samples) =
                 (http.clone(), read.clone(), admin.clone(), samples.clone());
             async move {
@@ -300,7 +323,7 @@ async fn scenarios(backend: &str, data: Data, wanted: &dyn Fn(&str) -> bool) {
                     .json(&json!({
                         "rating": 4,
                         "review_text": "lag probe",
-                        "user_id": UserId::new().to_string(),
+                        "user_id": patron,
                     }))
                     .send()
                     .await
@@ -349,7 +372,7 @@ async fn scenarios(backend: &str, data: Data, wanted: &dyn Fn(&str) -> bool) {
                 .json(&json!({
                     "rating": 2,
                     "review_text": "visibility probe",
-                    "user_id": UserId::new().to_string(),
+                    "user_id": patrons[LAG_WRITERS * 4 + (i - 1) / books.len()],
                 }))
                 .send()
                 .await
