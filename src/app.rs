@@ -24,10 +24,10 @@ use quire_actors::cluster::{
 };
 use quire_actors::{Command, CommandBus, CommandEnvelope, CommandError, LocalBus};
 use quire_api::{AppState, Authenticator};
-use quire_domain::DomainEvent;
 use quire_domain::ids::UserId;
-use quire_domain::user::{UserCommand, UserEvent};
+use quire_domain::user::{User, UserCommand, UserEvent};
 use quire_domain::values::{PersonName, Username};
+use quire_domain::{Aggregate, DomainEvent};
 use quire_domain::{Principal, Role as UserRole};
 use quire_projections::recommendations::TrainerHandle;
 use quire_projections::{
@@ -657,20 +657,17 @@ impl AdminBootstrap {
         events: &[quire_store::RecordedEvent],
         version: u64,
     ) -> Result<Option<u64>, Attempt> {
-        let mut active = false;
+        // Folded by the domain's own aggregate, which knows which events (de)activate a user.
+        let mut user = User::default();
         for stored in events {
             let event =
                 UserEvent::from_stored(&stored.event_type, stored.schema_version, &stored.payload)
                     .map_err(|e| {
                         Attempt::Final(anyhow::anyhow!("reading the admin user's events: {e}"))
                     })?;
-            match event {
-                UserEvent::UserRegistered { .. } | UserEvent::UserReactivated => active = true,
-                UserEvent::UserDeactivated => active = false,
-                _ => {}
-            }
+            user.apply(&event);
         }
-        if active {
+        if user.is_active() {
             tracing::debug!(username = %username, "admin user exists");
             return Ok(None);
         }
