@@ -104,6 +104,22 @@ uuid_id!(
     "review"
 );
 
+uuid_id!(
+    /// Identifies a copy (an item) of a book within the book's lending stream.
+    CopyId,
+    "copy"
+);
+uuid_id!(
+    /// Identifies a loan (a checkout) of a copy to a member.
+    LoanId,
+    "loan"
+);
+uuid_id!(
+    /// Identifies a hold (a request) a member placed on a book.
+    HoldId,
+    "hold"
+);
+
 impl UserId {
     /// The namespace of username-derived user ids (UUIDv5); fixed forever, because stored
     /// streams are named after the ids it produces.

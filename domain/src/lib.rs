@@ -13,6 +13,7 @@ mod aggregate;
 mod auth;
 pub mod book;
 pub mod ids;
+pub mod lending;
 mod serde_util;
 pub mod testing;
 pub mod user;

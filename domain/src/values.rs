@@ -85,6 +85,7 @@ impl ValueError {
             EMAIL => "invalid_email",
             PASSWORD_HASH => "invalid_password_hash",
             USERNAME => "invalid_username",
+            BARCODE => "invalid_barcode",
             _ => "invalid_value",
         }
     }
@@ -103,6 +104,7 @@ const PERSON_NAME: &str = "person_name";
 const EMAIL: &str = "email";
 const PASSWORD_HASH: &str = "password_hash";
 const USERNAME: &str = "username";
+const BARCODE: &str = "barcode";
 
 /// Trims a value and checks that it is non-empty and at most `max` characters long.
 fn trimmed_text(field: &'static str, raw: String, max: usize) -> Result<String, ValueError> {
@@ -313,6 +315,11 @@ string_value!(
     /// An argon2id PHC string; the caller hashes, the domain only stores the hash.
     PasswordHash
 );
+string_value!(
+    /// A copy's barcode (item label): trimmed, 1 to 64 characters, single line.
+    #[derive(Debug)]
+    Barcode
+);
 
 stored_rule_is_parse!(
     Title,
@@ -321,7 +328,8 @@ stored_rule_is_parse!(
     Isbn,
     PersonName,
     Email,
-    PasswordHash
+    PasswordHash,
+    Barcode
 );
 
 display_value!(
@@ -334,7 +342,8 @@ display_value!(
     SummaryText,
     PersonName,
     Email,
-    Username
+    Username,
+    Barcode
 );
 
 impl Title {
@@ -607,6 +616,53 @@ impl Username {
             });
         }
         Ok(Self(value.to_lowercase()))
+    }
+}
+
+impl Barcode {
+    /// The longest barcode, in characters.
+    pub const MAX_CHARS: usize = 64;
+
+    /// Validates a barcode.
+    pub fn parse(value: impl Into<String>) -> Result<Self, ValueError> {
+        let value = trimmed_text(BARCODE, value.into(), Self::MAX_CHARS)?;
+        reject_control(BARCODE, &value)?;
+        Ok(Self(value))
+    }
+}
+
+/// A point in time: microseconds since the Unix epoch, UTC (the store's unit).
+///
+/// The domain reads no clock: a time arrives inside a command, chosen by the sender.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Timestamp(i64);
+
+impl Timestamp {
+    /// Microseconds in a day.
+    pub const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+    /// The time `micros` microseconds after the epoch.
+    pub const fn from_micros(micros: i64) -> Self {
+        Self(micros)
+    }
+
+    /// Microseconds since the epoch.
+    pub const fn as_micros(self) -> i64 {
+        self.0
+    }
+
+    /// This time plus `days` whole days (saturating).
+    pub fn plus_days(self, days: u32) -> Self {
+        Self(
+            self.0
+                .saturating_add(i64::from(days).saturating_mul(Self::MICROS_PER_DAY)),
+        )
+    }
+
+    /// This time plus `seconds` (saturating).
+    pub fn plus_seconds(self, seconds: i64) -> Self {
+        Self(self.0.saturating_add(seconds.saturating_mul(1_000_000)))
     }
 }
 

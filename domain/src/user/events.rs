@@ -4,7 +4,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{DomainEvent, EventDecodeError};
 use crate::auth::Role;
-use crate::ids::{BookId, UserId};
+use crate::ids::{BookId, HoldId, LoanId, UserId};
+use crate::lending::{HoldRequest, LoanRequest};
 use crate::serde_util::{decode_payload, encode_payload};
 use crate::values::{Email, Genre, PasswordHash, PersonName, Rating, Username};
 
@@ -18,6 +19,11 @@ const BOOK_LIKED: &str = "BookLiked";
 const BOOK_UNLIKED: &str = "BookUnliked";
 const BOOK_VIEWED: &str = "BookViewed";
 const BOOK_RATED: &str = "BookRated";
+const LOAN_SLOT_TAKEN: &str = "LoanSlotTaken";
+const LOAN_SLOT_RELEASED: &str = "LoanSlotReleased";
+const LOAN_FLAGGED_OVERDUE: &str = "LoanFlaggedOverdue";
+const HOLD_SLOT_TAKEN: &str = "HoldSlotTaken";
+const HOLD_SLOT_RELEASED: &str = "HoldSlotReleased";
 
 /// Facts recorded in a user's stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +56,17 @@ pub enum UserEvent {
     BookViewed { book_id: BookId },
     /// The user rated a book without a review (replacing an earlier such rating).
     BookRated { book_id: BookId, rating: Rating },
+    /// A borrow took one of the member's loan slots; the request is kept whole so an interrupted
+    /// borrow can be completed with the same command.
+    LoanSlotTaken { request: LoanRequest },
+    /// A loan slot was given back (the borrow was refused, or the loan ended).
+    LoanSlotReleased { loan_id: LoanId },
+    /// One of the member's loans went overdue.
+    LoanFlaggedOverdue { loan_id: LoanId },
+    /// A hold took one of the member's hold slots.
+    HoldSlotTaken { request: HoldRequest },
+    /// A hold slot was given back.
+    HoldSlotReleased { hold_id: HoldId },
 }
 
 /// The stored role names; a separate enum so renaming [`Role`] cannot change stored data.
@@ -131,6 +148,39 @@ struct BookRatedV1 {
     rating: Rating,
 }
 
+/// `LoanSlotTaken` version 1: the whole request.
+#[derive(Serialize, Deserialize)]
+struct LoanSlotTakenV1 {
+    loan_id: LoanId,
+    book_id: BookId,
+    member: UserId,
+    requested_at: crate::values::Timestamp,
+    due_at: crate::values::Timestamp,
+    implicit_copies: u32,
+}
+
+/// `LoanSlotReleased` and `LoanFlaggedOverdue` version 1.
+#[derive(Serialize, Deserialize)]
+struct LoanSlotV1 {
+    loan_id: LoanId,
+}
+
+/// `HoldSlotTaken` version 1: the whole request.
+#[derive(Serialize, Deserialize)]
+struct HoldSlotTakenV1 {
+    hold_id: HoldId,
+    book_id: BookId,
+    member: UserId,
+    requested_at: crate::values::Timestamp,
+    implicit_copies: u32,
+}
+
+/// `HoldSlotReleased` version 1.
+#[derive(Serialize, Deserialize)]
+struct HoldSlotV1 {
+    hold_id: HoldId,
+}
+
 /// `UserDeactivated` version 1 carries nothing; the stream says which user.
 #[derive(Serialize, Deserialize)]
 struct UserDeactivatedV1 {}
@@ -169,6 +219,11 @@ impl DomainEvent for UserEvent {
             Self::BookUnliked { .. } => BOOK_UNLIKED,
             Self::BookViewed { .. } => BOOK_VIEWED,
             Self::BookRated { .. } => BOOK_RATED,
+            Self::LoanSlotTaken { .. } => LOAN_SLOT_TAKEN,
+            Self::LoanSlotReleased { .. } => LOAN_SLOT_RELEASED,
+            Self::LoanFlaggedOverdue { .. } => LOAN_FLAGGED_OVERDUE,
+            Self::HoldSlotTaken { .. } => HOLD_SLOT_TAKEN,
+            Self::HoldSlotReleased { .. } => HOLD_SLOT_RELEASED,
         }
     }
 
@@ -216,6 +271,25 @@ impl DomainEvent for UserEvent {
                 book_id: *book_id,
                 rating: *rating,
             }),
+            Self::LoanSlotTaken { request } => encode_payload(&LoanSlotTakenV1 {
+                loan_id: request.loan_id,
+                book_id: request.book_id,
+                member: request.member,
+                requested_at: request.requested_at,
+                due_at: request.due_at,
+                implicit_copies: request.implicit_copies,
+            }),
+            Self::LoanSlotReleased { loan_id } | Self::LoanFlaggedOverdue { loan_id } => {
+                encode_payload(&LoanSlotV1 { loan_id: *loan_id })
+            }
+            Self::HoldSlotTaken { request } => encode_payload(&HoldSlotTakenV1 {
+                hold_id: request.hold_id,
+                book_id: request.book_id,
+                member: request.member,
+                requested_at: request.requested_at,
+                implicit_copies: request.implicit_copies,
+            }),
+            Self::HoldSlotReleased { hold_id } => encode_payload(&HoldSlotV1 { hold_id: *hold_id }),
         }
     }
 
@@ -291,6 +365,48 @@ impl DomainEvent for UserEvent {
                     rating: v1.rating,
                 })
             }
+            (LOAN_SLOT_TAKEN, 1) => {
+                let v1: LoanSlotTakenV1 = decode_payload(event_type, schema_version, payload)?;
+                Ok(Self::LoanSlotTaken {
+                    request: LoanRequest {
+                        loan_id: v1.loan_id,
+                        book_id: v1.book_id,
+                        member: v1.member,
+                        requested_at: v1.requested_at,
+                        due_at: v1.due_at,
+                        implicit_copies: v1.implicit_copies,
+                    },
+                })
+            }
+            (LOAN_SLOT_RELEASED | LOAN_FLAGGED_OVERDUE, 1) => {
+                let LoanSlotV1 { loan_id } = decode_payload(event_type, schema_version, payload)?;
+                Ok(if event_type == LOAN_SLOT_RELEASED {
+                    Self::LoanSlotReleased { loan_id }
+                } else {
+                    Self::LoanFlaggedOverdue { loan_id }
+                })
+            }
+            (HOLD_SLOT_TAKEN, 1) => {
+                let v1: HoldSlotTakenV1 = decode_payload(event_type, schema_version, payload)?;
+                Ok(Self::HoldSlotTaken {
+                    request: HoldRequest {
+                        hold_id: v1.hold_id,
+                        book_id: v1.book_id,
+                        member: v1.member,
+                        requested_at: v1.requested_at,
+                        implicit_copies: v1.implicit_copies,
+                    },
+                })
+            }
+            (HOLD_SLOT_RELEASED, 1) => {
+                let HoldSlotV1 { hold_id } = decode_payload(event_type, schema_version, payload)?;
+                Ok(Self::HoldSlotReleased { hold_id })
+            }
+            (
+                LOAN_SLOT_TAKEN | LOAN_SLOT_RELEASED | LOAN_FLAGGED_OVERDUE | HOLD_SLOT_TAKEN
+                | HOLD_SLOT_RELEASED,
+                version,
+            ) => Err(EventDecodeError::unsupported_version(event_type, version)),
             (
                 USER_REGISTERED | PREFERENCES_CHANGED | PASSWORD_CHANGED | USER_DEACTIVATED
                 | USER_REACTIVATED | SESSIONS_REVOKED | BOOK_LIKED | BOOK_UNLIKED | BOOK_VIEWED

@@ -1,6 +1,7 @@
 //! The user aggregate: a registered reader or administrator, their credentials and preferences.
 
 mod events;
+mod lending;
 
 use std::collections::{HashMap, HashSet};
 
@@ -8,10 +9,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::aggregate::{Aggregate, DomainError, ErrorKind};
 use crate::auth::{CommandContext, Principal, Role};
-use crate::ids::{BookId, UserId};
+use crate::ids::{BookId, HoldId, LoanId, UserId};
+use crate::lending::{HoldRequest, LoanRequest};
 use crate::values::{Email, Genre, PasswordHash, PersonName, Rating, Username};
 
 pub use events::UserEvent;
+pub use lending::MemberLending;
+use lending::SlotRefusal;
 
 /// The most favourite genres a user may keep, so a profile stays a preference and not a catalogue.
 pub const MAX_FAVOURITE_GENRES: usize = 50;
@@ -82,6 +86,26 @@ pub enum UserCommand {
         book_id: BookId,
         interaction: Interaction,
     },
+    /// Takes a loan slot for a borrow, under the member's limit and blocks (the first step of a
+    /// borrow; the member themself, or staff for them).
+    TakeLoanSlot {
+        request: LoanRequest,
+        max_loans: u32,
+        /// Refuse while this many loans are overdue (0: never).
+        block_after_overdue: u32,
+    },
+    /// Gives a loan slot back: the borrow was refused, or the loan ended (internal steps).
+    ReleaseLoanSlot { loan_id: LoanId },
+    /// Records that one of the member's loans went overdue (the scheduler).
+    FlagLoanOverdue { loan_id: LoanId },
+    /// Takes a hold slot for a hold, under the member's hold limit and blocks.
+    TakeHoldSlot {
+        request: HoldRequest,
+        max_holds: u32,
+        block_after_overdue: u32,
+    },
+    /// Gives a hold slot back: the hold was refused, fulfilled, cancelled or expired.
+    ReleaseHoldSlot { hold_id: HoldId },
 }
 
 /// Why a user command was refused.
@@ -111,6 +135,36 @@ pub enum UserError {
     /// More favourite genres than allowed.
     #[error("at most {max} favourite genres are allowed, got {count}")]
     TooManyGenres { count: usize, max: usize },
+    /// The member already has (or is borrowing) this book.
+    #[error("the member already has this book on loan")]
+    AlreadyBorrowed,
+    /// The member already has a hold on this book.
+    #[error("the member already has a hold on this book")]
+    HoldExists,
+    /// The member has as many loans as the policy allows.
+    #[error("the member has reached the limit of {max} open loans")]
+    LoanLimitReached { max: u32 },
+    /// The member has as many holds as the policy allows.
+    #[error("the member has reached the limit of {max} holds")]
+    HoldLimitReached { max: u32 },
+    /// The member has too many overdue loans to borrow or place holds.
+    #[error("the member is blocked: {overdue} overdue loan(s) must be returned first")]
+    MemberBlocked { overdue: u32 },
+    /// The request names another member than this stream's.
+    #[error("the request is for another member")]
+    WrongMember,
+}
+
+impl From<SlotRefusal> for UserError {
+    fn from(refusal: SlotRefusal) -> Self {
+        match refusal {
+            SlotRefusal::AlreadyBorrowed => Self::AlreadyBorrowed,
+            SlotRefusal::HoldExists => Self::HoldExists,
+            SlotRefusal::Blocked { overdue } => Self::MemberBlocked { overdue },
+            SlotRefusal::LoanLimit { max } => Self::LoanLimitReached { max },
+            SlotRefusal::HoldLimit { max } => Self::HoldLimitReached { max },
+        }
+    }
 }
 
 impl DomainError for UserError {
@@ -124,19 +178,31 @@ impl DomainError for UserError {
             Self::TooManyGenres { .. } => "too_many_genres",
             Self::IdNotDerivedFromUsername { .. } => "user_id_mismatch",
             Self::PasswordWithoutUsername => "password_without_username",
+            Self::AlreadyBorrowed => "already_borrowed",
+            Self::HoldExists => "hold_exists",
+            Self::LoanLimitReached { .. } => "loan_limit_reached",
+            Self::HoldLimitReached { .. } => "hold_limit_reached",
+            Self::MemberBlocked { .. } => "member_blocked",
+            Self::WrongMember => "wrong_member",
         }
     }
 
     fn kind(&self) -> ErrorKind {
         match self {
             Self::NotFound => ErrorKind::NotFound,
-            Self::AlreadyExists => ErrorKind::Conflict,
+            Self::AlreadyExists
+            | Self::AlreadyBorrowed
+            | Self::HoldExists
+            | Self::LoanLimitReached { .. }
+            | Self::HoldLimitReached { .. }
+            | Self::MemberBlocked { .. } => ErrorKind::Conflict,
             Self::Deactivated => ErrorKind::Gone,
             Self::Forbidden { .. } => ErrorKind::Forbidden,
             Self::SystemRoleNotAllowed
             | Self::TooManyGenres { .. }
             | Self::IdNotDerivedFromUsername { .. }
-            | Self::PasswordWithoutUsername => ErrorKind::Invalid,
+            | Self::PasswordWithoutUsername
+            | Self::WrongMember => ErrorKind::Invalid,
         }
     }
 }
@@ -154,6 +220,7 @@ pub struct User {
     deactivated: bool,
     liked: HashSet<BookId>,
     rated: HashMap<BookId, Rating>,
+    lending: MemberLending,
 }
 
 impl User {
@@ -205,6 +272,27 @@ impl User {
     /// The rating the user gave the book through an interaction (reviews are the book's).
     pub fn rating_of(&self, book: BookId) -> Option<Rating> {
         self.rated.get(&book).copied()
+    }
+
+    /// The member's loan and hold slots.
+    pub fn lending(&self) -> &MemberLending {
+        &self.lending
+    }
+
+    /// Checks that the user exists and that an internal step (the system or an admin) runs it;
+    /// deactivated members still get their slots back.
+    fn ensure_internal(
+        &self,
+        principal: &Principal,
+        action: &'static str,
+    ) -> Result<(), UserError> {
+        if !self.exists() {
+            return Err(UserError::NotFound);
+        }
+        if !principal.is_privileged() {
+            return Err(UserError::Forbidden { action });
+        }
+        Ok(())
     }
 
     /// Whether the user is registered and not deactivated.
@@ -368,6 +456,65 @@ impl Aggregate for User {
                 };
                 Ok(event.into_iter().collect())
             }
+            UserCommand::TakeLoanSlot {
+                request,
+                max_loans,
+                block_after_overdue,
+            } => {
+                let id = self.ensure_changeable_by(principal, "borrow for this member")?;
+                if request.member != id {
+                    return Err(UserError::WrongMember);
+                }
+                if self.lending.loans.contains_key(&request.loan_id) {
+                    return Ok(Vec::new());
+                }
+                self.lending
+                    .check_loan(request, *max_loans, *block_after_overdue)?;
+                Ok(vec![UserEvent::LoanSlotTaken {
+                    request: request.clone(),
+                }])
+            }
+            UserCommand::ReleaseLoanSlot { loan_id } => {
+                self.ensure_internal(principal, "release loan slots")?;
+                Ok(if self.lending.loans.contains_key(loan_id) {
+                    vec![UserEvent::LoanSlotReleased { loan_id: *loan_id }]
+                } else {
+                    Vec::new()
+                })
+            }
+            UserCommand::FlagLoanOverdue { loan_id } => {
+                self.ensure_internal(principal, "flag overdue loans")?;
+                Ok(match self.lending.loans.get(loan_id) {
+                    Some((_, false)) => vec![UserEvent::LoanFlaggedOverdue { loan_id: *loan_id }],
+                    _ => Vec::new(),
+                })
+            }
+            UserCommand::TakeHoldSlot {
+                request,
+                max_holds,
+                block_after_overdue,
+            } => {
+                let id = self.ensure_changeable_by(principal, "place holds for this member")?;
+                if request.member != id {
+                    return Err(UserError::WrongMember);
+                }
+                if self.lending.holds.contains_key(&request.hold_id) {
+                    return Ok(Vec::new());
+                }
+                self.lending
+                    .check_hold(request, *max_holds, *block_after_overdue)?;
+                Ok(vec![UserEvent::HoldSlotTaken {
+                    request: request.clone(),
+                }])
+            }
+            UserCommand::ReleaseHoldSlot { hold_id } => {
+                self.ensure_internal(principal, "release hold slots")?;
+                Ok(if self.lending.holds.contains_key(hold_id) {
+                    vec![UserEvent::HoldSlotReleased { hold_id: *hold_id }]
+                } else {
+                    Vec::new()
+                })
+            }
         }
     }
 
@@ -407,6 +554,25 @@ impl Aggregate for User {
             UserEvent::BookViewed { .. } => {}
             UserEvent::BookRated { book_id, rating } => {
                 self.rated.insert(*book_id, *rating);
+            }
+            UserEvent::LoanSlotTaken { request } => {
+                self.lending
+                    .loans
+                    .insert(request.loan_id, (request.book_id, false));
+            }
+            UserEvent::LoanSlotReleased { loan_id } => {
+                self.lending.loans.remove(loan_id);
+            }
+            UserEvent::LoanFlaggedOverdue { loan_id } => {
+                if let Some((_, overdue)) = self.lending.loans.get_mut(loan_id) {
+                    *overdue = true;
+                }
+            }
+            UserEvent::HoldSlotTaken { request } => {
+                self.lending.holds.insert(request.hold_id, request.book_id);
+            }
+            UserEvent::HoldSlotReleased { hold_id } => {
+                self.lending.holds.remove(hold_id);
             }
         }
     }
