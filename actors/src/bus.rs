@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use quire_domain::book::{Book, BookCommand};
 use quire_domain::ids::{BookId, UserId};
+use quire_domain::lending::{Lending, LendingCommand};
 use quire_domain::user::{User, UserCommand};
 use quire_store::DynEventStore;
 use serde::{Deserialize, Serialize};
@@ -29,6 +30,11 @@ pub enum Command {
         user_id: UserId,
         command: UserCommand,
     },
+    /// A command to a book's circulation (its copies, loans and holds).
+    Lending {
+        book_id: BookId,
+        command: LendingCommand,
+    },
 }
 
 impl Command {
@@ -37,6 +43,7 @@ impl Command {
         match self {
             Self::Book { book_id, .. } => book_id.stream_id(),
             Self::User { user_id, .. } => user_id.stream_id(),
+            Self::Lending { book_id, .. } => book_id.lending_stream_id(),
         }
     }
 }
@@ -55,24 +62,35 @@ pub trait CommandBus: Send + Sync + 'static {
 pub struct LocalBus {
     books: Entities<Book>,
     users: Entities<User>,
+    lendings: Entities<Lending>,
 }
 
 impl LocalBus {
     pub fn new(store: DynEventStore, config: ActorConfig) -> Self {
         Self {
             books: Entities::new(store.clone(), config.clone()),
-            users: Entities::new(store, config),
+            users: Entities::new(store.clone(), config.clone()),
+            lendings: Entities::new(store, config),
         }
     }
 
-    /// Live actors per entity type, for status pages and tests.
+    /// Live actors per entity type (books, users), for status pages and tests.
     pub fn live_actors(&self) -> (usize, usize) {
         (self.books.live(), self.users.live())
     }
 
+    /// Live lending actors (one per book with circulation activity).
+    pub fn live_lending_actors(&self) -> usize {
+        self.lendings.live()
+    }
+
     /// Drains every actor's queue and stops it.
     pub async fn shutdown(&self, timeout: Duration) {
-        futures::join!(self.books.shutdown(timeout), self.users.shutdown(timeout));
+        futures::join!(
+            self.books.shutdown(timeout),
+            self.users.shutdown(timeout),
+            self.lendings.shutdown(timeout)
+        );
     }
 }
 
@@ -92,6 +110,11 @@ impl CommandBus for LocalBus {
             Command::User { user_id, command } => {
                 self.users
                     .execute(&user_id.to_string(), envelope.map(|_| command))
+                    .await
+            }
+            Command::Lending { book_id, command } => {
+                self.lendings
+                    .execute(&book_id.to_string(), envelope.map(|_| command))
                     .await
             }
         }

@@ -5,9 +5,11 @@
 //! id with them, so a retried command returns its first outcome and appends nothing.
 
 mod bus;
+pub mod clock;
 pub mod cluster;
 mod entity;
 mod envelope;
+pub mod lending;
 mod registry;
 mod slots;
 
