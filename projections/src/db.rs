@@ -407,6 +407,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "user session epochs",
         include_str!("../migrations/sqlite/0004_user_sessions.sql"),
     ),
+    (
+        5,
+        "lending: copies, loans and holds",
+        include_str!("../migrations/sqlite/0005_lending.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -428,6 +433,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "user session epochs",
         include_str!("../migrations/postgres/0004_user_sessions.sql"),
+    ),
+    (
+        5,
+        "lending: copies, loans and holds",
+        include_str!("../migrations/postgres/0005_lending.sql"),
     ),
 ];
 

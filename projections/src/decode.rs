@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use quire_domain::DomainEvent;
 use quire_domain::book::BookEvent;
 use quire_domain::ids::{BookId, UserId};
+use quire_domain::lending::LendingEvent;
 use quire_domain::user::UserEvent;
 use quire_store::RecordedEvent;
 use serde_json::Value;
@@ -47,6 +48,17 @@ pub(crate) fn user_of(event: &RecordedEvent) -> Result<Option<String>, ReadModel
     Ok(Some(id.to_string()))
 }
 
+/// The book a `lending-…` stream (the book's circulation) belongs to, or `None` for other streams.
+pub(crate) fn lending_book_of(event: &RecordedEvent) -> Result<Option<String>, ReadModelError> {
+    let Some(id) = event.stream_id.strip_prefix("lending-") else {
+        return Ok(None);
+    };
+    let id: BookId = id
+        .parse()
+        .map_err(|e: quire_domain::ids::IdParseError| decode_error(event, e.to_string()))?;
+    Ok(Some(id.to_string()))
+}
+
 /// Decodes a book event, upcasting through the domain; a `BookAdded` v1 payload without a
 /// `book_id` gets it from the stream id first, as the seed design kept it only there.
 pub(crate) fn decode_book(
@@ -68,5 +80,11 @@ pub(crate) fn decode_book(
 /// Decodes a user event, upcasting through the domain.
 pub(crate) fn decode_user(event: &RecordedEvent) -> Result<UserEvent, ReadModelError> {
     UserEvent::from_stored(&event.event_type, event.schema_version, &event.payload)
+        .map_err(|e| decode_error(event, e.to_string()))
+}
+
+/// Decodes a lending event, upcasting through the domain.
+pub(crate) fn decode_lending(event: &RecordedEvent) -> Result<LendingEvent, ReadModelError> {
+    LendingEvent::from_stored(&event.event_type, event.schema_version, &event.payload)
         .map_err(|e| decode_error(event, e.to_string()))
 }

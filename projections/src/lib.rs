@@ -1,17 +1,19 @@
 //! Quire's read models: checkpointed projections of the event log, on SQLite (embedded) or Postgres.
 //!
-//! Each projection ([`ProjectionName`]: `books`, `reviews`, `users`, `interactions`) consumes the
-//! global log in batches and applies each batch in one read-model transaction that also moves its
-//! checkpoint, after reading that checkpoint under a lock, so events another runner or a rebuild
-//! already applied are skipped and handlers only need to be idempotent for the replays an operator
-//! asks for (ARCHITECTURE.md, "Projections are at-least-once"). See [`runner::spawn`] for the
-//! runner, [`rebuild::rebuild`] for rebuild-aside-then-swap, [`ReadModels`] for the queries the API
-//! uses, and [`recommendations`] for storing, training and serving recommendation models.
+//! Each projection ([`ProjectionName`]: `books`, `reviews`, `users`, `interactions`, `lending`)
+//! consumes the global log in batches and applies each batch in one read-model transaction that
+//! also moves its checkpoint, after reading that checkpoint under a lock, so events another runner
+//! or a rebuild already applied are skipped and handlers only need to be idempotent for the
+//! replays an operator asks for (ARCHITECTURE.md, "Projections are at-least-once"). See
+//! [`runner::spawn`] for the runner, [`rebuild::rebuild`] for rebuild-aside-then-swap,
+//! [`ReadModels`] for the queries the API uses, and [`recommendations`] for storing, training and
+//! serving recommendation models.
 //!
 //! Files by concern: `name` (the projections' names), `decode` (stored events to domain events),
-//! `apply` (the batch transaction and the books, reviews and users handlers), `interactions` (that
-//! projection's handler and queries), `query` and `views` (the queries and what they return),
-//! `cursor` (the page cursors' codec), `db` (one SQL text on both backends).
+//! `apply` (the batch transaction and the books, reviews, users and lending handlers),
+//! `interactions` (that projection's handler and queries), `query` and `views` (the queries and
+//! what they return), `lending` (circulation's rows and queries), `cursor` (the page cursors'
+//! codec), `db` (one SQL text on both backends).
 
 mod apply;
 mod cursor;
@@ -19,6 +21,7 @@ mod db;
 mod decode;
 mod error;
 mod interactions;
+mod lending;
 mod name;
 mod query;
 pub mod rebuild;
@@ -34,6 +37,9 @@ use tokio::sync::watch;
 
 pub use error::{ReadModelError, WaitError};
 pub use interactions::InteractionRow;
+pub use lending::{
+    CopyRow, HoldQuery, HoldRow, HoldStatus, LoanQuery, LoanRow, LoanStatus, LoanStatusFilter,
+};
 pub use name::{ProjectionName, UnknownProjection};
 pub use rebuild::{RebuildProgress, RebuildReport, rebuild};
 pub use recommendations::{
@@ -211,14 +217,19 @@ impl ReadModels {
     #[tracing::instrument(skip_all)]
     pub async fn statuses(&self) -> Result<Vec<ProjectionStatus>, ReadModelError> {
         type Row = (String, i64, Option<String>, Option<i64>, i64);
-        let sql = "SELECT projection, position, last_error, last_error_at, updated_at \
-                   FROM rm_checkpoints WHERE projection IN ($1, $2, $3, $4)";
         let args: Vec<Arg> = ProjectionName::ALL
             .iter()
             .map(|p| Arg::Text(p.as_str().to_string()))
             .collect();
+        // One placeholder per projection (a rebuild's shadow checkpoint rows are left out).
+        let placeholders: Vec<String> = (1..=args.len()).map(|n| format!("${n}")).collect();
+        let sql = format!(
+            "SELECT projection, position, last_error, last_error_at, updated_at \
+             FROM rm_checkpoints WHERE projection IN ({})",
+            placeholders.join(", ")
+        );
         let rows: Vec<Row> = with_read_pool!(self.db(), pool => {
-            db::bind_args!(sqlx::query_as::<_, Row>(sql), &args)
+            db::bind_args!(sqlx::query_as::<_, Row>(&sql), &args)
                 .fetch_all(pool)
                 .await
                 .map_err(ReadModelError::db("reading checkpoints"))

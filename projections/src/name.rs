@@ -22,12 +22,20 @@ pub enum ProjectionName {
     Users,
     /// One row per member and book with what the recommender counts.
     Interactions,
+    /// Circulation: the copies of each book (`rm_copies`), loans (`rm_loans`) and holds
+    /// (`rm_holds`), from the books' lending streams and the members' slot events.
+    Lending,
 }
 
 impl ProjectionName {
     /// Every projection, in the order statuses list them.
-    pub const ALL: [ProjectionName; 4] =
-        [Self::Books, Self::Reviews, Self::Users, Self::Interactions];
+    pub const ALL: [ProjectionName; 5] = [
+        Self::Books,
+        Self::Reviews,
+        Self::Users,
+        Self::Interactions,
+        Self::Lending,
+    ];
 
     /// The stored name (the checkpoint row, the CLI argument, the lease).
     pub const fn as_str(self) -> &'static str {
@@ -36,6 +44,7 @@ impl ProjectionName {
             Self::Reviews => "reviews",
             Self::Users => "users",
             Self::Interactions => "interactions",
+            Self::Lending => "lending",
         }
     }
 
@@ -51,6 +60,7 @@ impl ProjectionName {
             Self::Reviews => &["rm_reviews", "rm_book_stats"],
             Self::Users => &["rm_users"],
             Self::Interactions => &["rm_interactions"],
+            Self::Lending => &["rm_copies", "rm_loans", "rm_holds"],
         }
     }
 }
@@ -64,7 +74,9 @@ impl fmt::Display for ProjectionName {
 
 /// A name that is not one of [`ProjectionName::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown projection {0:?}; the projections are books, reviews, users, interactions")]
+#[error(
+    "unknown projection {0:?}; the projections are books, reviews, users, interactions, lending"
+)]
 pub struct UnknownProjection(pub String);
 
 impl FromStr for ProjectionName {
@@ -98,14 +110,17 @@ mod tests {
             );
         }
         let names: Vec<&str> = ProjectionName::ALL.iter().map(|p| p.as_str()).collect();
-        assert_eq!(names, ["books", "reviews", "users", "interactions"]);
+        assert_eq!(
+            names,
+            ["books", "reviews", "users", "interactions", "lending"]
+        );
         assert_eq!(format!("[{:<8}]", ProjectionName::Users), "[users   ]");
         let unknown = "nope".parse::<ProjectionName>().unwrap_err();
         assert_eq!(unknown, UnknownProjection("nope".into()));
         assert!(
             unknown
                 .to_string()
-                .contains("books, reviews, users, interactions")
+                .contains("books, reviews, users, interactions, lending")
         );
         assert!("Books".parse::<ProjectionName>().is_err());
     }

@@ -20,19 +20,19 @@ use crate::{
 
 /// A cursor: which listing it belongs to, the last item's sort key, and its id.
 #[derive(Serialize, Deserialize)]
-struct Cursor {
-    s: String,
-    k: Value,
-    id: String,
+pub(crate) struct Cursor {
+    pub(crate) s: String,
+    pub(crate) k: Value,
+    pub(crate) id: String,
 }
 
 impl Cursor {
-    fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         cursor::encode(self)
     }
 
     /// Decodes a cursor issued for the listing `listing`.
-    fn decode(text: &str, listing: &str) -> Result<Self, ReadModelError> {
+    pub(crate) fn decode(text: &str, listing: &str) -> Result<Self, ReadModelError> {
         cursor::decode::<Self>(text)
             .filter(|c| c.s == listing)
             .ok_or(ReadModelError::InvalidCursor)
@@ -118,7 +118,7 @@ struct CredentialsRow {
     session_epoch: i64,
 }
 
-fn corrupt(what: &str, error: impl std::fmt::Display) -> ReadModelError {
+pub(crate) fn corrupt(what: &str, error: impl std::fmt::Display) -> ReadModelError {
     ReadModelError::Corrupt(format!("{what}: {error}"))
 }
 
@@ -200,12 +200,12 @@ impl UserRow {
 }
 
 /// Appends `arg` and returns its placeholder.
-fn param(args: &mut Vec<Arg>, arg: Arg) -> String {
+pub(crate) fn param(args: &mut Vec<Arg>, arg: Arg) -> String {
     args.push(arg);
     format!("${}", args.len())
 }
 
-fn page_size(page: &PageRequest) -> usize {
+pub(crate) fn page_size(page: &PageRequest) -> usize {
     page.limit.clamp(1, 1000) as usize
 }
 
@@ -240,7 +240,7 @@ fn after_created_at(
 
 /// Turns the `limit + 1` rows of a keyset query into a page: the extra row only says that there
 /// is a next page, whose cursor is made from the last row kept.
-fn into_page<R, V>(
+pub(crate) fn into_page<R, V>(
     mut rows: Vec<R>,
     limit: usize,
     cursor_of: impl FnOnce(&R) -> Cursor,

@@ -34,6 +34,8 @@ macro_rules! both {
     )*};
 }
 
+mod lending;
+
 both!(
     book_events_shape_the_book_view,
     listing_filters_sorts_and_pages_without_duplicates_or_misses,
@@ -568,7 +570,10 @@ async fn wait_for_follows_the_checkpoints(env: Env) {
     runner.shutdown().await;
     let statuses = env.read.statuses().await.unwrap();
     let names: Vec<&str> = statuses.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["books", "reviews", "users", "interactions"]);
+    assert_eq!(
+        names,
+        ["books", "reviews", "users", "interactions", "lending"]
+    );
     assert!(
         statuses
             .iter()

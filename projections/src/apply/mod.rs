@@ -1,11 +1,13 @@
 //! The projections' handlers: how events of the global log change the read-model tables, one
-//! module per projection (`books`, `reviews`, `users`; the `interactions` handler lives beside that
-//! projection's queries in [`crate::interactions`]), and the batch transaction they run in.
+//! module per projection (`books`, `reviews`, `users`, `lending`; the `interactions` handler lives
+//! beside that projection's queries in [`crate::interactions`]), and the batch transaction they
+//! run in.
 //!
 //! Every handler is idempotent, so that applying an event twice (at-least-once delivery, a
 //! checkpoint reset, a rebuild racing the live runner) leaves the same state:
 //! - rows carry the stream version of the last event applied to them, and every update is guarded
-//!   by `version < event version`;
+//!   by `version < event version` (rows fed by several streams, `interactions` and `lending`,
+//!   carry the global position instead);
 //! - reviews are inserted with `ON CONFLICT DO NOTHING`, and the per-book rating stats change only by
 //!   the rows a statement actually inserted or changed, in the same transaction.
 //!
@@ -14,6 +16,7 @@
 //! cause on their book become one multi-row update at the end of the batch.
 
 pub(crate) mod books;
+mod lending;
 mod reviews;
 mod users;
 
@@ -70,6 +73,7 @@ pub(crate) async fn apply_batch(
         ProjectionName::Reviews => reviews::apply(tx, s, &fresh).await?,
         ProjectionName::Users => users::apply(tx, s, &fresh).await?,
         ProjectionName::Interactions => crate::interactions::apply(tx, s, &fresh).await?,
+        ProjectionName::Lending => lending::apply(tx, s, &fresh).await?,
     }
     tx.exec(
         "writing checkpoint",

@@ -1,7 +1,7 @@
 //! The `users` projection's handlers: `rm_users`, one row per member with their credentials,
 //! preferences and session epoch (the stream version of the last event that ended their sessions,
 //! see [`UserEvent::ends_sessions`]). The interaction events of a user stream belong to the
-//! `interactions` projection.
+//! `interactions` projection, its loan and hold slot events to `lending`.
 
 use quire_domain::user::UserEvent;
 use quire_store::RecordedEvent;
@@ -150,6 +150,12 @@ pub(super) async fn apply(
             | UserEvent::BookUnliked { .. }
             | UserEvent::BookViewed { .. }
             | UserEvent::BookRated { .. } => {}
+            // The lending projection's: a member's loan and hold slots are not part of `rm_users`.
+            UserEvent::LoanSlotTaken { .. }
+            | UserEvent::LoanSlotReleased { .. }
+            | UserEvent::LoanFlaggedOverdue { .. }
+            | UserEvent::HoldSlotTaken { .. }
+            | UserEvent::HoldSlotReleased { .. } => {}
         }
     }
     Ok(())

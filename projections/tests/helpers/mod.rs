@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use quire_domain::book::{BookChanges, BookEvent};
 use quire_domain::ids::{BookId, ReviewId, UserId};
+use quire_domain::lending::LendingEvent;
 use quire_domain::user::UserEvent;
 use quire_domain::values::*;
 use quire_domain::{DomainEvent, Role};
@@ -157,6 +158,16 @@ impl Env {
     pub(crate) async fn append_user(&self, id: UserId, events: Vec<UserEvent>) -> u64 {
         self.append(id.stream_id(), events.iter().map(stored).collect())
             .await
+    }
+
+    /// Appends events to a book's lending stream (as one command would); returns the last
+    /// position.
+    pub(crate) async fn append_lending(&self, book: BookId, events: Vec<LendingEvent>) -> u64 {
+        self.append(
+            book.lending_stream_id(),
+            events.iter().map(stored).collect(),
+        )
+        .await
     }
 
     /// Appends a hand-written payload (old versions, broken ones).
