@@ -18,10 +18,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use quire_actors::clock::{DynClock, SystemClock};
 use quire_actors::cluster::{
     self, ClusterError, LeaseManager, LeaseOwner, NatsBus, NodeInfo, Notifications,
     PartitionServer, Resource, Role,
 };
+use quire_actors::lending::LendingPolicy;
 use quire_actors::{Command, CommandBus, CommandEnvelope, CommandError, LocalBus};
 use quire_api::{AppState, Authenticator};
 use quire_domain::ids::UserId;
@@ -79,16 +81,20 @@ enum Worker {
     Summaries,
     /// Trains recommendation models on schedule.
     RecsTrainer,
+    /// Turns passed deadlines into commands (overdue loans, expired pickups) and finishes
+    /// interrupted lending processes (`scheduler.rs`).
+    Scheduler,
 }
 
 impl Worker {
-    const ALL: [Worker; 2] = [Worker::Summaries, Worker::RecsTrainer];
+    const ALL: [Worker; 3] = [Worker::Summaries, Worker::RecsTrainer, Worker::Scheduler];
 
     /// The lease name (`worker.<name>` in the cluster's bucket).
     fn name(self) -> &'static str {
         match self {
             Self::Summaries => "summaries",
             Self::RecsTrainer => "recs-trainer",
+            Self::Scheduler => "scheduler",
         }
     }
 
@@ -101,6 +107,12 @@ impl Application {
     /// Opens storage, binds the listener (with the `api` role), and starts this node's share of
     /// the work; returns once a node without NATS runs all of it and its admin exists.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// [`Application::build`] with the time lending commands are stamped with and the scheduler
+    /// compares deadlines with (tests move a [`quire_actors::clock::ManualClock`]).
+    pub async fn build_with_clock(settings: Settings, clock: DynClock) -> anyhow::Result<Self> {
         settings.prepare_data_dir()?;
         let url = settings.store_url();
         tracing::info!(store = %redact_url(&url), "opening event store");
@@ -217,6 +229,9 @@ impl Application {
                 summarizer: summarizer.clone(),
                 job_options: settings.job_options(),
                 recs: Arc::new(settings.recs.clone()),
+                clock: clock.clone(),
+                lending: settings.lending.clone(),
+                scheduler: settings.scheduler_options(),
                 running: tokio::sync::Mutex::new(HashMap::new()),
             })
         };
@@ -313,7 +328,9 @@ impl Application {
                 )
                 .with_summarizer(summarizer)
                 .with_recommender(recommender.clone())
-                .with_as_of_limits(settings.as_of_limits());
+                .with_as_of_limits(settings.as_of_limits())
+                .with_clock(clock.clone())
+                .with_lending_policy(settings.lending.clone());
                 Some(Http {
                     listener,
                     addr,
@@ -412,6 +429,7 @@ fn worker_names(settings: &Settings) -> Vec<&'static str> {
         .filter(|w| match w {
             Worker::Summaries => settings.summaries.auto,
             Worker::RecsTrainer => settings.recs.train_interval_secs > 0,
+            Worker::Scheduler => true,
         })
         .map(Worker::name)
         .collect()
@@ -457,6 +475,7 @@ enum Running {
     },
     Summaries(JobsHandle),
     Trainer(TrainerHandle),
+    Scheduler(crate::scheduler::SchedulerHandle),
 }
 
 impl Running {
@@ -470,6 +489,7 @@ impl Running {
             }
             Self::Summaries(jobs) => jobs.shutdown().await,
             Self::Trainer(trainer) => trainer.shutdown().await,
+            Self::Scheduler(scheduler) => scheduler.shutdown().await,
         }
     }
 }
@@ -486,6 +506,9 @@ struct NodeWork {
     summarizer: Arc<Summarizer>,
     job_options: summary_jobs::JobOptions,
     recs: Arc<crate::config::RecsSettings>,
+    clock: DynClock,
+    lending: LendingPolicy,
+    scheduler: crate::scheduler::SchedulerOptions,
     running: tokio::sync::Mutex<HashMap<Resource, Running>>,
 }
 
@@ -524,6 +547,19 @@ impl LeaseOwner for NodeWork {
                     self.read.clone(),
                     self.recs.training(),
                     Duration::from_secs(self.recs.train_interval_secs),
+                ))
+            }
+            Duty::Worker(Worker::Scheduler) => {
+                let lending: Arc<dyn crate::scheduler::Deadlines> =
+                    Arc::new(crate::scheduler::LendingDeadlines {
+                        read: self.read.clone(),
+                        bus: self.bus.clone(),
+                        policy: self.lending.clone(),
+                    });
+                Running::Scheduler(crate::scheduler::spawn(
+                    vec![lending],
+                    self.clock.clone(),
+                    self.scheduler,
                 ))
             }
         };

@@ -47,6 +47,10 @@ pub struct Settings {
     pub summaries: SummarySettings,
     /// Recommendations: training schedule, ALS parameters, signal weights.
     pub recs: RecsSettings,
+    /// `[lending]`: the circulation rules.
+    pub lending: quire_actors::lending::LendingPolicy,
+    /// `[scheduler]`: the deadline scheduler.
+    pub scheduler: SchedulerSettings,
     /// How long shutdown waits for in-flight commands.
     pub shutdown_timeout_secs: u64,
 }
@@ -266,6 +270,20 @@ impl std::fmt::Display for SummaryBackend {
     }
 }
 
+/// `[scheduler]` settings: the deadline scheduler (one per deployment).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerSettings {
+    /// The longest sleep between looks at the deadlines (it also wakes at the next one).
+    pub tick_ms: u64,
+}
+
+impl Default for SchedulerSettings {
+    fn default() -> Self {
+        Self { tick_ms: 1000 }
+    }
+}
+
 /// `[recs]` settings: the training schedule, ALS parameters, signal weights, serving.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -399,6 +417,8 @@ impl Default for Settings {
                 max_wait_secs: 600,
             },
             recs: RecsSettings::default(),
+            lending: quire_actors::lending::LendingPolicy::default(),
+            scheduler: SchedulerSettings::default(),
             shutdown_timeout_secs: 10,
         }
     }
@@ -583,9 +603,38 @@ impl Settings {
             at_least("recs.refresh_secs", self.recs.refresh_secs, 1),
             at_least("recs.threads", self.recs.threads as u64, 1),
             at_least("recs.neighbours", self.recs.neighbours as u64, 1),
+            at_least("lending.loan_days", u64::from(self.lending.loan_days), 1),
+            at_least("lending.max_loans", u64::from(self.lending.max_loans), 1),
+            at_least(
+                "lending.pickup_days",
+                u64::from(self.lending.pickup_days),
+                1,
+            ),
+            at_least(
+                "lending.resume_after_secs",
+                self.lending.resume_after_secs,
+                1,
+            ),
+            at_least("scheduler.tick_ms", self.scheduler.tick_ms, 10),
         ] {
             need(ok, message);
         }
+        need(
+            self.lending.implicit_copies <= 1000,
+            format!(
+                "lending.implicit_copies must be at most 1000 (it is {})",
+                self.lending.implicit_copies
+            ),
+        );
+        need(
+            self.lending.renew_days_before_due != Some(0),
+            "lending.renew_days_before_due must be at least 1 when set (at the due date a loan is overdue)"
+                .to_string(),
+        );
+        need(
+            self.lending.max_renewals == 0 || self.lending.renewal_days >= 1,
+            "lending.renewal_days must be at least 1 when renewals are allowed".to_string(),
+        );
         // hyper refuses longer targets itself, before the API's limit could apply.
         need(
             self.http.max_uri_bytes <= 65_534,
@@ -763,6 +812,12 @@ impl Settings {
             (Some(url), _) if !url.expose().trim().is_empty() => url.expose().to_string(),
             (_, Some(url)) => url.expose().to_string(),
             _ => self.data_dir.join("read.db").display().to_string(),
+        }
+    }
+
+    pub(crate) fn scheduler_options(&self) -> crate::scheduler::SchedulerOptions {
+        crate::scheduler::SchedulerOptions {
+            tick: Duration::from_millis(self.scheduler.tick_ms),
         }
     }
 

@@ -4,6 +4,7 @@
 mod app;
 mod cli;
 pub mod config;
+mod scheduler;
 mod server;
 mod summaries;
 mod summary_jobs;
@@ -104,6 +105,9 @@ enum Command {
     Import(cli::import::ImportCommand),
     /// Summarize a text file with the configured summarizer (or --backend).
     Summarize(cli::summarize::SummarizeArgs),
+    /// Circulation reports: overdue loans.
+    #[command(subcommand)]
+    Lending(cli::lending::LendingCommand),
     /// Recommendations: train a model now, or evaluate the models offline on goodbooks ratings.
     #[command(subcommand)]
     Recs(cli::recs::RecsCommand),
@@ -181,6 +185,7 @@ pub fn cli_main() -> std::process::ExitCode {
             Command::Cluster(command) => cli::cluster::run(&settings, command).await,
             Command::Summarize(args) => cli::summarize::run(&settings, args).await,
             Command::Recs(command) => cli::recs::run(&settings, command).await,
+            Command::Lending(command) => cli::lending::run(&settings, command).await,
             Command::Config { json } => {
                 if json {
                     println!("{:#}", settings.to_redacted_json());

@@ -511,3 +511,161 @@ impl From<quire_summarize::Summary> for GeneratedSummary {
         }
     }
 }
+
+/// A loan (a checkout), in the shape library systems use (`checkout_date`, `due_date`,
+/// `checkin_date`, `renewals_count`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoanDto {
+    /// The loan id.
+    pub id: String,
+    pub book_id: String,
+    pub user_id: String,
+    /// The copy lent; absent while a borrow is still being completed.
+    pub copy_id: Option<String>,
+    pub barcode: Option<String>,
+    /// `open`, `overdue`, `returned` or `lost` (`pending` while a borrow is being completed).
+    #[schema(example = "open")]
+    pub status: String,
+    pub overdue: bool,
+    pub checkout_date: Option<String>,
+    pub due_date: String,
+    pub checkin_date: Option<String>,
+    pub renewals_count: u32,
+}
+
+/// A page of loans.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoanList {
+    pub loans: Vec<LoanDto>,
+    pub next_cursor: Option<String>,
+}
+
+/// A copy (an item) of a book.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CopyDto {
+    pub id: String,
+    pub book_id: String,
+    /// Absent for the implicit copy of a book lent without registered copies.
+    pub barcode: Option<String>,
+    /// `available`, `on_loan`, `on_hold_shelf`, `lost` or `withdrawn`.
+    #[schema(example = "available")]
+    pub status: String,
+    pub added_at: String,
+}
+
+/// The copies of a book.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CopyList {
+    pub copies: Vec<CopyDto>,
+}
+
+/// A copy to register.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewCopy {
+    #[schema(example = "31234000123456", min_length = 1, max_length = 64)]
+    pub barcode: String,
+}
+
+/// A lent copy in an availability answer (no borrower: availability is public).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CopyOnLoan {
+    pub copy_id: String,
+    pub barcode: Option<String>,
+    pub due_date: String,
+}
+
+/// Whether a book can be borrowed now, and if not, when.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Availability {
+    pub book_id: String,
+    /// Copies in circulation (not lost or withdrawn); for a book without registered copies,
+    /// the implicit copies it lends as.
+    pub copies_total: u32,
+    pub copies_available: u32,
+    /// Whether a member could borrow now (a copy is free).
+    pub available: bool,
+    pub on_loan: Vec<CopyOnLoan>,
+    /// Copies waiting on the hold shelf for members who placed holds.
+    pub on_hold_shelf: u32,
+    /// Members waiting for a copy.
+    pub holds_waiting: u32,
+    /// The earliest due date of the lent copies.
+    pub next_due_date: Option<String>,
+}
+
+/// A hold (a request for the next free copy of a book).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HoldDto {
+    pub id: String,
+    pub book_id: String,
+    pub user_id: String,
+    /// `waiting`, `ready` (a copy waits on the hold shelf), `fulfilled`, `cancelled`,
+    /// `expired` (`pending` while being placed).
+    #[schema(example = "waiting")]
+    pub status: String,
+    /// 1 for the first in the queue, while waiting or ready.
+    pub priority: Option<u32>,
+    pub placed_at: Option<String>,
+    pub copy_id: Option<String>,
+    /// Until when the copy waits on the hold shelf.
+    pub expiration_date: Option<String>,
+    pub loan_id: Option<String>,
+}
+
+/// A page of holds.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HoldList {
+    pub holds: Vec<HoldDto>,
+    pub next_cursor: Option<String>,
+}
+
+/// A hold to place; `user_id` defaults to the caller (staff may place holds for a member).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewHold {
+    pub book_id: String,
+    pub user_id: Option<String>,
+}
+
+/// `GET /loans` filters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct LoanParams {
+    /// Whose loans (members: themselves, the default).
+    pub user_id: Option<String>,
+    pub book_id: Option<String>,
+    /// `open` (includes overdue), `overdue` or `returned` (includes lost); all when absent.
+    pub status: Option<String>,
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+/// `GET /holds` filters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct HoldParams {
+    /// Whose holds (members: themselves, the default).
+    pub user_id: Option<String>,
+    pub book_id: Option<String>,
+    /// `active` (waiting or ready, the default) or `all`.
+    pub status: Option<String>,
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+/// `GET /users/{id}/loans` filters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct UserLoanParams {
+    /// `open`, `overdue` or `returned`; all when absent.
+    pub status: Option<String>,
+    #[param(minimum = 1, maximum = 100)]
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}

@@ -18,8 +18,10 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use quire_actors::CommandBus;
+use quire_actors::clock::{DynClock, SystemClock};
+use quire_actors::lending::LendingPolicy;
 use quire_projections::ReadModels;
 use quire_store::DynEventStore;
 use quire_summarize::{Summarizer, SummarizerOptions};
@@ -103,6 +105,10 @@ pub struct AppState {
     pub recommender: Arc<Recommender>,
     /// The most events one `as_of` read folds.
     pub as_of_limits: AsOfLimits,
+    /// The time lending commands are stamped with (injectable, so tests can move it).
+    pub clock: DynClock,
+    /// The circulation rules (`[lending]`).
+    pub lending: Arc<LendingPolicy>,
     limiter: Arc<RateLimiter>,
 }
 
@@ -128,8 +134,22 @@ impl AppState {
             summarizer: Arc::new(Summarizer::extractive(SummarizerOptions::default())),
             recommender,
             as_of_limits: AsOfLimits::default(),
+            clock: Arc::new(SystemClock),
+            lending: Arc::new(LendingPolicy::default()),
             limiter,
         }
+    }
+
+    /// Stamps lending commands with `clock`'s time.
+    pub fn with_clock(mut self, clock: DynClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Lends under `policy`.
+    pub fn with_lending_policy(mut self, policy: LendingPolicy) -> Self {
+        self.lending = Arc::new(policy);
+        self
     }
 
     /// Folds at most `limits` events per `as_of` read.
@@ -206,6 +226,52 @@ pub fn app(state: AppState) -> Router {
         .route(
             "/users/{id}/preferences",
             put(routes::users::change_preferences),
+        )
+        .route("/users/{id}/loans", get(routes::lending::user_loans))
+        // The seed paths, with and without the trailing slash.
+        .route(
+            "/books/{book_id}/borrow/{user_id}",
+            post(routes::lending::borrow),
+        )
+        .route(
+            "/books/{book_id}/borrow/{user_id}/",
+            post(routes::lending::borrow),
+        )
+        .route(
+            "/books/{book_id}/return/{user_id}",
+            post(routes::lending::return_book),
+        )
+        .route(
+            "/books/{book_id}/return/{user_id}/",
+            post(routes::lending::return_book),
+        )
+        .route(
+            "/books/{id}/copies",
+            get(routes::lending::copies).post(routes::lending::add_copy),
+        )
+        .route(
+            "/books/{id}/copies/{copy_id}",
+            delete(routes::lending::withdraw_copy),
+        )
+        .route(
+            "/books/{id}/copies/{copy_id}/lost",
+            post(routes::lending::mark_lost),
+        )
+        .route(
+            "/books/{id}/availability",
+            get(routes::lending::availability),
+        )
+        .route("/loans", get(routes::lending::loans))
+        .route("/loans/{id}", get(routes::lending::get_loan))
+        .route("/loans/{id}/renewal", post(routes::lending::renew))
+        .route("/loans/{id}/return", post(routes::lending::return_loan))
+        .route(
+            "/holds",
+            get(routes::lending::holds).post(routes::lending::place_hold),
+        )
+        .route(
+            "/holds/{id}",
+            get(routes::lending::get_hold).delete(routes::lending::cancel_hold),
         )
         .route("/auth/token", post(routes::auth::token))
         .route("/interactions", post(routes::recommendations::create))

@@ -3,6 +3,7 @@
 
 pub(crate) mod auth;
 pub(crate) mod books;
+pub(crate) mod lending;
 pub(crate) mod recommendations;
 pub(crate) mod reviews;
 pub(crate) mod status;

@@ -1,0 +1,223 @@
+//! The deadline scheduler: turns "time passed" into commands (a loan went overdue, a hold's
+//! pickup deadline passed) and finishes processes a crash cut short.
+//!
+//! One runs per deployment: it is the `scheduler` worker, leased like the summary worker, so a
+//! cluster moves it on failover. It keeps no state of its own: every deadline lives in a read
+//! model derived from the log (due dates and pickup deadlines in the `lending` projection), so it
+//! survives restarts by reading them again, and a successor redoing a predecessor's tick records
+//! nothing twice because every command it sends has an id derived from the entity and the
+//! deadline. Time comes from an injectable [`Clock`](quire_actors::clock::Clock), so tests move
+//! it instead of waiting. Each kind of deadline is a [`Deadlines`] source; lending is the first.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use quire_actors::clock::DynClock;
+use quire_actors::lending::{LendingPolicy, LendingProcess};
+use quire_actors::{CommandBus, CommandError, CommandOutcome};
+use quire_domain::lending::{HoldRequest, LoanRequest};
+use quire_domain::values::Timestamp;
+use quire_projections::ReadModels;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// How many due items one source handles per tick (the rest wait for the next tick).
+const BATCH: u32 = 200;
+
+/// A kind of deadline the scheduler serves.
+#[async_trait]
+pub(crate) trait Deadlines: Send + Sync + 'static {
+    /// For logs.
+    fn name(&self) -> &'static str;
+
+    /// Sends the commands for everything due at `now`; returns how many items it handled.
+    async fn run_due(&self, now: Timestamp) -> anyhow::Result<usize>;
+
+    /// The earliest future deadline it knows, so the scheduler can sleep until then.
+    async fn next_deadline(&self) -> anyhow::Result<Option<Timestamp>>;
+}
+
+/// Scheduler settings.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SchedulerOptions {
+    /// The longest sleep between ticks: also how soon a moved clock or a deadline made by
+    /// another node is noticed.
+    pub(crate) tick: Duration,
+}
+
+/// A running scheduler.
+pub(crate) struct SchedulerHandle {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl SchedulerHandle {
+    /// Stops after the current tick.
+    pub(crate) async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        if let Err(error) = self.task.await {
+            tracing::warn!(%error, "the scheduler task failed");
+        }
+    }
+}
+
+/// Starts the scheduler over `sources`.
+pub(crate) fn spawn(
+    sources: Vec<Arc<dyn Deadlines>>,
+    clock: DynClock,
+    options: SchedulerOptions,
+) -> SchedulerHandle {
+    let (stop, mut stopped) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        tracing::info!(
+            tick_ms = options.tick.as_millis() as u64,
+            "scheduler started"
+        );
+        loop {
+            let now = clock.now();
+            let mut next: Option<Timestamp> = None;
+            for source in &sources {
+                match source.run_due(now).await {
+                    Ok(0) => {}
+                    Ok(handled) => {
+                        tracing::info!(source = source.name(), handled, "deadlines handled");
+                    }
+                    Err(error) => {
+                        tracing::warn!(source = source.name(), error = %format!("{error:#}"), "a deadline tick failed; retrying next tick");
+                    }
+                }
+                if let Ok(Some(deadline)) = source.next_deadline().await {
+                    next = Some(next.map_or(deadline, |n| n.min(deadline)));
+                }
+            }
+            let sleep = next
+                .map(|deadline| {
+                    let wait = deadline.as_micros().saturating_sub(clock.now().as_micros());
+                    Duration::from_micros(u64::try_from(wait).unwrap_or(0))
+                })
+                .map_or(options.tick, |wait| wait.min(options.tick));
+            tokio::select! {
+                _ = tokio::time::sleep(sleep) => {}
+                _ = stopped.changed() => break,
+            }
+        }
+        tracing::info!("scheduler stopped");
+    });
+    SchedulerHandle { stop, task }
+}
+
+/// Lending's deadlines: overdue loans, expired pickups, and borrows, holds and returns a crash
+/// interrupted between their steps.
+pub(crate) struct LendingDeadlines {
+    pub(crate) read: ReadModels,
+    pub(crate) bus: Arc<dyn CommandBus>,
+    pub(crate) policy: LendingPolicy,
+}
+
+/// Whether a step's error means "nothing left to do" for the scheduler: a refusal (the process
+/// already gave the slot back) or a command id recorded with other content (the step ran
+/// before, stamped with another time).
+fn settled(result: Result<CommandOutcome, CommandError>) -> anyhow::Result<()> {
+    match result {
+        Ok(_) | Err(CommandError::Rejected(_)) | Err(CommandError::KeyReused(_)) => Ok(()),
+        Err(error) => Err(error.into()),
+    }
+}
+
+#[async_trait]
+impl Deadlines for LendingDeadlines {
+    fn name(&self) -> &'static str {
+        "lending"
+    }
+
+    #[tracing::instrument(name = "scheduler.lending", skip_all, fields(now = now.as_micros()))]
+    async fn run_due(&self, now: Timestamp) -> anyhow::Result<usize> {
+        let process = LendingProcess::new(&*self.bus);
+        let mut handled = 0;
+        let resume_before = now.plus_seconds(-i64::try_from(self.policy.resume_after_secs)?);
+
+        for loan in self.read.loans_due(now.as_micros(), BATCH).await? {
+            handled += 1;
+            settled(
+                process
+                    .mark_overdue(
+                        loan.book_id,
+                        loan.loan_id,
+                        loan.user_id,
+                        Timestamp::from_micros(loan.due_at),
+                        now,
+                    )
+                    .await,
+            )?;
+        }
+        for loan in self.read.loans_to_flag_overdue(BATCH).await? {
+            handled += 1;
+            settled(process.flag_overdue(loan.user_id, loan.loan_id).await)?;
+        }
+        for hold in self.read.holds_expired(now.as_micros(), BATCH).await? {
+            handled += 1;
+            settled(
+                process
+                    .expire_hold(
+                        hold.book_id,
+                        hold.hold_id,
+                        hold.user_id,
+                        now,
+                        self.policy.pickup_until(now),
+                    )
+                    .await,
+            )?;
+        }
+        for loan in self
+            .read
+            .stuck_borrows(resume_before.as_micros(), BATCH)
+            .await?
+        {
+            handled += 1;
+            tracing::info!(loan_id = %loan.loan_id, "completing an interrupted borrow");
+            let request = LoanRequest {
+                loan_id: loan.loan_id,
+                book_id: loan.book_id,
+                member: loan.user_id,
+                requested_at: Timestamp::from_micros(loan.requested_at),
+                due_at: Timestamp::from_micros(loan.due_at),
+                implicit_copies: loan.implicit_copies,
+            };
+            settled(process.complete_borrow(&request).await)?;
+        }
+        for hold in self
+            .read
+            .stuck_holds(resume_before.as_micros(), BATCH)
+            .await?
+        {
+            handled += 1;
+            tracing::info!(hold_id = %hold.hold_id, "completing an interrupted hold");
+            let request = HoldRequest {
+                hold_id: hold.hold_id,
+                book_id: hold.book_id,
+                member: hold.user_id,
+                requested_at: Timestamp::from_micros(hold.requested_at),
+                implicit_copies: hold.implicit_copies,
+            };
+            settled(process.complete_hold(&request).await)?;
+        }
+        for loan in self.read.unreleased_loan_slots(BATCH).await? {
+            handled += 1;
+            settled(process.release_loan_slot(loan.user_id, loan.loan_id).await)?;
+        }
+        for hold in self.read.unreleased_hold_slots(BATCH).await? {
+            handled += 1;
+            settled(process.release_hold_slot(hold.user_id, hold.hold_id).await)?;
+        }
+        Ok(handled)
+    }
+
+    async fn next_deadline(&self) -> anyhow::Result<Option<Timestamp>> {
+        Ok(self
+            .read
+            .next_lending_deadline()
+            .await?
+            .map(Timestamp::from_micros))
+    }
+}
