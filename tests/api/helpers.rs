@@ -64,37 +64,12 @@ pub(crate) async fn spawn_node_on(
     database_url: Option<String>,
     configure: impl FnOnce(&mut Settings),
 ) -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
-    let mut settings = Settings {
-        data_dir: dir.path().to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        admin_user: Some("admin".into()),
-        admin_password: Some(Secret::new(ADMIN_PASSWORD)),
-        ..Settings::default()
-    };
-    settings.database_url = database_url.clone().map(Secret::new);
-    settings.api.rate_limit_per_second = 0.0;
-    settings.api.token_secret = Some(Secret::new(TOKEN_SECRET));
-    settings.summaries.auto = false;
-    configure(&mut settings);
-    settings.validate().expect("test settings");
-    let app = Application::build(settings)
-        .await
-        .expect("starting the node");
-    let addr = app.local_addr().expect("the node serves HTTP");
-    let store = app.store().clone();
-    let read = app.read_models().clone();
-    // The node serves until the test's runtime ends.
-    tokio::spawn(app.run_until(std::future::pending()));
-    TestApp {
-        addr,
-        client: reqwest::Client::new(),
-        store,
-        read,
+    spawn_node_with_clock(
         database_url,
-        admin_id: UserId::for_username(&Username::parse("admin").unwrap()),
-        _dir: dir,
-    }
+        std::sync::Arc::new(quire_actors::clock::SystemClock),
+        configure,
+    )
+    .await
 }
 
 /// A request builder factory with fixed credentials.
@@ -328,3 +303,56 @@ macro_rules! on_backends {
     };
 }
 pub(crate) use on_backends;
+
+/// [`spawn_app_with`] on a node whose lending commands and deadline scheduler read `clock` (a
+/// test moves a [`quire_actors::clock::ManualClock`] instead of waiting days).
+pub(crate) async fn spawn_app_with_clock(
+    backend: Backend,
+    clock: quire_actors::clock::DynClock,
+    configure: impl FnOnce(&mut Settings),
+) -> TestApp {
+    let database_url = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(quire_store::testing::fresh_postgres_database().await),
+    };
+    spawn_node_with_clock(database_url, clock, configure).await
+}
+
+/// [`spawn_node_on`] started by `Application::build_with_clock`.
+pub(crate) async fn spawn_node_with_clock(
+    database_url: Option<String>,
+    clock: quire_actors::clock::DynClock,
+    configure: impl FnOnce(&mut Settings),
+) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings {
+        data_dir: dir.path().to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        admin_user: Some("admin".into()),
+        admin_password: Some(Secret::new(ADMIN_PASSWORD)),
+        ..Settings::default()
+    };
+    settings.database_url = database_url.clone().map(Secret::new);
+    settings.api.rate_limit_per_second = 0.0;
+    settings.api.token_secret = Some(Secret::new(TOKEN_SECRET));
+    settings.summaries.auto = false;
+    configure(&mut settings);
+    settings.validate().expect("test settings");
+    let app = Application::build_with_clock(settings, clock)
+        .await
+        .expect("starting the node");
+    let addr = app.local_addr().expect("the node serves HTTP");
+    let store = app.store().clone();
+    let read = app.read_models().clone();
+    // The node serves until the test's runtime ends.
+    tokio::spawn(app.run_until(std::future::pending()));
+    TestApp {
+        addr,
+        client: reqwest::Client::new(),
+        store,
+        read,
+        database_url,
+        admin_id: UserId::for_username(&Username::parse("admin").unwrap()),
+        _dir: dir,
+    }
+}

@@ -7,6 +7,7 @@ mod hardening_api;
 mod hardening_auth;
 mod hardening_input;
 mod helpers;
+mod lending;
 
 use std::time::Duration;
 
@@ -995,7 +996,10 @@ async fn openapi_docs_and_status_are_served(backend: Backend) {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["books", "reviews", "users", "interactions"]);
+    assert_eq!(
+        names,
+        ["books", "reviews", "users", "interactions", "lending"]
+    );
 }
 
 async fn generate_summary_summarizes_posted_content_with_guardrails(backend: Backend) {
