@@ -496,3 +496,57 @@ async fn recs_train_on_an_empty_store_says_there_is_nothing_to_train() {
     let out = run_ok(quire().args(["--data-dir", dir.path().to_str().unwrap(), "recs", "train"]));
     assert!(out.contains("nothing to train"), "{out}");
 }
+
+#[tokio::test]
+async fn lending_overdue_lists_no_loan_before_its_due_date() {
+    // No store at all: a clear error, and nothing created.
+    let empty = tempfile::tempdir().unwrap();
+    let data = empty.path().join("data");
+    let missing = quire()
+        .args(["--data-dir", data.to_str().unwrap()])
+        .args(["lending", "overdue", "--json"])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("no read-model database"),
+        "{missing:?}"
+    );
+    assert!(!data.exists(), "a report must not create a data dir");
+
+    let store = common::Store::new(common::Backend::Sqlite).await;
+    let mut server = common::Server::start(&store, &[]);
+    let api = common::Api::new(&server.url);
+    let overdue = |json: bool| {
+        let mut cmd = store.command();
+        cmd.args(["lending", "overdue"]);
+        if json {
+            cmd.arg("--json");
+        }
+        run_ok(&mut cmd)
+    };
+    // A live store without loans.
+    assert_eq!(overdue(true).trim(), r#"{"overdue":[]}"#);
+
+    // One loan, due in three weeks: still nothing overdue, beside the running server.
+    let (book, _) = api.create_book("Northanger Abbey").await;
+    let member = api.enrol_patron("Catherine Morland").await;
+    let response = api
+        .admin(
+            api.http
+                .post(api.url(&format!("/books/{book}/borrow/{member}"))),
+        )
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let loan: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(status, reqwest::StatusCode::CREATED, "{loan}");
+    assert_eq!(loan["status"], "open", "{loan}");
+    assert_eq!(overdue(true).trim(), r#"{"overdue":[]}"#);
+    assert_eq!(overdue(false).trim(), "0 overdue loan(s)");
+
+    // And after a clean stop.
+    assert!(server.terminate().success());
+    assert_eq!(overdue(true).trim(), r#"{"overdue":[]}"#);
+}

@@ -184,10 +184,10 @@ impl Cluster {
                 && status["projections"]
                     .as_array()
                     .is_some_and(|p| p.iter().all(|p| p["owner"].is_string()))
-                // One summary worker and one trainer for the whole cluster, each on some node.
+                // One of each worker (summaries, trainer, scheduler) for the whole cluster, each on some node.
                 && status["workers"].as_array().is_some_and(|w| {
                     let names: Vec<&str> = w.iter().filter_map(|w| w["name"].as_str()).collect();
-                    names == ["recs-trainer", "summaries"] && w.iter().all(|w| w["owner"].is_string())
+                    names == ["recs-trainer", "scheduler", "summaries"] && w.iter().all(|w| w["owner"].is_string())
                 });
             formed.then_some(status)
         })

@@ -88,6 +88,18 @@ impl<'a> LendingProcess<'a> {
         }
     }
 
+    /// An internal step of the process of `entity` (a loan or hold id): run by the system, with
+    /// its id derived from the entity and the step's name.
+    async fn step(
+        &self,
+        entity: Uuid,
+        name: &str,
+        command: Command,
+    ) -> Result<CommandOutcome, CommandError> {
+        self.send(Principal::system(), step_id(entity, name), command)
+            .await
+    }
+
     /// Runs a request's first step. A keyed retry is answered from the first attempt's record:
     /// the lending commands carry the time they were sent at, so the retry's command differs
     /// from the first one's by that time alone (the command id covers caller, route and key).
@@ -210,9 +222,9 @@ impl<'a> LendingProcess<'a> {
         request: &LoanRequest,
     ) -> Result<CommandOutcome, CommandError> {
         let checkout = self
-            .send(
-                Principal::system(),
-                step_id(request.loan_id.as_uuid(), "check-out"),
+            .step(
+                request.loan_id.as_uuid(),
+                "check-out",
                 Command::Lending {
                     book_id: request.book_id,
                     command: LendingCommand::CheckOut {
@@ -221,14 +233,11 @@ impl<'a> LendingProcess<'a> {
                 },
             )
             .await;
-        match checkout {
-            Err(CommandError::Rejected(rejection)) => {
-                self.release_loan_slot(request.member, request.loan_id)
-                    .await?;
-                Err(CommandError::Rejected(rejection))
-            }
-            other => other,
-        }
+        released_if_refused(
+            checkout,
+            self.release_loan_slot(request.member, request.loan_id),
+        )
+        .await
     }
 
     /// Gives a member's loan slot back (after a refused checkout or an ended loan).
@@ -237,9 +246,9 @@ impl<'a> LendingProcess<'a> {
         member: UserId,
         loan_id: LoanId,
     ) -> Result<CommandOutcome, CommandError> {
-        self.send(
-            Principal::system(),
-            step_id(loan_id.as_uuid(), "release-loan-slot"),
+        self.step(
+            loan_id.as_uuid(),
+            "release-loan-slot",
             Command::User {
                 user_id: member,
                 command: UserCommand::ReleaseLoanSlot { loan_id },
@@ -327,9 +336,9 @@ impl<'a> LendingProcess<'a> {
         request: &HoldRequest,
     ) -> Result<CommandOutcome, CommandError> {
         let placed = self
-            .send(
-                Principal::system(),
-                step_id(request.hold_id.as_uuid(), "place-hold"),
+            .step(
+                request.hold_id.as_uuid(),
+                "place-hold",
                 Command::Lending {
                     book_id: request.book_id,
                     command: LendingCommand::PlaceHold {
@@ -338,14 +347,11 @@ impl<'a> LendingProcess<'a> {
                 },
             )
             .await;
-        match placed {
-            Err(CommandError::Rejected(rejection)) => {
-                self.release_hold_slot(request.member, request.hold_id)
-                    .await?;
-                Err(CommandError::Rejected(rejection))
-            }
-            other => other,
-        }
+        released_if_refused(
+            placed,
+            self.release_hold_slot(request.member, request.hold_id),
+        )
+        .await
     }
 
     /// Gives a member's hold slot back (the hold was refused, fulfilled, cancelled or expired).
@@ -354,9 +360,9 @@ impl<'a> LendingProcess<'a> {
         member: UserId,
         hold_id: HoldId,
     ) -> Result<CommandOutcome, CommandError> {
-        self.send(
-            Principal::system(),
-            step_id(hold_id.as_uuid(), "release-hold-slot"),
+        self.step(
+            hold_id.as_uuid(),
+            "release-hold-slot",
             Command::User {
                 user_id: member,
                 command: UserCommand::ReleaseHoldSlot { hold_id },
@@ -402,9 +408,9 @@ impl<'a> LendingProcess<'a> {
         pickup_until: Timestamp,
     ) -> Result<CommandOutcome, CommandError> {
         let expired = self
-            .send(
-                Principal::system(),
-                step_id(hold_id.as_uuid(), "expire-hold"),
+            .step(
+                hold_id.as_uuid(),
+                "expire-hold",
                 Command::Lending {
                     book_id,
                     command: LendingCommand::ExpireHold {
@@ -433,12 +439,9 @@ impl<'a> LendingProcess<'a> {
         at: Timestamp,
     ) -> Result<CommandOutcome, CommandError> {
         let marked = self
-            .send(
-                Principal::system(),
-                step_id(
-                    loan_id.as_uuid(),
-                    &format!("overdue-{}", due_at.as_micros()),
-                ),
+            .step(
+                loan_id.as_uuid(),
+                &format!("overdue-{}", due_at.as_micros()),
                 Command::Lending {
                     book_id,
                     command: LendingCommand::MarkOverdue { loan_id, at },
@@ -458,15 +461,29 @@ impl<'a> LendingProcess<'a> {
         member: UserId,
         loan_id: LoanId,
     ) -> Result<CommandOutcome, CommandError> {
-        self.send(
-            Principal::system(),
-            step_id(loan_id.as_uuid(), "flag-overdue"),
+        self.step(
+            loan_id.as_uuid(),
+            "flag-overdue",
             Command::User {
                 user_id: member,
                 command: UserCommand::FlagLoanOverdue { loan_id },
             },
         )
         .await
+    }
+}
+
+/// Passes a step's outcome on; a refusal first gives the member's slot back with `release`.
+async fn released_if_refused(
+    outcome: Result<CommandOutcome, CommandError>,
+    release: impl Future<Output = Result<CommandOutcome, CommandError>>,
+) -> Result<CommandOutcome, CommandError> {
+    match outcome {
+        Err(CommandError::Rejected(rejection)) => {
+            release.await?;
+            Err(CommandError::Rejected(rejection))
+        }
+        other => other,
     }
 }
 

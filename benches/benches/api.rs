@@ -17,75 +17,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use quire::Application;
-use quire::config::{Secret, Settings};
-use quire_benches::{header, run_for, scenario_duration};
-use quire_projections::ReadModels;
+use quire_benches::{ADMIN, Data, PASSWORD, header, run_for, scenario_duration, start_node};
 use serde_json::{Value, json};
 
 const BOOKS: usize = 1_000;
 const READERS: usize = 32;
 const MEMBERS: usize = 64;
 const LAG_WRITERS: usize = 16;
-const ADMIN: &str = "admin";
-const PASSWORD: &str = "bench-password-1";
-/// The same on both starts, so bearer tokens stay valid across them.
-const TOKEN_SECRET: &str = "the api benchmark's token secret, 32+ characters";
-
-/// Where a benchmark node keeps its data.
-#[derive(Clone)]
-enum Data {
-    Sqlite(std::path::PathBuf),
-    Postgres(String),
-}
-
-/// One node, started by `Application::build` as `quire serve` starts one.
-struct Running {
-    base: String,
-    read: ReadModels,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
-}
-
-/// Starts a node on `data` whose writes wait `write_wait_ms` for the read models (0: answer 202
-/// right after the commit).
-async fn start(data: &Data, write_wait_ms: u64) -> Running {
-    let mut settings = Settings {
-        listen: "127.0.0.1:0".parse().expect("address"),
-        admin_user: Some(ADMIN.into()),
-        admin_password: Some(Secret::new(PASSWORD)),
-        ..Settings::default()
-    };
-    match data {
-        Data::Sqlite(dir) => settings.data_dir = dir.clone(),
-        Data::Postgres(url) => settings.database_url = Some(Secret::new(url.clone())),
-    }
-    settings.api.rate_limit_per_second = 0.0;
-    settings.api.write_wait_ms = write_wait_ms;
-    settings.api.token_secret = Some(Secret::new(TOKEN_SECRET));
-    // Background summaries would compete with the measured requests.
-    settings.summaries.auto = false;
-    let app = Application::build(settings).await.expect("start the node");
-    let base = format!("http://{}", app.local_addr().expect("HTTP address"));
-    let read = app.read_models().clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(app.run_until(async move {
-        let _ = stopped.await;
-    }));
-    Running {
-        base,
-        read,
-        stop,
-        task,
-    }
-}
-
-impl Running {
-    async fn shutdown(self) {
-        let _ = self.stop.send(());
-        self.task.await.expect("node task").expect("node");
-    }
-}
 
 fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1_000, 60_000_000_000, 3).expect("histogram")
@@ -209,7 +147,7 @@ fn print_lag(name: &str, samples: u64, hist: &Histogram<u64>) {
 }
 
 async fn scenarios(backend: &str, data: Data, wanted: &dyn Fn(&str) -> bool) {
-    let server = start(&data, 5_000).await;
+    let server = start_node(&data, |s| s.api.write_wait_ms = 5_000).await;
     let http = client();
     let (admin, members) = tokens(&http, &server.base, MEMBERS).await;
     let books = Arc::new(add_books(backend, &http, &server.base, &admin).await);
@@ -287,7 +225,7 @@ async fn scenarios(backend: &str, data: Data, wanted: &dyn Fn(&str) -> bool) {
     // The lag scenarios need writes answered right after the commit: the same data, restarted
     // with write_wait 0.
     server.shutdown().await;
-    let server = start(&data, 0).await;
+    let server = start_node(&data, |s| s.api.write_wait_ms = 0).await;
     let base = server.base.clone();
     // Patrons to review for (an admin may post for an enrolled user only): each lag writer has
     // its own, and moves to another after reviewing every book, so no pair repeats.

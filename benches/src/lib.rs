@@ -107,3 +107,68 @@ pub fn rss_bytes() -> Option<u64> {
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kb * 1024)
 }
+
+/// Where a benchmarked node keeps its data.
+#[derive(Clone)]
+pub enum Data {
+    Sqlite(std::path::PathBuf),
+    Postgres(String),
+}
+
+/// The admin every benchmarked node creates; its password.
+pub const ADMIN: &str = "admin";
+pub const PASSWORD: &str = "bench-password-1";
+
+/// One node, started by `Application::build` as `quire serve` starts one.
+pub struct Node {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    pub read: quire_projections::ReadModels,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// Starts a node on `data` with the benchmarks' settings (no rate limit, no background
+/// summaries, which would compete with the measured requests), then `configure`'s changes.
+pub async fn start_node(data: &Data, configure: impl FnOnce(&mut quire::config::Settings)) -> Node {
+    use quire::config::{Secret, Settings};
+    let mut settings = Settings {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        admin_user: Some(ADMIN.into()),
+        admin_password: Some(Secret::new(PASSWORD)),
+        ..Settings::default()
+    };
+    match data {
+        Data::Sqlite(dir) => settings.data_dir = dir.clone(),
+        Data::Postgres(url) => settings.database_url = Some(Secret::new(url.clone())),
+    }
+    settings.api.rate_limit_per_second = 0.0;
+    settings.api.token_secret = Some(Secret::new(
+        "the benchmarks' token secret, 32 characters or more",
+    ));
+    settings.summaries.auto = false;
+    configure(&mut settings);
+    let app = quire::Application::build(settings)
+        .await
+        .expect("start the node");
+    let base = format!("http://{}", app.local_addr().expect("HTTP address"));
+    let read = app.read_models().clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+    Node {
+        base,
+        read,
+        stop,
+        task,
+    }
+}
+
+impl Node {
+    /// Stops the node and waits for its shutdown.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(());
+        self.task.await.expect("node task").expect("node");
+    }
+}

@@ -448,6 +448,35 @@ pub(crate) async fn renew(
     loan_reply(&state, loan_id, &outcome, StatusCode::OK).await
 }
 
+/// Whose loans or holds a list shows, from its `user_id` and `book_id` filters: members see
+/// their own (the default for them), staff anyone's (everyone's by default).
+fn list_scope(
+    caller: &Principal,
+    user_id: Option<&str>,
+    book_id: Option<&str>,
+    action: &str,
+) -> Result<(Option<UserId>, Option<BookId>), ApiError> {
+    let user_id = match user_id {
+        Some(raw) => Some(
+            raw.parse::<UserId>()
+                .map_err(|_| ApiError::bad_request("invalid_query", "user_id must be a user id"))?,
+        ),
+        None if caller.is_privileged() => None,
+        None => caller.user_id,
+    };
+    let book_id = book_id
+        .map(|raw| {
+            raw.parse::<BookId>()
+                .map_err(|_| ApiError::bad_request("invalid_query", "book_id must be a book id"))
+        })
+        .transpose()?;
+    match user_id {
+        Some(user_id) => ensure_self_or_staff(caller, user_id, action)?,
+        None => ensure_staff(caller)?,
+    }
+    Ok((user_id, book_id))
+}
+
 /// Parses the `status` filter of the loan lists.
 fn loan_filter(status: Option<&str>) -> Result<Option<LoanStatusFilter>, ApiError> {
     match status {
@@ -525,25 +554,12 @@ pub(crate) async fn loans(
     headers: HeaderMap,
     Query(params): Query<LoanParams>,
 ) -> Result<Response, ApiError> {
-    let user_id = match params.user_id.as_deref() {
-        Some(raw) => Some(
-            raw.parse::<UserId>()
-                .map_err(|_| ApiError::bad_request("invalid_query", "user_id must be a user id"))?,
-        ),
-        None if caller.is_privileged() => None,
-        None => caller.user_id,
-    };
-    let book_id = match params.book_id.as_deref() {
-        Some(raw) => Some(
-            raw.parse::<BookId>()
-                .map_err(|_| ApiError::bad_request("invalid_query", "book_id must be a book id"))?,
-        ),
-        None => None,
-    };
-    match user_id {
-        Some(user_id) => ensure_self_or_staff(&caller, user_id, "list loans")?,
-        None => ensure_staff(&caller)?,
-    }
+    let (user_id, book_id) = list_scope(
+        &caller,
+        params.user_id.as_deref(),
+        params.book_id.as_deref(),
+        "list loans",
+    )?;
     read_your_writes(&state, &headers).await?;
     list_loans(
         &state,
@@ -1002,21 +1018,12 @@ pub(crate) async fn holds(
     headers: HeaderMap,
     Query(params): Query<HoldParams>,
 ) -> Result<Response, ApiError> {
-    let user_id = match params.user_id.as_deref() {
-        Some(raw) => Some(
-            raw.parse::<UserId>()
-                .map_err(|_| ApiError::bad_request("invalid_query", "user_id must be a user id"))?,
-        ),
-        None if caller.is_privileged() => None,
-        None => caller.user_id,
-    };
-    let book_id = match params.book_id.as_deref() {
-        Some(raw) => Some(
-            raw.parse::<BookId>()
-                .map_err(|_| ApiError::bad_request("invalid_query", "book_id must be a book id"))?,
-        ),
-        None => None,
-    };
+    let (user_id, book_id) = list_scope(
+        &caller,
+        params.user_id.as_deref(),
+        params.book_id.as_deref(),
+        "list holds",
+    )?;
     let active_only = match params.status.as_deref() {
         None | Some("active") => true,
         Some("all") => false,
@@ -1027,10 +1034,6 @@ pub(crate) async fn holds(
             ));
         }
     };
-    match user_id {
-        Some(user_id) => ensure_self_or_staff(&caller, user_id, "list holds")?,
-        None => ensure_staff(&caller)?,
-    }
     read_your_writes(&state, &headers).await?;
     let request = page(params.limit, params.cursor)?;
     let result = state
