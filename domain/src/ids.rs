@@ -119,6 +119,26 @@ uuid_id!(
     HoldId,
     "hold"
 );
+uuid_id!(
+    /// Identifies a book club; its stream is "club-{id}".
+    ClubId,
+    "club"
+);
+uuid_id!(
+    /// Identifies a voting round within its club's stream.
+    RoundId,
+    "round"
+);
+uuid_id!(
+    /// Identifies a discussion thread of a club; its stream is "thread-{id}".
+    ThreadId,
+    "thread"
+);
+uuid_id!(
+    /// Identifies a reply within its thread's stream.
+    ReplyId,
+    "reply"
+);
 
 impl UserId {
     /// The namespace of username-derived user ids (UUIDv5); fixed forever, because stored

@@ -12,10 +12,12 @@
 mod aggregate;
 mod auth;
 pub mod book;
+pub mod club;
 pub mod ids;
 pub mod lending;
 mod serde_util;
 pub mod testing;
+pub mod thread;
 pub mod user;
 pub mod values;
 

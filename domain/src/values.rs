@@ -86,6 +86,10 @@ impl ValueError {
             PASSWORD_HASH => "invalid_password_hash",
             USERNAME => "invalid_username",
             BARCODE => "invalid_barcode",
+            CLUB_NAME => "invalid_club_name",
+            THREAD_TITLE => "invalid_thread_title",
+            CHAPTER => "invalid_chapter",
+            POST_TEXT => "invalid_post_text",
             _ => "invalid_value",
         }
     }
@@ -868,6 +872,89 @@ impl From<Rating> for u8 {
 impl fmt::Display for Rating {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&self.0, f)
+    }
+}
+
+// The book club's texts.
+
+const CLUB_NAME: &str = "club_name";
+const THREAD_TITLE: &str = "thread_title";
+const CHAPTER: &str = "chapter";
+const POST_TEXT: &str = "post_text";
+
+string_value!(
+    /// A book club's name: trimmed, 1 to 100 characters, single line.
+    #[derive(Debug)]
+    ClubName
+);
+string_value!(
+    /// A discussion thread's title: trimmed, 1 to 200 characters, single line.
+    #[derive(Debug)]
+    ThreadTitle
+);
+string_value!(
+    /// Which part of a book a thread discusses, e.g. "Chapter 3" or "Part II": trimmed, 1 to 100
+    /// characters, single line. Free text, because books number their parts in every way.
+    #[derive(Debug)]
+    Chapter
+);
+string_value!(
+    /// The text of a thread's opening post or of a reply: trimmed, 1 to 10 000 characters, may
+    /// span lines; no control characters but line breaks and tabs.
+    #[derive(Debug)]
+    PostText
+);
+
+stored_rule_is_parse!(ClubName, ThreadTitle, Chapter, PostText);
+
+display_value!(ClubName, ThreadTitle, Chapter, PostText);
+
+impl ClubName {
+    /// The longest club name, in characters.
+    pub const MAX_CHARS: usize = 100;
+
+    /// Validates a club name.
+    pub fn parse(value: impl Into<String>) -> Result<Self, ValueError> {
+        let value = trimmed_text(CLUB_NAME, value.into(), Self::MAX_CHARS)?;
+        reject_control(CLUB_NAME, &value)?;
+        Ok(Self(value))
+    }
+}
+
+impl ThreadTitle {
+    /// The longest thread title, in characters.
+    pub const MAX_CHARS: usize = 200;
+
+    /// Validates a thread title.
+    pub fn parse(value: impl Into<String>) -> Result<Self, ValueError> {
+        let value = trimmed_text(THREAD_TITLE, value.into(), Self::MAX_CHARS)?;
+        reject_control(THREAD_TITLE, &value)?;
+        Ok(Self(value))
+    }
+}
+
+impl Chapter {
+    /// The longest chapter label, in characters.
+    pub const MAX_CHARS: usize = 100;
+
+    /// Validates a chapter label.
+    pub fn parse(value: impl Into<String>) -> Result<Self, ValueError> {
+        let value = trimmed_text(CHAPTER, value.into(), Self::MAX_CHARS)?;
+        reject_control(CHAPTER, &value)?;
+        Ok(Self(value))
+    }
+}
+
+impl PostText {
+    /// The longest post, in characters.
+    pub const MAX_CHARS: usize = 10_000;
+
+    /// Validates a post. The type is younger than the control-character rule, so stored posts
+    /// were all written under it and `parse_stored` is this same rule.
+    pub fn parse(value: impl Into<String>) -> Result<Self, ValueError> {
+        let value = trimmed_text(POST_TEXT, value.into(), Self::MAX_CHARS)?;
+        reject_control_in_text(POST_TEXT, &value)?;
+        Ok(Self(value))
     }
 }
 
