@@ -8,14 +8,16 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use quire_domain::book::{Book, BookCommand};
-use quire_domain::ids::{BookId, UserId};
+use quire_domain::club::{Club, ClubCommand};
+use quire_domain::ids::{BookId, ClubId, ThreadId, UserId};
 use quire_domain::lending::{Lending, LendingCommand};
+use quire_domain::thread::{Thread, ThreadCommand};
 use quire_domain::user::{User, UserCommand};
 use quire_store::DynEventStore;
 use serde::{Deserialize, Serialize};
 
 use crate::entity::ActorConfig;
-use crate::envelope::{CommandEnvelope, CommandError, CommandOutcome};
+use crate::envelope::{CommandEnvelope, CommandError, CommandOutcome, Rejection};
 use crate::registry::Entities;
 
 /// Every command Quire's entities accept, addressed to one entity.
@@ -35,6 +37,16 @@ pub enum Command {
         book_id: BookId,
         command: LendingCommand,
     },
+    /// A command to a book club (membership and voting rounds).
+    Club {
+        club_id: ClubId,
+        command: ClubCommand,
+    },
+    /// A command to a discussion thread.
+    Thread {
+        thread_id: ThreadId,
+        command: ThreadCommand,
+    },
 }
 
 impl Command {
@@ -44,6 +56,8 @@ impl Command {
             Self::Book { book_id, .. } => book_id.stream_id(),
             Self::User { user_id, .. } => user_id.stream_id(),
             Self::Lending { book_id, .. } => book_id.lending_stream_id(),
+            Self::Club { club_id, .. } => club_id.stream_id(),
+            Self::Thread { thread_id, .. } => thread_id.stream_id(),
         }
     }
 }
@@ -63,6 +77,8 @@ pub struct LocalBus {
     books: Entities<Book>,
     users: Entities<User>,
     lendings: Entities<Lending>,
+    clubs: Entities<Club>,
+    threads: Entities<Thread>,
 }
 
 impl LocalBus {
@@ -70,7 +86,9 @@ impl LocalBus {
         Self {
             books: Entities::new(store.clone(), config.clone()),
             users: Entities::new(store.clone(), config.clone()),
-            lendings: Entities::new(store, config),
+            lendings: Entities::new(store.clone(), config.clone()),
+            clubs: Entities::new(store.clone(), config.clone()),
+            threads: Entities::new(store, config),
         }
     }
 
@@ -89,7 +107,9 @@ impl LocalBus {
         futures::join!(
             self.books.shutdown(timeout),
             self.users.shutdown(timeout),
-            self.lendings.shutdown(timeout)
+            self.lendings.shutdown(timeout),
+            self.clubs.shutdown(timeout),
+            self.threads.shutdown(timeout)
         );
     }
 }
@@ -115,6 +135,23 @@ impl CommandBus for LocalBus {
             Command::Lending { book_id, command } => {
                 self.lendings
                     .execute(&book_id.to_string(), envelope.map(|_| command))
+                    .await
+            }
+            Command::Club { club_id, command } => {
+                // A command naming another club than its stream's is refused before it runs.
+                command
+                    .check_stream(club_id)
+                    .map_err(|e| CommandError::Rejected(Rejection::from_domain(&e)))?;
+                self.clubs
+                    .execute(&club_id.to_string(), envelope.map(|_| command))
+                    .await
+            }
+            Command::Thread { thread_id, command } => {
+                command
+                    .check_stream(thread_id)
+                    .map_err(|e| CommandError::Rejected(Rejection::from_domain(&e)))?;
+                self.threads
+                    .execute(&thread_id.to_string(), envelope.map(|_| command))
                     .await
             }
         }
