@@ -531,16 +531,7 @@ async fn lending_overdue_lists_no_loan_before_its_due_date() {
     // One loan, due in three weeks: still nothing overdue, beside the running server.
     let (book, _) = api.create_book("Northanger Abbey").await;
     let member = api.enrol_patron("Catherine Morland").await;
-    let response = api
-        .admin(
-            api.http
-                .post(api.url(&format!("/books/{book}/borrow/{member}"))),
-        )
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    let loan: serde_json::Value = response.json().await.unwrap();
+    let (status, loan) = api.borrow(&book, &member).await;
     assert_eq!(status, reqwest::StatusCode::CREATED, "{loan}");
     assert_eq!(loan["status"], "open", "{loan}");
     assert_eq!(overdue(true).trim(), r#"{"overdue":[]}"#);

@@ -15,173 +15,18 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{Api, Backend, Server, Store, eventually};
+use common::Api;
+use common::cluster::Cluster;
 use reqwest::StatusCode;
-use serde_json::{Value, json};
 
 /// The cluster tests run one at a time: three debug-build nodes each, on a small machine.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn nats_url() -> String {
-    std::env::var("QUIRE_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into())
-}
-
-/// Fails loudly when NATS is not there, rather than letting nodes time out obscurely.
-fn require_nats(url: &str) {
-    let addr = url
-        .trim_start_matches("nats://")
-        .split(',')
-        .next()
-        .unwrap()
-        .to_string();
-    std::net::TcpStream::connect_timeout(
-        &addr
-            .parse()
-            .unwrap_or_else(|e| panic!("QUIRE_TEST_NATS_URL {url}: {e}")),
-        Duration::from_secs(2),
-    )
-    .unwrap_or_else(|e| {
-        panic!("NATS is not reachable at {url} ({e}); start it (ops/services.sh) or set QUIRE_TEST_NATS_URL")
-    });
-}
-
-/// Nodes of one cluster on one fresh Postgres database, all with the same settings.
-struct Cluster {
-    store: Store,
-    name: String,
-    nats: String,
-    servers: Vec<Server>,
-    apis: Vec<Api>,
-}
-
-impl Cluster {
-    /// Three nodes `n1`..`n3` with `env` settings, formed and balanced.
-    async fn started(env: &[(&str, &str)]) -> Self {
-        let nats = nats_url();
-        require_nats(&nats);
-        let mut cluster = Self {
-            store: Store::new(Backend::Postgres).await,
-            name: format!("t{}", uuid::Uuid::new_v4().simple()),
-            nats,
-            servers: Vec::new(),
-            apis: Vec::new(),
-        };
-        for id in ["n1", "n2", "n3"] {
-            let args = cluster.node_args();
-            let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
-            args.extend(["--node-id", id]);
-            let server = Server::start_with_env(&cluster.store, &args, env);
-            let api = Api::with_client(
-                &server.url,
-                reqwest::Client::builder()
-                    .timeout(Duration::from_secs(60))
-                    .build()
-                    .unwrap(),
-            );
-            cluster.servers.push(server);
-            cluster.apis.push(api);
-        }
-        cluster.wait_until_formed().await;
-        cluster
-    }
-
-    fn node_args(&self) -> Vec<String> {
-        ["--nats-url", &self.nats, "--cluster", &self.name]
-            .map(String::from)
-            .to_vec()
-    }
-
-    /// `quire cluster status --json`.
-    fn status(&self) -> Value {
-        let mut args = vec!["cluster".to_string(), "status".into(), "--json".into()];
-        args.extend(self.node_args());
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let output = self.store.run(&args);
-        assert!(
-            output.status.success(),
-            "cluster status failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        serde_json::from_slice(&output.stdout).expect("cluster status JSON")
-    }
-
-    /// Waits until the three nodes are live, each holds partitions, and every partition,
-    /// projection and worker (the scheduler included) has an owner.
-    async fn wait_until_formed(&self) {
-        eventually("the cluster to form", Duration::from_secs(90), || async {
-            let status = self.status();
-            let live = status["nodes"].as_array().cloned().unwrap_or_default();
-            let workers: Vec<&str> = status["workers"]
-                .as_array()
-                .map(|w| {
-                    w.iter()
-                        .filter(|w| w["owner"].is_string())
-                        .filter_map(|w| w["name"].as_str())
-                        .collect()
-                })
-                .unwrap_or_default();
-            let formed = live.len() == 3
-                && live
-                    .iter()
-                    .all(|n| n["partitions"].as_array().is_some_and(|p| !p.is_empty()))
-                && status["unowned_partitions"]
-                    .as_array()
-                    .is_some_and(Vec::is_empty)
-                && status["projections"]
-                    .as_array()
-                    .is_some_and(|p| p.iter().all(|p| p["owner"].is_string()))
-                && ["recs-trainer", "scheduler", "summaries"]
-                    .iter()
-                    .all(|name| workers.contains(name));
-            formed.then_some(())
-        })
-        .await;
-    }
-
-    /// Stops the nodes and deletes the cluster's lease bucket from the shared NATS.
-    async fn remove(mut self) {
-        for server in &mut self.servers {
-            if server.is_running() {
-                server.kill9();
-            }
-        }
-        let options = quire_actors::cluster::NatsOptions {
-            url: self.nats.clone(),
-            ..Default::default()
-        };
-        let config = quire_actors::cluster::ClusterConfig::new(&self.name, "test");
-        let client = quire_actors::cluster::connect(&options, "test-cleanup")
-            .await
-            .expect("NATS for cleanup");
-        quire_actors::cluster::remove_bucket(&client, &config)
-            .await
-            .expect("delete the test's bucket");
-    }
-
-    /// The event types of a stream, in order (`quire events show --json`).
-    fn event_types(&self, stream: &str) -> Vec<String> {
-        let output = self
-            .store
-            .run(&["events", "show", stream, "--limit", "100000", "--json"]);
-        assert!(
-            output.status.success(),
-            "events show {stream} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout)
-            .unwrap()
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|line| {
-                let event: Value = serde_json::from_str(line).expect("event JSON line");
-                event["event_type"]
-                    .as_str()
-                    .unwrap_or_else(|| panic!("no event_type: {event}"))
-                    .to_string()
-            })
-            .collect()
-    }
-}
+/// The nodes of every test.
+const NODES: [&str; 3] = ["n1", "n2", "n3"];
+/// The nodes' clients wait up to a minute: a hundred racing borrows keep three debug-build nodes
+/// busy.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Enrols `n` patrons, a few at a time, spread over the nodes.
 async fn enrol(apis: &[Api], n: usize) -> Vec<String> {
@@ -196,36 +41,10 @@ async fn enrol(apis: &[Api], n: usize) -> Vec<String> {
     members
 }
 
-/// Registers a copy of `book` with `barcode` (staff).
-async fn add_copy(api: &Api, book: &str, barcode: &str) {
-    let response = api
-        .admin(api.http.post(api.url(&format!("/books/{book}/copies"))))
-        .json(&json!({ "barcode": barcode }))
-        .send()
-        .await
-        .expect("POST copies");
-    let status = response.status();
-    let body = response.text().await.unwrap_or_default();
-    assert_eq!(
-        status,
-        StatusCode::CREATED,
-        "POST /books/{book}/copies: {body}"
-    );
-}
-
 /// The admin borrows `book` for `member` through `api`: the status and the problem code (or
 /// the loan id of a success).
 async fn borrow(api: &Api, book: &str, member: &str) -> (StatusCode, String) {
-    let response = api
-        .admin(
-            api.http
-                .post(api.url(&format!("/books/{book}/borrow/{member}"))),
-        )
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("POST borrow on {}: {e}", api.base));
-    let status = response.status();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
+    let (status, body) = api.borrow(book, member).await;
     let what = if status.is_success() {
         body["id"].as_str().unwrap_or_default().to_string()
     } else {
@@ -251,10 +70,10 @@ fn tally(answers: &[(StatusCode, String)]) -> BTreeMap<String, usize> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hundred_members_race_for_one_copy_over_three_nodes() {
     let _serial = SERIAL.lock().await;
-    let cluster = Cluster::started(&[]).await;
-    let apis = cluster.apis.clone();
+    let cluster = Cluster::started_with(&NODES, &[], CLIENT_TIMEOUT).await;
+    let apis = cluster.apis();
     let (book, _) = apis[0].create_book("The Only Copy").await;
-    add_copy(&apis[1], &book, "ONLY-1").await;
+    apis[1].add_copy(&book, "ONLY-1").await;
     let members = enrol(&apis, 100).await;
 
     let started = std::time::Instant::now();
@@ -289,7 +108,7 @@ async fn a_hundred_members_race_for_one_copy_over_three_nodes() {
     let (winner, (_, loan_id)) = winners[0];
 
     // The log: one loan opened, of the one copy, for the winner.
-    let types = cluster.event_types(&format!("lending-{book}"));
+    let types = cluster.store.event_types(&format!("lending-{book}"));
     assert_eq!(
         types.iter().filter(|t| *t == "LoanOpened").count(),
         1,
@@ -298,7 +117,7 @@ async fn a_hundred_members_race_for_one_copy_over_three_nodes() {
     // Every loser's slot was given back: each member stream that took a slot released it,
     // except the winner's.
     for (i, member) in members.iter().enumerate() {
-        let types = cluster.event_types(&format!("user-{member}"));
+        let types = cluster.store.event_types(&format!("user-{member}"));
         let taken = types.iter().filter(|t| *t == "LoanSlotTaken").count();
         let released = types.iter().filter(|t| *t == "LoanSlotReleased").count();
         let expected = if i == winner { (1, 0) } else { (1, 1) };
@@ -312,16 +131,10 @@ async fn a_hundred_members_race_for_one_copy_over_three_nodes() {
         let copies = copies["copies"].as_array().unwrap();
         assert_eq!(copies.len(), 1, "{copies:?}");
         assert_eq!(copies[0]["status"], "on_loan", "{copies:?}");
-        let response = api
-            .admin(
-                api.http
-                    .get(api.url(&format!("/loans?book_id={book}&status=open"))),
-            )
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        let loans: Value = response.json().await.unwrap();
+        let (status, loans) = api
+            .admin_get(&format!("/loans?book_id={book}&status=open"))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{loans}");
         let loans = loans["loans"].as_array().unwrap();
         assert_eq!(loans.len(), 1, "{loans:?}");
         assert_eq!(loans[0]["id"], loan_id.as_str());
@@ -338,8 +151,9 @@ async fn a_hundred_members_race_for_one_copy_over_three_nodes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_member_borrowing_twenty_books_at_once_over_three_nodes_gets_five() {
     let _serial = SERIAL.lock().await;
-    let cluster = Cluster::started(&[("QUIRE_LENDING__MAX_LOANS", "5")]).await;
-    let apis = cluster.apis.clone();
+    let cluster =
+        Cluster::started_with(&NODES, &[("QUIRE_LENDING__MAX_LOANS", "5")], CLIENT_TIMEOUT).await;
+    let apis = cluster.apis();
     let mut books = Vec::new();
     for i in 0..20 {
         books.push(apis[i % 3].create_book(&format!("Volume {i}")).await.0);
@@ -367,21 +181,15 @@ async fn one_member_borrowing_twenty_books_at_once_over_three_nodes_gets_five() 
     assert_eq!((created, limited), (5, 15), "{counts:?}");
 
     // The member holds five loans, of five different books, and no more slots.
-    let types = cluster.event_types(&format!("user-{member}"));
+    let types = cluster.store.event_types(&format!("user-{member}"));
     let taken = types.iter().filter(|t| *t == "LoanSlotTaken").count();
     let released = types.iter().filter(|t| *t == "LoanSlotReleased").count();
     assert_eq!((taken, released), (5, 0), "user-{member}: {types:?}");
     for api in &apis {
-        let response = api
-            .admin(
-                api.http
-                    .get(api.url(&format!("/loans?user_id={member}&status=open&limit=100"))),
-            )
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        let loans: Value = response.json().await.unwrap();
+        let (status, loans) = api
+            .admin_get(&format!("/loans?user_id={member}&status=open&limit=100"))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{loans}");
         let mut lent: Vec<&str> = loans["loans"]
             .as_array()
             .unwrap()
@@ -417,11 +225,7 @@ async fn one_member_borrowing_twenty_books_at_once_over_three_nodes_gets_five() 
         .map(|(b, _)| b.clone())
         .unwrap();
     let response = apis[1]
-        .admin(
-            apis[1]
-                .http
-                .post(apis[1].url(&format!("/books/{returned}/return/{member}"))),
-        )
+        .return_request(&returned, &member)
         .send()
         .await
         .unwrap();

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use common::{Api, Backend, Server, Store, eventually};
 use quire_projections::{ReadModelOptions, ReadModels};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// One storm at a time: each drives a debug-build server hard, and the machine may be small.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -142,13 +142,7 @@ async fn client(
         if roll < 5 || (roll < 9 && mine.is_empty()) {
             let book = &books[rng.below(books.len())];
             let member = &members[rng.below(members.len())];
-            let answer = send(
-                api.admin(
-                    api.http
-                        .post(api.url(&format!("/books/{book}/borrow/{member}"))),
-                ),
-            )
-            .await;
+            let answer = send(api.borrow_request(book, member)).await;
             let no_answer = answer.is_none();
             if let Some(loan) = record(&ledger, "borrow", answer) {
                 ledger
@@ -170,13 +164,7 @@ async fn client(
                     members[rng.below(members.len())].clone(),
                 )
             };
-            let answer = send(
-                api.admin(
-                    api.http
-                        .post(api.url(&format!("/books/{book}/return/{member}"))),
-                ),
-            )
-            .await;
+            let answer = send(api.return_request(&book, &member)).await;
             let no_answer = answer.is_none();
             if let Some(loan) = record(&ledger, "return", answer) {
                 ledger.lock().unwrap().returned.insert(loan);
@@ -188,42 +176,10 @@ async fn client(
     }
 }
 
+/// A client of `server` that gives up on a request after 30 s (the server may be killed
+/// mid-request).
 fn api_of(server: &Server) -> Api {
-    Api::with_client(
-        &server.url,
-        reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
-            .build()
-            .unwrap(),
-    )
-}
-
-/// A GET as the admin: status and JSON body.
-async fn admin_get(api: &Api, path: &str) -> (StatusCode, Value) {
-    let response = api
-        .admin(api.http.get(api.url(path)))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
-    let status = response.status();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-/// Registers a copy of `book` (staff).
-async fn add_copy(api: &Api, book: &str, barcode: &str) {
-    let response = api
-        .admin(api.http.post(api.url(&format!("/books/{book}/copies"))))
-        .json(&json!({ "barcode": barcode }))
-        .send()
-        .await
-        .expect("POST copies");
-    let status = response.status();
-    let body = response.text().await.unwrap_or_default();
-    assert_eq!(
-        status,
-        StatusCode::CREATED,
-        "POST /books/{book}/copies: {body}"
-    );
+    Api::with_timeout(&server.url, Duration::from_secs(30))
 }
 
 /// The read models' URL of `store` (what `quire` derives from the same flags).
@@ -276,18 +232,8 @@ async fn wait_until_settled(api: &Api, read: &ReadModels) -> Duration {
 /// What the scheduler finished from the log: the `LoanOpened` and `LoanSlotReleased` events of
 /// steps no request caused (a request's later steps carry its command id as their cause).
 fn finished_by_scheduler(store: &Store) -> (usize, usize) {
-    let output = store.run(&["events", "tail", "--json"]);
-    assert!(
-        output.status.success(),
-        "events tail failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
     let (mut opened, mut released) = (0, 0);
-    for line in String::from_utf8(output.stdout).unwrap().lines() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let event: Value = serde_json::from_str(line).expect("event JSON line");
+    for event in store.events(&["events", "tail", "--json"]) {
         let metadata = &event["metadata"];
         // A first step is caused by itself; the store records no other cause for the
         // scheduler's steps either.
@@ -320,7 +266,7 @@ async fn storm_with_kills(backend: Backend) {
             _ => 0,
         };
         for c in 0..copies {
-            add_copy(&api, &book, &format!("S{i}-{c}")).await;
+            api.add_copy(&book, &format!("S{i}-{c}")).await;
         }
         books.push(book);
     }
@@ -407,7 +353,7 @@ async fn storm_with_kills(backend: Backend) {
 
     // Every acknowledged loan exists; every acknowledged return is returned.
     for (loan, (book, member)) in &ledger.borrowed {
-        let (status, body) = admin_get(&api, &format!("/loans/{loan}")).await;
+        let (status, body) = api.admin_get(&format!("/loans/{loan}")).await;
         assert_eq!(status, StatusCode::OK, "acknowledged loan {loan}: {body}");
         assert_eq!(body["book_id"], book.as_str(), "{body}");
         assert_eq!(body["user_id"], member.as_str(), "{body}");
@@ -422,7 +368,7 @@ async fn storm_with_kills(backend: Backend) {
         );
     }
     for loan in &ledger.returned {
-        let (status, body) = admin_get(&api, &format!("/loans/{loan}")).await;
+        let (status, body) = api.admin_get(&format!("/loans/{loan}")).await;
         assert_eq!(status, StatusCode::OK, "acknowledged return {loan}: {body}");
         assert_eq!(body["status"], "returned", "{body}");
     }
@@ -430,11 +376,9 @@ async fn storm_with_kills(backend: Backend) {
     // The members' open loans, each as its member sees it.
     let mut open: HashMap<String, Vec<Value>> = HashMap::new();
     for member in members.iter() {
-        let (status, body) = admin_get(
-            &api,
-            &format!("/loans?user_id={member}&status=open&limit=100"),
-        )
-        .await;
+        let (status, body) = api
+            .admin_get(&format!("/loans?user_id={member}&status=open&limit=100"))
+            .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         let loans = body["loans"].as_array().unwrap().clone();
         assert!(loans.len() <= MAX_LOANS, "member {member}: {loans:?}");
@@ -487,7 +431,7 @@ async fn storm_with_kills(backend: Backend) {
         lent_by_loans, lent_by_books,
         "the copies on loan are exactly those of the members' open loans (each of its book)"
     );
-    let (status, body) = admin_get(&api, "/loans?status=open&limit=100").await;
+    let (status, body) = api.admin_get("/loans?status=open&limit=100").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         body["loans"].as_array().unwrap().len(),
@@ -502,7 +446,7 @@ async fn storm_with_kills(backend: Backend) {
         let (book, _) = api.create_book(&format!("Fresh {i}")).await;
         let adds = (0..MEMBERS).map(|c| {
             let (api, book) = (api.clone(), book.clone());
-            async move { add_copy(&api, &book, &format!("F{i}-{c}")).await }
+            async move { api.add_copy(&book, &format!("F{i}-{c}")).await }
         });
         futures::future::join_all(adds).await;
         fresh.push(book);
@@ -513,16 +457,7 @@ async fn storm_with_kills(backend: Backend) {
         tokio::spawn(async move {
             let mut answers = Vec::new();
             for book in &fresh {
-                let response = api
-                    .admin(
-                        api.http
-                            .post(api.url(&format!("/books/{book}/borrow/{member}"))),
-                    )
-                    .send()
-                    .await
-                    .expect("borrow a fresh book");
-                let status = response.status();
-                let body: Value = response.json().await.unwrap_or(Value::Null);
+                let (status, body) = api.borrow(book, &member).await;
                 // 201, or 202 should the read model lag: either way the loan was made.
                 answers.push(if status.is_success() {
                     "borrowed".to_string()

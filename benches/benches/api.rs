@@ -17,7 +17,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use quire_benches::{ADMIN, Data, PASSWORD, header, run_for, scenario_duration, start_node};
+use quire_benches::{
+    ADMIN, Data, PASSWORD, add_book, bearer_token, client, enrol_patron, header, histogram,
+    run_for, scenario_duration, start_node,
+};
 use serde_json::{Value, json};
 
 const BOOKS: usize = 1_000;
@@ -25,33 +28,9 @@ const READERS: usize = 32;
 const MEMBERS: usize = 64;
 const LAG_WRITERS: usize = 16;
 
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1_000, 60_000_000_000, 3).expect("histogram")
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .pool_max_idle_per_host(256)
-        .build()
-        .expect("client")
-}
-
-/// Trades a username and password for a bearer token.
-async fn bearer(http: reqwest::Client, base: String, username: String) -> String {
-    let response = http
-        .post(format!("{base}/auth/token"))
-        .json(&json!({ "username": username, "password": PASSWORD }))
-        .send()
-        .await
-        .expect("token");
-    assert!(response.status().is_success(), "{}", response.status());
-    let body: Value = response.json().await.expect("token JSON");
-    body["access_token"].as_str().expect("token").to_string()
-}
-
 /// Bearer tokens of the admin and of `n` members who sign up over HTTP.
 async fn tokens(http: &reqwest::Client, base: &str, n: usize) -> (String, Vec<String>) {
-    let admin = bearer(http.clone(), base.to_string(), ADMIN.to_string()).await;
+    let admin = bearer_token(http, base, ADMIN).await;
     let mut tasks = Vec::new();
     for m in 0..n {
         let (http, base) = (http.clone(), base.to_string());
@@ -64,7 +43,7 @@ async fn tokens(http: &reqwest::Client, base: &str, n: usize) -> (String, Vec<St
                 .await
                 .expect("sign up");
             assert!(response.status().is_success(), "{}", response.status());
-            bearer(http, base, username).await
+            bearer_token(&http, &base, &username).await
         }));
     }
     let mut members = Vec::new();
@@ -74,25 +53,16 @@ async fn tokens(http: &reqwest::Client, base: &str, n: usize) -> (String, Vec<St
     (admin, members)
 }
 
-/// Adds `BOOKS` books from `READERS` tasks; prints how fast.
 /// Enrols `n` patrons (members without a login) as the admin; returns their ids.
 async fn enrol_patrons(http: &reqwest::Client, base: &str, admin: &str, n: usize) -> Vec<String> {
     let mut ids = Vec::with_capacity(n);
     for i in 0..n {
-        let response = http
-            .post(format!("{base}/users"))
-            .bearer_auth(admin)
-            .json(&json!({ "name": format!("Patron {i}") }))
-            .send()
-            .await
-            .expect("POST /users");
-        assert!(response.status().is_success(), "{}", response.status());
-        let body: Value = response.json().await.expect("user JSON");
-        ids.push(body["id"].as_str().expect("id").to_string());
+        ids.push(enrol_patron(http, base, admin, &format!("Patron {i}")).await);
     }
     ids
 }
 
+/// Adds `BOOKS` books from `READERS` tasks; prints how fast.
 async fn add_books(backend: &str, http: &reqwest::Client, base: &str, admin: &str) -> Vec<String> {
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -101,21 +71,8 @@ async fn add_books(backend: &str, http: &reqwest::Client, base: &str, admin: &st
         tasks.push(tokio::spawn(async move {
             let mut ids = Vec::new();
             for i in (c..BOOKS).step_by(READERS) {
-                let response = http
-                    .post(format!("{base}/books"))
-                    .bearer_auth(&admin)
-                    .json(&json!({
-                        "title": format!("The Adventures of Tom Sawyer, vol. {i}"),
-                        "author": "Mark Twain",
-                        "genre": "adventure",
-                        "year_published": 1876,
-                    }))
-                    .send()
-                    .await
-                    .expect("POST /books");
-                assert!(response.status().is_success(), "{}", response.status());
-                let body: Value = response.json().await.expect("book JSON");
-                ids.push(body["id"].as_str().expect("id").to_string());
+                let title = format!("The Adventures of Tom Sawyer, vol. {i}");
+                ids.push(add_book(&http, &base, &admin, &title).await);
             }
             ids
         }));
@@ -148,7 +105,7 @@ fn print_lag(name: &str, samples: u64, hist: &Histogram<u64>) {
 
 async fn scenarios(backend: &str, data: Data, wanted: &dyn Fn(&str) -> bool) {
     let server = start_node(&data, |s| s.api.write_wait_ms = 5_000).await;
-    let http = client();
+    let http = client(256);
     let (admin, members) = tokens(&http, &server.base, MEMBERS).await;
     let books = Arc::new(add_books(backend, &http, &server.base, &admin).await);
     let base = server.base.clone();

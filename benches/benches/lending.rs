@@ -27,8 +27,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use hdrhistogram::Histogram;
-use quire_benches::{ADMIN, Data, Measurement, PASSWORD, header, start_node};
+use quire_benches::{
+    ADMIN, Data, Measurement, bearer_token, book_json, client, create, header, histogram,
+    start_node,
+};
 use serde_json::{Value, json};
 
 /// Concurrent clients of the setup requests (books, copies, patrons).
@@ -80,32 +82,10 @@ impl Sizes {
     }
 }
 
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1_000, 60_000_000_000, 3).expect("histogram")
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .pool_max_idle_per_host(512)
-        .build()
-        .expect("client")
-}
-
-/// Trades the admin's password for a bearer token (the only password hash of the run).
-async fn admin_token(http: &reqwest::Client, base: &str) -> String {
-    let response = http
-        .post(format!("{base}/auth/token"))
-        .json(&json!({ "username": ADMIN, "password": PASSWORD }))
-        .send()
-        .await
-        .expect("token");
-    assert!(response.status().is_success(), "{}", response.status());
-    let body: Value = response.json().await.expect("token JSON");
-    body["access_token"].as_str().expect("token").to_string()
-}
-
-/// A status, with the problem `code` of a refusal: `201`, `409 copy_unavailable`.
-async fn outcome(response: reqwest::Response) -> String {
+/// Sends a lending request; its status, with the problem `code` of a refusal: `201`,
+/// `409 copy_unavailable`.
+async fn outcome(request: reqwest::RequestBuilder) -> String {
+    let response = request.send().await.expect("POST lending");
     let status = response.status();
     let body = response.bytes().await.unwrap_or_default();
     if status.is_success() {
@@ -176,27 +156,38 @@ fn print_outcomes(outcomes: &BTreeMap<String, u64>) {
     println!("    answers: {}", listed.join(", "));
 }
 
-/// Asserts that a setup request succeeded; returns its JSON body.
-async fn created(response: reqwest::Response, what: &str) -> Value {
-    let status = response.status();
-    let body = response.text().await.unwrap_or_default();
-    assert!(status.is_success(), "{what}: {status} {body}");
-    serde_json::from_str(&body).expect("JSON body")
+/// The node under test as its admin reaches it: the client, the base URL, the bearer token.
+#[derive(Clone)]
+struct Staff {
+    http: reqwest::Client,
+    base: String,
+    admin: String,
 }
 
-/// Runs setup requests from `SETUP_CLIENTS` tasks; prints how fast; returns the ids.
-async fn setup<F, Fut>(name: &str, jobs: usize, op: F) -> Vec<String>
+impl Staff {
+    /// A POST to `path` as the admin, not sent yet.
+    fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.admin)
+    }
+}
+
+/// Creates `jobs` resources as the admin from `SETUP_CLIENTS` tasks, `request(i)` giving the
+/// path and the JSON body of the i-th POST; prints how fast; returns the ids.
+async fn setup<F>(name: &str, staff: &Staff, jobs: usize, request: F) -> Vec<String>
 where
-    F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = String> + Send + 'static,
+    F: Fn(usize) -> (String, Value) + Send + Sync + 'static,
 {
     let ids = Arc::new(std::sync::Mutex::new(vec![String::new(); jobs]));
     let sink = ids.clone();
-    let op = Arc::new(op);
+    let staff = staff.clone();
+    let request = Arc::new(request);
     let (m, _) = drive(name, SETUP_CLIENTS, jobs, move |i| {
-        let (op, sink) = (op.clone(), sink.clone());
+        let (staff, sink) = (staff.clone(), sink.clone());
+        let (path, body) = request(i);
         async move {
-            let id = op(i).await;
+            let id = create(&staff.http, &staff.base, &staff.admin, &path, &body).await;
             sink.lock().expect("ids")[i] = id;
             String::new()
         }
@@ -214,110 +205,46 @@ where
     ids.into_inner().expect("ids")
 }
 
-async fn add_books(
-    backend: &str,
-    http: &reqwest::Client,
-    base: &str,
-    admin: &str,
-    n: usize,
-    label: &'static str,
-) -> Vec<String> {
-    let (http, base, admin) = (http.clone(), base.to_string(), admin.to_string());
-    setup(&format!("{backend}: POST /books"), n, move |i| {
-        let (http, base, admin) = (http.clone(), base.clone(), admin.clone());
-        async move {
-            let response = http
-                .post(format!("{base}/books"))
-                .bearer_auth(&admin)
-                .json(&json!({
-                    "title": format!("{label}, vol. {i}"),
-                    "author": "Mark Twain",
-                    "genre": "adventure",
-                    "year_published": 1876,
-                }))
-                .send()
-                .await
-                .expect("POST /books");
-            created(response, "POST /books").await["id"]
-                .as_str()
-                .expect("book id")
-                .to_string()
-        }
+async fn add_books(backend: &str, staff: &Staff, n: usize, label: &'static str) -> Vec<String> {
+    let name = format!("{backend}: POST /books");
+    setup(&name, staff, n, move |i| {
+        (
+            "/books".to_string(),
+            book_json(&format!("{label}, vol. {i}")),
+        )
     })
     .await
 }
 
 /// Registers one copy per entry of `books` (a book may appear more than once).
-async fn add_copies(
-    backend: &str,
-    http: &reqwest::Client,
-    base: &str,
-    admin: &str,
-    books: Arc<Vec<String>>,
-    prefix: &'static str,
-) {
-    let (http, base, admin) = (http.clone(), base.to_string(), admin.to_string());
-    let n = books.len();
-    setup(
-        &format!("{backend}: POST /books/{{id}}/copies"),
-        n,
-        move |i| {
-            let (http, base, admin, book) =
-                (http.clone(), base.clone(), admin.clone(), books[i].clone());
-            async move {
-                let response = http
-                    .post(format!("{base}/books/{book}/copies"))
-                    .bearer_auth(&admin)
-                    .json(&json!({ "barcode": format!("{prefix}{i:08}") }))
-                    .send()
-                    .await
-                    .expect("POST copies");
-                created(response, "POST /books/{id}/copies").await["id"]
-                    .as_str()
-                    .expect("copy id")
-                    .to_string()
-            }
-        },
-    )
+async fn add_copies(backend: &str, staff: &Staff, books: Arc<Vec<String>>, prefix: &'static str) {
+    let name = format!("{backend}: POST /books/{{id}}/copies");
+    setup(&name, staff, books.len(), move |i| {
+        let path = format!("/books/{}/copies", books[i]);
+        (path, json!({ "barcode": format!("{prefix}{i:08}") }))
+    })
     .await;
 }
 
 /// Enrols `n` patrons (members without a login) as the admin; returns their ids.
-async fn enrol_patrons(
-    backend: &str,
-    http: &reqwest::Client,
-    base: &str,
-    admin: &str,
-    n: usize,
-    label: &'static str,
-) -> Vec<String> {
-    let (http, base, admin) = (http.clone(), base.to_string(), admin.to_string());
-    setup(&format!("{backend}: POST /users (patrons)"), n, move |i| {
-        let (http, base, admin) = (http.clone(), base.clone(), admin.clone());
-        async move {
-            let response = http
-                .post(format!("{base}/users"))
-                .bearer_auth(&admin)
-                .json(&json!({ "name": format!("{label} {i}") }))
-                .send()
-                .await
-                .expect("POST /users");
-            created(response, "POST /users").await["id"]
-                .as_str()
-                .expect("user id")
-                .to_string()
-        }
+async fn enrol_patrons(backend: &str, staff: &Staff, n: usize, label: &'static str) -> Vec<String> {
+    let name = format!("{backend}: POST /users (patrons)");
+    setup(&name, staff, n, move |i| {
+        (
+            "/users".to_string(),
+            json!({ "name": format!("{label} {i}") }),
+        )
     })
     .await
 }
 
 /// Borrows, then returns, one copy of every book, `clients` at a time.
-async fn circulation(backend: &str, http: &reqwest::Client, base: &str, admin: &str, s: Sizes) {
-    let books = Arc::new(add_books(backend, http, base, admin, s.books, "Tom Sawyer").await);
+async fn circulation(backend: &str, staff: &Staff, s: Sizes) {
+    let books = Arc::new(add_books(backend, staff, s.books, "Tom Sawyer").await);
     if s.registered {
-        add_copies(backend, http, base, admin, books.clone(), "TS-").await;
+        add_copies(backend, staff, books.clone(), "TS-").await;
     }
-    let members = Arc::new(enrol_patrons(backend, http, base, admin, s.members, "Patron").await);
+    let members = Arc::new(enrol_patrons(backend, staff, s.members, "Patron").await);
     // Pair i: book i for member i % members. A member's pairs are `members` jobs apart, so
     // the clients rarely work for one member at once.
     let pair = {
@@ -326,26 +253,12 @@ async fn circulation(backend: &str, http: &reqwest::Client, base: &str, admin: &
     };
     let clients = s.clients;
     for (verb, expected) in [("borrow", "201"), ("return", "200")] {
-        let (http, base, admin, pair) = (
-            http.clone(),
-            base.to_string(),
-            admin.to_string(),
-            pair.clone(),
-        );
+        let (staff, pair) = (staff.clone(), pair.clone());
         let name = format!("{backend}: POST /books/{{id}}/{verb}/{{user}}, {clients} clients");
         let (m, outcomes) = drive(&name, clients, books.len(), move |i| {
             let (book, member) = pair(i);
-            let url = format!("{base}/books/{book}/{verb}/{member}");
-            let (http, admin) = (http.clone(), admin.clone());
-            async move {
-                let response = http
-                    .post(url)
-                    .bearer_auth(admin)
-                    .send()
-                    .await
-                    .expect("POST lending");
-                outcome(response).await
-            }
+            let request = staff.post(&format!("/books/{book}/{verb}/{member}"));
+            async move { outcome(request).await }
         })
         .await;
         println!("{}", m.row());
@@ -362,16 +275,19 @@ async fn circulation(backend: &str, http: &reqwest::Client, base: &str, admin: &
 }
 
 /// `members` patrons released at once to borrow one book of `copies` copies.
-async fn popular(backend: &str, http: &reqwest::Client, base: &str, admin: &str, s: Sizes) {
+async fn popular(backend: &str, staff: &Staff, s: Sizes) {
     let scope = format!("{backend} (popular book)");
-    let book = add_books(&scope, http, base, admin, 1, "Huckleberry Finn").await[0].clone();
+    let book = add_books(&scope, staff, 1, "Huckleberry Finn").await[0].clone();
     let copies = Arc::new(vec![book.clone(); s.popular_copies]);
-    add_copies(&scope, http, base, admin, copies, "HF-").await;
-    let members = enrol_patrons(&scope, http, base, admin, s.popular_members, "Reader").await;
+    add_copies(&scope, staff, copies, "HF-").await;
+    let members = enrol_patrons(&scope, staff, s.popular_members, "Reader").await;
     // Warm one connection per racer, so the race measures the node, not TCP handshakes.
     let warm: Vec<_> = (0..members.len())
         .map(|_| {
-            let request = http.get(format!("{base}/books/{book}")).send();
+            let request = staff
+                .http
+                .get(format!("{}/books/{book}", staff.base))
+                .send();
             async move {
                 let _ = request.await.expect("GET book").bytes().await;
             }
@@ -383,18 +299,12 @@ async fn popular(backend: &str, http: &reqwest::Client, base: &str, admin: &str,
     let racers: Vec<_> = members
         .iter()
         .map(|member| {
-            let url = format!("{base}/books/{book}/borrow/{member}");
-            let (http, admin, gate) = (http.clone(), admin.to_string(), gate.clone());
+            let path = format!("/books/{book}/borrow/{member}");
+            let (staff, gate) = (staff.clone(), gate.clone());
             tokio::spawn(async move {
                 gate.wait().await;
                 let t = Instant::now();
-                let response = http
-                    .post(url)
-                    .bearer_auth(admin)
-                    .send()
-                    .await
-                    .expect("POST borrow");
-                let answer = outcome(response).await;
+                let answer = outcome(staff.post(&path)).await;
                 (t.elapsed(), answer)
             })
         })
@@ -441,9 +351,10 @@ async fn popular(backend: &str, http: &reqwest::Client, base: &str, admin: &str,
             "    WARNING: expected exactly {want_lent} x 201 and {want_refused} x 409, got {lent} x 201 and {refused} x 409"
         );
     }
-    let availability: Value = http
-        .get(format!("{base}/books/{book}/availability"))
-        .bearer_auth(admin)
+    let availability: Value = staff
+        .http
+        .get(format!("{}/books/{book}/availability", staff.base))
+        .bearer_auth(&staff.admin)
         .send()
         .await
         .expect("GET availability")
@@ -466,10 +377,14 @@ async fn scenarios(backend: &str, data: Data, sizes: Sizes) {
         s.lending.max_loans = sizes.max_loans;
     })
     .await;
-    let http = client();
-    let admin = admin_token(&http, &server.base).await;
-    circulation(backend, &http, &server.base, &admin, sizes).await;
-    popular(backend, &http, &server.base, &admin, sizes).await;
+    let http = client(512);
+    let staff = Staff {
+        admin: bearer_token(&http, &server.base, ADMIN).await,
+        base: server.base.clone(),
+        http,
+    };
+    circulation(backend, &staff, sizes).await;
+    popular(backend, &staff, sizes).await;
     server.shutdown().await;
 }
 

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
 /// One measured scenario.
@@ -41,6 +42,11 @@ pub fn header() {
     println!("{}", "-".repeat(100));
 }
 
+/// A latency histogram in nanoseconds, from 1 µs to a minute.
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1_000, 60_000_000_000, 3).expect("histogram")
+}
+
 /// Runs `op(worker, i)` from `workers` concurrent tasks for `duration`, timing each call.
 /// `op` returns how many units (events, rows) the call completed.
 pub async fn run_for<F, Fut>(name: &str, workers: usize, duration: Duration, op: F) -> Measurement
@@ -49,9 +55,7 @@ where
     Fut: std::future::Future<Output = u64> + Send,
 {
     let op = Arc::new(op);
-    let hist = Arc::new(Mutex::new(
-        Histogram::<u64>::new_with_bounds(1_000, 60_000_000_000, 3).expect("histogram"),
-    ));
+    let hist = Arc::new(Mutex::new(histogram()));
     let start = Instant::now();
     let deadline = start + duration;
     let tasks: Vec<_> = (0..workers)
@@ -59,8 +63,7 @@ where
             let op = op.clone();
             let hist = hist.clone();
             tokio::spawn(async move {
-                let mut local =
-                    Histogram::<u64>::new_with_bounds(1_000, 60_000_000_000, 3).expect("histogram");
+                let mut local = histogram();
                 let mut done = 0u64;
                 let mut i = 0u64;
                 while Instant::now() < deadline {
@@ -171,4 +174,71 @@ impl Node {
         let _ = self.stop.send(());
         self.task.await.expect("node task").expect("node");
     }
+}
+
+/// A client for many concurrent requests to one node: up to `idle` pooled connections.
+pub fn client(idle: usize) -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(idle)
+        .build()
+        .expect("client")
+}
+
+/// Trades `username`'s password ([`PASSWORD`]) for a bearer token.
+pub async fn bearer_token(http: &reqwest::Client, base: &str, username: &str) -> String {
+    let response = http
+        .post(format!("{base}/auth/token"))
+        .json(&json!({ "username": username, "password": PASSWORD }))
+        .send()
+        .await
+        .expect("token");
+    assert!(response.status().is_success(), "{}", response.status());
+    let body: Value = response.json().await.expect("token JSON");
+    body["access_token"].as_str().expect("token").to_string()
+}
+
+/// POSTs `body` to `path` as the admin (`admin` is its bearer token), asserts that the node
+/// created something, and returns its id.
+pub async fn create(
+    http: &reqwest::Client,
+    base: &str,
+    admin: &str,
+    path: &str,
+    body: &Value,
+) -> String {
+    let response = http
+        .post(format!("{base}{path}"))
+        .bearer_auth(admin)
+        .json(body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    assert!(status.is_success(), "POST {path}: {status} {text}");
+    let created: Value = serde_json::from_str(&text).expect("JSON body");
+    created["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("POST {path}: no id in {created}"))
+        .to_string()
+}
+
+/// The body of a `POST /books` of the benchmarks' books.
+pub fn book_json(title: &str) -> Value {
+    json!({
+        "title": title,
+        "author": "Mark Twain",
+        "genre": "adventure",
+        "year_published": 1876,
+    })
+}
+
+/// Adds a book titled `title` as the admin; returns its id.
+pub async fn add_book(http: &reqwest::Client, base: &str, admin: &str, title: &str) -> String {
+    create(http, base, admin, "/books", &book_json(title)).await
+}
+
+/// Enrols a patron (a member without a login) named `name` as the admin; returns the user id.
+pub async fn enrol_patron(http: &reqwest::Client, base: &str, admin: &str, name: &str) -> String {
+    create(http, base, admin, "/users", &json!({ "name": name })).await
 }

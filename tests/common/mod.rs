@@ -3,6 +3,9 @@
 
 #![allow(dead_code, unreachable_pub, reason = "each test binary uses a subset")]
 
+pub mod cluster;
+pub mod lending;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc;
@@ -68,6 +71,36 @@ impl Store {
     /// Runs a `quire` tool on this store to completion.
     pub fn run(&self, args: &[&str]) -> Output {
         self.command().args(args).output().expect("run quire")
+    }
+
+    /// The events a `quire events …` tool prints as JSON lines (`args` ask for `--json`).
+    pub fn events(&self, args: &[&str]) -> Vec<Value> {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "quire {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|line| serde_json::from_str(line).expect("event JSON line"))
+            .collect()
+    }
+
+    /// The event types of a stream, in order (`quire events show --json`).
+    pub fn event_types(&self, stream: &str) -> Vec<String> {
+        self.events(&["events", "show", stream, "--limit", "100000", "--json"])
+            .iter()
+            .map(|event| {
+                event["event_type"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("no event_type: {event}"))
+                    .to_string()
+            })
+            .collect()
     }
 }
 
@@ -208,6 +241,17 @@ impl Api {
         Self::with_client(base, reqwest::Client::new())
     }
 
+    /// A client whose requests give up after `timeout` (a node may be killed mid-request).
+    pub fn with_timeout(base: &str, timeout: Duration) -> Self {
+        Self::with_client(
+            base,
+            reqwest::Client::builder()
+                .timeout(timeout)
+                .build()
+                .expect("HTTP client"),
+        )
+    }
+
     pub fn with_client(base: &str, http: reqwest::Client) -> Self {
         Self {
             http,
@@ -303,6 +347,17 @@ impl Api {
         let status = response.status();
         let body = response.json().await.unwrap_or(Value::Null);
         (status, body)
+    }
+
+    /// GETs JSON as the admin.
+    pub async fn admin_get(&self, path: &str) -> (StatusCode, Value) {
+        let response = self
+            .admin(self.http.get(self.url(path)))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
     }
 
     /// Every review of a book (all pages).
