@@ -412,6 +412,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "lending: copies, loans and holds",
         include_str!("../migrations/sqlite/0005_lending.sql"),
     ),
+    (
+        6,
+        "book club: clubs, members, rounds, nominations, ballots, threads and replies",
+        include_str!("../migrations/sqlite/0006_club.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -438,6 +443,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "lending: copies, loans and holds",
         include_str!("../migrations/postgres/0005_lending.sql"),
+    ),
+    (
+        6,
+        "book club: clubs, members, rounds, nominations, ballots, threads and replies",
+        include_str!("../migrations/postgres/0006_club.sql"),
     ),
 ];
 

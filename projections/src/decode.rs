@@ -6,8 +6,10 @@ use std::borrow::Cow;
 
 use quire_domain::DomainEvent;
 use quire_domain::book::BookEvent;
-use quire_domain::ids::{BookId, UserId};
+use quire_domain::club::ClubEvent;
+use quire_domain::ids::{BookId, ClubId, ThreadId, UserId};
 use quire_domain::lending::LendingEvent;
+use quire_domain::thread::ThreadEvent;
 use quire_domain::user::UserEvent;
 use quire_store::RecordedEvent;
 use serde_json::Value;
@@ -86,5 +88,39 @@ pub(crate) fn decode_user(event: &RecordedEvent) -> Result<UserEvent, ReadModelE
 /// Decodes a lending event, upcasting through the domain.
 pub(crate) fn decode_lending(event: &RecordedEvent) -> Result<LendingEvent, ReadModelError> {
     LendingEvent::from_stored(&event.event_type, event.schema_version, &event.payload)
+        .map_err(|e| decode_error(event, e.to_string()))
+}
+
+/// The club a `club-…` stream belongs to, or `None` for other streams.
+pub(crate) fn club_of(event: &RecordedEvent) -> Result<Option<String>, ReadModelError> {
+    let Some(id) = event.stream_id.strip_prefix("club-") else {
+        return Ok(None);
+    };
+    let id: ClubId = id
+        .parse()
+        .map_err(|e: quire_domain::ids::IdParseError| decode_error(event, e.to_string()))?;
+    Ok(Some(id.to_string()))
+}
+
+/// The thread a `thread-…` stream belongs to, or `None` for other streams.
+pub(crate) fn thread_of(event: &RecordedEvent) -> Result<Option<String>, ReadModelError> {
+    let Some(id) = event.stream_id.strip_prefix("thread-") else {
+        return Ok(None);
+    };
+    let id: ThreadId = id
+        .parse()
+        .map_err(|e: quire_domain::ids::IdParseError| decode_error(event, e.to_string()))?;
+    Ok(Some(id.to_string()))
+}
+
+/// Decodes a club event, upcasting through the domain.
+pub(crate) fn decode_club(event: &RecordedEvent) -> Result<ClubEvent, ReadModelError> {
+    ClubEvent::from_stored(&event.event_type, event.schema_version, &event.payload)
+        .map_err(|e| decode_error(event, e.to_string()))
+}
+
+/// Decodes a thread event, upcasting through the domain.
+pub(crate) fn decode_thread(event: &RecordedEvent) -> Result<ThreadEvent, ReadModelError> {
+    ThreadEvent::from_stored(&event.event_type, event.schema_version, &event.payload)
         .map_err(|e| decode_error(event, e.to_string()))
 }

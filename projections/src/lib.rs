@@ -12,10 +12,11 @@
 //! Files by concern: `name` (the projections' names), `decode` (stored events to domain events),
 //! `apply` (the batch transaction and the books, reviews, users and lending handlers),
 //! `interactions` (that projection's handler and queries), `query` and `views` (the queries and
-//! what they return), `lending` (circulation's rows and queries), `cursor` (the page cursors'
+//! what they return), `lending` (circulation's rows and queries), `club` (the book club's), `cursor` (the page cursors'
 //! codec), `db` (one SQL text on both backends).
 
 mod apply;
+mod club;
 mod cursor;
 mod db;
 mod decode;
@@ -35,6 +36,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+pub use club::{BallotRow, ClubMemberRow, ClubRow, NominationRow, ReplyRow, RoundRow, ThreadRow};
 pub use error::{ReadModelError, WaitError};
 pub use interactions::InteractionRow;
 pub use lending::{

@@ -25,16 +25,21 @@ pub enum ProjectionName {
     /// Circulation: the copies of each book (`rm_copies`), loans (`rm_loans`) and holds
     /// (`rm_holds`), from the books' lending streams and the members' slot events.
     Lending,
+    /// The book club: clubs and members (`rm_clubs`, `rm_club_members`), voting rounds with
+    /// their nominations and ballots, and discussion threads with their replies, from the clubs'
+    /// and threads' streams.
+    Club,
 }
 
 impl ProjectionName {
     /// Every projection, in the order statuses list them.
-    pub const ALL: [ProjectionName; 5] = [
+    pub const ALL: [ProjectionName; 6] = [
         Self::Books,
         Self::Reviews,
         Self::Users,
         Self::Interactions,
         Self::Lending,
+        Self::Club,
     ];
 
     /// The stored name (the checkpoint row, the CLI argument, the lease).
@@ -45,6 +50,7 @@ impl ProjectionName {
             Self::Users => "users",
             Self::Interactions => "interactions",
             Self::Lending => "lending",
+            Self::Club => "club",
         }
     }
 
@@ -61,6 +67,15 @@ impl ProjectionName {
             Self::Users => &["rm_users"],
             Self::Interactions => &["rm_interactions"],
             Self::Lending => &["rm_copies", "rm_loans", "rm_holds"],
+            Self::Club => &[
+                "rm_clubs",
+                "rm_club_members",
+                "rm_club_rounds",
+                "rm_club_nominations",
+                "rm_club_ballots",
+                "rm_threads",
+                "rm_thread_replies",
+            ],
         }
     }
 }
@@ -75,7 +90,7 @@ impl fmt::Display for ProjectionName {
 /// A name that is not one of [`ProjectionName::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown projection {0:?}; the projections are books, reviews, users, interactions, lending"
+    "unknown projection {0:?}; the projections are books, reviews, users, interactions, lending, club"
 )]
 pub struct UnknownProjection(pub String);
 
@@ -112,7 +127,14 @@ mod tests {
         let names: Vec<&str> = ProjectionName::ALL.iter().map(|p| p.as_str()).collect();
         assert_eq!(
             names,
-            ["books", "reviews", "users", "interactions", "lending"]
+            [
+                "books",
+                "reviews",
+                "users",
+                "interactions",
+                "lending",
+                "club"
+            ]
         );
         assert_eq!(format!("[{:<8}]", ProjectionName::Users), "[users   ]");
         let unknown = "nope".parse::<ProjectionName>().unwrap_err();
@@ -120,7 +142,7 @@ mod tests {
         assert!(
             unknown
                 .to_string()
-                .contains("books, reviews, users, interactions, lending")
+                .contains("books, reviews, users, interactions, lending, club")
         );
         assert!("Books".parse::<ProjectionName>().is_err());
     }

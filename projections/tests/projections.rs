@@ -572,7 +572,14 @@ async fn wait_for_follows_the_checkpoints(env: Env) {
     let names: Vec<&str> = statuses.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(
         names,
-        ["books", "reviews", "users", "interactions", "lending"]
+        [
+            "books",
+            "reviews",
+            "users",
+            "interactions",
+            "lending",
+            "club"
+        ]
     );
     assert!(
         statuses

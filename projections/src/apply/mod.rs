@@ -1,5 +1,5 @@
 //! The projections' handlers: how events of the global log change the read-model tables, one
-//! module per projection (`books`, `reviews`, `users`, `lending`; the `interactions` handler lives
+//! module per projection (`books`, `reviews`, `users`, `lending`, `club`; the `interactions` handler lives
 //! beside that projection's queries in [`crate::interactions`]), and the batch transaction they
 //! run in.
 //!
@@ -16,6 +16,7 @@
 //! cause on their book become one multi-row update at the end of the batch.
 
 pub(crate) mod books;
+mod club;
 mod lending;
 mod reviews;
 mod users;
@@ -74,6 +75,7 @@ pub(crate) async fn apply_batch(
         ProjectionName::Users => users::apply(tx, s, &fresh).await?,
         ProjectionName::Interactions => crate::interactions::apply(tx, s, &fresh).await?,
         ProjectionName::Lending => lending::apply(tx, s, &fresh).await?,
+        ProjectionName::Club => club::apply(tx, s, &fresh).await?,
     }
     tx.exec(
         "writing checkpoint",
