@@ -232,6 +232,7 @@ impl Application {
                 clock: clock.clone(),
                 lending: settings.lending.clone(),
                 scheduler: settings.scheduler_options(),
+                monthly_rounds: settings.club.monthly_rounds,
                 running: tokio::sync::Mutex::new(HashMap::new()),
             })
         };
@@ -276,12 +277,23 @@ impl Application {
             bus: bus.clone(),
             head,
         };
+        let default_club = DefaultClub::of(&settings, read.clone(), bus.clone(), clock.clone());
         if clustered {
             // The admin's partition may belong to a node that is still starting: keep trying
             // (transient failures only) in the background.
             tasks.push(tokio::spawn(admin.run_with_retries()));
+            if let Some(club) = default_club {
+                tasks.push(tokio::spawn(club.run_with_retries()));
+            }
         } else {
-            match admin.run().await {
+            let admin = match admin.run().await {
+                Ok(written) => match default_club {
+                    Some(club) => club.run().await.map(|club| club.max(written)),
+                    None => Ok(written),
+                },
+                Err(error) => Err(error),
+            };
+            match admin {
                 // The admin can log in once the node says it is ready: the read models have its
                 // write (bounded, like a read presenting a consistency token).
                 Ok(Some(position)) => {
@@ -509,6 +521,8 @@ struct NodeWork {
     clock: DynClock,
     lending: LendingPolicy,
     scheduler: crate::scheduler::SchedulerOptions,
+    /// `club.monthly_rounds`: the scheduler opens the default club's round each month.
+    monthly_rounds: bool,
     running: tokio::sync::Mutex<HashMap<Resource, Running>>,
 }
 
@@ -556,8 +570,14 @@ impl LeaseOwner for NodeWork {
                         bus: self.bus.clone(),
                         policy: self.lending.clone(),
                     });
+                let club: Arc<dyn crate::scheduler::Deadlines> =
+                    Arc::new(crate::scheduler::ClubDeadlines {
+                        read: self.read.clone(),
+                        bus: self.bus.clone(),
+                        monthly_rounds: self.monthly_rounds,
+                    });
                 Running::Scheduler(crate::scheduler::spawn(
-                    vec![lending],
+                    vec![lending, club],
                     self.clock.clone(),
                     self.scheduler,
                 ))
@@ -745,6 +765,100 @@ impl AdminBootstrap {
             ) => Err(Attempt::Transient(anyhow::Error::new(error).context(what))),
             Err(error) => Err(Attempt::Final(anyhow::Error::new(error).context(what))),
         }
+    }
+}
+
+/// Creates the default club (public, write-ins, owned by the configured admin) if it does not
+/// exist, with a command id fixed forever, so every node and every start create it once; then,
+/// with `club.monthly_rounds`, opens its round for the month (the scheduler does that later).
+struct DefaultClub {
+    read: ReadModels,
+    bus: Arc<dyn CommandBus>,
+    clock: DynClock,
+    owner: UserId,
+    monthly_rounds: bool,
+}
+
+impl DefaultClub {
+    /// `None` without a configured admin (nobody to own it).
+    fn of(
+        settings: &Settings,
+        read: ReadModels,
+        bus: Arc<dyn CommandBus>,
+        clock: DynClock,
+    ) -> Option<Self> {
+        let username = Username::parse_stored(settings.admin_user.clone()?).ok()?;
+        Some(Self {
+            read,
+            bus,
+            clock,
+            owner: UserId::for_username(&username),
+            monthly_rounds: settings.club.monthly_rounds,
+        })
+    }
+
+    async fn run_with_retries(self) {
+        loop {
+            match self.run().await {
+                Ok(_) => return,
+                Err(error) => {
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        "creating the default club; retrying"
+                    );
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            }
+        }
+    }
+
+    /// Returns the log position of what it wrote, if anything.
+    async fn run(&self) -> anyhow::Result<Option<u64>> {
+        let club_id = quire_api::DEFAULT_CLUB;
+        let name = quire_domain::values::ClubName::parse("Quire Book Club")
+            .map_err(|e| anyhow::anyhow!("default club name: {e}"))?;
+        let create = CommandEnvelope::new(
+            Principal::system(),
+            Command::Club {
+                club_id,
+                command: quire_domain::club::ClubCommand::Create {
+                    club_id,
+                    name,
+                    visibility: quire_domain::club::Visibility::Public,
+                    owner: self.owner,
+                    write_ins: true,
+                    at: self.clock.now(),
+                },
+            },
+        )
+        .with_command_id(uuid::Uuid::new_v5(
+            &uuid::Uuid::NAMESPACE_OID,
+            b"quire:default-club",
+        ));
+        let mut written = match self.bus.dispatch(create).await {
+            Ok(outcome) => {
+                tracing::info!(%club_id, "created the default club");
+                Some(outcome.last_position)
+            }
+            // Created before (by this node or another; the time differs, so the key is reused).
+            Err(CommandError::Rejected(r)) if r.code == "already_exists" => None,
+            Err(CommandError::KeyReused(_)) => None,
+            Err(error) => {
+                return Err(anyhow::Error::new(error).context("creating the default club"));
+            }
+        };
+        if self.monthly_rounds {
+            let opened = crate::scheduler::open_monthly_round(
+                &self.read,
+                &*self.bus,
+                club_id,
+                self.clock.now(),
+            )
+            .await
+            .context("opening the default club's round")?;
+            written = written.max(opened);
+        }
+        Ok(written)
     }
 }
 

@@ -51,6 +51,8 @@ pub struct Settings {
     pub lending: quire_actors::lending::LendingPolicy,
     /// `[scheduler]`: the deadline scheduler.
     pub scheduler: SchedulerSettings,
+    /// `[club]`: the default book club.
+    pub club: ClubSettings,
     /// How long shutdown waits for in-flight commands.
     pub shutdown_timeout_secs: u64,
 }
@@ -284,6 +286,23 @@ impl Default for SchedulerSettings {
     }
 }
 
+/// `[club]` settings: the default book club.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClubSettings {
+    /// The scheduler opens a voting round for the default club each month (id derived from the
+    /// month, nominations until the 21st, voting until the 1st of the next month, UTC).
+    pub monthly_rounds: bool,
+}
+
+impl Default for ClubSettings {
+    fn default() -> Self {
+        Self {
+            monthly_rounds: true,
+        }
+    }
+}
+
 /// `[recs]` settings: the training schedule, ALS parameters, signal weights, serving.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -419,6 +438,7 @@ impl Default for Settings {
             recs: RecsSettings::default(),
             lending: quire_actors::lending::LendingPolicy::default(),
             scheduler: SchedulerSettings::default(),
+            club: ClubSettings::default(),
             shutdown_timeout_secs: 10,
         }
     }

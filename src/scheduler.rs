@@ -7,7 +7,8 @@
 //! survives restarts by reading them again, and a successor redoing a predecessor's tick records
 //! nothing twice because every command it sends has an id derived from the entity and the
 //! deadline. Time comes from an injectable [`Clock`](quire_actors::clock::Clock), so tests move
-//! it instead of waiting. Each kind of deadline is a [`Deadlines`] source; lending is the first.
+//! it instead of waiting. Each kind of deadline is a [`Deadlines`] source: lending, and the book
+//! club (rounds closing at their voting deadline, the default club's monthly round).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +16,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use quire_actors::clock::DynClock;
 use quire_actors::lending::{LendingPolicy, LendingProcess};
-use quire_actors::{CommandBus, CommandError, CommandOutcome};
+use quire_actors::{Command, CommandBus, CommandEnvelope, CommandError, CommandOutcome};
+use quire_domain::Principal;
+use quire_domain::club::{ClubCommand, VotingMethod};
+use quire_domain::ids::{ClubId, RoundId};
 use quire_domain::lending::{HoldRequest, LoanRequest};
 use quire_domain::values::Timestamp;
 use quire_projections::ReadModels;
@@ -217,6 +221,145 @@ impl Deadlines for LendingDeadlines {
         Ok(self
             .read
             .next_lending_deadline()
+            .await?
+            .map(Timestamp::from_micros))
+    }
+}
+
+/// The default club's monthly round for the month of `now`: its id (`v5(club_id, "YYYY-MM")`),
+/// when nominations close (the 21st, 00:00 UTC; a round opened on or after the 21st takes
+/// nominations for one more day, but never past the vote's close) and when voting closes (the 1st
+/// of the next month, 00:00 UTC).
+pub(crate) fn monthly_round(
+    club_id: ClubId,
+    now: Timestamp,
+) -> anyhow::Result<(RoundId, Timestamp, Timestamp)> {
+    use time::{Date, Month, OffsetDateTime, Time};
+    let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(now.as_micros()) * 1000)?;
+    let micros = |date: Date| {
+        Timestamp::from_micros(
+            i64::try_from(
+                date.with_time(Time::MIDNIGHT)
+                    .assume_utc()
+                    .unix_timestamp_nanos()
+                    / 1000,
+            )
+            .unwrap_or(i64::MAX),
+        )
+    };
+    let (year, month) = (at.year(), at.month());
+    let round_id = RoundId::from_uuid(uuid::Uuid::new_v5(
+        &club_id.as_uuid(),
+        format!("{year:04}-{:02}", u8::from(month)).as_bytes(),
+    ));
+    let next = if month == Month::December {
+        Date::from_calendar_date(year + 1, Month::January, 1)?
+    } else {
+        Date::from_calendar_date(year, month.next(), 1)?
+    };
+    let voting_closes = micros(next);
+    let the_21st = micros(Date::from_calendar_date(year, month, 21)?);
+    let nominations_close = if now < the_21st {
+        the_21st
+    } else {
+        now.plus_days(1).min(voting_closes)
+    };
+    Ok((round_id, nominations_close, voting_closes))
+}
+
+/// Opens the default club's round for the month of `now` (with a command id derived from the
+/// round), unless the read model shows that round already. Returns the log position written, if
+/// anything. A refusal because another round is open, or the command recorded before with
+/// another time, means there is nothing to do.
+pub(crate) async fn open_monthly_round(
+    read: &ReadModels,
+    bus: &dyn CommandBus,
+    club_id: ClubId,
+    now: Timestamp,
+) -> anyhow::Result<Option<u64>> {
+    let (round_id, nominations_close, voting_closes) = monthly_round(club_id, now)?;
+    if read.round(round_id).await?.is_some() {
+        return Ok(None);
+    }
+    let envelope = CommandEnvelope::new(
+        Principal::system(),
+        Command::Club {
+            club_id,
+            command: ClubCommand::OpenRound {
+                round_id,
+                method: VotingMethod::Plurality,
+                nominations_close,
+                voting_closes,
+                max_nominations_per_member: 3,
+                hide_results: false,
+                at: now,
+            },
+        },
+    )
+    .with_command_id(uuid::Uuid::new_v5(&round_id.as_uuid(), b"open"));
+    match bus.dispatch(envelope).await {
+        Ok(outcome) => Ok(Some(outcome.last_position)),
+        Err(CommandError::Rejected(_)) | Err(CommandError::KeyReused(_)) => Ok(None),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// The book club's deadlines: rounds whose voting closed are closed and counted (as the system,
+/// with the command id `v5(round_id, "close")`), and, with `club.monthly_rounds`, the default
+/// club gets its round for the month when none is open.
+pub(crate) struct ClubDeadlines {
+    pub(crate) read: ReadModels,
+    pub(crate) bus: Arc<dyn CommandBus>,
+    pub(crate) monthly_rounds: bool,
+}
+
+#[async_trait]
+impl Deadlines for ClubDeadlines {
+    fn name(&self) -> &'static str {
+        "club"
+    }
+
+    #[tracing::instrument(name = "scheduler.club", skip_all, fields(now = now.as_micros()))]
+    async fn run_due(&self, now: Timestamp) -> anyhow::Result<usize> {
+        let mut handled = 0;
+        for round in self.read.rounds_due(now.as_micros(), BATCH).await? {
+            handled += 1;
+            let envelope = CommandEnvelope::new(
+                Principal::system(),
+                Command::Club {
+                    club_id: round.club_id,
+                    command: ClubCommand::CloseRound {
+                        round_id: round.round_id,
+                        at: now,
+                    },
+                },
+            )
+            .with_command_id(uuid::Uuid::new_v5(&round.round_id.as_uuid(), b"close"));
+            settled(self.bus.dispatch(envelope).await)?;
+        }
+        if self.monthly_rounds {
+            let club = quire_api::DEFAULT_CLUB;
+            let open = self
+                .read
+                .current_round(club)
+                .await?
+                .is_some_and(|r| r.status == "open");
+            if !open
+                && self.read.club(club).await?.is_some()
+                && open_monthly_round(&self.read, &*self.bus, club, now)
+                    .await?
+                    .is_some()
+            {
+                handled += 1;
+            }
+        }
+        Ok(handled)
+    }
+
+    async fn next_deadline(&self) -> anyhow::Result<Option<Timestamp>> {
+        Ok(self
+            .read
+            .next_round_deadline()
             .await?
             .map(Timestamp::from_micros))
     }

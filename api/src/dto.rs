@@ -669,3 +669,300 @@ pub struct UserLoanParams {
     pub limit: Option<u32>,
     pub cursor: Option<String>,
 }
+
+// The book club.
+
+/// `POST /vote` (seed): a plurality ballot for a book in the default club's current round.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VoteRequest {
+    pub book_id: String,
+    /// The voter: the caller (admins may vote for a member).
+    pub user_id: String,
+}
+
+/// The answer to `POST /vote`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VoteReply {
+    #[schema(example = "Vote submitted successfully")]
+    pub message: String,
+    /// The book's votes now (first choices of the members' last ballots).
+    pub votes: u32,
+}
+
+/// A book's votes in a round.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VoteCount {
+    pub book_id: String,
+    pub title: Option<String>,
+    pub votes: u32,
+}
+
+/// `GET /vote/status`: the default club's current round, most votes first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VoteStatus {
+    pub status: Vec<VoteCount>,
+}
+
+/// A reply in the seed shape.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DiscussionReply {
+    pub reply_id: String,
+    /// The author's username (or name).
+    pub author: Option<String>,
+    pub author_id: String,
+    pub content: String,
+    pub created_at: String,
+}
+
+/// A discussion in the seed shape.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Discussion {
+    pub thread_id: String,
+    pub title: String,
+    /// The author's username (or name).
+    pub author: Option<String>,
+    pub author_id: String,
+    pub created_at: String,
+    /// The latest live replies (at most 50), oldest of them first.
+    pub replies: Vec<DiscussionReply>,
+    pub reply_count: u32,
+}
+
+/// `GET /discussions`: the default club's discussions, newest first (next page: `Link`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DiscussionList {
+    pub discussions: Vec<Discussion>,
+}
+
+/// `POST /discussion` (seed).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewDiscussion {
+    pub title: String,
+    /// The caller's username or user id (admins may post for a member).
+    pub author: String,
+    pub content: String,
+}
+
+/// The answer to `POST /discussion`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DiscussionCreated {
+    #[schema(example = "Discussion created")]
+    pub message: String,
+    pub thread_id: String,
+}
+
+/// `POST /discussions/{thread_id}/reply` (seed).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewDiscussionReply {
+    /// The caller's username or user id (admins may post for a member).
+    pub author: String,
+    pub content: String,
+}
+
+/// The answer to `POST /discussions/{thread_id}/reply`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReplyPosted {
+    #[schema(example = "Reply posted")]
+    pub message: String,
+    pub reply_id: String,
+}
+
+/// A club.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClubDto {
+    pub id: String,
+    pub name: String,
+    /// `public` or `members_only`.
+    pub visibility: String,
+    pub owner_id: String,
+    pub write_ins: bool,
+    pub current_book: Option<String>,
+    pub member_count: u32,
+    pub created_at: String,
+}
+
+/// A page of clubs.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClubList {
+    pub clubs: Vec<ClubDto>,
+    pub next_cursor: Option<String>,
+}
+
+/// A club to create; the caller owns it.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewClub {
+    pub name: String,
+    /// `public` (default) or `members_only`.
+    pub visibility: Option<String>,
+    /// Whether a plurality ballot may name a book nobody nominated (default false).
+    pub write_ins: Option<bool>,
+}
+
+/// A member of a club.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClubMemberDto {
+    pub user_id: String,
+    pub username: Option<String>,
+    pub name: Option<String>,
+    /// `owner`, `moderator` or `member`.
+    pub role: String,
+    pub joined_at: String,
+}
+
+/// A page of members.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClubMemberList {
+    pub members: Vec<ClubMemberDto>,
+    pub next_cursor: Option<String>,
+}
+
+/// Who joins: the caller by default (moderators and staff may add anyone).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JoinClub {
+    pub user_id: Option<String>,
+}
+
+/// A round to open (moderators and staff).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewRound {
+    /// `plurality` (default) or `ranked_choice`.
+    pub method: Option<String>,
+    /// RFC 3339.
+    pub nominations_close: String,
+    /// RFC 3339.
+    pub voting_closes: String,
+    /// Default 3.
+    pub max_nominations_per_member: Option<u32>,
+    /// Keep standings from members until the round closes (default false).
+    pub hide_results: Option<bool>,
+}
+
+/// A nominated book.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NominationDto {
+    pub book_id: String,
+    pub title: Option<String>,
+    pub nominated_by: String,
+}
+
+/// A voting round.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RoundDto {
+    pub round_id: String,
+    /// `open` or `closed`.
+    pub status: String,
+    /// `plurality` or `ranked_choice`.
+    pub method: String,
+    pub opened_at: String,
+    pub nominations_close: String,
+    pub voting_closes: String,
+    pub closed_at: Option<String>,
+    pub hide_results: bool,
+    pub nominations: Vec<NominationDto>,
+    /// Most votes first (first choices); absent while results are hidden.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub standings: Option<Vec<VoteCount>>,
+    /// Present (true) while the round hides its results from the caller.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub results_hidden: Option<bool>,
+    /// The caller's counted ballot, when signed in and a member who voted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub your_ballot: Option<Vec<String>>,
+    pub winner: Option<String>,
+    pub tie_break: Option<String>,
+    /// The full count recorded at close.
+    #[schema(value_type = Option<Object>)]
+    pub tally: Option<serde_json::Value>,
+}
+
+/// A page of rounds, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RoundList {
+    pub rounds: Vec<RoundDto>,
+    pub next_cursor: Option<String>,
+}
+
+/// A nomination to make in the current round.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewNomination {
+    pub book_id: String,
+}
+
+/// A ballot: `choices` in order (ranked choice: 1 to 3), or `book_id` for plurality.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BallotRequest {
+    pub choices: Option<Vec<String>>,
+    pub book_id: Option<String>,
+}
+
+/// A discussion thread.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ThreadDto {
+    pub id: String,
+    pub club_id: String,
+    pub title: String,
+    pub author: Option<String>,
+    pub author_id: String,
+    pub content: Option<String>,
+    pub book_id: Option<String>,
+    pub chapter: Option<String>,
+    pub spoiler: bool,
+    pub created_at: String,
+    pub edited_at: Option<String>,
+    pub reply_count: u32,
+}
+
+/// A page of threads, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ThreadList {
+    pub threads: Vec<ThreadDto>,
+    pub next_cursor: Option<String>,
+}
+
+/// A thread to start.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewThread {
+    pub title: String,
+    pub content: String,
+    pub book_id: Option<String>,
+    pub chapter: Option<String>,
+    pub spoiler: Option<bool>,
+}
+
+/// A reply.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReplyDto {
+    pub id: String,
+    pub thread_id: String,
+    pub author: Option<String>,
+    pub author_id: String,
+    /// Absent once deleted or removed.
+    pub content: Option<String>,
+    /// `live`, `deleted` or `removed`.
+    pub status: String,
+    pub created_at: String,
+    pub edited_at: Option<String>,
+}
+
+/// A page of replies, in posting order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReplyList {
+    pub replies: Vec<ReplyDto>,
+    pub next_cursor: Option<String>,
+}
+
+/// A reply's text.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplyText {
+    pub content: String,
+}

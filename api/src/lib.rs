@@ -6,6 +6,7 @@ pub mod auth;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod live;
 mod openapi;
 pub mod ratelimit;
 mod routes;
@@ -32,6 +33,12 @@ pub use crate::auth::{Authenticator, hash_password};
 use crate::error::ApiError;
 pub use crate::openapi::openapi;
 pub use crate::ratelimit::{RateLimit, RateLimiter};
+/// The default club: public, write-ins allowed, owned by the configured admin, created at node
+/// start; the seed paths (`/vote`, `/discussions`, …) act on it and `/clubs/default` names it.
+pub const DEFAULT_CLUB: quire_domain::ids::ClubId = quire_domain::ids::ClubId::from_uuid(
+    uuid::Uuid::from_u128(0x0c1b_0000_0000_4000_8000_000d_efa0_1c1b),
+);
+
 // Served from the read side; re-exported so the binary wires them through the API crate.
 pub use quire_projections::recommendations::{Recommender, RecsOptions};
 
@@ -109,6 +116,8 @@ pub struct AppState {
     pub clock: DynClock,
     /// The circulation rules (`[lending]`).
     pub lending: Arc<LendingPolicy>,
+    /// The node's live-update hub (`/clubs/{id}/live`, `/clubs/{id}/events`).
+    pub live: live::Hub,
     limiter: Arc<RateLimiter>,
 }
 
@@ -125,6 +134,7 @@ impl AppState {
         let limiter = Arc::new(RateLimiter::new(config.rate_limit));
         auth.set_login_free_failures(config.login_free_failures);
         let recommender = Arc::new(Recommender::new(read.clone(), RecsOptions::default()));
+        let live = live::Hub::new(store.clone());
         Self {
             store,
             bus,
@@ -136,6 +146,7 @@ impl AppState {
             as_of_limits: AsOfLimits::default(),
             clock: Arc::new(SystemClock),
             lending: Arc::new(LendingPolicy::default()),
+            live,
             limiter,
         }
     }
@@ -273,7 +284,61 @@ pub fn app(state: AppState) -> Router {
             "/holds/{id}",
             get(routes::lending::get_hold).delete(routes::lending::cancel_hold),
         )
+        // The book club: the seed paths on the default club, then clubs, rounds and threads.
+        .route("/vote", post(routes::club::vote))
+        .route("/vote/status", get(routes::club::vote_status))
+        .route("/discussions", get(routes::club::discussions))
+        .route("/discussion", post(routes::club::create_discussion))
+        .route(
+            "/discussions/{thread_id}/reply",
+            post(routes::club::reply_to_discussion),
+        )
+        .route(
+            "/clubs",
+            get(routes::club::list_clubs).post(routes::club::create_club),
+        )
+        .route("/clubs/{id}", get(routes::club::get_club))
+        .route(
+            "/clubs/{id}/members",
+            get(routes::club::list_members).post(routes::club::join),
+        )
+        .route("/clubs/{id}/members/{user_id}", delete(routes::club::leave))
+        .route(
+            "/clubs/{id}/rounds",
+            get(routes::club::list_rounds).post(routes::club::open_round),
+        )
+        .route(
+            "/clubs/{id}/rounds/current",
+            get(routes::club::current_round),
+        )
+        .route(
+            "/clubs/{id}/rounds/current/nominations",
+            post(routes::club::nominate),
+        )
+        .route(
+            "/clubs/{id}/rounds/current/ballot",
+            put(routes::club::cast_ballot),
+        )
+        .route(
+            "/clubs/{id}/rounds/current/close",
+            post(routes::club::close_round),
+        )
+        .route(
+            "/clubs/{id}/threads",
+            get(routes::club::list_threads).post(routes::club::create_thread),
+        )
+        .route("/threads/{id}", get(routes::club::get_thread))
+        .route(
+            "/threads/{id}/replies",
+            get(routes::club::list_replies).post(routes::club::create_reply),
+        )
+        .route(
+            "/threads/{id}/replies/{reply_id}",
+            put(routes::club::edit_reply).delete(routes::club::delete_reply),
+        )
         .route("/auth/token", post(routes::auth::token))
+        .route("/clubs/{id}/live", get(live::websocket))
+        .route("/clubs/{id}/events", get(live::events))
         .route("/interactions", post(routes::recommendations::create))
         .route("/recommendations", get(routes::recommendations::list))
         .route(
@@ -283,6 +348,11 @@ pub fn app(state: AppState) -> Router {
                 state.config.generate_limit.saturating_mul(4) + 4096,
             )),
         )
+        // The book club's page for browsers (HTML, script and styles served from the binary).
+        .route("/club", get(routes::club_page::index))
+        .route("/club/", get(routes::club_page::index))
+        .route("/club/club.js", get(routes::club_page::script))
+        .route("/club/club.css", get(routes::club_page::style))
         .merge(openapi::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -157,7 +157,8 @@ pub(super) async fn serve<IO>(
             }
         })
     };
-    let connection = builder.serve_connection(io, service);
+    // With upgrades: the WebSocket routes (`/clubs/{id}/live`) take the connection over.
+    let connection = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(connection);
     let mut stopping = false;
     loop {

@@ -3,11 +3,13 @@
 //! on a node started by `Application::build` as `quire serve` starts one (projections, actors,
 //! event store, workers). The `hardening_*` modules hold the attack and edge-case tests.
 
+mod club;
 mod hardening_api;
 mod hardening_auth;
 mod hardening_input;
 mod helpers;
 mod lending;
+mod live;
 
 use std::time::Duration;
 
@@ -998,7 +1000,14 @@ async fn openapi_docs_and_status_are_served(backend: Backend) {
         .collect();
     assert_eq!(
         names,
-        ["books", "reviews", "users", "interactions", "lending"]
+        [
+            "books",
+            "reviews",
+            "users",
+            "interactions",
+            "lending",
+            "club"
+        ]
     );
 }
 

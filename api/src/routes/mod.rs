@@ -3,6 +3,8 @@
 
 pub(crate) mod auth;
 pub(crate) mod books;
+pub(crate) mod club;
+pub(crate) mod club_page;
 pub(crate) mod lending;
 pub(crate) mod recommendations;
 pub(crate) mod reviews;
