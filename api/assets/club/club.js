@@ -679,7 +679,7 @@
     var data = message.data || {};
     switch (message.type) {
       case "ballot_cast":
-        /* mutated */
+        onBallot(data, message.position);
         break;
       case "reply_posted":
         onReply(data, message.position);
