@@ -966,3 +966,18 @@ pub struct ReplyList {
 pub struct ReplyText {
     pub content: String,
 }
+
+/// A member to appoint as moderator.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewModerator {
+    pub user_id: String,
+}
+
+/// A thread's new title or opening text (absent: unchanged).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ThreadEdit {
+    pub title: Option<String>,
+    pub content: Option<String>,
+}

@@ -303,6 +303,11 @@ pub fn app(state: AppState) -> Router {
             get(routes::club::list_members).post(routes::club::join),
         )
         .route("/clubs/{id}/members/{user_id}", delete(routes::club::leave))
+        .route("/clubs/{id}/moderators", post(routes::club::add_moderator))
+        .route(
+            "/clubs/{id}/moderators/{user_id}",
+            delete(routes::club::remove_moderator),
+        )
         .route(
             "/clubs/{id}/rounds",
             get(routes::club::list_rounds).post(routes::club::open_round),
@@ -327,7 +332,12 @@ pub fn app(state: AppState) -> Router {
             "/clubs/{id}/threads",
             get(routes::club::list_threads).post(routes::club::create_thread),
         )
-        .route("/threads/{id}", get(routes::club::get_thread))
+        .route(
+            "/threads/{id}",
+            get(routes::club::get_thread)
+                .put(routes::club::edit_thread)
+                .delete(routes::club::remove_thread),
+        )
         .route(
             "/threads/{id}/replies",
             get(routes::club::list_replies).post(routes::club::create_reply),

@@ -542,6 +542,123 @@ async fn the_openapi_document_lists_the_club_paths(backend: Backend) {
     }
 }
 
+/// The owner appoints a moderator, who may then remove another member's reply and the thread;
+/// the author edits their thread; an ordinary member may do neither.
+async fn moderators_remove_and_authors_edit(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let ann = app.signup("ann").await;
+    let bob = app.signup("bob").await;
+    let cyd = app.signup("cyd").await;
+    let thread = app
+        .as_user(&ann)
+        .post(app.url("/discussion"))
+        .json(&json!({"title": "Chapter one", "author": "ann", "content": "Thoughts?"}))
+        .send()
+        .await
+        .unwrap();
+    let thread_id = json_of(thread, StatusCode::CREATED).await["thread_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let reply = app
+        .as_user(&bob)
+        .post(app.url(&format!("/discussions/{thread_id}/reply")))
+        .json(&json!({"author": "bob", "content": "Spoilers ahead"}))
+        .send()
+        .await
+        .unwrap();
+    let reply_id = json_of(reply, StatusCode::CREATED).await["reply_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // The author edits the thread; someone else may not.
+    let edit = app
+        .as_user(&ann)
+        .put(app.url(&format!("/threads/{thread_id}")))
+        .json(&json!({"title": "Chapter one (spoilers)"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        json_of(edit, StatusCode::OK).await["title"],
+        "Chapter one (spoilers)"
+    );
+    let forged = app
+        .as_user(&bob)
+        .put(app.url(&format!("/threads/{thread_id}")))
+        .json(&json!({"title": "Mine now"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+
+    // Cyd is an ordinary member: no removing others' replies.
+    let join = app
+        .as_user(&cyd)
+        .post(app.url("/clubs/default/members"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert!(join.status().is_success(), "{}", join.status());
+    let delete = app
+        .as_user(&cyd)
+        .delete(app.url(&format!("/threads/{thread_id}/replies/{reply_id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(delete.status(), StatusCode::FORBIDDEN);
+    let appoint = app
+        .as_user(&cyd)
+        .post(app.url("/clubs/default/moderators"))
+        .json(&json!({"user_id": cyd.id}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(appoint.status(), StatusCode::FORBIDDEN);
+
+    // The owner (the admin) appoints Cyd, who removes Bob's reply and then the thread.
+    let appoint = app
+        .admin()
+        .post(app.url("/clubs/default/moderators"))
+        .json(&json!({"user_id": cyd.id}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(appoint.status(), StatusCode::NO_CONTENT);
+    let remove = app
+        .as_user(&cyd)
+        .delete(app.url(&format!("/threads/{thread_id}/replies/{reply_id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(remove.status(), StatusCode::NO_CONTENT);
+    let removed = app
+        .as_user(&cyd)
+        .delete(app.url(&format!("/threads/{thread_id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(removed.status(), StatusCode::NO_CONTENT);
+    let gone = app
+        .client
+        .get(app.url(&format!("/threads/{thread_id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(gone, StatusCode::GONE, "thread_removed").await;
+
+    // Demoted again, Cyd may no longer moderate.
+    let demote = app
+        .admin()
+        .delete(app.url(&format!("/clubs/default/moderators/{}", cyd.id)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(demote.status(), StatusCode::NO_CONTENT);
+}
+
 on_backends!(
     the_seed_vote_and_discussion_flow,
     a_hundred_members_each_have_one_counted_ballot,
@@ -550,4 +667,5 @@ on_backends!(
     members_only_clubs_refuse_outsiders,
     refusals_carry_stable_problem_codes,
     the_openapi_document_lists_the_club_paths,
+    moderators_remove_and_authors_edit,
 );

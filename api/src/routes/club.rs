@@ -24,9 +24,9 @@ use super::{accepted, dispatch, next_link, page, read_your_writes, settle, write
 use crate::dto::{
     BallotRequest, ClubDto, ClubList, ClubMemberDto, ClubMemberList, Discussion, DiscussionCreated,
     DiscussionList, DiscussionReply, JoinClub, NewClub, NewDiscussion, NewDiscussionReply,
-    NewNomination, NewRound, NewThread, NominationDto, PageParams, ReplyDto, ReplyList,
-    ReplyPosted, ReplyText, RoundDto, RoundList, ThreadDto, ThreadList, VoteCount, VoteReply,
-    VoteRequest, VoteStatus, rfc3339,
+    NewModerator, NewNomination, NewRound, NewThread, NominationDto, PageParams, ReplyDto,
+    ReplyList, ReplyPosted, ReplyText, RoundDto, RoundList, ThreadDto, ThreadEdit, ThreadList,
+    VoteCount, VoteReply, VoteRequest, VoteStatus, rfc3339,
 };
 use crate::error::{ApiError, Problem, Validation};
 use crate::extract::{Caller, Json, PathId, Query, User, command_id, idempotency_key};
@@ -1648,16 +1648,10 @@ pub(crate) async fn delete_reply(
             ThreadCommand::DeleteReply { reply_id, at: now },
         )
     } else if is_staff_of(&state, &caller, thread.club_id).await? {
-        // Moderation: privileged, keeping the moderator's id for `removed_by`.
-        let principal = Principal {
-            user_id: caller.user_id,
-            role: if caller.is_privileged() {
-                caller.role
-            } else {
-                Role::System
-            },
-        };
-        (principal, ThreadCommand::RemoveReply { reply_id, at: now })
+        (
+            moderator(&caller),
+            ThreadCommand::RemoveReply { reply_id, at: now },
+        )
     } else {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -1680,4 +1674,210 @@ pub(crate) async fn delete_reply(
     .await?;
     settle(&state, ProjectionName::Club, outcome.last_position).await?;
     Ok((StatusCode::NO_CONTENT, write_headers(&outcome, None)).into_response())
+}
+
+// ---- Moderation ----
+
+/// Appoints a member as moderator (the owner or staff).
+#[utoipa::path(
+    post, path = "/clubs/{id}/moderators", tag = "club",
+    request_body = NewModerator,
+    params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    responses(
+        (status = 204),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`not_a_member`: only members can moderate", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+#[tracing::instrument(name = "http.club.add_moderator", skip_all)]
+pub(crate) async fn add_moderator(
+    State(state): State<AppState>,
+    User(caller): User,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<NewModerator>,
+) -> Result<Response, ApiError> {
+    let club = load_club(&state, club_id(&id)?).await?;
+    let member: UserId = parse_id("user_id", &body.user_id)?;
+    moderator_write(
+        &state,
+        &caller,
+        club.club_id,
+        &format!("POST /clubs/{}/moderators {member}", club.club_id),
+        &headers,
+        ClubCommand::AddModerator {
+            member,
+            at: state.clock.now(),
+        },
+    )
+    .await
+}
+
+/// Makes a moderator an ordinary member again (the owner or staff; never the owner).
+#[utoipa::path(
+    delete, path = "/clubs/{id}/moderators/{user_id}", tag = "club",
+    params(("id" = String, Path), ("user_id" = String, Path, format = Uuid), ("Idempotency-Key" = Option<String>, Header)),
+    responses(
+        (status = 204),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+#[tracing::instrument(name = "http.club.remove_moderator", skip_all)]
+pub(crate) async fn remove_moderator(
+    State(state): State<AppState>,
+    User(caller): User,
+    Path((id, user_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let club = load_club(&state, club_id(&id)?).await?;
+    let member: UserId = user_id.parse().map_err(|_| ApiError::not_found("member"))?;
+    moderator_write(
+        &state,
+        &caller,
+        club.club_id,
+        &format!("DELETE /clubs/{}/moderators/{member}", club.club_id),
+        &headers,
+        ClubCommand::RemoveModerator {
+            member,
+            at: state.clock.now(),
+        },
+    )
+    .await
+}
+
+async fn moderator_write(
+    state: &AppState,
+    caller: &Principal,
+    club: ClubId,
+    route: &str,
+    headers: &HeaderMap,
+    command: ClubCommand,
+) -> Result<Response, ApiError> {
+    let outcome = club_write(state, caller, club, route, headers, command).await?;
+    settle(state, ProjectionName::Club, outcome.last_position).await?;
+    Ok((StatusCode::NO_CONTENT, write_headers(&outcome, None)).into_response())
+}
+
+/// Edits a thread's title or opening text (its author).
+#[utoipa::path(
+    put, path = "/threads/{id}", tag = "club",
+    request_body = ThreadEdit,
+    params(("id" = String, Path, format = Uuid), ("Idempotency-Key" = Option<String>, Header)),
+    responses(
+        (status = 200, body = ThreadDto),
+        (status = 403, description = "`not_author`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "`thread_removed`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+#[tracing::instrument(name = "http.club.edit_thread", skip_all)]
+pub(crate) async fn edit_thread(
+    State(state): State<AppState>,
+    User(caller): User,
+    PathId(thread_id): PathId<ThreadId>,
+    headers: HeaderMap,
+    Json(body): Json<ThreadEdit>,
+) -> Result<Response, ApiError> {
+    let mut v = Validation::default();
+    let title = body
+        .title
+        .and_then(|t| v.field("title", ThreadTitle::parse(t)));
+    let content = body
+        .content
+        .and_then(|c| v.field("content", PostText::parse(c)));
+    v.finish()?;
+    read_your_writes(&state, &headers).await?;
+    writable_thread(&state, thread_id).await?;
+    let key = idempotency_key(&headers)?;
+    let outcome = dispatch(
+        &state,
+        &caller,
+        command_id(
+            &caller,
+            &format!("PUT /threads/{thread_id}"),
+            key.as_deref(),
+        ),
+        None,
+        Command::Thread {
+            thread_id,
+            command: ThreadCommand::EditThread {
+                title,
+                content,
+                at: state.clock.now(),
+            },
+        },
+    )
+    .await?;
+    settle(&state, ProjectionName::Club, outcome.last_position).await?;
+    let thread = writable_thread(&state, thread_id).await?;
+    Ok((
+        write_headers(&outcome, None),
+        axum::Json(thread_dto(thread)),
+    )
+        .into_response())
+}
+
+/// Removes a thread (the club's moderators and staff): it answers 410 from then on.
+#[utoipa::path(
+    delete, path = "/threads/{id}", tag = "club",
+    params(("id" = String, Path, format = Uuid), ("Idempotency-Key" = Option<String>, Header)),
+    responses(
+        (status = 204),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("basic" = []), ("bearer" = []))
+)]
+#[tracing::instrument(name = "http.club.remove_thread", skip_all)]
+pub(crate) async fn remove_thread(
+    State(state): State<AppState>,
+    User(caller): User,
+    PathId(thread_id): PathId<ThreadId>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    read_your_writes(&state, &headers).await?;
+    let thread = writable_thread(&state, thread_id).await?;
+    if !is_staff_of(&state, &caller, thread.club_id).await? {
+        return Err(ApiError::forbidden(
+            "only the club's moderators and staff may remove threads",
+        ));
+    }
+    let key = idempotency_key(&headers)?;
+    let outcome = dispatch(
+        &state,
+        &moderator(&caller),
+        command_id(
+            &caller,
+            &format!("DELETE /threads/{thread_id}"),
+            key.as_deref(),
+        ),
+        None,
+        Command::Thread {
+            thread_id,
+            command: ThreadCommand::RemoveThread {
+                at: state.clock.now(),
+            },
+        },
+    )
+    .await?;
+    settle(&state, ProjectionName::Club, outcome.last_position).await?;
+    Ok((StatusCode::NO_CONTENT, write_headers(&outcome, None)).into_response())
+}
+
+/// A moderator acting as such: privileged, keeping their id for the event's `removed_by`.
+fn moderator(caller: &Principal) -> Principal {
+    Principal {
+        user_id: caller.user_id,
+        role: if caller.is_privileged() {
+            caller.role
+        } else {
+            Role::System
+        },
+    }
 }
