@@ -802,17 +802,18 @@ fn club_id(raw: &str) -> Result<ClubId, ApiError> {
     raw.parse().map_err(|_| ApiError::not_found("club"))
 }
 
-/// Authenticates (header or `access_token`) and checks that the caller may read the club.
+/// Authenticates (header or `access_token`) and checks that the caller may read the club: the
+/// setup the WebSocket and the SSE connections share.
 async fn authorize(
     state: &AppState,
     extensions: &Extensions,
     headers: &HeaderMap,
     raw: &str,
-    access_token: Option<&str>,
+    params: &LiveParams,
 ) -> Result<(ClubId, Principal), ApiError> {
     let club_id = club_id(raw)?;
     let mut headers = headers.clone();
-    if let Some(token) = access_token
+    if let Some(token) = params.access_token.as_deref()
         && !headers.contains_key(header::AUTHORIZATION)
     {
         let value = HeaderValue::from_str(&format!("Bearer {token}"))
@@ -875,14 +876,7 @@ pub(crate) async fn websocket(
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let (club, principal) = authorize(
-        &state,
-        &extensions,
-        &headers,
-        &raw,
-        params.access_token.as_deref(),
-    )
-    .await?;
+    let (club, principal) = authorize(&state, &extensions, &headers, &raw, &params).await?;
     let upgrade = upgrade.map_err(|rejection| {
         ApiError::new(
             StatusCode::UPGRADE_REQUIRED,
@@ -983,14 +977,7 @@ pub(crate) async fn events(
                 })?,
         ),
     };
-    let (club, principal) = authorize(
-        &state,
-        &extensions,
-        &headers,
-        &raw,
-        params.access_token.as_deref(),
-    )
-    .await?;
+    let (club, principal) = authorize(&state, &extensions, &headers, &raw, &params).await?;
     let after = last_event_id.or(params.after);
     let feed = Feed::open(&state.live, club, principal, after).await?;
     let span = tracing::info_span!("live.sse", club_id = %club, after);

@@ -9,7 +9,7 @@ use quire_domain::ids::{BookId, ClubId, ReplyId, RoundId, ThreadId, UserId};
 use serde_json::Value;
 
 use crate::db::Arg;
-use crate::query::{Cursor, corrupt, into_page, page_size, param};
+use crate::query::{Cursor, corrupt, count, cursor_args, id, into_page, opt_id, page_size, param};
 use crate::{Page, PageRequest, ReadModelError, ReadModels};
 
 /// A club.
@@ -210,24 +210,6 @@ struct StoredReply {
     seq: i64,
 }
 
-fn id<T: std::str::FromStr>(what: &str, text: &str) -> Result<T, ReadModelError>
-where
-    T::Err: std::fmt::Display,
-{
-    text.parse().map_err(|e| corrupt(what, e))
-}
-
-fn opt_id<T: std::str::FromStr>(what: &str, text: Option<&str>) -> Result<Option<T>, ReadModelError>
-where
-    T::Err: std::fmt::Display,
-{
-    text.map(|t| id(what, t)).transpose()
-}
-
-fn count(what: &str, n: i64) -> Result<u32, ReadModelError> {
-    u32::try_from(n).map_err(|e| corrupt(what, e))
-}
-
 impl StoredClub {
     fn row(self) -> Result<ClubRow, ReadModelError> {
         Ok(ClubRow {
@@ -369,22 +351,6 @@ const MEMBER_LISTING: &str = "club_members";
 const ROUND_LISTING: &str = "rounds";
 const THREAD_LISTING: &str = "threads";
 const REPLY_LISTING: &str = "replies";
-
-/// The sequence and id a cursor of `listing` carries, as arguments.
-fn cursor_args(
-    args: &mut Vec<Arg>,
-    page: &PageRequest,
-    listing: &str,
-) -> Result<Option<(String, String)>, ReadModelError> {
-    let Some(text) = &page.cursor else {
-        return Ok(None);
-    };
-    let cursor = Cursor::decode(text, listing)?;
-    let key = cursor.k.as_i64().ok_or(ReadModelError::InvalidCursor)?;
-    let key = param(args, Arg::I64(key));
-    let id = param(args, Arg::Text(cursor.id));
-    Ok(Some((key, id)))
-}
 
 fn cursor(listing: &str, seq: i64, id: &str) -> Cursor {
     Cursor {

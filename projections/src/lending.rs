@@ -11,7 +11,7 @@ use quire_domain::ids::{BookId, CopyId, HoldId, LoanId, UserId};
 use serde_json::Value;
 
 use crate::db::Arg;
-use crate::query::{Cursor, corrupt, into_page, page_size, param};
+use crate::query::{Cursor, corrupt, count, cursor_args, id, into_page, opt_id, page_size, param};
 use crate::{Page, PageRequest, ReadModelError, ReadModels};
 
 /// Where a loan stands.
@@ -252,24 +252,6 @@ struct StoredHold {
     implicit_copies: i64,
 }
 
-fn id<T: std::str::FromStr>(what: &str, text: &str) -> Result<T, ReadModelError>
-where
-    T::Err: std::fmt::Display,
-{
-    text.parse().map_err(|e| corrupt(what, e))
-}
-
-fn opt_id<T: std::str::FromStr>(what: &str, text: Option<&str>) -> Result<Option<T>, ReadModelError>
-where
-    T::Err: std::fmt::Display,
-{
-    text.map(|t| id(what, t)).transpose()
-}
-
-fn count(what: &str, n: i64) -> Result<u32, ReadModelError> {
-    u32::try_from(n).map_err(|e| corrupt(what, e))
-}
-
 impl StoredCopy {
     fn row(self) -> Result<CopyRow, ReadModelError> {
         Ok(CopyRow {
@@ -345,22 +327,6 @@ const ACTIVE_HOLD: &str = "h.status IN ('waiting', 'ready')";
 const LOAN_LISTING: &str = "loans";
 /// The keyset listing of holds (queue order) and its cursor's name.
 const HOLD_LISTING: &str = "holds";
-
-/// The key and id a cursor of `listing` carries, as arguments.
-fn cursor_args(
-    args: &mut Vec<Arg>,
-    page: &PageRequest,
-    listing: &str,
-) -> Result<Option<(String, String)>, ReadModelError> {
-    let Some(text) = &page.cursor else {
-        return Ok(None);
-    };
-    let cursor = Cursor::decode(text, listing)?;
-    let key = cursor.k.as_i64().ok_or(ReadModelError::InvalidCursor)?;
-    let key = param(args, Arg::I64(key));
-    let id = param(args, Arg::Text(cursor.id));
-    Ok(Some((key, id)))
-}
 
 impl ReadModels {
     async fn loans_where(

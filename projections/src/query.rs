@@ -122,6 +122,30 @@ pub(crate) fn corrupt(what: &str, error: impl std::fmt::Display) -> ReadModelErr
     ReadModelError::Corrupt(format!("{what}: {error}"))
 }
 
+/// The id `text` stands for; a stored one that does not parse is corrupt.
+pub(crate) fn id<T: std::str::FromStr>(what: &str, text: &str) -> Result<T, ReadModelError>
+where
+    T::Err: std::fmt::Display,
+{
+    text.parse().map_err(|e| corrupt(what, e))
+}
+
+/// The optional id `text` stands for, as [`id`].
+pub(crate) fn opt_id<T: std::str::FromStr>(
+    what: &str,
+    text: Option<&str>,
+) -> Result<Option<T>, ReadModelError>
+where
+    T::Err: std::fmt::Display,
+{
+    text.map(|t| id(what, t)).transpose()
+}
+
+/// A stored count as a `u32`; a negative or oversized one is corrupt.
+pub(crate) fn count(what: &str, n: i64) -> Result<u32, ReadModelError> {
+    u32::try_from(n).map_err(|e| corrupt(what, e))
+}
+
 fn stats(count: i64, sum: i64, r: [i64; 5]) -> RatingStats {
     let count = count.max(0) as u64;
     RatingStats {
@@ -214,6 +238,23 @@ const REVIEW_COLUMNS: &str = "id, book_id, member_id, rating, text, created_at, 
 /// The columns a `UserRow` reads.
 const USER_COLUMNS: &str = "id, name, username, email, role, active, favourite_genres, \
      created_at, version, session_epoch";
+
+/// The key and id a cursor of `listing` carries, as arguments (placeholders), or `None` on the
+/// first page.
+pub(crate) fn cursor_args(
+    args: &mut Vec<Arg>,
+    page: &PageRequest,
+    listing: &str,
+) -> Result<Option<(String, String)>, ReadModelError> {
+    let Some(text) = &page.cursor else {
+        return Ok(None);
+    };
+    let cursor = Cursor::decode(text, listing)?;
+    let key = cursor.k.as_i64().ok_or(ReadModelError::InvalidCursor)?;
+    let key = param(args, Arg::I64(key));
+    let id = param(args, Arg::Text(cursor.id));
+    Ok(Some((key, id)))
+}
 
 /// The keyset condition of a listing ordered by `(created_at, id)`: the rows after the page's
 /// cursor, in the listing's direction. Empty on the first page.

@@ -16,7 +16,7 @@ use quire_domain::ids::{BookId, ClubId, ReplyId, RoundId, ThreadId, UserId};
 use quire_domain::thread::ThreadCommand;
 use quire_domain::values::{Chapter, ClubName, PostText, ThreadTitle, Timestamp};
 use quire_domain::{Principal, Role};
-use quire_projections::{ClubRow, ProjectionName, ReplyRow, RoundRow, ThreadRow};
+use quire_projections::{ClubRow, PageRequest, ProjectionName, ReplyRow, RoundRow, ThreadRow};
 use uuid::Uuid;
 
 use super::books::missing_book;
@@ -117,6 +117,35 @@ async fn ensure_readable(
     } else {
         Err(not_a_member())
     }
+}
+
+/// The club `raw` names, for a read: after the caller's own writes, and readable by the caller.
+async fn readable_club(
+    state: &AppState,
+    caller: &Principal,
+    raw: &str,
+    headers: &HeaderMap,
+) -> Result<ClubRow, ApiError> {
+    read_your_writes(state, headers).await?;
+    let club = load_club(state, club_id(raw)?).await?;
+    ensure_readable(state, caller, &club).await?;
+    Ok(club)
+}
+
+/// A page of a listing at `path`: the body `list` makes from the next page's cursor, with a
+/// `Link` header to that page when there is one.
+fn paged<T: serde::Serialize>(
+    path: &str,
+    request: &PageRequest,
+    next_cursor: Option<String>,
+    list: impl FnOnce(Option<String>) -> T,
+) -> Response {
+    let link = next_link(
+        path,
+        &[("limit", request.limit.to_string())],
+        next_cursor.as_deref(),
+    );
+    (link, axum::Json(list(next_cursor))).into_response()
 }
 
 /// Writes (threads, replies) are for the members and staff.
@@ -472,12 +501,9 @@ pub(crate) async fn discussions(
             reply_count: thread.reply_count,
         });
     }
-    let link = next_link(
-        "/discussions",
-        &[("limit", request.limit.to_string())],
-        threads.next_cursor.as_deref(),
-    );
-    Ok((link, axum::Json(DiscussionList { discussions })).into_response())
+    Ok(paged("/discussions", &request, threads.next_cursor, |_| {
+        DiscussionList { discussions }
+    }))
 }
 
 fn thread_text(title: &str, content: &str) -> Result<(ThreadTitle, PostText), ApiError> {
@@ -803,19 +829,15 @@ pub(crate) async fn list_clubs(
     read_your_writes(&state, &headers).await?;
     let request = page(params.limit, params.cursor)?;
     let result = state.read.clubs(&request).await?;
-    let link = next_link(
+    Ok(paged(
         "/clubs",
-        &[("limit", request.limit.to_string())],
-        result.next_cursor.as_deref(),
-    );
-    Ok((
-        link,
-        axum::Json(ClubList {
+        &request,
+        result.next_cursor,
+        |next_cursor| ClubList {
             clubs: result.items.into_iter().map(club_dto).collect(),
-            next_cursor: result.next_cursor,
-        }),
-    )
-        .into_response())
+            next_cursor,
+        },
+    ))
 }
 
 /// One club (`default` names the default club).
@@ -856,19 +878,12 @@ pub(crate) async fn list_members(
     headers: HeaderMap,
     Query(params): Query<PageParams>,
 ) -> Result<Response, ApiError> {
-    read_your_writes(&state, &headers).await?;
-    let club = load_club(&state, club_id(&id)?).await?;
-    ensure_readable(&state, &caller, &club).await?;
+    let club = readable_club(&state, &caller, &id, &headers).await?;
     let request = page(params.limit, params.cursor)?;
     let result = state.read.club_members(club.club_id, &request).await?;
-    let link = next_link(
-        &format!("/clubs/{}/members", club.club_id),
-        &[("limit", request.limit.to_string())],
-        result.next_cursor.as_deref(),
-    );
-    Ok((
-        link,
-        axum::Json(ClubMemberList {
+    let path = format!("/clubs/{}/members", club.club_id);
+    Ok(paged(&path, &request, result.next_cursor, |next_cursor| {
+        ClubMemberList {
             members: result
                 .items
                 .into_iter()
@@ -880,10 +895,9 @@ pub(crate) async fn list_members(
                     joined_at: rfc3339(m.joined_at),
                 })
                 .collect(),
-            next_cursor: result.next_cursor,
-        }),
-    )
-        .into_response())
+            next_cursor,
+        }
+    }))
 }
 
 /// Joins a club: the caller in a public club; moderators and staff add anyone (`user_id`).
@@ -1014,28 +1028,20 @@ pub(crate) async fn list_rounds(
     headers: HeaderMap,
     Query(params): Query<PageParams>,
 ) -> Result<Response, ApiError> {
-    read_your_writes(&state, &headers).await?;
-    let club = load_club(&state, club_id(&id)?).await?;
-    ensure_readable(&state, &caller, &club).await?;
+    let club = readable_club(&state, &caller, &id, &headers).await?;
     let request = page(params.limit, params.cursor)?;
     let result = state.read.rounds(club.club_id, &request).await?;
     let mut rounds = Vec::with_capacity(result.items.len());
     for round in result.items {
         rounds.push(round_dto(&state, &caller, round).await?);
     }
-    let link = next_link(
-        &format!("/clubs/{}/rounds", club.club_id),
-        &[("limit", request.limit.to_string())],
-        result.next_cursor.as_deref(),
-    );
-    Ok((
-        link,
-        axum::Json(RoundList {
+    let path = format!("/clubs/{}/rounds", club.club_id);
+    Ok(paged(&path, &request, result.next_cursor, |next_cursor| {
+        RoundList {
             rounds,
-            next_cursor: result.next_cursor,
-        }),
-    )
-        .into_response())
+            next_cursor,
+        }
+    }))
 }
 
 /// Opens a voting round (owner, moderators, staff).
@@ -1137,9 +1143,7 @@ pub(crate) async fn current_round(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    read_your_writes(&state, &headers).await?;
-    let club = load_club(&state, club_id(&id)?).await?;
-    ensure_readable(&state, &caller, &club).await?;
+    let club = readable_club(&state, &caller, &id, &headers).await?;
     let round = state
         .read
         .current_round(club.club_id)
@@ -1346,24 +1350,16 @@ pub(crate) async fn list_threads(
     headers: HeaderMap,
     Query(params): Query<PageParams>,
 ) -> Result<Response, ApiError> {
-    read_your_writes(&state, &headers).await?;
-    let club = load_club(&state, club_id(&id)?).await?;
-    ensure_readable(&state, &caller, &club).await?;
+    let club = readable_club(&state, &caller, &id, &headers).await?;
     let request = page(params.limit, params.cursor)?;
     let result = state.read.threads(club.club_id, &request).await?;
-    let link = next_link(
-        &format!("/clubs/{}/threads", club.club_id),
-        &[("limit", request.limit.to_string())],
-        result.next_cursor.as_deref(),
-    );
-    Ok((
-        link,
-        axum::Json(ThreadList {
+    let path = format!("/clubs/{}/threads", club.club_id);
+    Ok(paged(&path, &request, result.next_cursor, |next_cursor| {
+        ThreadList {
             threads: result.items.into_iter().map(thread_dto).collect(),
-            next_cursor: result.next_cursor,
-        }),
-    )
-        .into_response())
+            next_cursor,
+        }
+    }))
 }
 
 /// Starts a thread in a club (members and staff).
@@ -1484,19 +1480,13 @@ pub(crate) async fn list_replies(
     readable_thread(&state, &caller, thread_id).await?;
     let request = page(params.limit, params.cursor)?;
     let result = state.read.replies(thread_id, &request).await?;
-    let link = next_link(
-        &format!("/threads/{thread_id}/replies"),
-        &[("limit", request.limit.to_string())],
-        result.next_cursor.as_deref(),
-    );
-    Ok((
-        link,
-        axum::Json(ReplyList {
+    let path = format!("/threads/{thread_id}/replies");
+    Ok(paged(&path, &request, result.next_cursor, |next_cursor| {
+        ReplyList {
             replies: result.items.into_iter().map(reply_dto).collect(),
-            next_cursor: result.next_cursor,
-        }),
-    )
-        .into_response())
+            next_cursor,
+        }
+    }))
 }
 
 async fn reply_reply(
