@@ -341,6 +341,11 @@ impl Application {
                 .with_summarizer(summarizer)
                 .with_recommender(recommender.clone())
                 .with_as_of_limits(settings.as_of_limits())
+                .with_live(quire_api::live::Hub::with_limits(
+                    store.clone(),
+                    settings.live.buffer,
+                    Duration::from_secs(settings.live.send_timeout_secs),
+                ))
                 .with_clock(clock.clone())
                 .with_lending_policy(settings.lending.clone());
                 Some(Http {

@@ -51,6 +51,8 @@ pub struct Settings {
     pub lending: quire_actors::lending::LendingPolicy,
     /// `[scheduler]`: the deadline scheduler.
     pub scheduler: SchedulerSettings,
+    /// `[live]`: the live-update hub's per-connection limits.
+    pub live: LiveSettings,
     /// `[club]`: the default book club.
     pub club: ClubSettings,
     /// How long shutdown waits for in-flight commands.
@@ -272,6 +274,26 @@ impl std::fmt::Display for SummaryBackend {
     }
 }
 
+/// `[live]` settings: what one live connection (WebSocket or SSE) may cost the node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LiveSettings {
+    /// Messages a connection may have waiting before it counts as fallen behind (it is then sent
+    /// `resync` and closed, and resumes from its position).
+    pub buffer: usize,
+    /// How long one socket write may take before the client counts as gone.
+    pub send_timeout_secs: u64,
+}
+
+impl Default for LiveSettings {
+    fn default() -> Self {
+        Self {
+            buffer: quire_api::live::DEFAULT_BUFFER,
+            send_timeout_secs: quire_api::live::DEFAULT_SEND_TIMEOUT.as_secs(),
+        }
+    }
+}
+
 /// `[scheduler]` settings: the deadline scheduler (one per deployment).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -438,6 +460,7 @@ impl Default for Settings {
             recs: RecsSettings::default(),
             lending: quire_actors::lending::LendingPolicy::default(),
             scheduler: SchedulerSettings::default(),
+            live: LiveSettings::default(),
             club: ClubSettings::default(),
             shutdown_timeout_secs: 10,
         }
@@ -636,6 +659,8 @@ impl Settings {
                 1,
             ),
             at_least("scheduler.tick_ms", self.scheduler.tick_ms, 10),
+            at_least("live.buffer", self.live.buffer as u64, 1),
+            at_least("live.send_timeout_secs", self.live.send_timeout_secs, 1),
         ] {
             need(ok, message);
         }

@@ -157,6 +157,12 @@ impl AppState {
         self
     }
 
+    /// Serves live updates from `hub` (built with the node's `[live]` limits).
+    pub fn with_live(mut self, hub: live::Hub) -> Self {
+        self.live = hub;
+        self
+    }
+
     /// Lends under `policy`.
     pub fn with_lending_policy(mut self, policy: LendingPolicy) -> Self {
         self.lending = Arc::new(policy);

@@ -60,8 +60,8 @@ pub const DEFAULT_BUFFER: usize = 256;
 const PAGE: usize = 500;
 /// The tailer reads the log at least this often, whether or not the head watch woke it.
 const POLL: Duration = Duration::from_secs(1);
-/// How long one socket write may take before the client counts as gone.
-const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long one socket write may take, by default, before the client counts as gone.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often a WebSocket is pinged.
 const PING: Duration = Duration::from_secs(25);
 /// Thread → club entries the hub keeps before it starts over.
@@ -88,6 +88,7 @@ pub struct Hub {
 struct Inner {
     store: DynEventStore,
     buffer: usize,
+    send_timeout: Duration,
     started: std::sync::Once,
     /// The tailer has found its starting position.
     ready: watch::Sender<bool>,
@@ -118,9 +119,16 @@ impl Hub {
 
     /// A hub whose connections may fall `buffer` messages behind.
     pub fn with_buffer(store: DynEventStore, buffer: usize) -> Self {
+        Self::with_limits(store, buffer, DEFAULT_SEND_TIMEOUT)
+    }
+
+    /// A hub whose connections may fall `buffer` messages behind, and whose sockets count as
+    /// gone when one write takes longer than `send_timeout` (`[live]` in the settings).
+    pub fn with_limits(store: DynEventStore, buffer: usize, send_timeout: Duration) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
+                send_timeout,
                 buffer: buffer.max(1),
                 started: std::sync::Once::new(),
                 ready: watch::Sender::new(false),
@@ -885,6 +893,7 @@ pub(crate) async fn websocket(
         )
     })?;
     let feed = Feed::open(&state.live, club, principal, params.after).await?;
+    let send_timeout = state.live.inner.send_timeout;
     let span = tracing::info_span!("live.websocket", club_id = %club, after = params.after);
     // Clients only send pings and closes: small read buffers keep a connection cheap.
     Ok(upgrade
@@ -892,11 +901,11 @@ pub(crate) async fn websocket(
         .max_message_size(64 * 1024)
         .max_frame_size(64 * 1024)
         .write_buffer_size(16 * 1024)
-        .on_upgrade(move |socket| serve_socket(socket, feed).instrument(span))
+        .on_upgrade(move |socket| serve_socket(socket, feed, send_timeout).instrument(span))
         .into_response())
 }
 
-async fn serve_socket(mut socket: WebSocket, mut feed: Feed) {
+async fn serve_socket(mut socket: WebSocket, mut feed: Feed, send_timeout: Duration) {
     tracing::debug!("live connection opened");
     // Pings keep proxies (and the client) from taking a quiet club for a dead connection.
     let mut ping = tokio::time::interval(PING);
@@ -905,7 +914,7 @@ async fn serve_socket(mut socket: WebSocket, mut feed: Feed) {
     loop {
         tokio::select! {
             _ = ping.tick() => {
-                let sent = tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Ping(Default::default()))).await;
+                let sent = tokio::time::timeout(send_timeout, socket.send(Message::Ping(Default::default()))).await;
                 if !matches!(sent, Ok(Ok(()))) {
                     return;
                 }
@@ -913,7 +922,7 @@ async fn serve_socket(mut socket: WebSocket, mut feed: Feed) {
             item = feed.next() => {
                 let Some(item) = item else { break };
                 let last = !matches!(item, Item::Event(_));
-                let sent = tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(item.json()))).await;
+                let sent = tokio::time::timeout(send_timeout, socket.send(Message::Text(item.json()))).await;
                 if !matches!(sent, Ok(Ok(()))) {
                     tracing::debug!("live client gone or too slow");
                     return;
