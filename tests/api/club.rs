@@ -659,6 +659,130 @@ async fn moderators_remove_and_authors_edit(backend: Backend) {
     assert_eq!(demote.status(), StatusCode::NO_CONTENT);
 }
 
+/// RFC 3339 of the clock's now plus `days` (and a minute, so "now" is safely before it).
+fn days_from(clock: &ManualClock, days: u32) -> String {
+    use quire_actors::clock::Clock;
+    let micros = clock.now().plus_days(days).plus_seconds(60).as_micros();
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+/// A members' club votes by ranked choice with hidden results: members see no standings until
+/// the close, staff do; the instant runoff transfers the eliminated book's ballots.
+async fn ranked_choice_with_hidden_results(backend: Backend) {
+    let clock = ManualClock::new();
+    let app = spawn_app_with_clock(backend, clock.clone(), |_| {}).await;
+    let (a, b, c) = (
+        app.add_book("Alpha").await,
+        app.add_book("Beta").await,
+        app.add_book("Gamma").await,
+    );
+    let owner = app.signup("ann").await;
+    let others = [
+        app.signup("bob").await,
+        app.signup("cyd").await,
+        app.signup("dee").await,
+        app.signup("eve").await,
+    ];
+    let created = app
+        .as_user(&owner)
+        .post(app.url("/clubs"))
+        .json(&json!({"name": "Runoff readers"}))
+        .send()
+        .await
+        .unwrap();
+    let club = json_of(created, StatusCode::CREATED).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for member in &others {
+        let join = app
+            .as_user(member)
+            .post(app.url(&format!("/clubs/{club}/members")))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert!(join.status().is_success(), "{}", join.status());
+    }
+    let opened = app
+        .as_user(&owner)
+        .post(app.url(&format!("/clubs/{club}/rounds")))
+        .json(&json!({
+            "method": "ranked_choice",
+            "nominations_close": days_from(&clock, 1),
+            "voting_closes": days_from(&clock, 2),
+            "hide_results": true,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert!(opened.status().is_success(), "{}", opened.status());
+    for book in [&a, &b, &c] {
+        let nominated = app
+            .as_user(&owner)
+            .post(app.url(&format!("/clubs/{club}/rounds/current/nominations")))
+            .json(&json!({"book_id": book}))
+            .send()
+            .await
+            .unwrap();
+        assert!(nominated.status().is_success(), "{}", nominated.status());
+    }
+    // Voting opens when nominations close.
+    clock.advance_days(1);
+    clock.advance_seconds(120);
+    let ballots = [
+        (&owner, vec![&a, &b]),
+        (&others[0], vec![&b, &a]),
+        (&others[1], vec![&c, &b]),
+        (&others[2], vec![&a]),
+        (&others[3], vec![&b, &c]),
+    ];
+    for (member, choices) in ballots {
+        let cast = app
+            .as_user(member)
+            .put(app.url(&format!("/clubs/{club}/rounds/current/ballot")))
+            .json(&json!({ "choices": choices }))
+            .send()
+            .await
+            .unwrap();
+        assert!(cast.status().is_success(), "{}", cast.status());
+    }
+    let seen_by_member = app
+        .as_user(&others[0])
+        .get(app.url(&format!("/clubs/{club}/rounds/current")))
+        .send()
+        .await
+        .unwrap();
+    let seen_by_member = json_of(seen_by_member, StatusCode::OK).await;
+    assert_eq!(seen_by_member["results_hidden"], true, "{seen_by_member}");
+    assert!(seen_by_member.get("standings").is_none_or(Value::is_null));
+    assert_eq!(seen_by_member["your_ballot"], json!([b, a]));
+    let seen_by_staff = app
+        .admin()
+        .get(app.url(&format!("/clubs/{club}/rounds/current")))
+        .send()
+        .await
+        .unwrap();
+    let seen_by_staff = json_of(seen_by_staff, StatusCode::OK).await;
+    assert!(seen_by_staff["standings"].is_array(), "{seen_by_staff}");
+
+    // First choices: Alpha 2, Beta 2, Gamma 1 of 5: no majority. Gamma is eliminated and its
+    // ballot moves to Beta: Beta 3 of 5 wins.
+    let closed = app
+        .as_user(&owner)
+        .post(app.url(&format!("/clubs/{club}/rounds/current/close")))
+        .send()
+        .await
+        .unwrap();
+    let closed = json_of(closed, StatusCode::OK).await;
+    assert_eq!(closed["winner"], b.as_str(), "{closed}");
+    let rounds = closed["tally"]["rounds"].as_array().expect("runoff rounds");
+    assert_eq!(rounds.len(), 2, "{closed}");
+}
+
 on_backends!(
     the_seed_vote_and_discussion_flow,
     a_hundred_members_each_have_one_counted_ballot,
@@ -668,4 +792,5 @@ on_backends!(
     refusals_carry_stable_problem_codes,
     the_openapi_document_lists_the_club_paths,
     moderators_remove_and_authors_edit,
+    ranked_choice_with_hidden_results,
 );
