@@ -134,16 +134,38 @@ fn hold_dto(row: HoldRow, priority: Option<u32>) -> HoldDto {
 
 /// A hold with its place in its book's queue (1 = next), while it is active.
 async fn hold_with_priority(state: &AppState, row: HoldRow) -> Result<HoldDto, ApiError> {
-    let priority = if matches!(row.status, HoldStatus::Waiting | HoldStatus::Ready) {
-        let queue = state.read.hold_queue(row.book_id).await?;
-        queue
-            .iter()
-            .position(|h| h.hold_id == row.hold_id)
-            .and_then(|p| u32::try_from(p + 1).ok())
-    } else {
-        None
-    };
-    Ok(hold_dto(row, priority))
+    holds_with_priority(state, vec![row])
+        .await
+        .map(|mut dtos| dtos.remove(0))
+}
+
+/// Holds with their places in their books' queues, reading each book's queue once.
+async fn holds_with_priority(
+    state: &AppState,
+    rows: Vec<HoldRow>,
+) -> Result<Vec<HoldDto>, ApiError> {
+    use std::collections::hash_map::Entry;
+    let mut queues: std::collections::HashMap<BookId, Vec<HoldId>> = Default::default();
+    let mut dtos = Vec::with_capacity(rows.len());
+    for row in rows {
+        let priority = if matches!(row.status, HoldStatus::Waiting | HoldStatus::Ready) {
+            let queue = match queues.entry(row.book_id) {
+                Entry::Occupied(queue) => queue.into_mut(),
+                Entry::Vacant(slot) => {
+                    let queue = state.read.hold_queue(row.book_id).await?;
+                    slot.insert(queue.iter().map(|h| h.hold_id).collect())
+                }
+            };
+            queue
+                .iter()
+                .position(|h| *h == row.hold_id)
+                .and_then(|p| u32::try_from(p + 1).ok())
+        } else {
+            None
+        };
+        dtos.push(hold_dto(row, priority));
+    }
+    Ok(dtos)
 }
 
 /// Answers a lending write with the loan read back from the read model.
@@ -818,17 +840,37 @@ pub(crate) async fn availability(
         })
         .into_response());
     }
+    // The book's open loans, read page by page in one query each, not one per lent copy.
+    let mut due: std::collections::HashMap<LoanId, i64> = Default::default();
+    let mut cursor = None;
+    loop {
+        let result = state
+            .read
+            .loans(&LoanQuery {
+                user_id: None,
+                book_id: Some(book_id),
+                status: Some(LoanStatusFilter::Open),
+                now: state.clock.now().as_micros(),
+                page: page(Some(100), cursor)?,
+            })
+            .await?;
+        due.extend(result.items.iter().map(|l| (l.loan_id, l.due_at)));
+        match result.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
     let mut on_loan = Vec::new();
     let mut due_dates = Vec::new();
     for copy in copies.iter().filter(|c| c.status == "on_loan") {
         if let Some(loan_id) = copy.loan_id
-            && let Some(loan) = state.read.loan(loan_id).await?
+            && let Some(&due_at) = due.get(&loan_id)
         {
-            due_dates.push(loan.due_at);
+            due_dates.push(due_at);
             on_loan.push(CopyOnLoan {
                 copy_id: copy.copy_id.to_string(),
                 barcode: copy.barcode.clone(),
-                due_date: rfc3339(loan.due_at),
+                due_date: rfc3339(due_at),
             });
         }
     }
@@ -1056,10 +1098,7 @@ pub(crate) async fn holds(
         query.push(("status", status));
     }
     let link = next_link("/holds", &query, result.next_cursor.as_deref());
-    let mut holds = Vec::with_capacity(result.items.len());
-    for hold in result.items {
-        holds.push(hold_with_priority(&state, hold).await?);
-    }
+    let holds = holds_with_priority(&state, result.items).await?;
     Ok((
         link,
         axum::Json(HoldList {
