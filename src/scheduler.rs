@@ -16,6 +16,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use quire_actors::clock::DynClock;
 use quire_actors::lending::{LendingPolicy, LendingProcess};
+use quire_actors::store::{OrderFailure, OrderProcess};
 use quire_actors::{Command, CommandBus, CommandEnvelope, CommandError, CommandOutcome};
 use quire_domain::Principal;
 use quire_domain::club::{ClubCommand, VotingMethod};
@@ -223,6 +224,66 @@ impl Deadlines for LendingDeadlines {
             .next_lending_deadline()
             .await?
             .map(Timestamp::from_micros))
+    }
+}
+
+/// The bookstore's deadlines: orders a crash left between their steps. A pending order (its
+/// request recorded, never placed nor refused) `resume_after_secs` old is completed with the
+/// steps of its stored request (reserve, then place, or release and refuse: the same derived ids
+/// as the interrupted process, so what ran is answered from the record); a cancelled order whose
+/// copies were not all given back gets them released.
+pub(crate) struct StoreDeadlines {
+    pub(crate) read: ReadModels,
+    pub(crate) bus: Arc<dyn CommandBus>,
+    pub(crate) store: quire_store::DynEventStore,
+    pub(crate) resume_after_secs: u64,
+}
+
+#[async_trait]
+impl Deadlines for StoreDeadlines {
+    fn name(&self) -> &'static str {
+        "store"
+    }
+
+    #[tracing::instrument(name = "scheduler.store", skip_all, fields(now = now.as_micros()))]
+    async fn run_due(&self, now: Timestamp) -> anyhow::Result<usize> {
+        let process = OrderProcess::new(&*self.bus, &*self.store);
+        let mut handled = 0;
+        let resume_before = now.plus_seconds(-i64::try_from(self.resume_after_secs)?);
+        for order in self
+            .read
+            .stuck_orders(resume_before.as_micros(), BATCH)
+            .await?
+        {
+            handled += 1;
+            tracing::info!(order_id = %order.order_id, "completing an interrupted order");
+            // The stored request, as its first step recorded it (the read model's lines are
+            // the same, but the stream is the record the steps' content must match).
+            let request = match process.recorded_request(order.order_id).await? {
+                Some(request) => request,
+                None => continue,
+            };
+            match process.complete(&request).await {
+                Ok(_) | Err(OrderFailure::Refused { .. }) => {}
+                // One order that cannot be finished now must not hold up the others: it is
+                // found again next tick.
+                Err(OrderFailure::Command(error)) => {
+                    if let Err(error) = settled(Err(error)) {
+                        tracing::warn!(order_id = %order.order_id, error = %format!("{error:#}"), "an interrupted order could not be finished; retrying next tick");
+                    }
+                }
+            }
+        }
+        for (order_id, book_id) in self.read.unreleased_cancelled_lines(BATCH).await? {
+            handled += 1;
+            settled(process.release(order_id, book_id).await)?;
+        }
+        Ok(handled)
+    }
+
+    async fn next_deadline(&self) -> anyhow::Result<Option<Timestamp>> {
+        // Interrupted orders are found by the regular tick.
+        Ok(None)
     }
 }
 

@@ -9,8 +9,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use quire_domain::book::{Book, BookCommand};
 use quire_domain::club::{Club, ClubCommand};
-use quire_domain::ids::{BookId, ClubId, ThreadId, UserId};
+use quire_domain::ids::{BookId, ClubId, OrderId, ThreadId, UserId};
 use quire_domain::lending::{Lending, LendingCommand};
+use quire_domain::store::{Order, OrderCommand, Stock, StockCommand};
 use quire_domain::thread::{Thread, ThreadCommand};
 use quire_domain::user::{User, UserCommand};
 use quire_store::DynEventStore;
@@ -47,6 +48,16 @@ pub enum Command {
         thread_id: ThreadId,
         command: ThreadCommand,
     },
+    /// A command to a book's stock in the bookstore (price, copies left, reservations).
+    Stock {
+        book_id: BookId,
+        command: StockCommand,
+    },
+    /// A command to a bookstore order.
+    Order {
+        order_id: OrderId,
+        command: OrderCommand,
+    },
 }
 
 impl Command {
@@ -58,6 +69,8 @@ impl Command {
             Self::Lending { book_id, .. } => book_id.lending_stream_id(),
             Self::Club { club_id, .. } => club_id.stream_id(),
             Self::Thread { thread_id, .. } => thread_id.stream_id(),
+            Self::Stock { book_id, .. } => book_id.stock_stream_id(),
+            Self::Order { order_id, .. } => order_id.stream_id(),
         }
     }
 }
@@ -79,6 +92,8 @@ pub struct LocalBus {
     lendings: Entities<Lending>,
     clubs: Entities<Club>,
     threads: Entities<Thread>,
+    stocks: Entities<Stock>,
+    orders: Entities<Order>,
 }
 
 impl LocalBus {
@@ -88,7 +103,9 @@ impl LocalBus {
             users: Entities::new(store.clone(), config.clone()),
             lendings: Entities::new(store.clone(), config.clone()),
             clubs: Entities::new(store.clone(), config.clone()),
-            threads: Entities::new(store, config),
+            threads: Entities::new(store.clone(), config.clone()),
+            stocks: Entities::new(store.clone(), config.clone()),
+            orders: Entities::new(store, config),
         }
     }
 
@@ -109,7 +126,9 @@ impl LocalBus {
             self.users.shutdown(timeout),
             self.lendings.shutdown(timeout),
             self.clubs.shutdown(timeout),
-            self.threads.shutdown(timeout)
+            self.threads.shutdown(timeout),
+            self.stocks.shutdown(timeout),
+            self.orders.shutdown(timeout)
         );
     }
 }
@@ -152,6 +171,16 @@ impl CommandBus for LocalBus {
                     .map_err(|e| CommandError::Rejected(Rejection::from_domain(&e)))?;
                 self.threads
                     .execute(&thread_id.to_string(), envelope.map(|_| command))
+                    .await
+            }
+            Command::Stock { book_id, command } => {
+                self.stocks
+                    .execute(&book_id.to_string(), envelope.map(|_| command))
+                    .await
+            }
+            Command::Order { order_id, command } => {
+                self.orders
+                    .execute(&order_id.to_string(), envelope.map(|_| command))
                     .await
             }
         }

@@ -12,6 +12,7 @@ mod envelope;
 pub mod lending;
 mod registry;
 mod slots;
+pub mod store;
 
 pub use bus::{Command, CommandBus, LocalBus};
 pub use entity::ActorConfig;

@@ -139,6 +139,11 @@ uuid_id!(
     ReplyId,
     "reply"
 );
+uuid_id!(
+    /// Identifies a bookstore order; its stream is "order-{id}".
+    OrderId,
+    "order"
+);
 
 impl UserId {
     /// The namespace of username-derived user ids (UUIDv5); fixed forever, because stored

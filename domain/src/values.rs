@@ -90,6 +90,9 @@ impl ValueError {
             THREAD_TITLE => "invalid_thread_title",
             CHAPTER => "invalid_chapter",
             POST_TEXT => "invalid_post_text",
+            QUANTITY => "invalid_quantity",
+            CURRENCY => "invalid_currency",
+            PRICE_CENTS => "invalid_price",
             _ => "invalid_value",
         }
     }
@@ -955,6 +958,148 @@ impl PostText {
         let value = trimmed_text(POST_TEXT, value.into(), Self::MAX_CHARS)?;
         reject_control_in_text(POST_TEXT, &value)?;
         Ok(Self(value))
+    }
+}
+
+// The bookstore's values.
+
+const QUANTITY: &str = "quantity";
+const CURRENCY: &str = "currency";
+const PRICE_CENTS: &str = "price_cents";
+
+/// How many copies of one book an order line asks for: 1 to 99.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "u32", into = "u32")]
+pub struct Quantity(u32);
+
+impl Quantity {
+    /// The fewest copies a line asks for.
+    pub const MIN: u32 = 1;
+    /// The most copies a line asks for.
+    pub const MAX: u32 = 99;
+
+    /// Validates a quantity.
+    pub fn parse(value: u32) -> Result<Self, ValueError> {
+        if !(Self::MIN..=Self::MAX).contains(&value) {
+            return Err(ValueError::OutOfRange {
+                field: QUANTITY,
+                min: Self::MIN.into(),
+                max: Self::MAX.into(),
+                actual: value.into(),
+            });
+        }
+        Ok(Self(value))
+    }
+
+    /// The number of copies.
+    pub fn value(self) -> u32 {
+        self.0
+    }
+}
+
+impl TryFrom<u32> for Quantity {
+    type Error = ValueError;
+
+    fn try_from(value: u32) -> Result<Self, Self::Error> {
+        Self::parse(value)
+    }
+}
+
+impl From<Quantity> for u32 {
+    fn from(quantity: Quantity) -> Self {
+        quantity.0
+    }
+}
+
+impl fmt::Display for Quantity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// A price in the smallest unit of its currency (cents): 0 to 100 000 000 (a million dollars).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "u32", into = "u32")]
+pub struct PriceCents(u32);
+
+impl PriceCents {
+    /// The highest price, in cents.
+    pub const MAX: u32 = 100_000_000;
+
+    /// Validates a price.
+    pub fn parse(value: u32) -> Result<Self, ValueError> {
+        if value > Self::MAX {
+            return Err(ValueError::OutOfRange {
+                field: PRICE_CENTS,
+                min: 0,
+                max: Self::MAX.into(),
+                actual: value.into(),
+            });
+        }
+        Ok(Self(value))
+    }
+
+    /// The price in cents.
+    pub fn value(self) -> u32 {
+        self.0
+    }
+}
+
+impl TryFrom<u32> for PriceCents {
+    type Error = ValueError;
+
+    fn try_from(value: u32) -> Result<Self, Self::Error> {
+        Self::parse(value)
+    }
+}
+
+impl From<PriceCents> for u32 {
+    fn from(price: PriceCents) -> Self {
+        price.0
+    }
+}
+
+impl fmt::Display for PriceCents {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+string_value!(
+    /// An ISO 4217 currency code: three ASCII letters, kept upper case ("usd" becomes "USD").
+    #[derive(Debug)]
+    Currency
+);
+
+stored_rule_is_parse!(Currency);
+
+display_value!(Currency);
+
+impl Currency {
+    /// The currency a price is in when none is named.
+    pub const DEFAULT: &'static str = "USD";
+
+    /// Validates a currency code.
+    pub fn parse(value: impl Into<String>) -> Result<Self, ValueError> {
+        let value = trim_owned(value.into()).to_ascii_uppercase();
+        if value.len() != 3 || !value.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(ValueError::Malformed {
+                field: CURRENCY,
+                reason: "a currency is a three-letter ISO 4217 code such as USD",
+            });
+        }
+        Ok(Self(value))
+    }
+
+    /// US dollars, the default currency.
+    pub fn usd() -> Self {
+        Self(Self::DEFAULT.to_string())
+    }
+}
+
+impl Default for Currency {
+    fn default() -> Self {
+        Self::usd()
     }
 }
 
