@@ -64,6 +64,9 @@ pub(crate) struct RecommendationParams {
     pub cursor: Option<String>,
     /// Only books in these genres (comma-separated).
     pub genres: Option<String>,
+    /// `blended` (the default: the trained model, or cold start) or `social` (books the people
+    /// the member follows liked or rated 4 or 5, most of them first).
+    pub strategy: Option<String>,
 }
 
 /// Why a recommendation was made.
@@ -75,6 +78,8 @@ pub(crate) enum ReasonCode {
     BecauseViewed,
     PopularInGenre,
     HighlyRated,
+    /// People the member follows liked it or rated it 4 or 5 (`strategy=social`).
+    LikedByFollowing,
 }
 
 impl From<recs::ReasonCode> for ReasonCode {
@@ -103,6 +108,15 @@ pub(crate) struct Recommendation {
     /// The member's book that explains a collaborative recommendation.
     #[schema(value_type = Option<String>, format = Uuid)]
     pub because_book_id: Option<BookId>,
+    /// How many of the people the member follows liked it or rated it 4 or 5 (when any did).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub followees_liked: Option<u32>,
+    /// "liked by 3 people you follow", beside the item's own reason in the blended list.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub social_reason: Option<String>,
+    /// Up to three of those people's names (`strategy=social`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub liked_by: Option<Vec<String>>,
 }
 
 impl From<recs::Recommendation> for Recommendation {
@@ -115,6 +129,9 @@ impl From<recs::Recommendation> for Recommendation {
             reason: r.reason,
             reason_code: r.reason_code.into(),
             because_book_id: r.because_book_id,
+            followees_liked: None,
+            social_reason: None,
+            liked_by: None,
         }
     }
 }
@@ -125,6 +142,8 @@ impl From<recs::Recommendation> for Recommendation {
 pub(crate) enum Strategy {
     Collaborative,
     ColdStart,
+    /// What the people the member follows liked (`strategy=social`).
+    Social,
 }
 
 impl From<recs::Strategy> for Strategy {
@@ -326,8 +345,11 @@ pub(crate) async fn create(
 }
 
 /// A member's recommendations, page by page: collaborative (ALS) once they have rated, liked or
-/// viewed books, else by their favourite genres and Bayesian-average rating. Each item says why.
-/// Books the member rated or liked are left out. Pages are stable for one model version.
+/// viewed books, else by their favourite genres and Bayesian-average rating. Each item says why;
+/// items that people the member follows liked also say how many (`followees_liked`,
+/// `social_reason`). Books the member rated or liked are left out. Pages are stable for one model
+/// version. `strategy=social` ranks instead the books the people the member follows liked or
+/// rated 4 or 5, by how many of them did, then their average rating, then title.
 #[utoipa::path(
     get, path = "/recommendations", tag = "recommendations",
     params(RecommendationParams, ("Consistency-Token" = Option<u64>, Header)),
@@ -361,6 +383,16 @@ pub(crate) async fn list(
             "members see their own recommendations only",
         ));
     }
+    let social = match params.strategy.as_deref() {
+        None | Some("blended") => false,
+        Some("social") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("strategy must be blended or social, not {other:?}"),
+            ));
+        }
+    };
     let page = page(params.limit, params.cursor.clone())?;
     read_your_writes(&state, &headers).await?;
     let user = state
@@ -378,6 +410,9 @@ pub(crate) async fn list(
         .filter(|g| !g.is_empty())
         .map(str::to_lowercase)
         .collect();
+    if social {
+        return social_page(&state, user_id, &genres, page, &params).await;
+    }
     let request = RecsRequest {
         user: user_id,
         favourite_genres: user.favourite_genres,
@@ -386,13 +421,22 @@ pub(crate) async fn list(
         cursor: page.cursor,
         consistency: consistency_token(&headers)?,
     };
-    let result = RecsPage::from(
+    let mut result = RecsPage::from(
         state
             .recommender
             .recommend(&request)
             .await
             .map_err(recs_error)?,
     );
+    // Annotate, never re-rank: the items that people the member follows liked say so.
+    let books: Vec<BookId> = result.items.iter().map(|r| r.book_id).collect();
+    let liked = state.read.followees_who_liked(user_id, &books).await?;
+    for item in &mut result.items {
+        if let Some(&n) = liked.get(&item.book_id) {
+            item.followees_liked = Some(n);
+            item.social_reason = Some(liked_by_following(n));
+        }
+    }
     let mut query = vec![("user_id", user_id.to_string())];
     if let Some(limit) = params.limit {
         query.push(("limit", limit.to_string()));
@@ -402,4 +446,71 @@ pub(crate) async fn list(
     }
     let links = next_link("/recommendations", &query, result.next_cursor.as_deref());
     Ok((links, axum::Json(result)).into_response())
+}
+
+/// "liked by 3 people you follow".
+fn liked_by_following(n: u32) -> String {
+    if n == 1 {
+        "liked by 1 person you follow".to_string()
+    } else {
+        format!("liked by {n} people you follow")
+    }
+}
+
+/// A page of `strategy=social`: books the people the member follows liked or rated 4 or 5.
+async fn social_page(
+    state: &AppState,
+    user_id: UserId,
+    genres: &[String],
+    page: quire_projections::PageRequest,
+    params: &RecommendationParams,
+) -> Result<Response, ApiError> {
+    // Genres as the catalogue stores them ("Science Fiction" is "science-fiction").
+    let genres: Vec<String> = genres
+        .iter()
+        .map(|g| {
+            quire_domain::values::Genre::parse(g.as_str())
+                .map(quire_domain::values::Genre::into_inner)
+                .unwrap_or_else(|_| g.clone())
+        })
+        .collect();
+    let result = state
+        .read
+        .social_recommendations(user_id, &genres, &page)
+        .await?;
+    let items = result
+        .items
+        .into_iter()
+        .map(|r| Recommendation {
+            book_id: r.book_id,
+            title: r.title,
+            genres: r.genres,
+            score: r.followees as f32,
+            reason: liked_by_following(r.followees),
+            reason_code: ReasonCode::LikedByFollowing,
+            because_book_id: None,
+            followees_liked: Some(r.followees),
+            social_reason: None,
+            liked_by: Some(r.followee_names),
+        })
+        .collect();
+    let body = RecsPage {
+        user_id,
+        strategy: Strategy::Social,
+        items,
+        next_cursor: result.next_cursor,
+        model: None,
+    };
+    let mut query = vec![
+        ("user_id", user_id.to_string()),
+        ("strategy", "social".to_string()),
+    ];
+    if let Some(limit) = params.limit {
+        query.push(("limit", limit.to_string()));
+    }
+    if let Some(genres) = &params.genres {
+        query.push(("genres", genres.clone()));
+    }
+    let links = next_link("/recommendations", &query, body.next_cursor.as_deref());
+    Ok((links, axum::Json(body)).into_response())
 }

@@ -24,6 +24,9 @@ const LOAN_SLOT_RELEASED: &str = "LoanSlotReleased";
 const LOAN_FLAGGED_OVERDUE: &str = "LoanFlaggedOverdue";
 const HOLD_SLOT_TAKEN: &str = "HoldSlotTaken";
 const HOLD_SLOT_RELEASED: &str = "HoldSlotReleased";
+const USER_FOLLOWED: &str = "UserFollowed";
+const USER_UNFOLLOWED: &str = "UserUnfollowed";
+const ACTIVITY_PRIVACY_CHANGED: &str = "ActivityPrivacyChanged";
 
 /// Facts recorded in a user's stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +70,12 @@ pub enum UserEvent {
     HoldSlotTaken { request: HoldRequest },
     /// A hold slot was given back.
     HoldSlotReleased { hold_id: HoldId },
+    /// The user started following another member.
+    UserFollowed { followee: UserId },
+    /// The user stopped following a member.
+    UserUnfollowed { followee: UserId },
+    /// The user made their activity private (`true`) or public again.
+    ActivityPrivacyChanged { private: bool },
 }
 
 /// The stored role names; a separate enum so renaming [`Role`] cannot change stored data.
@@ -181,6 +190,18 @@ struct HoldSlotV1 {
     hold_id: HoldId,
 }
 
+/// `UserFollowed` and `UserUnfollowed` version 1: whom; the stream says who.
+#[derive(Serialize, Deserialize)]
+struct FollowV1 {
+    followee: UserId,
+}
+
+/// `ActivityPrivacyChanged` version 1: the new setting.
+#[derive(Serialize, Deserialize)]
+struct ActivityPrivacyChangedV1 {
+    private: bool,
+}
+
 /// `UserDeactivated` version 1 carries nothing; the stream says which user.
 #[derive(Serialize, Deserialize)]
 struct UserDeactivatedV1 {}
@@ -224,6 +245,9 @@ impl DomainEvent for UserEvent {
             Self::LoanFlaggedOverdue { .. } => LOAN_FLAGGED_OVERDUE,
             Self::HoldSlotTaken { .. } => HOLD_SLOT_TAKEN,
             Self::HoldSlotReleased { .. } => HOLD_SLOT_RELEASED,
+            Self::UserFollowed { .. } => USER_FOLLOWED,
+            Self::UserUnfollowed { .. } => USER_UNFOLLOWED,
+            Self::ActivityPrivacyChanged { .. } => ACTIVITY_PRIVACY_CHANGED,
         }
     }
 
@@ -290,6 +314,14 @@ impl DomainEvent for UserEvent {
                 implicit_copies: request.implicit_copies,
             }),
             Self::HoldSlotReleased { hold_id } => encode_payload(&HoldSlotV1 { hold_id: *hold_id }),
+            Self::UserFollowed { followee } | Self::UserUnfollowed { followee } => {
+                encode_payload(&FollowV1 {
+                    followee: *followee,
+                })
+            }
+            Self::ActivityPrivacyChanged { private } => {
+                encode_payload(&ActivityPrivacyChangedV1 { private: *private })
+            }
         }
     }
 
@@ -401,6 +433,22 @@ impl DomainEvent for UserEvent {
             (HOLD_SLOT_RELEASED, 1) => {
                 let HoldSlotV1 { hold_id } = decode_payload(event_type, schema_version, payload)?;
                 Ok(Self::HoldSlotReleased { hold_id })
+            }
+            (USER_FOLLOWED | USER_UNFOLLOWED, 1) => {
+                let FollowV1 { followee } = decode_payload(event_type, schema_version, payload)?;
+                Ok(if event_type == USER_FOLLOWED {
+                    Self::UserFollowed { followee }
+                } else {
+                    Self::UserUnfollowed { followee }
+                })
+            }
+            (ACTIVITY_PRIVACY_CHANGED, 1) => {
+                let ActivityPrivacyChangedV1 { private } =
+                    decode_payload(event_type, schema_version, payload)?;
+                Ok(Self::ActivityPrivacyChanged { private })
+            }
+            (USER_FOLLOWED | USER_UNFOLLOWED | ACTIVITY_PRIVACY_CHANGED, version) => {
+                Err(EventDecodeError::unsupported_version(event_type, version))
             }
             (
                 LOAN_SLOT_TAKEN | LOAN_SLOT_RELEASED | LOAN_FLAGGED_OVERDUE | HOLD_SLOT_TAKEN

@@ -106,6 +106,15 @@ pub enum UserCommand {
     },
     /// Gives a hold slot back: the hold was refused, fulfilled, cancelled or expired.
     ReleaseHoldSlot { hold_id: HoldId },
+    /// Follows another member (the user themself, or an admin for them); following someone
+    /// already followed changes nothing. Whether the followee exists is the API's check (another
+    /// stream); following oneself is refused.
+    Follow { followee: UserId },
+    /// Stops following a member; a no-op for someone not followed.
+    Unfollow { followee: UserId },
+    /// Makes the member's activity (reviews, ratings, likes) private or public again: private
+    /// activity stays out of feeds and social recommendations. A no-op when unchanged.
+    SetActivityPrivacy { private: bool },
 }
 
 /// Why a user command was refused.
@@ -153,6 +162,9 @@ pub enum UserError {
     /// The request names another member than this stream's.
     #[error("the request is for another member")]
     WrongMember,
+    /// A member cannot follow themself.
+    #[error("a member cannot follow themself")]
+    CannotFollowSelf,
 }
 
 impl From<SlotRefusal> for UserError {
@@ -184,6 +196,7 @@ impl DomainError for UserError {
             Self::HoldLimitReached { .. } => "hold_limit_reached",
             Self::MemberBlocked { .. } => "member_blocked",
             Self::WrongMember => "wrong_member",
+            Self::CannotFollowSelf => "cannot_follow_self",
         }
     }
 
@@ -202,7 +215,8 @@ impl DomainError for UserError {
             | Self::TooManyGenres { .. }
             | Self::IdNotDerivedFromUsername { .. }
             | Self::PasswordWithoutUsername
-            | Self::WrongMember => ErrorKind::Invalid,
+            | Self::WrongMember
+            | Self::CannotFollowSelf => ErrorKind::Invalid,
         }
     }
 }
@@ -221,6 +235,8 @@ pub struct User {
     liked: HashSet<BookId>,
     rated: HashMap<BookId, Rating>,
     lending: MemberLending,
+    following: HashSet<UserId>,
+    activity_private: bool,
 }
 
 impl User {
@@ -277,6 +293,21 @@ impl User {
     /// The member's loan and hold slots.
     pub fn lending(&self) -> &MemberLending {
         &self.lending
+    }
+
+    /// Whether the user follows `other`.
+    pub fn follows(&self, other: UserId) -> bool {
+        self.following.contains(&other)
+    }
+
+    /// Everyone the user follows, in no particular order.
+    pub fn following(&self) -> impl Iterator<Item = UserId> + '_ {
+        self.following.iter().copied()
+    }
+
+    /// Whether the user keeps their activity out of feeds and social recommendations.
+    pub fn activity_private(&self) -> bool {
+        self.activity_private
     }
 
     /// Checks that the user exists and that an internal step (the system or an admin) runs it;
@@ -515,6 +546,37 @@ impl Aggregate for User {
                     Vec::new()
                 })
             }
+            UserCommand::Follow { followee } => {
+                let id = self.ensure_changeable_by(principal, "follow for this user")?;
+                if *followee == id {
+                    return Err(UserError::CannotFollowSelf);
+                }
+                Ok(if self.follows(*followee) {
+                    Vec::new()
+                } else {
+                    vec![UserEvent::UserFollowed {
+                        followee: *followee,
+                    }]
+                })
+            }
+            UserCommand::Unfollow { followee } => {
+                self.ensure_changeable_by(principal, "unfollow for this user")?;
+                Ok(if self.follows(*followee) {
+                    vec![UserEvent::UserUnfollowed {
+                        followee: *followee,
+                    }]
+                } else {
+                    Vec::new()
+                })
+            }
+            UserCommand::SetActivityPrivacy { private } => {
+                self.ensure_changeable_by(principal, "change this user's privacy")?;
+                Ok(if self.activity_private == *private {
+                    Vec::new()
+                } else {
+                    vec![UserEvent::ActivityPrivacyChanged { private: *private }]
+                })
+            }
         }
     }
 
@@ -573,6 +635,15 @@ impl Aggregate for User {
             }
             UserEvent::HoldSlotReleased { hold_id } => {
                 self.lending.holds.remove(hold_id);
+            }
+            UserEvent::UserFollowed { followee } => {
+                self.following.insert(*followee);
+            }
+            UserEvent::UserUnfollowed { followee } => {
+                self.following.remove(followee);
+            }
+            UserEvent::ActivityPrivacyChanged { private } => {
+                self.activity_private = *private;
             }
         }
     }

@@ -497,7 +497,10 @@ async fn apply_member(tx: &mut Tx, at: &Stamp<'_>, event: UserEvent) -> Result<(
         | UserEvent::BookLiked { .. }
         | UserEvent::BookUnliked { .. }
         | UserEvent::BookViewed { .. }
-        | UserEvent::BookRated { .. } => {}
+        | UserEvent::BookRated { .. }
+        | UserEvent::UserFollowed { .. }
+        | UserEvent::UserUnfollowed { .. }
+        | UserEvent::ActivityPrivacyChanged { .. } => {}
     }
     Ok(())
 }

@@ -156,6 +156,10 @@ pub(super) async fn apply(
             | UserEvent::LoanFlaggedOverdue { .. }
             | UserEvent::HoldSlotTaken { .. }
             | UserEvent::HoldSlotReleased { .. } => {}
+            // The social projection's: follows and activity privacy.
+            UserEvent::UserFollowed { .. }
+            | UserEvent::UserUnfollowed { .. }
+            | UserEvent::ActivityPrivacyChanged { .. } => {}
         }
     }
     Ok(())
