@@ -35,15 +35,18 @@ pub(crate) enum ProjectionsCommand {
 
 pub(crate) async fn run(settings: &Settings, command: ProjectionsCommand) -> anyhow::Result<()> {
     // A wrong name is the operator's mistake whatever the state of the stores: say so first.
-    let named: Option<ProjectionName> = match &command {
+    let named: Option<Target> = match &command {
         ProjectionsCommand::Rebuild {
             name: Some(name), ..
-        } => Some(name.parse().map_err(|_| {
+        } if name == SEARCH => Some(Target::Search),
+        ProjectionsCommand::Rebuild {
+            name: Some(name), ..
+        } => Some(Target::Read(name.parse().map_err(|_| {
             anyhow::anyhow!(
-                "unknown projection {name:?}; the projections are {}",
+                "unknown projection {name:?}; the projections are {}, {SEARCH}",
                 ProjectionName::ALL.map(ProjectionName::as_str).join(", ")
             )
-        })?),
+        })?)),
         _ => None,
     };
     if !matches!(command, ProjectionsCommand::Status { .. }) {
@@ -65,15 +68,22 @@ pub(crate) async fn run(settings: &Settings, command: ProjectionsCommand) -> any
     .await
     .with_context(|| format!("opening read models at {}", redact_url(&read_url)))?;
     match command {
-        ProjectionsCommand::Status { json } => status(&store, &read, json).await,
+        ProjectionsCommand::Status { json } => status(settings, &store, &read, json).await,
         ProjectionsCommand::Rebuild { all, json, .. } => {
-            let names: Vec<ProjectionName> = if all {
-                ProjectionName::ALL.to_vec()
+            let targets: Vec<Target> = if all {
+                ProjectionName::ALL
+                    .into_iter()
+                    .map(Target::Read)
+                    .chain([Target::Search])
+                    .collect()
             } else {
                 vec![named.expect("clap requires a name without --all")]
             };
-            for name in names {
-                rebuild_one(&store, &read, name, json).await?;
+            for target in targets {
+                match target {
+                    Target::Read(name) => rebuild_one(&store, &read, name, json).await?,
+                    Target::Search => rebuild_search(settings, &store, &read, json).await?,
+                }
             }
             Ok(())
         }
@@ -81,12 +91,16 @@ pub(crate) async fn run(settings: &Settings, command: ProjectionsCommand) -> any
 }
 
 async fn status(
+    settings: &Settings,
     store: &quire_store::DynEventStore,
     read: &ReadModels,
     json: bool,
 ) -> anyhow::Result<()> {
     let head = store.head().await.context("reading the event store head")?;
     let statuses = read.statuses().await.context("reading checkpoints")?;
+    // This node's search index, if it has one.
+    let search =
+        quire_search::engine::peek(&settings.search_dir()).context("reading the search index")?;
     if json {
         let list: Vec<_> = statuses
             .iter()
@@ -100,7 +114,20 @@ async fn status(
                 })
             })
             .collect();
-        println!("{}", json!({ "head": head, "projections": list }));
+        let search = search.map(|s| {
+            json!({
+                "name": SEARCH,
+                "position": s.position,
+                "lag": head.saturating_sub(s.position),
+                "books": s.books,
+                "bytes": s.bytes,
+                "generation": s.generation,
+            })
+        });
+        println!(
+            "{}",
+            json!({ "head": head, "projections": list, "search": search })
+        );
         return Ok(());
     }
     let mut table = Table::new();
@@ -122,6 +149,19 @@ async fn status(
             },
         ]);
     }
+    if let Some(s) = &search {
+        table.add_row([
+            SEARCH.to_string(),
+            s.position.to_string(),
+            head.saturating_sub(s.position).to_string(),
+            format!(
+                "- ({} books, {:.1} MB, {} on this node)",
+                s.books,
+                s.bytes as f64 / 1e6,
+                s.generation
+            ),
+        ]);
+    }
     println!("event store head: {head}");
     println!("{table}");
     Ok(())
@@ -134,35 +174,7 @@ async fn rebuild_one(
     json: bool,
 ) -> anyhow::Result<()> {
     let head = store.head().await.context("reading the event store head")?;
-    let bar = if std::io::stderr().is_terminal() && !json {
-        let bar = ProgressBar::new(head.max(1));
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix:>8} [{bar:40}] {pos}/{len} events ({per_sec}, eta {eta})",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
-        );
-        bar.set_prefix(name.to_string());
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
-    let report_every = (head / 10).max(1);
-    let last_reported = std::sync::atomic::AtomicU64::new(0);
-    let quiet = json;
-    let progress = |p: RebuildProgress| {
-        bar.set_length(p.head.max(1));
-        bar.set_position(p.position);
-        // Without a terminal, a line per tenth keeps logs informative.
-        if bar.is_hidden() && !quiet {
-            let last = last_reported.load(std::sync::atomic::Ordering::Relaxed);
-            if p.position >= last + report_every || p.position == p.head {
-                last_reported.store(p.position, std::sync::atomic::Ordering::Relaxed);
-                eprintln!("{name}: {}/{} events", p.position, p.head);
-            }
-        }
-    };
+    let (bar, progress) = reporter(name.as_str(), head, json);
     let report = quire_projections::rebuild(store, read, name, &progress)
         .await
         .with_context(|| format!("rebuilding projection {name}"))?;
@@ -187,4 +199,103 @@ async fn rebuild_one(
         );
     }
     Ok(())
+}
+
+/// Rebuilds this node's search index into a new generation beside the live one and publishes
+/// it; a running node switches to it after catching it up.
+async fn rebuild_search(
+    settings: &Settings,
+    store: &quire_store::DynEventStore,
+    read: &ReadModels,
+    json: bool,
+) -> anyhow::Result<()> {
+    let head = store.head().await.context("reading the event store head")?;
+    let (bar, progress) = reporter(SEARCH, head, json);
+    let ratings = crate::search::ReadModelRatings(read.clone());
+    let root = settings.search_dir();
+    let report = quire_search::indexer::rebuild(&root, store, &ratings, &|position| {
+        progress(RebuildProgress { position, head })
+    })
+    .await
+    .with_context(|| format!("rebuilding the search index in {}", root.display()))?;
+    bar.finish_and_clear();
+    let secs = report.elapsed.as_secs_f64().max(1e-9);
+    if json {
+        println!(
+            "{}",
+            json!({
+                "name": SEARCH,
+                "events": report.position,
+                "books": report.books,
+                "bytes": report.size_bytes,
+                "elapsed_ms": report.elapsed.as_millis() as u64,
+                "books_per_sec": report.books as f64 / secs,
+                "generation": report.generation,
+            })
+        );
+    } else {
+        println!(
+            "rebuilt {SEARCH}: {} events, {} books in {:.2}s ({:.0} books/s), {:.1} MB, published \
+             as {} (a running node switches to it)",
+            report.position,
+            report.books,
+            secs,
+            report.books as f64 / secs,
+            report.size_bytes as f64 / 1e6,
+            report.generation.display()
+        );
+    }
+    Ok(())
+}
+
+/// A progress bar on a terminal, else a line per tenth of the log (none for `--json`).
+fn reporter(
+    name: &str,
+    head: u64,
+    json: bool,
+) -> (ProgressBar, impl Fn(RebuildProgress) + Send + Sync) {
+    let bar = if std::io::stderr().is_terminal() && !json {
+        let bar = ProgressBar::new(head.max(1));
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{prefix:>8} [{bar:40}] {pos}/{len} events ({per_sec}, eta {eta})",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(name.to_string());
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let report_every = (head / 10).max(1);
+    let last_reported = std::sync::atomic::AtomicU64::new(0);
+    let quiet = json;
+    let name = name.to_string();
+    let shown = bar.clone();
+    let progress = move |p: RebuildProgress| {
+        let bar = &shown;
+        bar.set_length(p.head.max(1));
+        bar.set_position(p.position);
+        // Without a terminal, a line per tenth keeps logs informative.
+        if bar.is_hidden() && !quiet {
+            let last = last_reported.load(std::sync::atomic::Ordering::Relaxed);
+            if p.position >= last + report_every || p.position == p.head {
+                last_reported.store(p.position, std::sync::atomic::Ordering::Relaxed);
+                eprintln!("{name}: {}/{} events", p.position, p.head);
+            }
+        }
+    };
+    (bar, progress)
+}
+
+/// The search index's name on the command line (it is not a read-model table: each API node
+/// keeps its own, in its data directory).
+const SEARCH: &str = "search";
+
+/// What a rebuild replaces.
+#[derive(Clone, Copy)]
+enum Target {
+    Read(ProjectionName),
+    Search,
 }

@@ -167,6 +167,9 @@ pub(crate) struct Dataset {
     /// Ratings per imported book (same order as `books`): (user, rating), duplicates collapsed.
     pub ratings: Vec<Vec<(u32, Rating)>>,
     pub rating_stats: RatingStats,
+    /// How many readers shelved each imported book (same order as `books`) under each genre:
+    /// what search evaluation grades genre queries by.
+    pub genre_counts: Vec<HashMap<&'static str, i64>>,
 }
 
 // What reading ratings.csv found: the counts of the one goodbooks ratings reader.
@@ -228,9 +231,11 @@ pub(crate) fn load(
         Ok(())
     })?;
 
-    let genres = load_genres(dir, &goodreads_ids)?;
+    let mut counts = genre_counts(dir, &goodreads_ids)?;
     for (book, goodreads_id) in data.books.iter_mut().zip(&goodreads_ids) {
-        book.genres = genres.get(goodreads_id).cloned().unwrap_or_default();
+        let by_genre = counts.remove(goodreads_id).unwrap_or_default();
+        book.genres = top_genres(by_genre.clone());
+        data.genre_counts.push(by_genre);
     }
 
     data.ratings = vec![Vec::new(); data.books.len()];
@@ -321,8 +326,11 @@ pub(crate) fn genre_of_tag(tag: &str) -> Option<&'static str> {
         .map(|(_, genre)| *genre)
 }
 
-/// Each book's top genres by how many readers shelved it so, keyed by goodreads book id.
-fn load_genres(dir: &Path, goodreads_ids: &[u64]) -> anyhow::Result<HashMap<u64, Vec<Genre>>> {
+/// How many readers shelved each book under each genre, keyed by goodreads book id.
+fn genre_counts(
+    dir: &Path,
+    goodreads_ids: &[u64],
+) -> anyhow::Result<HashMap<u64, HashMap<&'static str, i64>>> {
     let mut genre_of: HashMap<u32, &'static str> = HashMap::new();
     read_csv(&dir.join("tags.csv"), |row: TagRow, _| {
         if let Some(genre) = genre_of_tag(row.tag_name.trim()) {
@@ -345,10 +353,7 @@ fn load_genres(dir: &Path, goodreads_ids: &[u64]) -> anyhow::Result<HashMap<u64,
         }
         Ok(())
     })?;
-    Ok(counts
-        .into_iter()
-        .map(|(book, by_genre)| (book, top_genres(by_genre)))
-        .collect())
+    Ok(counts)
 }
 
 /// The `MAX_GENRES` most counted genres, ties broken by name so the result is deterministic.

@@ -4,7 +4,7 @@
 //! Command ids derive from the data (UUIDv5), so running an import again sends identical commands:
 //! the store answers each with its recorded outcome and appends nothing.
 
-mod goodbooks;
+pub(crate) mod goodbooks;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
