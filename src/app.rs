@@ -64,6 +64,8 @@ pub struct Application {
     tasks: Vec<JoinHandle<()>>,
     http: Option<Http>,
     head: u64,
+    /// The search indexer of an API node.
+    indexer: Option<quire_search::indexer::IndexerHandle>,
 }
 
 /// The HTTP side, bound at build so callers learn the address (port 0) before serving.
@@ -319,6 +321,26 @@ impl Application {
             }
         }
 
+        // Each API node keeps its own search index, fed from the shared log (not leased: every
+        // node that answers searches needs it).
+        let search = if listener.is_some() {
+            let dir = settings.search_dir();
+            let engine = quire_search::SearchEngine::open_free(&dir)
+                .with_context(|| format!("opening the search index in {}", dir.display()))?;
+            let indexer = quire_search::indexer::spawn(
+                engine.clone(),
+                store.clone(),
+                Arc::new(crate::search::ReadModelRatings(read.clone())),
+                quire_search::IndexerOptions::default(),
+            );
+            Some((engine, indexer))
+        } else {
+            None
+        };
+        let (engine, indexer) = match search {
+            Some((engine, indexer)) => (Some(engine), Some(indexer)),
+            None => (None, None),
+        };
         let http = match (listener, addr, token_secret) {
             (Some(listener), Some(addr), Some(secret)) => {
                 let auth = Arc::new(Authenticator::new(
@@ -347,7 +369,8 @@ impl Application {
                     Duration::from_secs(settings.live.send_timeout_secs),
                 ))
                 .with_clock(clock.clone())
-                .with_lending_policy(settings.lending.clone());
+                .with_lending_policy(settings.lending.clone())
+                .with_search(engine.clone());
                 Some(Http {
                     listener,
                     addr,
@@ -367,6 +390,7 @@ impl Application {
             tasks,
             http,
             head,
+            indexer,
         })
     }
 
@@ -425,6 +449,9 @@ impl Application {
             local
                 .shutdown(Duration::from_secs(self.settings.shutdown_timeout_secs))
                 .await;
+        }
+        if let Some(indexer) = self.indexer {
+            indexer.shutdown().await;
         }
         for task in self.tasks {
             task.abort();
@@ -581,8 +608,15 @@ impl LeaseOwner for NodeWork {
                         bus: self.bus.clone(),
                         monthly_rounds: self.monthly_rounds,
                     });
+                let store: Arc<dyn crate::scheduler::Deadlines> =
+                    Arc::new(crate::scheduler::StoreDeadlines {
+                        read: self.read.clone(),
+                        bus: self.bus.clone(),
+                        store: self.store.clone(),
+                        resume_after_secs: self.lending.resume_after_secs,
+                    });
                 Running::Scheduler(crate::scheduler::spawn(
-                    vec![lending, club],
+                    vec![lending, club, store],
                     self.clock.clone(),
                     self.scheduler,
                 ))

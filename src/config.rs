@@ -55,6 +55,8 @@ pub struct Settings {
     pub live: LiveSettings,
     /// `[club]`: the default book club.
     pub club: ClubSettings,
+    /// `[search]`: the node's catalogue search index.
+    pub search: SearchSettings,
     /// How long shutdown waits for in-flight commands.
     pub shutdown_timeout_secs: u64,
 }
@@ -274,6 +276,15 @@ impl std::fmt::Display for SummaryBackend {
     }
 }
 
+/// `[search]` settings: the catalogue search index each API node keeps.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SearchSettings {
+    /// Where the index lives; by default `<data_dir>/search`. The index is the node's own, fed
+    /// from the shared log: a second node on the same data directory uses `search-2`, and so on.
+    pub dir: Option<PathBuf>,
+}
+
 /// `[live]` settings: what one live connection (WebSocket or SSE) may cost the node.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -462,6 +473,7 @@ impl Default for Settings {
             scheduler: SchedulerSettings::default(),
             live: LiveSettings::default(),
             club: ClubSettings::default(),
+            search: SearchSettings::default(),
             shutdown_timeout_secs: 10,
         }
     }
@@ -858,6 +870,14 @@ impl Settings {
             (_, Some(url)) => url.expose().to_string(),
             _ => self.data_dir.join("read.db").display().to_string(),
         }
+    }
+
+    /// The directory of this node's search index.
+    pub(crate) fn search_dir(&self) -> PathBuf {
+        self.search
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("search"))
     }
 
     pub(crate) fn scheduler_options(&self) -> crate::scheduler::SchedulerOptions {

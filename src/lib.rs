@@ -3,8 +3,10 @@
 
 mod app;
 mod cli;
+pub use cli::search::goodbooks_eval_books;
 pub mod config;
 mod scheduler;
+mod search;
 mod server;
 mod summaries;
 mod summary_jobs;
@@ -111,6 +113,9 @@ enum Command {
     /// Recommendations: train a model now, or evaluate the models offline on goodbooks ratings.
     #[command(subcommand)]
     Recs(cli::recs::RecsCommand),
+    /// Catalogue search: evaluate its quality offline on goodbooks-10k beside SQLite FTS5.
+    #[command(subcommand)]
+    Search(cli::search::SearchCommand),
     /// Print the effective configuration, secrets redacted.
     Config {
         /// Print JSON instead of TOML.
@@ -185,6 +190,7 @@ pub fn cli_main() -> std::process::ExitCode {
             Command::Cluster(command) => cli::cluster::run(&settings, command).await,
             Command::Summarize(args) => cli::summarize::run(&settings, args).await,
             Command::Recs(command) => cli::recs::run(&settings, command).await,
+            Command::Search(command) => cli::search::run(command).await,
             Command::Lending(command) => cli::lending::run(&settings, command).await,
             Command::Config { json } => {
                 if json {

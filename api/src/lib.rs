@@ -118,6 +118,8 @@ pub struct AppState {
     pub lending: Arc<LendingPolicy>,
     /// The node's live-update hub (`/clubs/{id}/live`, `/clubs/{id}/events`).
     pub live: live::Hub,
+    /// The node's catalogue search index (`/search`); absent, searches answer 503.
+    pub search: Option<Arc<quire_search::SearchEngine>>,
     limiter: Arc<RateLimiter>,
 }
 
@@ -147,6 +149,7 @@ impl AppState {
             clock: Arc::new(SystemClock),
             lending: Arc::new(LendingPolicy::default()),
             live,
+            search: None,
             limiter,
         }
     }
@@ -154,6 +157,12 @@ impl AppState {
     /// Stamps lending commands with `clock`'s time.
     pub fn with_clock(mut self, clock: DynClock) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Answers `/search` from `engine` (the node's index).
+    pub fn with_search(mut self, engine: Option<Arc<quire_search::SearchEngine>>) -> Self {
+        self.search = engine;
         self
     }
 
@@ -194,6 +203,8 @@ pub fn app(state: AppState) -> Router {
     // Both `/books` and `/books/` (one seed design used trailing slashes).
     let api = Router::new()
         .route("/status", get(routes::status::status))
+        .route("/search", get(routes::search::search))
+        .route("/search/suggest", get(routes::search::suggest))
         .route(
             "/books",
             get(routes::books::list).post(routes::books::create),
@@ -245,6 +256,32 @@ pub fn app(state: AppState) -> Router {
             put(routes::users::change_preferences),
         )
         .route("/users/{id}/loans", get(routes::lending::user_loans))
+        // The bookstore: prices and stock, orders, bestsellers.
+        .route(
+            "/books/{id}/stock",
+            get(routes::store::get_stock).put(routes::store::set_stock),
+        )
+        .route("/books/{id}/stock/restock", post(routes::store::restock))
+        .route("/books/{id}/price", put(routes::store::set_price))
+        .route("/orders", post(routes::store::place_order))
+        .route("/orders/{id}", get(routes::store::get_order))
+        .route("/orders/{id}/cancel", post(routes::store::cancel_order))
+        .route("/users/{id}/orders", get(routes::store::user_orders))
+        .route("/bestsellers", get(routes::store::bestsellers))
+        // Social: follows, followers and following, activity privacy, the feed.
+        .route(
+            "/users/{id}/following/{followee_id}",
+            put(routes::social::follow).delete(routes::social::unfollow),
+        )
+        .route("/users/{id}/follow", post(routes::social::follow_post))
+        .route("/users/{id}/unfollow", post(routes::social::unfollow_post))
+        .route("/users/{id}/followers", get(routes::social::followers))
+        .route("/users/{id}/following", get(routes::social::following))
+        .route(
+            "/users/{id}/privacy",
+            get(routes::social::get_privacy).put(routes::social::set_privacy),
+        )
+        .route("/feed", get(routes::social::feed))
         // The seed paths, with and without the trailing slash.
         .route(
             "/books/{book_id}/borrow/{user_id}",

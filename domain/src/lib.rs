@@ -16,6 +16,7 @@ pub mod club;
 pub mod ids;
 pub mod lending;
 mod serde_util;
+pub mod store;
 pub mod testing;
 pub mod thread;
 pub mod user;

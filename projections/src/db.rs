@@ -417,6 +417,16 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "book club: clubs, members, rounds, nominations, ballots, threads and replies",
         include_str!("../migrations/sqlite/0006_club.sql"),
     ),
+    (
+        7,
+        "social: follows, activity privacy and members' public activity",
+        include_str!("../migrations/sqlite/0007_social.sql"),
+    ),
+    (
+        8,
+        "bookstore: stock, orders, order lines and sales buckets",
+        include_str!("../migrations/sqlite/0008_store.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -448,6 +458,16 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "book club: clubs, members, rounds, nominations, ballots, threads and replies",
         include_str!("../migrations/postgres/0006_club.sql"),
+    ),
+    (
+        7,
+        "social: follows, activity privacy and members' public activity",
+        include_str!("../migrations/postgres/0007_social.sql"),
+    ),
+    (
+        8,
+        "bookstore: stock, orders, order lines and sales buckets",
+        include_str!("../migrations/postgres/0008_store.sql"),
     ),
 ];
 

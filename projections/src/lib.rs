@@ -28,6 +28,8 @@ mod query;
 pub mod rebuild;
 pub mod recommendations;
 pub mod runner;
+mod social;
+mod store;
 mod summaries;
 mod views;
 
@@ -49,6 +51,10 @@ pub use recommendations::{
     TrainOptions, TrainReport,
 };
 pub use runner::{ProjectionsHandle, RunnerOptions, spawn, spawn_one};
+pub use social::{ActivityKind, ActivityRow, FollowRow, SocialRecommendation};
+pub use store::{
+    BestsellerQuery, BestsellerRow, OrderLineRow, OrderRow, OrderRowStatus, SalesWindow, StockRow,
+};
 pub use summaries::{SummariesView, SummaryJob, SummaryKind};
 pub use views::{
     BookQuery, BookSort, BookView, Credentials, Page, PageRequest, ProjectionStatus, RatingStats,

@@ -29,17 +29,27 @@ pub enum ProjectionName {
     /// their nominations and ballots, and discussion threads with their replies, from the clubs'
     /// and threads' streams.
     Club,
+    /// Who follows whom (`rm_follows`), who keeps their activity private (`rm_member_privacy`)
+    /// and the members' public activity for feeds and social recommendations (`rm_activity`),
+    /// from the users' and books' streams.
+    Social,
+    /// The bookstore: prices and stock (`rm_stock`), orders and their lines (`rm_orders`,
+    /// `rm_order_lines`) and the hourly sales buckets bestsellers are summed from
+    /// (`rm_sales_buckets`).
+    Store,
 }
 
 impl ProjectionName {
     /// Every projection, in the order statuses list them.
-    pub const ALL: [ProjectionName; 6] = [
+    pub const ALL: [ProjectionName; 8] = [
         Self::Books,
         Self::Reviews,
         Self::Users,
         Self::Interactions,
         Self::Lending,
         Self::Club,
+        Self::Social,
+        Self::Store,
     ];
 
     /// The stored name (the checkpoint row, the CLI argument, the lease).
@@ -51,6 +61,8 @@ impl ProjectionName {
             Self::Interactions => "interactions",
             Self::Lending => "lending",
             Self::Club => "club",
+            Self::Social => "social",
+            Self::Store => "store",
         }
     }
 
@@ -76,6 +88,13 @@ impl ProjectionName {
                 "rm_threads",
                 "rm_thread_replies",
             ],
+            Self::Social => &["rm_follows", "rm_member_privacy", "rm_activity"],
+            Self::Store => &[
+                "rm_stock",
+                "rm_orders",
+                "rm_order_lines",
+                "rm_sales_buckets",
+            ],
         }
     }
 }
@@ -90,7 +109,7 @@ impl fmt::Display for ProjectionName {
 /// A name that is not one of [`ProjectionName::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown projection {0:?}; the projections are books, reviews, users, interactions, lending, club"
+    "unknown projection {0:?}; the projections are books, reviews, users, interactions, lending, club, social, store"
 )]
 pub struct UnknownProjection(pub String);
 
@@ -133,7 +152,9 @@ mod tests {
                 "users",
                 "interactions",
                 "lending",
-                "club"
+                "club",
+                "social",
+                "store"
             ]
         );
         assert_eq!(format!("[{:<8}]", ProjectionName::Users), "[users   ]");
@@ -142,7 +163,7 @@ mod tests {
         assert!(
             unknown
                 .to_string()
-                .contains("books, reviews, users, interactions, lending, club")
+                .contains("books, reviews, users, interactions, lending, club, social, store")
         );
         assert!("Books".parse::<ProjectionName>().is_err());
     }

@@ -538,6 +538,42 @@ impl ReadModels {
         }))
     }
 
+    /// The ratings count and average of each of `books` that has ratings (the search index's
+    /// popularity figures), read in pages of 500 ids.
+    #[tracing::instrument(skip_all, fields(backend = self.backend(), books = books.len()))]
+    pub async fn rating_figures(
+        &self,
+        books: &[String],
+    ) -> Result<std::collections::HashMap<String, (u64, f64)>, ReadModelError> {
+        #[derive(sqlx::FromRow)]
+        struct FigureRow {
+            book_id: String,
+            r_count: i64,
+            r_sum: i64,
+        }
+        let mut out = std::collections::HashMap::with_capacity(books.len());
+        for page in books.chunks(500) {
+            let placeholders: Vec<String> = (1..=page.len()).map(|i| format!("${i}")).collect();
+            let args: Vec<Arg> = page.iter().map(|id| Arg::Text(id.clone())).collect();
+            let rows: Vec<FigureRow> = self
+                .fetch_all(
+                    "reading rating figures",
+                    &format!(
+                        "SELECT book_id, count AS r_count, sum AS r_sum FROM rm_book_stats \
+                         WHERE book_id IN ({}) AND count > 0",
+                        placeholders.join(", ")
+                    ),
+                    &args,
+                )
+                .await?;
+            for row in rows {
+                let count = row.r_count.max(0) as u64;
+                out.insert(row.book_id, (count, row.r_sum as f64 / count.max(1) as f64));
+            }
+        }
+        Ok(out)
+    }
+
     /// A user (deactivated ones included).
     #[tracing::instrument(skip(self), fields(backend = self.backend()))]
     pub async fn user(&self, id: UserId) -> Result<Option<UserView>, ReadModelError> {

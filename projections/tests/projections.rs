@@ -35,6 +35,7 @@ macro_rules! both {
 }
 
 mod lending;
+mod social;
 
 both!(
     book_events_shape_the_book_view,
@@ -578,7 +579,9 @@ async fn wait_for_follows_the_checkpoints(env: Env) {
             "users",
             "interactions",
             "lending",
-            "club"
+            "club",
+            "social",
+            "store"
         ]
     );
     assert!(

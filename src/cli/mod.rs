@@ -5,4 +5,5 @@ pub(crate) mod import;
 pub(crate) mod lending;
 pub(crate) mod projections;
 pub(crate) mod recs;
+pub(crate) mod search;
 pub(crate) mod summarize;

@@ -105,6 +105,11 @@ impl As<'_> {
 }
 
 impl TestApp {
+    /// The node's data directory (its SQLite files and search index).
+    pub(crate) fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

@@ -10,6 +10,9 @@ mod hardening_input;
 mod helpers;
 mod lending;
 mod live;
+mod search;
+mod social;
+mod store;
 
 use std::time::Duration;
 
@@ -1006,7 +1009,9 @@ async fn openapi_docs_and_status_are_served(backend: Backend) {
             "users",
             "interactions",
             "lending",
-            "club"
+            "club",
+            "social",
+            "store"
         ]
     );
 }

@@ -8,7 +8,10 @@ pub(crate) mod club_page;
 pub(crate) mod lending;
 pub(crate) mod recommendations;
 pub(crate) mod reviews;
+pub(crate) mod search;
+pub(crate) mod social;
 pub(crate) mod status;
+pub(crate) mod store;
 pub(crate) mod summaries;
 pub(crate) mod users;
 
@@ -75,6 +78,21 @@ pub(crate) async fn read_your_writes(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<(), ApiError> {
+    if let Some(position) = issued_token(state, headers).await? {
+        state
+            .read
+            .wait_for(position, state.config.consistency_timeout)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The request's consistency token, if it has one this deployment could have issued (one
+/// beyond the log's head is a 400).
+pub(crate) async fn issued_token(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<u64>, ApiError> {
     if let Some(position) = consistency_token(headers)? {
         // A token beyond the log's head was never issued by this deployment: waiting cannot help.
         // The head this process has seen settles almost every token without a query; only one
@@ -95,12 +113,9 @@ pub(crate) async fn read_your_writes(
                 ));
             }
         }
-        state
-            .read
-            .wait_for(position, state.config.consistency_timeout)
-            .await?;
+        return Ok(Some(position));
     }
-    Ok(())
+    Ok(None)
 }
 
 /// The headers of a write's response: the entity version and the consistency token.

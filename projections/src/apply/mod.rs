@@ -19,6 +19,8 @@ pub(crate) mod books;
 mod club;
 mod lending;
 mod reviews;
+mod social;
+mod store;
 mod users;
 
 use quire_store::RecordedEvent;
@@ -76,6 +78,8 @@ pub(crate) async fn apply_batch(
         ProjectionName::Interactions => crate::interactions::apply(tx, s, &fresh).await?,
         ProjectionName::Lending => lending::apply(tx, s, &fresh).await?,
         ProjectionName::Club => club::apply(tx, s, &fresh).await?,
+        ProjectionName::Social => social::apply(tx, s, &fresh).await?,
+        ProjectionName::Store => store::apply(tx, s, &fresh).await?,
     }
     tx.exec(
         "writing checkpoint",
