@@ -392,6 +392,8 @@ pub fn app(state: AppState) -> Router {
         .route("/auth/token", post(routes::auth::token))
         .route("/clubs/{id}/live", get(live::websocket))
         .route("/clubs/{id}/events", get(live::events))
+        .route("/feed/live", get(live::feed_websocket))
+        .route("/feed/events", get(live::feed_events))
         .route("/interactions", post(routes::recommendations::create))
         .route("/recommendations", get(routes::recommendations::list))
         .route(

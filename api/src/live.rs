@@ -28,8 +28,18 @@
 //! staff (checked against the folded club when the connection opens; a member who leaves is cut
 //! off with `{"type": "access_revoked"}`). Credentials: the `Authorization` header, or
 //! `?access_token=` for browsers, whose WebSocket API cannot set headers.
+//!
+//! **Feeds** (`GET /feed/live`, `GET /feed/events`) go through the same hub and tailer: a
+//! connection subscribes to a [`Topic`], a club or the feed of one member, and the tailer maps
+//! each event to the topics it concerns. For feeds it keeps, per node, the followee sets of the
+//! members with a feed open (folded from their own stream at the registration's position, then
+//! updated from their `UserFollowed`/`UserUnfollowed` events as the tailer passes them), the
+//! reverse index (followee → listening followers) and the followees' privacy (from
+//! `rm_member_privacy` and its positions, or the followee's stream where the row is newer than
+//! the position needed, then from `ActivityPrivacyChanged`): routing a review, rating or like is
+//! a lookup. The backfill reads the log like a club's and folds the same facts as it goes.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
@@ -39,10 +49,13 @@ use axum::extract::{Path, State};
 use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use quire_domain::book::{Book, BookEvent};
 use quire_domain::club::{Club, ClubEvent, RoundResult, Tally, Visibility};
-use quire_domain::ids::{ClubId, ThreadId, UserId};
+use quire_domain::ids::{BookId, ClubId, ReviewId, ThreadId, UserId};
 use quire_domain::thread::{Thread, ThreadEvent};
+use quire_domain::user::{User, UserEvent};
 use quire_domain::{Aggregate, DomainEvent, Principal};
+use quire_projections::{ProjectionName, ReadModels};
 use quire_store::{DynEventStore, Position, RecordedEvent, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -75,8 +88,180 @@ const END_REVOKED: u8 = 2;
 #[derive(Debug)]
 pub struct LiveMessage {
     pub position: Position,
-    pub club_id: ClubId,
+    pub topic: Topic,
     pub json: Utf8Bytes,
+}
+
+/// What a connection listens to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Topic {
+    /// A club's events.
+    Club(ClubId),
+    /// The reviews, ratings and likes of the members this member follows.
+    Feed(UserId),
+}
+
+/// A review, rating or like, as the tailer routes it to feeds (each connection adds names and
+/// titles when it sends it).
+#[derive(Debug)]
+struct Activity {
+    position: Position,
+    kind: &'static str,
+    user_id: UserId,
+    book_id: BookId,
+    rating: Option<u8>,
+    review_id: Option<ReviewId>,
+    excerpt: Option<String>,
+    /// Recorded time, microseconds since the epoch.
+    at: i64,
+}
+
+/// What the tailer hands a connection.
+#[derive(Debug, Clone)]
+enum Routed {
+    Message(Arc<LiveMessage>),
+    Activity(Arc<Activity>),
+}
+
+impl Routed {
+    fn position(&self) -> Position {
+        match self {
+            Self::Message(m) => m.position,
+            Self::Activity(a) => a.position,
+        }
+    }
+}
+
+/// The events feeds are made of.
+enum Social {
+    Activity(Activity),
+    Followed { follower: UserId, followee: UserId },
+    Unfollowed { follower: UserId, followee: UserId },
+    Privacy { user: UserId, private: bool },
+}
+
+const SOCIAL_TYPES: [&str; 6] = [
+    "ReviewPosted",
+    "BookRated",
+    "BookLiked",
+    "UserFollowed",
+    "UserUnfollowed",
+    "ActivityPrivacyChanged",
+];
+
+/// The feed events that are activity (the rest change whose activity a feed shows).
+const ACTIVITY_TYPES: [&str; 3] = ["ReviewPosted", "BookRated", "BookLiked"];
+
+/// The most characters of a review's text a feed item carries (as `GET /feed`).
+const EXCERPT_CHARS: usize = 200;
+
+fn excerpt(text: &str) -> Option<String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    match text.char_indices().nth(EXCERPT_CHARS) {
+        None => Some(text.to_string()),
+        Some((cut, _)) => Some(format!("{}…", text[..cut].trim_end())),
+    }
+}
+
+/// The feed fact an event is, if any.
+fn decode_social(event: &RecordedEvent) -> Option<Social> {
+    if !SOCIAL_TYPES.contains(&event.event_type.as_str()) {
+        return None;
+    }
+    let (category, id) = event.stream_id.split_once('-')?;
+    if category == Book::CATEGORY {
+        let book_id: BookId = id.parse().ok()?;
+        match BookEvent::from_stored(&event.event_type, event.schema_version, &event.payload)
+            .ok()?
+        {
+            BookEvent::ReviewPosted {
+                review_id,
+                member_id,
+                rating,
+                text,
+            } => Some(Social::Activity(Activity {
+                position: event.position,
+                kind: "review",
+                user_id: member_id,
+                book_id,
+                rating: Some(rating.value()),
+                review_id: Some(review_id),
+                excerpt: excerpt(text.as_str()),
+                at: event.recorded_at,
+            })),
+            _ => None,
+        }
+    } else if category == User::CATEGORY {
+        let user: UserId = id.parse().ok()?;
+        let activity = |kind, book_id, rating| {
+            Some(Social::Activity(Activity {
+                position: event.position,
+                kind,
+                user_id: user,
+                book_id,
+                rating,
+                review_id: None,
+                excerpt: None,
+                at: event.recorded_at,
+            }))
+        };
+        match UserEvent::from_stored(&event.event_type, event.schema_version, &event.payload)
+            .ok()?
+        {
+            UserEvent::BookRated { book_id, rating } => {
+                activity("rating", book_id, Some(rating.value()))
+            }
+            UserEvent::BookLiked { book_id } => activity("like", book_id, None),
+            UserEvent::UserFollowed { followee } => Some(Social::Followed {
+                follower: user,
+                followee,
+            }),
+            UserEvent::UserUnfollowed { followee } => Some(Social::Unfollowed {
+                follower: user,
+                followee,
+            }),
+            UserEvent::ActivityPrivacyChanged { private } => {
+                Some(Social::Privacy { user, private })
+            }
+            _ => None,
+        }
+    } else {
+        None
+    }
+}
+
+/// A member's privacy changes `(position, private)`, in log order.
+type PrivacyHistory = Vec<(Position, bool)>;
+
+/// Whether the history says private at `position` (public when it says nothing).
+fn private_at(history: &[(Position, bool)], position: Position) -> bool {
+    history
+        .iter()
+        .rev()
+        .find(|(p, _)| *p <= position)
+        .is_some_and(|(_, private)| *private)
+}
+
+/// A member's privacy changes, from their stream.
+async fn privacy_history(
+    store: &DynEventStore,
+    user: UserId,
+) -> Result<PrivacyHistory, StoreError> {
+    let stream = format!("{}-{user}", User::CATEGORY);
+    let events = quire_store::read_stream_to_end(store.as_ref(), &stream, 0).await?;
+    Ok(events
+        .iter()
+        .filter(|e| e.event_type == "ActivityPrivacyChanged")
+        .filter_map(
+            |e| match UserEvent::from_stored(&e.event_type, e.schema_version, &e.payload) {
+                Ok(UserEvent::ActivityPrivacyChanged { private }) => Some((e.position, private)),
+                _ => None,
+            },
+        )
+        .collect())
 }
 
 /// The node's live-update hub (cheap to clone).
@@ -101,11 +286,155 @@ struct Inner {
 struct HubState {
     /// The last position the tailer has dispatched.
     position: Position,
-    clubs: HashMap<ClubId, HashMap<u64, Subscriber>>,
+    topics: HashMap<Topic, HashMap<u64, Subscriber>>,
+    /// Members with a feed open → whom they follow, as of `position`.
+    follows: HashMap<UserId, HashSet<UserId>>,
+    /// Followee → the members with a feed open who follow them.
+    followers: HashMap<UserId, HashSet<UserId>>,
+    /// Whether each key of `followers` keeps their activity private, as of `position`.
+    private: HashMap<UserId, bool>,
+}
+
+impl HubState {
+    /// Sends `routed` to a topic's connections; those that fell behind are dropped.
+    fn send(&mut self, topic: Topic, routed: &Routed) {
+        let Some(subscribers) = self.topics.get_mut(&topic) else {
+            return;
+        };
+        subscribers.retain(|_, s| match s.tx.try_send(routed.clone()) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                s.end.store(END_BEHIND, Ordering::Release);
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        });
+        self.forget_if_empty(topic);
+    }
+
+    /// Removes a topic nobody listens to any more (and a feed's followees).
+    fn forget_if_empty(&mut self, topic: Topic) {
+        if self.topics.get(&topic).is_some_and(|s| !s.is_empty()) {
+            return;
+        }
+        self.topics.remove(&topic);
+        if let Topic::Feed(user) = topic
+            && let Some(followees) = self.follows.remove(&user)
+        {
+            for followee in followees {
+                self.unlink(user, followee);
+            }
+        }
+    }
+
+    fn link(&mut self, follower: UserId, followee: UserId, private: bool) {
+        self.followers.entry(followee).or_default().insert(follower);
+        self.private.entry(followee).or_insert(private);
+    }
+
+    fn unlink(&mut self, follower: UserId, followee: UserId) {
+        if let Some(followers) = self.followers.get_mut(&followee) {
+            followers.remove(&follower);
+            if followers.is_empty() {
+                self.followers.remove(&followee);
+                self.private.remove(&followee);
+            }
+        }
+    }
+
+    /// Applies a feed fact the tailer passes at its position: routes activity, follows and
+    /// privacy changes. `known` is the new followee's privacy for a follow that needs it.
+    fn apply_social(&mut self, social: &Social, known: Option<bool>) {
+        match social {
+            Social::Activity(activity) => {
+                let Some(followers) = self.followers.get(&activity.user_id) else {
+                    return;
+                };
+                if self
+                    .private
+                    .get(&activity.user_id)
+                    .copied()
+                    .unwrap_or(false)
+                {
+                    return;
+                }
+                let followers: Vec<UserId> = followers.iter().copied().collect();
+                let routed = Routed::Activity(Arc::new(Activity {
+                    position: activity.position,
+                    kind: activity.kind,
+                    user_id: activity.user_id,
+                    book_id: activity.book_id,
+                    rating: activity.rating,
+                    review_id: activity.review_id,
+                    excerpt: activity.excerpt.clone(),
+                    at: activity.at,
+                }));
+                for follower in followers {
+                    self.send(Topic::Feed(follower), &routed);
+                }
+            }
+            Social::Followed { follower, followee } => {
+                if let Some(followees) = self.follows.get_mut(follower)
+                    && followees.insert(*followee)
+                {
+                    self.link(*follower, *followee, known.unwrap_or(false));
+                }
+            }
+            Social::Unfollowed { follower, followee } => {
+                if let Some(followees) = self.follows.get_mut(follower)
+                    && followees.remove(followee)
+                {
+                    self.unlink(*follower, *followee);
+                }
+            }
+            Social::Privacy { user, private } => {
+                if let Some(value) = self.private.get_mut(user) {
+                    *value = *private;
+                }
+            }
+        }
+    }
+
+    /// Whether applying `social` needs the new followee's privacy, which the hub does not have.
+    fn needs_privacy(&self, social: &Social) -> Option<UserId> {
+        match social {
+            Social::Followed { follower, followee }
+                if self.follows.contains_key(follower) && !self.private.contains_key(followee) =>
+            {
+                Some(*followee)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// What a feed's registration found: the member's own follows and their followees' privacy,
+/// both valid up to at least the registration's position.
+pub struct FeedStart {
+    /// `(position, followee, followed)` from the member's stream, in log order.
+    follows: Vec<(Position, UserId, bool)>,
+    privacy: HashMap<UserId, PrivacyHistory>,
+}
+
+impl FeedStart {
+    fn followees_at(&self, position: Position) -> HashSet<UserId> {
+        let mut set = HashSet::new();
+        for (p, followee, followed) in &self.follows {
+            if *p > position {
+                break;
+            }
+            if *followed {
+                set.insert(*followee);
+            } else {
+                set.remove(followee);
+            }
+        }
+        set
+    }
 }
 
 struct Subscriber {
-    tx: mpsc::Sender<Arc<LiveMessage>>,
+    tx: mpsc::Sender<Routed>,
     end: Arc<AtomicU8>,
     user: Option<UserId>,
     privileged: bool,
@@ -141,7 +470,7 @@ impl Hub {
 
     /// Connections now subscribed, over all clubs.
     pub fn subscribers(&self) -> usize {
-        self.inner.lock().clubs.values().map(HashMap::len).sum()
+        self.inner.lock().topics.values().map(HashMap::len).sum()
     }
 
     /// The last log position the tailer has dispatched (0 before it started).
@@ -157,13 +486,8 @@ impl Hub {
         });
     }
 
-    /// Registers for the live events of `club` (after those the tailer has already dispatched,
-    /// whose position the subscription reports as `registered_at`).
-    pub async fn subscribe(
-        &self,
-        club: ClubId,
-        principal: &Principal,
-    ) -> Result<Subscription, ApiError> {
+    /// Waits for the tailer to have found its starting position.
+    async fn ready(&self) -> Result<(), ApiError> {
         self.ensure_started();
         let mut ready = self.inner.ready.subscribe();
         tokio::time::timeout(Duration::from_secs(10), ready.wait_for(|r| *r))
@@ -176,11 +500,15 @@ impl Hub {
                 )
             })?
             .map_err(|e| ApiError::internal("starting the live tailer", &e))?;
+        Ok(())
+    }
+
+    /// Adds a connection to `topic` (with the hub locked).
+    fn register(&self, state: &mut HubState, topic: Topic, principal: &Principal) -> Subscription {
         let (tx, rx) = mpsc::channel(self.inner.buffer);
         let end = Arc::new(AtomicU8::new(END_NONE));
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut state = self.inner.lock();
-        state.clubs.entry(club).or_default().insert(
+        state.topics.entry(topic).or_default().insert(
             id,
             Subscriber {
                 tx,
@@ -189,14 +517,113 @@ impl Hub {
                 privileged: principal.is_privileged(),
             },
         );
-        Ok(Subscription {
+        Subscription {
             hub: Arc::downgrade(&self.inner),
-            club,
+            topic,
             id,
             registered_at: state.position,
             rx,
             end,
-        })
+        }
+    }
+
+    /// Registers for the live events of `club` (after those the tailer has already dispatched,
+    /// whose position the subscription reports as `registered_at`).
+    pub async fn subscribe(
+        &self,
+        club: ClubId,
+        principal: &Principal,
+    ) -> Result<Subscription, ApiError> {
+        self.ready().await?;
+        let mut state = self.inner.lock();
+        Ok(self.register(&mut state, Topic::Club(club), principal))
+    }
+
+    /// Registers for the live feed of `user`: the hub's followee set and privacy for them are
+    /// exact at the registration's position `P`. Their own stream is read after noting the log's
+    /// head `H`, followees' privacy comes from `rm_member_privacy` once the `social` projection
+    /// has reached `H` (or from the followee's stream where the row is newer than `after`), and
+    /// the registration only happens with `P ≤ H` (else it reads again).
+    pub async fn subscribe_feed(
+        &self,
+        user: UserId,
+        principal: &Principal,
+        read: &ReadModels,
+        after: Option<Position>,
+    ) -> Result<(Subscription, FeedStart), ApiError> {
+        self.ready().await?;
+        let store = &self.inner.store;
+        let stored = |e: StoreError| ApiError::store("opening a live feed", &e);
+        let threshold = after.unwrap_or(Position::MAX).min(self.position());
+        let stream = format!("{}-{user}", User::CATEGORY);
+        for _ in 0..20 {
+            let head = store.head().await.map_err(stored)?;
+            let events = quire_store::read_stream_to_end(store.as_ref(), &stream, 0)
+                .await
+                .map_err(stored)?;
+            let follows: Vec<(Position, UserId, bool)> = events
+                .iter()
+                .filter(|e| matches!(e.event_type.as_str(), "UserFollowed" | "UserUnfollowed"))
+                .filter_map(|e| {
+                    match UserEvent::from_stored(&e.event_type, e.schema_version, &e.payload) {
+                        Ok(UserEvent::UserFollowed { followee }) => {
+                            Some((e.position, followee, true))
+                        }
+                        Ok(UserEvent::UserUnfollowed { followee }) => {
+                            Some((e.position, followee, false))
+                        }
+                        _ => None,
+                    }
+                })
+                .collect();
+            let candidates: Vec<UserId> = follows
+                .iter()
+                .map(|(_, f, _)| *f)
+                .collect::<HashSet<_>>()
+                .into_iter()
+                .collect();
+            read.wait_for_projections(&[ProjectionName::Social], head, Duration::from_secs(10))
+                .await
+                .map_err(|_| {
+                    ApiError::unavailable(
+                        "read_model_behind",
+                        "the feed is not available yet; retry later",
+                        2,
+                    )
+                })?;
+            let rows = read.member_privacy(&candidates).await?;
+            let mut privacy = HashMap::new();
+            for followee in candidates {
+                let history = match rows.get(&followee) {
+                    None => Vec::new(),
+                    Some((private, at)) if *at <= threshold => vec![(*at, *private)],
+                    Some(_) => privacy_history(store, followee).await.map_err(stored)?,
+                };
+                privacy.insert(followee, history);
+            }
+            let start = FeedStart { follows, privacy };
+            let mut state = self.inner.lock();
+            if state.position > head {
+                continue;
+            }
+            let position = state.position;
+            if !state.follows.contains_key(&user) {
+                let followees = start.followees_at(position);
+                for followee in &followees {
+                    let private =
+                        private_at(start.privacy.get(followee).map_or(&[], |h| h), position);
+                    state.link(user, *followee, private);
+                }
+                state.follows.insert(user, followees);
+            }
+            let sub = self.register(&mut state, Topic::Feed(user), principal);
+            return Ok((sub, start));
+        }
+        Err(ApiError::unavailable(
+            "storage_unavailable",
+            "live updates are busy; retry later",
+            2,
+        ))
     }
 }
 
@@ -206,7 +633,10 @@ impl Inner {
     }
 
     fn has_subscribers(&self, club: ClubId) -> bool {
-        self.lock().clubs.get(&club).is_some_and(|s| !s.is_empty())
+        self.lock()
+            .topics
+            .get(&Topic::Club(club))
+            .is_some_and(|s| !s.is_empty())
     }
 
     /// The club a thread belongs to: its `ThreadStarted`, remembered; on a miss, the thread's
@@ -250,8 +680,8 @@ impl Inner {
         threads.insert(thread_id, club);
     }
 
-    /// Dispatches one event of the log to its club's subscribers. A store failure is returned
-    /// (the tailer retries the event; skipping it would leave a gap).
+    /// Dispatches one event of the log to its club's subscribers and the feeds it concerns. A
+    /// store failure is returned (the tailer retries the event; skipping it would leave a gap).
     async fn dispatch(&self, folds: &mut Folds, event: &RecordedEvent) -> Result<(), StoreError> {
         let rendered = match decode(event) {
             None => None,
@@ -287,12 +717,46 @@ impl Inner {
                 }
             }
         };
-        let mut state = self.lock();
+        // Follows and privacy changes are decoded here; reviews, ratings and likes only under the
+        // lock below, and only while some feed is open.
+        let mut social = (!ACTIVITY_TYPES.contains(&event.event_type.as_str()))
+            .then(|| decode_social(event))
+            .flatten();
+        // A follow by a member with a feed open needs the new followee's privacy, unless the
+        // hub has it: read it from their stream (before taking the lock), then check again.
+        let mut known: Option<(UserId, bool)> = None;
+        let mut state = loop {
+            let needed = social
+                .as_ref()
+                .and_then(|s| self.lock().needs_privacy(s))
+                .filter(|u| known.is_none_or(|(k, _)| k != *u));
+            if let Some(followee) = needed {
+                let history = privacy_history(&self.store, followee).await?;
+                known = Some((followee, private_at(&history, event.position)));
+                continue;
+            }
+            let state = self.lock();
+            let still = social.as_ref().and_then(|s| state.needs_privacy(s));
+            if still.is_some_and(|u| known.is_none_or(|(k, _)| k != u)) {
+                continue;
+            }
+            break state;
+        };
         state.position = event.position;
+        if social.is_none()
+            && !state.followers.is_empty()
+            && ACTIVITY_TYPES.contains(&event.event_type.as_str())
+        {
+            social = decode_social(event);
+        }
+        if let Some(social) = &social {
+            state.apply_social(social, known.map(|(_, p)| p));
+        }
         let Some((club, message, revoke)) = rendered else {
             return Ok(());
         };
-        let Some(subscribers) = state.clubs.get_mut(&club) else {
+        let topic = Topic::Club(club);
+        let Some(subscribers) = state.topics.get_mut(&topic) else {
             return Ok(());
         };
         if let Some(member) = revoke {
@@ -305,19 +769,9 @@ impl Inner {
             });
         }
         if let Some(message) = message {
-            let message = Arc::new(message);
-            subscribers.retain(|_, s| match s.tx.try_send(message.clone()) {
-                Ok(()) => true,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    s.end.store(END_BEHIND, Ordering::Release);
-                    false
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
-            });
+            state.send(topic, &Routed::Message(Arc::new(message)));
         }
-        if subscribers.is_empty() {
-            state.clubs.remove(&club);
-        }
+        state.forget_if_empty(topic);
         Ok(())
     }
 }
@@ -582,7 +1036,7 @@ fn render(
     let json = json!({"position": event.position, "type": kind, "club_id": club_id, "data": data});
     Some(LiveMessage {
         position: event.position,
-        club_id,
+        topic: Topic::Club(club_id),
         json: Utf8Bytes::from(json.to_string()),
     })
 }
@@ -612,11 +1066,11 @@ fn standings_json(result: &RoundResult) -> Value {
 /// A connection's registration with the hub; dropping it unregisters.
 pub struct Subscription {
     hub: Weak<Inner>,
-    club: ClubId,
+    topic: Topic,
     id: u64,
     /// The tailer's position when this registered: live events come after it.
     pub registered_at: Position,
-    rx: mpsc::Receiver<Arc<LiveMessage>>,
+    rx: mpsc::Receiver<Routed>,
     end: Arc<AtomicU8>,
 }
 
@@ -624,12 +1078,10 @@ impl Drop for Subscription {
     fn drop(&mut self) {
         if let Some(hub) = self.hub.upgrade() {
             let mut state = hub.lock();
-            if let Some(subscribers) = state.clubs.get_mut(&self.club) {
+            if let Some(subscribers) = state.topics.get_mut(&self.topic) {
                 subscribers.remove(&self.id);
-                if subscribers.is_empty() {
-                    state.clubs.remove(&self.club);
-                }
             }
+            state.forget_if_empty(self.topic);
         }
     }
 }
@@ -663,21 +1115,128 @@ impl Item {
     }
 }
 
-/// One connection's feed: backfill from `after`, then live, without gap or duplicate.
+/// A feed connection's own state: the facts its backfill folds from the log, and the names and
+/// titles it has looked up.
+struct FeedSide {
+    user: UserId,
+    read: ReadModels,
+    start: FeedStart,
+    /// Whom the member follows as of the backfill's cursor.
+    followees: HashSet<UserId>,
+    names: HashMap<UserId, Option<(String, bool)>>,
+    titles: HashMap<BookId, Option<String>>,
+}
+
+/// Names and titles a feed connection remembers before it starts over.
+const NAME_CACHE: usize = 10_000;
+
+impl FeedSide {
+    /// The backfill's view of one feed fact at `position`: the item to send, if any.
+    async fn backfill(
+        &mut self,
+        store: &DynEventStore,
+        social: Social,
+        position: Position,
+    ) -> Result<Option<Routed>, StoreError> {
+        match social {
+            Social::Followed { follower, followee } if follower == self.user => {
+                self.followees.insert(followee);
+            }
+            Social::Unfollowed { follower, followee } if follower == self.user => {
+                self.followees.remove(&followee);
+            }
+            Social::Privacy { user, private } => {
+                if let Some(history) = self.start.privacy.get_mut(&user)
+                    && history.last().is_none_or(|(p, _)| *p < position)
+                {
+                    history.push((position, private));
+                }
+            }
+            Social::Activity(activity) if self.followees.contains(&activity.user_id) => {
+                let user = activity.user_id;
+                if let std::collections::hash_map::Entry::Vacant(entry) =
+                    self.start.privacy.entry(user)
+                {
+                    entry.insert(privacy_history(store, user).await?);
+                }
+                if !private_at(&self.start.privacy[&user], position) {
+                    return Ok(Some(Routed::Activity(Arc::new(activity))));
+                }
+            }
+            _ => {}
+        }
+        Ok(None)
+    }
+
+    /// The message of a feed item, with the names `GET /feed` shows; `None` for a member who has
+    /// been deactivated since.
+    async fn render(
+        &mut self,
+        activity: &Activity,
+    ) -> Result<Option<LiveMessage>, quire_projections::ReadModelError> {
+        if self.names.len() >= NAME_CACHE {
+            self.names.clear();
+        }
+        if self.titles.len() >= NAME_CACHE {
+            self.titles.clear();
+        }
+        if !self.names.contains_key(&activity.user_id) {
+            let user = self.read.user(activity.user_id).await?;
+            self.names
+                .insert(activity.user_id, user.map(|u| (u.name, u.active)));
+        }
+        if !self.titles.contains_key(&activity.book_id) {
+            let book = self.read.book(activity.book_id).await?;
+            self.titles.insert(activity.book_id, book.map(|b| b.title));
+        }
+        let user_name = match &self.names[&activity.user_id] {
+            Some((_, false)) => return Ok(None),
+            Some((name, true)) => Some(name.clone()),
+            None => None,
+        };
+        let mut json = json!({
+            "position": activity.position,
+            "type": activity.kind,
+            "user_id": activity.user_id,
+            "user_name": user_name,
+            "book_id": activity.book_id,
+            "book_title": self.titles[&activity.book_id],
+            "at": rfc3339(activity.at),
+        });
+        if let Some(rating) = activity.rating {
+            json["rating"] = json!(rating);
+        }
+        if let Some(review_id) = activity.review_id {
+            json["review_id"] = json!(review_id);
+        }
+        if let Some(text) = &activity.excerpt {
+            json["review_text"] = json!(text);
+        }
+        Ok(Some(LiveMessage {
+            position: activity.position,
+            topic: Topic::Feed(self.user),
+            json: Utf8Bytes::from(json.to_string()),
+        }))
+    }
+}
+
+/// One connection's stream: backfill from `after`, then live, without gap or duplicate.
 pub struct Feed {
     hub: Hub,
-    club: ClubId,
+    topic: Topic,
     principal: Principal,
     sub: Subscription,
     /// The backfill has read the log up to here…
     cursor: Position,
     /// …and reads it up to here (the registration's position).
     until: Position,
-    pending: VecDeque<Arc<LiveMessage>>,
+    pending: VecDeque<Routed>,
     folds: Folds,
     /// The last position sent (or the client's `after`).
     last: Position,
     done: bool,
+    /// A member's feed (`Topic::Feed`).
+    social: Option<FeedSide>,
 }
 
 impl Feed {
@@ -690,10 +1249,57 @@ impl Feed {
         after: Option<Position>,
     ) -> Result<Self, ApiError> {
         let sub = hub.subscribe(club, &principal).await?;
+        Ok(Self::new(
+            hub,
+            Topic::Club(club),
+            principal,
+            sub,
+            after,
+            None,
+        ))
+    }
+
+    /// Registers for `user`'s live feed (the reviews, ratings and likes of the members they
+    /// follow), then backfills after `after` (from the registration on when `None`).
+    pub async fn open_feed(
+        hub: &Hub,
+        user: UserId,
+        principal: Principal,
+        read: &ReadModels,
+        after: Option<Position>,
+    ) -> Result<Self, ApiError> {
+        let (sub, start) = hub.subscribe_feed(user, &principal, read, after).await?;
+        let from = after.unwrap_or(sub.registered_at);
+        let side = FeedSide {
+            user,
+            read: read.clone(),
+            followees: start.followees_at(from),
+            start,
+            names: HashMap::new(),
+            titles: HashMap::new(),
+        };
+        Ok(Self::new(
+            hub,
+            Topic::Feed(user),
+            principal,
+            sub,
+            after,
+            Some(side),
+        ))
+    }
+
+    fn new(
+        hub: &Hub,
+        topic: Topic,
+        principal: Principal,
+        sub: Subscription,
+        after: Option<Position>,
+        social: Option<FeedSide>,
+    ) -> Self {
         let start = after.unwrap_or(sub.registered_at);
-        Ok(Self {
+        Self {
             hub: hub.clone(),
-            club,
+            topic,
             principal,
             cursor: start,
             until: sub.registered_at,
@@ -702,24 +1308,55 @@ impl Feed {
             folds: Folds::default(),
             last: start,
             done: false,
-        })
+            social,
+        }
     }
 
-    /// The next item to send; `None` once the feed has ended. Cancel-safe.
+    /// The next item to send; `None` once the feed has ended. Cancel-safe (an item is taken off
+    /// the queue only once it is ready to send).
     pub async fn next(&mut self) -> Option<Item> {
         if self.done {
             return None;
         }
         loop {
-            if let Some(message) = self.pending.pop_front() {
-                self.last = message.position;
-                return Some(Item::Event(message));
+            if let Some(front) = self.pending.front().cloned() {
+                let message = match front {
+                    Routed::Message(message) => Some(message),
+                    Routed::Activity(activity) => {
+                        let rendered = match self.social.as_mut() {
+                            Some(side) => side.render(&activity).await,
+                            None => Ok(None),
+                        };
+                        match rendered {
+                            Ok(message) => message.map(Arc::new),
+                            Err(error) => {
+                                tracing::warn!(%error, "live feed item failed");
+                                return self.finish(Item::Resync(self.last));
+                            }
+                        }
+                    }
+                };
+                self.pending.pop_front();
+                if let Some(message) = message {
+                    self.last = message.position;
+                    return Some(Item::Event(message));
+                }
+                continue;
             }
             if self.cursor < self.until {
                 // Fell behind while backfilling: register again and backfill further, rather
                 // than send a client that is keeping up a resync.
                 if self.sub.end.load(Ordering::Acquire) == END_BEHIND {
-                    match self.hub.subscribe(self.club, &self.principal).await {
+                    let again = match (self.topic, &self.social) {
+                        (Topic::Club(club), _) => self.hub.subscribe(club, &self.principal).await,
+                        (Topic::Feed(user), Some(side)) => self
+                            .hub
+                            .subscribe_feed(user, &self.principal, &side.read, Some(self.cursor))
+                            .await
+                            .map(|(sub, _)| sub),
+                        (Topic::Feed(_), None) => Err(ApiError::not_found("feed")),
+                    };
+                    match again {
                         Ok(sub) => {
                             self.until = sub.registered_at;
                             self.sub = sub;
@@ -734,11 +1371,8 @@ impl Feed {
                 continue;
             }
             match self.sub.rx.recv().await {
-                Some(message) if message.position <= self.last => {}
-                Some(message) => {
-                    self.last = message.position;
-                    return Some(Item::Event(message));
-                }
+                Some(routed) if routed.position() <= self.last => {}
+                Some(routed) => self.pending.push_back(routed),
                 None => {
                     let item = match self.sub.end.load(Ordering::Acquire) {
                         END_REVOKED => Item::Revoked(self.last),
@@ -766,20 +1400,35 @@ impl Feed {
         let mut cursor = self.cursor;
         let mut out = Vec::new();
         for event in page.iter().take_while(|e| e.position <= self.until) {
-            if let Some(decoded) = decode(event) {
-                let club = match &decoded {
-                    Decoded::Club(club, _) => Some(*club),
-                    Decoded::Thread(thread, e) => self.hub.inner.club_of_thread(*thread, e).await?,
-                };
-                if club == Some(self.club) {
-                    let fold = match &decoded {
-                        Decoded::Club(_, e) => {
-                            Some(self.folds.at(&store, self.club, event.version, e).await?)
+            match (self.topic, self.social.as_mut()) {
+                (Topic::Club(own), _) => {
+                    if let Some(decoded) = decode(event) {
+                        let club = match &decoded {
+                            Decoded::Club(club, _) => Some(*club),
+                            Decoded::Thread(thread, e) => {
+                                self.hub.inner.club_of_thread(*thread, e).await?
+                            }
+                        };
+                        if club == Some(own) {
+                            let fold = match &decoded {
+                                Decoded::Club(_, e) => {
+                                    Some(self.folds.at(&store, own, event.version, e).await?)
+                                }
+                                Decoded::Thread(..) => None,
+                            };
+                            out.extend(
+                                render(event, own, &decoded, fold)
+                                    .map(|m| Routed::Message(Arc::new(m))),
+                            );
                         }
-                        Decoded::Thread(..) => None,
-                    };
-                    out.extend(render(event, self.club, &decoded, fold).map(Arc::new));
+                    }
                 }
+                (Topic::Feed(_), Some(side)) => {
+                    if let Some(social) = decode_social(event) {
+                        out.extend(side.backfill(&store, social, event.position).await?);
+                    }
+                }
+                (Topic::Feed(_), None) => {}
             }
             cursor = event.position;
         }
@@ -792,7 +1441,7 @@ impl Feed {
     }
 }
 
-/// Query parameters of both routes.
+/// Query parameters of the live routes.
 #[derive(Debug, Deserialize)]
 pub(crate) struct LiveParams {
     /// Resume after this log position.
@@ -810,6 +1459,39 @@ fn club_id(raw: &str) -> Result<ClubId, ApiError> {
     raw.parse().map_err(|_| ApiError::not_found("club"))
 }
 
+/// Authenticates with the `Authorization` header or `access_token`.
+async fn authenticate(
+    state: &AppState,
+    extensions: &Extensions,
+    headers: &HeaderMap,
+    params: &LiveParams,
+) -> Result<Principal, ApiError> {
+    let mut headers = headers.clone();
+    if let Some(token) = params.access_token.as_deref()
+        && !headers.contains_key(header::AUTHORIZATION)
+    {
+        let value = HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| ApiError::unauthorized("the access token is not readable"))?;
+        headers.insert(header::AUTHORIZATION, value);
+    }
+    let client = crate::auth::client_address(extensions, &headers, &state.config.trusted_proxies);
+    state.auth.authenticate(&headers, client).await
+}
+
+/// The member whose feed a connection streams: the caller, who must be signed in.
+async fn authorize_feed(
+    state: &AppState,
+    extensions: &Extensions,
+    headers: &HeaderMap,
+    params: &LiveParams,
+) -> Result<(UserId, Principal), ApiError> {
+    let principal = authenticate(state, extensions, headers, params).await?;
+    let user = principal
+        .user_id
+        .ok_or_else(|| ApiError::unauthorized("a feed is a member's own; sign in"))?;
+    Ok((user, principal))
+}
+
 /// Authenticates (header or `access_token`) and checks that the caller may read the club: the
 /// setup the WebSocket and the SSE connections share.
 async fn authorize(
@@ -820,16 +1502,7 @@ async fn authorize(
     params: &LiveParams,
 ) -> Result<(ClubId, Principal), ApiError> {
     let club_id = club_id(raw)?;
-    let mut headers = headers.clone();
-    if let Some(token) = params.access_token.as_deref()
-        && !headers.contains_key(header::AUTHORIZATION)
-    {
-        let value = HeaderValue::from_str(&format!("Bearer {token}"))
-            .map_err(|_| ApiError::unauthorized("the access token is not readable"))?;
-        headers.insert(header::AUTHORIZATION, value);
-    }
-    let client = crate::auth::client_address(extensions, &headers, &state.config.trusted_proxies);
-    let principal = state.auth.authenticate(&headers, client).await?;
+    let principal = authenticate(state, extensions, headers, params).await?;
     let club = load_club(&state.store, club_id, None)
         .await
         .map_err(|e| ApiError::store("loading a club", &e))?;
@@ -885,24 +1558,105 @@ pub(crate) async fn websocket(
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let (club, principal) = authorize(&state, &extensions, &headers, &raw, &params).await?;
-    let upgrade = upgrade.map_err(|rejection| {
-        ApiError::new(
-            StatusCode::UPGRADE_REQUIRED,
-            "websocket_required",
-            rejection.body_text(),
-        )
-    })?;
+    let upgrade = upgrade.map_err(upgrade_required)?;
     let feed = Feed::open(&state.live, club, principal, params.after).await?;
-    let send_timeout = state.live.inner.send_timeout;
     let span = tracing::info_span!("live.websocket", club_id = %club, after = params.after);
+    Ok(upgrade_to(&state, upgrade, feed, span))
+}
+
+fn upgrade_required(
+    rejection: axum::extract::ws::rejection::WebSocketUpgradeRejection,
+) -> ApiError {
+    ApiError::new(
+        StatusCode::UPGRADE_REQUIRED,
+        "websocket_required",
+        rejection.body_text(),
+    )
+}
+
+fn upgrade_to(
+    state: &AppState,
+    upgrade: WebSocketUpgrade,
+    feed: Feed,
+    span: tracing::Span,
+) -> Response {
+    let send_timeout = state.live.inner.send_timeout;
     // Clients only send pings and closes: small read buffers keep a connection cheap.
-    Ok(upgrade
+    upgrade
         .read_buffer_size(4 * 1024)
         .max_message_size(64 * 1024)
         .max_frame_size(64 * 1024)
         .write_buffer_size(16 * 1024)
         .on_upgrade(move |socket| serve_socket(socket, feed, send_timeout).instrument(span))
-        .into_response())
+        .into_response()
+}
+
+/// The caller's feed live over a WebSocket: the reviews, ratings and likes of the members they
+/// follow, as `GET /feed` items (each with its `position`), from the hub.
+///
+/// `?after=` resumes after a position; following or unfollowing someone, or a followee making
+/// their activity private, takes effect at that event's position. `{"type": "resync",
+/// "position"}` ends the stream of a client that fell behind.
+#[utoipa::path(
+    get,
+    path = "/feed/live",
+    tag = "social",
+    params(
+        ("after" = Option<u64>, Query, description = "Resume after this log position"),
+        ("access_token" = Option<String>, Query, description = "A bearer token, for browsers"),
+    ),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol"),
+        (status = 401, description = "Credentials are wrong or missing", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 426, description = "Not a WebSocket upgrade request", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The feed's read model is behind; retry", body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn feed_websocket(
+    State(state): State<AppState>,
+    Query(params): Query<LiveParams>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let (user, principal) = authorize_feed(&state, &extensions, &headers, &params).await?;
+    let upgrade = upgrade.map_err(upgrade_required)?;
+    let feed = Feed::open_feed(&state.live, user, principal, &state.read, params.after).await?;
+    let span = tracing::info_span!("live.feed.websocket", user_id = %user, after = params.after);
+    Ok(upgrade_to(&state, upgrade, feed, span))
+}
+
+/// The caller's feed live as Server-Sent Events (`id:` is the position; `Last-Event-ID` or
+/// `?after=` resumes).
+#[utoipa::path(
+    get,
+    path = "/feed/events",
+    tag = "social",
+    params(
+        ("after" = Option<u64>, Query, description = "Resume after this log position"),
+        ("access_token" = Option<String>, Query, description = "A bearer token, for browsers"),
+        ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this log position"),
+    ),
+    responses(
+        (status = 200, description = "The event stream", content_type = "text/event-stream", body = String),
+        (status = 401, description = "Credentials are wrong or missing", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The feed's read model is behind; retry", body = crate::error::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
+pub(crate) async fn feed_events(
+    State(state): State<AppState>,
+    Query(params): Query<LiveParams>,
+    extensions: Extensions,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let last_event_id = last_event_id(&headers)?;
+    let (user, principal) = authorize_feed(&state, &extensions, &headers, &params).await?;
+    let after = last_event_id.or(params.after);
+    let feed = Feed::open_feed(&state.live, user, principal, &state.read, after).await?;
+    let span = tracing::info_span!("live.feed.sse", user_id = %user, after);
+    Ok(sse_response(feed, span))
 }
 
 async fn serve_socket(mut socket: WebSocket, mut feed: Feed, send_timeout: Duration) {
@@ -971,25 +1725,33 @@ pub(crate) async fn events(
     extensions: Extensions,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let last_event_id = match headers.get("last-event-id") {
-        None => None,
-        Some(value) => Some(
-            value
-                .to_str()
-                .ok()
-                .and_then(|v| v.trim().parse::<Position>().ok())
-                .ok_or_else(|| {
-                    ApiError::bad_request(
-                        "invalid_last_event_id",
-                        "Last-Event-ID must be a position this stream sent",
-                    )
-                })?,
-        ),
-    };
+    let last_event_id = last_event_id(&headers)?;
     let (club, principal) = authorize(&state, &extensions, &headers, &raw, &params).await?;
     let after = last_event_id.or(params.after);
     let feed = Feed::open(&state.live, club, principal, after).await?;
     let span = tracing::info_span!("live.sse", club_id = %club, after);
+    Ok(sse_response(feed, span))
+}
+
+/// The position a `Last-Event-ID` header resumes after, if any.
+fn last_event_id(headers: &HeaderMap) -> Result<Option<Position>, ApiError> {
+    match headers.get("last-event-id") {
+        None => Ok(None),
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<Position>().ok())
+            .map(Some)
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_last_event_id",
+                    "Last-Event-ID must be a position this stream sent",
+                )
+            }),
+    }
+}
+
+fn sse_response(feed: Feed, span: tracing::Span) -> Response {
     let stream = futures::stream::unfold((feed, span), |(mut feed, span)| async move {
         let item = feed.next().instrument(span.clone()).await?;
         let event = Event::default()
@@ -1002,7 +1764,7 @@ pub(crate) async fn events(
         };
         Some((Ok::<_, std::convert::Infallible>(event), (feed, span)))
     });
-    Ok(Sse::new(stream)
+    Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-        .into_response())
+        .into_response()
 }

@@ -98,6 +98,8 @@ use crate::routes;
         routes::club::remove_thread,
         crate::live::websocket,
         crate::live::events,
+        crate::live::feed_websocket,
+        crate::live::feed_events,
         routes::social::follow,
         routes::social::unfollow,
         routes::social::follow_post,

@@ -344,6 +344,37 @@ impl ReadModels {
         Ok(rows.first().is_some_and(|r| r.0))
     }
 
+    /// The activity privacy rows of `users`: whether each keeps their activity private and the
+    /// log position of the change that said so. Members who never changed it are absent.
+    #[tracing::instrument(skip(self, users), fields(backend = self.backend(), users = users.len()))]
+    pub async fn member_privacy(
+        &self,
+        users: &[UserId],
+    ) -> Result<HashMap<UserId, (bool, u64)>, ReadModelError> {
+        if users.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let list: Vec<String> = users.iter().map(ToString::to_string).collect();
+        let sql = format!(
+            "SELECT p.user_id, p.private, p.position FROM rm_member_privacy p \
+             WHERE p.user_id IN (SELECT j.value FROM {})",
+            self.db().backend().texts(1)
+        );
+        let rows: Vec<(String, bool, i64)> = self
+            .fetch_all(
+                "reading activity privacy",
+                &sql,
+                &[Arg::Text(json_text(&Value::from(list)))],
+            )
+            .await?;
+        rows.into_iter()
+            .map(|(user, private, position)| {
+                let position = u64::try_from(position).map_err(|e| corrupt("position", e))?;
+                Ok((id("user id", &user)?, (private, position)))
+            })
+            .collect()
+    }
+
     /// `user`'s feed: the reviews, ratings and likes of the people they follow, newest first,
     /// one page at a time. Members whose activity is private, deactivated members and removed
     /// books are left out.
