@@ -20,7 +20,8 @@ use quire_store::{CommandRecord, CommandResult, EventStore};
 use uuid::Uuid;
 
 use crate::bus::{Command, CommandBus};
-use crate::envelope::{CommandEnvelope, CommandError, CommandOutcome, replay};
+use crate::envelope::{CommandError, CommandOutcome};
+use crate::process::Steps;
 
 /// The member-side limits of the lending policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,20 +50,14 @@ pub fn step_id(entity: Uuid, step: &str) -> Uuid {
 
 /// Runs the processes over a command bus.
 pub struct LendingProcess<'a> {
-    bus: &'a dyn CommandBus,
-    store: Option<&'a dyn EventStore>,
-    traceparent: Option<String>,
-    correlation_id: Option<Uuid>,
+    steps: Steps<'a>,
 }
 
 impl<'a> LendingProcess<'a> {
     /// Steps with no request behind them (the scheduler's).
     pub fn new(bus: &'a dyn CommandBus) -> Self {
         Self {
-            bus,
-            store: None,
-            traceparent: None,
-            correlation_id: None,
+            steps: Steps::new(bus, None),
         }
     }
 
@@ -73,54 +68,7 @@ impl<'a> LendingProcess<'a> {
         origin: &Origin,
     ) -> Self {
         Self {
-            bus,
-            store: Some(store),
-            traceparent: origin.traceparent.clone(),
-            correlation_id: Some(origin.command_id),
-        }
-    }
-
-    /// The outcome the store recorded for a keyed request's first step, if it ran before.
-    async fn recorded(&self, origin: &Origin) -> Result<Option<CommandRecord>, CommandError> {
-        match self.store {
-            Some(store) if origin.keyed => Ok(store.command(origin.command_id).await?),
-            _ => Ok(None),
-        }
-    }
-
-    /// An internal step of the process of `entity` (a loan or hold id): run by the system, with
-    /// its id derived from the entity and the step's name.
-    async fn step(
-        &self,
-        entity: Uuid,
-        name: &str,
-        command: Command,
-    ) -> Result<CommandOutcome, CommandError> {
-        self.send(Principal::system(), step_id(entity, name), command)
-            .await
-    }
-
-    /// Runs a request's first step. A keyed retry is answered from the first attempt's record:
-    /// the lending commands carry the time they were sent at, so the retry's command differs
-    /// from the first one's by that time alone (the command id covers caller, route and key).
-    async fn first_step(
-        &self,
-        origin: &Origin,
-        command: Command,
-    ) -> Result<CommandOutcome, CommandError> {
-        if let Some(record) = self.recorded(origin).await? {
-            return replay(&record);
-        }
-        match self
-            .send(origin.principal.clone(), origin.command_id, command)
-            .await
-        {
-            // Two attempts with one key raced: the other one's outcome is the answer.
-            Err(CommandError::KeyReused(id)) => match self.recorded(origin).await? {
-                Some(record) => replay(&record),
-                None => Err(CommandError::KeyReused(id)),
-            },
-            other => other,
+            steps: Steps::for_request(bus, Some(store), origin),
         }
     }
 
@@ -137,7 +85,7 @@ impl<'a> LendingProcess<'a> {
                 event_count,
                 ..
             },
-        ) = (self.store, &record.result)
+        ) = (self.steps.store(), &record.result)
         else {
             return Ok(None);
         };
@@ -162,23 +110,6 @@ impl<'a> LendingProcess<'a> {
         Ok(None)
     }
 
-    async fn send(
-        &self,
-        principal: Principal,
-        command_id: Uuid,
-        command: Command,
-    ) -> Result<CommandOutcome, CommandError> {
-        let mut envelope = CommandEnvelope::new(principal, command).with_command_id(command_id);
-        if let Some(correlation) = self.correlation_id {
-            envelope.correlation_id = correlation;
-            if correlation != command_id {
-                envelope.causation_id = Some(correlation);
-            }
-        }
-        envelope.traceparent = self.traceparent.clone();
-        self.bus.dispatch(envelope).await
-    }
-
     /// Borrows: takes the member's slot (the request's own command), then completes the borrow.
     #[tracing::instrument(name = "lending.borrow", skip_all, fields(loan_id = %request.loan_id, book_id = %request.book_id))]
     pub async fn borrow(
@@ -189,6 +120,7 @@ impl<'a> LendingProcess<'a> {
     ) -> Result<(LoanRequest, CommandOutcome), CommandError> {
         let mut request = request.clone();
         let slot = self
+            .steps
             .first_step(
                 origin,
                 Command::User {
@@ -205,7 +137,7 @@ impl<'a> LendingProcess<'a> {
         // stamped with another time: complete that attempt's request, not this one's, or the
         // checkout's id would be recorded with another request and refuse this attempt.
         if slot.replayed
-            && let Some(record) = self.recorded(origin).await?
+            && let Some(record) = self.steps.recorded(origin).await?
             && let Some(UserEvent::LoanSlotTaken { request: first }) =
                 self.recorded_slot(&record).await?
         {
@@ -222,6 +154,7 @@ impl<'a> LendingProcess<'a> {
         request: &LoanRequest,
     ) -> Result<CommandOutcome, CommandError> {
         let checkout = self
+            .steps
             .step(
                 request.loan_id.as_uuid(),
                 "check-out",
@@ -246,15 +179,16 @@ impl<'a> LendingProcess<'a> {
         member: UserId,
         loan_id: LoanId,
     ) -> Result<CommandOutcome, CommandError> {
-        self.step(
-            loan_id.as_uuid(),
-            "release-loan-slot",
-            Command::User {
-                user_id: member,
-                command: UserCommand::ReleaseLoanSlot { loan_id },
-            },
-        )
-        .await
+        self.steps
+            .step(
+                loan_id.as_uuid(),
+                "release-loan-slot",
+                Command::User {
+                    user_id: member,
+                    command: UserCommand::ReleaseLoanSlot { loan_id },
+                },
+            )
+            .await
     }
 
     /// Returns a loan (the request's own command), then gives the member's slot back. Answers
@@ -270,6 +204,7 @@ impl<'a> LendingProcess<'a> {
         pickup_until: Timestamp,
     ) -> Result<CommandOutcome, CommandError> {
         let returned = self
+            .steps
             .first_step(
                 origin,
                 Command::Lending {
@@ -297,6 +232,7 @@ impl<'a> LendingProcess<'a> {
     ) -> Result<(HoldRequest, CommandOutcome), CommandError> {
         let mut request = request.clone();
         let slot = self
+            .steps
             .first_step(
                 origin,
                 Command::User {
@@ -311,7 +247,7 @@ impl<'a> LendingProcess<'a> {
             .await?;
         // As for a borrow: a replayed slot step completes the recorded attempt's request.
         if slot.replayed
-            && let Some(record) = self.recorded(origin).await?
+            && let Some(record) = self.steps.recorded(origin).await?
             && let Some(UserEvent::HoldSlotTaken { request: first }) =
                 self.recorded_slot(&record).await?
         {
@@ -327,7 +263,7 @@ impl<'a> LendingProcess<'a> {
         origin: &Origin,
         command: Command,
     ) -> Result<CommandOutcome, CommandError> {
-        self.first_step(origin, command).await
+        self.steps.first_step(origin, command).await
     }
 
     /// The rest of a hold whose slot is taken; idempotent like [`Self::complete_borrow`].
@@ -336,6 +272,7 @@ impl<'a> LendingProcess<'a> {
         request: &HoldRequest,
     ) -> Result<CommandOutcome, CommandError> {
         let placed = self
+            .steps
             .step(
                 request.hold_id.as_uuid(),
                 "place-hold",
@@ -360,15 +297,16 @@ impl<'a> LendingProcess<'a> {
         member: UserId,
         hold_id: HoldId,
     ) -> Result<CommandOutcome, CommandError> {
-        self.step(
-            hold_id.as_uuid(),
-            "release-hold-slot",
-            Command::User {
-                user_id: member,
-                command: UserCommand::ReleaseHoldSlot { hold_id },
-            },
-        )
-        .await
+        self.steps
+            .step(
+                hold_id.as_uuid(),
+                "release-hold-slot",
+                Command::User {
+                    user_id: member,
+                    command: UserCommand::ReleaseHoldSlot { hold_id },
+                },
+            )
+            .await
     }
 
     /// Cancels a hold (the request's own command), then gives the member's slot back.
@@ -382,6 +320,7 @@ impl<'a> LendingProcess<'a> {
         pickup_until: Timestamp,
     ) -> Result<CommandOutcome, CommandError> {
         let cancelled = self
+            .steps
             .first_step(
                 origin,
                 Command::Lending {
@@ -408,6 +347,7 @@ impl<'a> LendingProcess<'a> {
         pickup_until: Timestamp,
     ) -> Result<CommandOutcome, CommandError> {
         let expired = self
+            .steps
             .step(
                 hold_id.as_uuid(),
                 "expire-hold",
@@ -439,6 +379,7 @@ impl<'a> LendingProcess<'a> {
         at: Timestamp,
     ) -> Result<CommandOutcome, CommandError> {
         let marked = self
+            .steps
             .step(
                 loan_id.as_uuid(),
                 &format!("overdue-{}", due_at.as_micros()),
@@ -461,15 +402,16 @@ impl<'a> LendingProcess<'a> {
         member: UserId,
         loan_id: LoanId,
     ) -> Result<CommandOutcome, CommandError> {
-        self.step(
-            loan_id.as_uuid(),
-            "flag-overdue",
-            Command::User {
-                user_id: member,
-                command: UserCommand::FlagLoanOverdue { loan_id },
-            },
-        )
-        .await
+        self.steps
+            .step(
+                loan_id.as_uuid(),
+                "flag-overdue",
+                Command::User {
+                    user_id: member,
+                    command: UserCommand::FlagLoanOverdue { loan_id },
+                },
+            )
+            .await
     }
 }
 

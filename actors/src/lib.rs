@@ -10,6 +10,7 @@ pub mod cluster;
 mod entity;
 mod envelope;
 pub mod lending;
+mod process;
 mod registry;
 mod slots;
 pub mod store;

@@ -19,18 +19,17 @@
 //! reaches the same end. See `ARCHITECTURE.md`, "Bookstore", for the failure cases.
 
 use quire_domain::DomainEvent;
-use quire_domain::Principal;
 use quire_domain::ids::{BookId, OrderId, UserId};
 use quire_domain::store::{
     OrderCommand, OrderError, OrderEvent, OrderLine, PricedLine, StockCommand, StockEvent,
 };
 use quire_domain::values::{Currency, Timestamp};
-use quire_store::{CommandRecord, EventStore, RecordedEvent};
-use uuid::Uuid;
+use quire_store::{EventStore, RecordedEvent};
 
 use crate::bus::{Command, CommandBus};
-use crate::envelope::{CommandEnvelope, CommandError, CommandOutcome, Rejection, replay};
-use crate::lending::{Origin, step_id};
+use crate::envelope::{CommandError, CommandOutcome, Rejection};
+use crate::lending::Origin;
+use crate::process::Steps;
 
 /// What a member asks for: fixed by the order's first step, and read back from it on a retry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,20 +61,16 @@ pub enum OrderFailure {
 
 /// Runs the order process over a command bus; `store` reads back what steps recorded.
 pub struct OrderProcess<'a> {
-    bus: &'a dyn CommandBus,
+    steps: Steps<'a>,
     store: &'a dyn EventStore,
-    traceparent: Option<String>,
-    correlation_id: Option<Uuid>,
 }
 
 impl<'a> OrderProcess<'a> {
     /// Steps with no request behind them (the scheduler's).
     pub fn new(bus: &'a dyn CommandBus, store: &'a dyn EventStore) -> Self {
         Self {
-            bus,
+            steps: Steps::new(bus, Some(store)),
             store,
-            traceparent: None,
-            correlation_id: None,
         }
     }
 
@@ -86,73 +81,8 @@ impl<'a> OrderProcess<'a> {
         origin: &Origin,
     ) -> Self {
         Self {
-            bus,
+            steps: Steps::for_request(bus, Some(store), origin),
             store,
-            traceparent: origin.traceparent.clone(),
-            correlation_id: Some(origin.command_id),
-        }
-    }
-
-    async fn send(
-        &self,
-        principal: Principal,
-        command_id: Uuid,
-        command: Command,
-    ) -> Result<CommandOutcome, CommandError> {
-        let mut envelope = CommandEnvelope::new(principal, command).with_command_id(command_id);
-        if let Some(correlation) = self.correlation_id {
-            envelope.correlation_id = correlation;
-            if correlation != command_id {
-                envelope.causation_id = Some(correlation);
-            }
-        }
-        envelope.traceparent = self.traceparent.clone();
-        self.bus.dispatch(envelope).await
-    }
-
-    /// An internal step of `order_id`'s process, run by the system with a derived id.
-    async fn step(
-        &self,
-        order_id: OrderId,
-        name: &str,
-        command: Command,
-    ) -> Result<CommandOutcome, CommandError> {
-        self.send(
-            Principal::system(),
-            step_id(order_id.as_uuid(), name),
-            command,
-        )
-        .await
-    }
-
-    async fn recorded(&self, origin: &Origin) -> Result<Option<CommandRecord>, CommandError> {
-        if origin.keyed {
-            Ok(self.store.command(origin.command_id).await?)
-        } else {
-            Ok(None)
-        }
-    }
-
-    /// A request's own step: a keyed retry is answered from the first attempt's record (the
-    /// commands carry the time they were sent at, so a retry's differs by that alone).
-    async fn first_step(
-        &self,
-        origin: &Origin,
-        command: Command,
-    ) -> Result<CommandOutcome, CommandError> {
-        if let Some(record) = self.recorded(origin).await? {
-            return replay(&record);
-        }
-        match self
-            .send(origin.principal.clone(), origin.command_id, command)
-            .await
-        {
-            // Two attempts with one key raced: the other one's outcome is the answer.
-            Err(CommandError::KeyReused(id)) => match self.recorded(origin).await? {
-                Some(record) => replay(&record),
-                None => Err(CommandError::KeyReused(id)),
-            },
-            other => other,
         }
     }
 
@@ -213,6 +143,7 @@ impl<'a> OrderProcess<'a> {
     ) -> Result<(OrderRequest, CommandOutcome), OrderFailure> {
         let mut request = request.clone();
         let requested = self
+            .steps
             .first_step(
                 origin,
                 Command::Order {
@@ -279,8 +210,9 @@ impl<'a> OrderProcess<'a> {
             });
         }
         let placed = self
+            .steps
             .step(
-                order_id,
+                order_id.as_uuid(),
                 "place",
                 Command::Order {
                     order_id,
@@ -314,8 +246,9 @@ impl<'a> OrderProcess<'a> {
         line: &OrderLine,
     ) -> Result<(u32, Currency), CommandError> {
         let outcome = self
+            .steps
             .step(
-                request.order_id,
+                request.order_id.as_uuid(),
                 &format!("reserve {}", line.book_id),
                 Command::Stock {
                     book_id: line.book_id,
@@ -368,8 +301,9 @@ impl<'a> OrderProcess<'a> {
             position = position.max(released.last_position);
         }
         let refused = self
+            .steps
             .step(
-                request.order_id,
+                request.order_id.as_uuid(),
                 "refuse",
                 Command::Order {
                     order_id: request.order_id,
@@ -394,15 +328,16 @@ impl<'a> OrderProcess<'a> {
         order_id: OrderId,
         book_id: BookId,
     ) -> Result<CommandOutcome, CommandError> {
-        self.step(
-            order_id,
-            &format!("release {book_id}"),
-            Command::Stock {
-                book_id,
-                command: StockCommand::Release { order_id },
-            },
-        )
-        .await
+        self.steps
+            .step(
+                order_id.as_uuid(),
+                &format!("release {book_id}"),
+                Command::Stock {
+                    book_id,
+                    command: StockCommand::Release { order_id },
+                },
+            )
+            .await
     }
 
     /// Cancels a placed order (the request's own command), then gives every line's copies
@@ -416,6 +351,7 @@ impl<'a> OrderProcess<'a> {
         at: Timestamp,
     ) -> Result<CommandOutcome, CommandError> {
         let mut outcome = self
+            .steps
             .first_step(
                 origin,
                 Command::Order {

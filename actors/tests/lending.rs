@@ -3,37 +3,18 @@
 //! twice. The crashes are made exactly: the test runs a prefix of a process's steps by hand, then
 //! runs what the scheduler would.
 
+mod common;
+
+use common::{events, setup};
+
 use quire_actors::lending::{LendingPolicy, LendingProcess, Origin, step_id};
-use quire_actors::{ActorConfig, Command, CommandBus, CommandEnvelope, CommandError, LocalBus};
+use quire_actors::{Command, CommandBus, CommandEnvelope, CommandError, LocalBus};
 use quire_domain::Principal;
 use quire_domain::ids::{BookId, LoanId, UserId};
 use quire_domain::lending::LendingCommand;
 use quire_domain::user::UserCommand;
 use quire_domain::values::{PersonName, Timestamp};
-use quire_store::{DynEventStore, StoreOptions};
 use uuid::Uuid;
-
-struct Setup {
-    _dir: tempfile::TempDir,
-    store: DynEventStore,
-    bus: LocalBus,
-    policy: LendingPolicy,
-}
-
-async fn setup() -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let url = dir.path().join("events.db").display().to_string();
-    let store = quire_store::open(&url, StoreOptions::default())
-        .await
-        .unwrap();
-    let bus = LocalBus::new(store.clone(), ActorConfig::default());
-    Setup {
-        _dir: dir,
-        store,
-        bus,
-        policy: LendingPolicy::default(),
-    }
-}
 
 async fn send(bus: &LocalBus, principal: Principal, id: Uuid, command: Command) {
     let envelope = CommandEnvelope::new(principal, command).with_command_id(id);
@@ -62,15 +43,6 @@ async fn member(bus: &LocalBus) -> UserId {
     user_id
 }
 
-async fn events(store: &DynEventStore, stream: &str) -> Vec<String> {
-    quire_store::read_stream_to_end(&**store, stream, 0)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.event_type)
-        .collect()
-}
-
 fn at() -> Timestamp {
     Timestamp::from_micros(1_800_000_000_000_000)
 }
@@ -78,8 +50,9 @@ fn at() -> Timestamp {
 #[tokio::test]
 async fn a_borrow_cut_after_the_member_slot_is_completed_by_rerunning_its_rest() {
     let s = setup().await;
+    let policy = LendingPolicy::default();
     let (book, alice) = (BookId::new(), member(&s.bus).await);
-    let request = s.policy.loan_request(LoanId::new(), book, alice, at());
+    let request = policy.loan_request(LoanId::new(), book, alice, at());
     // The first step alone, as if the node died right after it.
     send(
         &s.bus,
@@ -109,6 +82,7 @@ async fn a_borrow_cut_after_the_member_slot_is_completed_by_rerunning_its_rest()
 #[tokio::test]
 async fn a_refused_borrow_cut_before_its_release_gives_the_slot_back_when_rerun() {
     let s = setup().await;
+    let policy = LendingPolicy::default();
     let book = BookId::new();
     let (alice, bob) = (member(&s.bus).await, member(&s.bus).await);
     let origin = |principal| Origin {
@@ -118,17 +92,17 @@ async fn a_refused_borrow_cut_before_its_release_gives_the_slot_back_when_rerun(
         keyed: false,
     };
     let process = LendingProcess::new(&s.bus);
-    let alice_request = s.policy.loan_request(LoanId::new(), book, alice, at());
+    let alice_request = policy.loan_request(LoanId::new(), book, alice, at());
     process
         .borrow(
             &origin(Principal::member(alice)),
             &alice_request,
-            s.policy.limits(),
+            policy.limits(),
         )
         .await
         .unwrap();
     // Bob's slot is taken and the checkout refused, then the node dies before the release.
-    let bob_request = s.policy.loan_request(LoanId::new(), book, bob, at());
+    let bob_request = policy.loan_request(LoanId::new(), book, bob, at());
     send(
         &s.bus,
         Principal::member(bob),
@@ -167,10 +141,8 @@ async fn a_refused_borrow_cut_before_its_release_gives_the_slot_back_when_rerun(
         ["UserRegistered", "LoanSlotTaken", "LoanSlotReleased"]
     );
     // The slot is free: with a limit of 1, Bob can borrow another book.
-    let other = s
-        .policy
-        .loan_request(LoanId::new(), BookId::new(), bob, at());
-    let mut limits = s.policy.limits();
+    let other = policy.loan_request(LoanId::new(), BookId::new(), bob, at());
+    let mut limits = policy.limits();
     limits.max_loans = 1;
     process
         .borrow(&origin(Principal::member(bob)), &other, limits)
@@ -181,6 +153,7 @@ async fn a_refused_borrow_cut_before_its_release_gives_the_slot_back_when_rerun(
 #[tokio::test]
 async fn a_keyed_retry_stamped_later_gets_the_first_attempts_loan() {
     let s = setup().await;
+    let policy = LendingPolicy::default();
     let (book, alice) = (BookId::new(), member(&s.bus).await);
     let origin = Origin {
         principal: Principal::member(alice),
@@ -190,17 +163,15 @@ async fn a_keyed_retry_stamped_later_gets_the_first_attempts_loan() {
     };
     let process = LendingProcess::for_request(&s.bus, &*s.store, &origin);
     let loan_id = LoanId::from_uuid(Uuid::new_v5(&origin.command_id, b"loan"));
-    let first = s.policy.loan_request(loan_id, book, alice, at());
+    let first = policy.loan_request(loan_id, book, alice, at());
     let (_, one) = process
-        .borrow(&origin, &first, s.policy.limits())
+        .borrow(&origin, &first, policy.limits())
         .await
         .unwrap();
     // The retry is stamped a minute later: without the record its command would differ.
-    let later = s
-        .policy
-        .loan_request(loan_id, book, alice, at().plus_seconds(60));
+    let later = policy.loan_request(loan_id, book, alice, at().plus_seconds(60));
     let (request, two) = process
-        .borrow(&origin, &later, s.policy.limits())
+        .borrow(&origin, &later, policy.limits())
         .await
         .unwrap();
     assert_eq!(request, first);
@@ -214,6 +185,7 @@ async fn a_keyed_retry_stamped_later_gets_the_first_attempts_loan() {
 #[tokio::test]
 async fn a_return_cut_before_its_release_is_finished_by_the_release_alone() {
     let s = setup().await;
+    let policy = LendingPolicy::default();
     let (book, alice) = (BookId::new(), member(&s.bus).await);
     let process = LendingProcess::new(&s.bus);
     let origin = Origin {
@@ -222,9 +194,9 @@ async fn a_return_cut_before_its_release_is_finished_by_the_release_alone() {
         traceparent: None,
         keyed: false,
     };
-    let request = s.policy.loan_request(LoanId::new(), book, alice, at());
+    let request = policy.loan_request(LoanId::new(), book, alice, at());
     process
-        .borrow(&origin, &request, s.policy.limits())
+        .borrow(&origin, &request, policy.limits())
         .await
         .unwrap();
     send(

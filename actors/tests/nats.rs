@@ -3,14 +3,18 @@
 //! NATS comes from `QUIRE_TEST_NATS_URL` (default `nats://127.0.0.1:4222`); each test has its own
 //! cluster name, hence its own subjects and lease bucket.
 
+mod common;
+
+use common::{cluster_config, nats_client};
+
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use quire_actors::cluster::{
-    self, ClusterConfig, ClusterError, LeaseManager, LeaseOwner, NatsBus, NatsOptions, NodeInfo,
-    Notifications, PartitionServer, Resource, Role,
+    self, ClusterConfig, ClusterError, LeaseManager, LeaseOwner, NatsBus, NodeInfo, Notifications,
+    PartitionServer, Resource, Role,
 };
 use quire_actors::{
     ActorConfig, Command, CommandBus, CommandEnvelope, CommandError, LocalBus, RejectionKind,
@@ -21,37 +25,14 @@ use quire_domain::ids::{BookId, ReviewId, UserId};
 use quire_domain::values::{AuthorName, Rating, ReviewText, Title};
 use quire_store::{DynEventStore, StoreOptions};
 
-fn nats() -> NatsOptions {
-    NatsOptions {
-        url: std::env::var("QUIRE_TEST_NATS_URL")
-            .unwrap_or_else(|_| "nats://127.0.0.1:4222".into()),
-        ..NatsOptions::default()
-    }
-}
-
-async fn client(name: &str) -> async_nats::Client {
-    let options = nats();
-    cluster::connect(&options, name).await.unwrap_or_else(|e| {
-        panic!(
-            "NATS is not reachable at {} ({e}); start it (ops/services.sh) or set QUIRE_TEST_NATS_URL",
-            options.url
-        )
-    })
-}
-
-fn config(cluster: &str, node: &str) -> ClusterConfig {
-    let mut config = ClusterConfig::new(cluster, node);
-    config.partitions = 8;
-    config.lease_ttl = Duration::from_secs(2);
-    config.request_timeout = Duration::from_secs(10);
-    config
-}
-
 /// Deletes a test's lease bucket (only the lease test creates one).
 async fn remove_bucket(name: &str) {
-    cluster::remove_bucket(&client("cleanup").await, &config(name, "cleanup"))
-        .await
-        .expect("delete the test's bucket");
+    cluster::remove_bucket(
+        &nats_client("cleanup").await,
+        &cluster_config(name, "cleanup"),
+    )
+    .await
+    .expect("delete the test's bucket");
 }
 
 fn cluster_name() -> String {
@@ -116,14 +97,14 @@ async fn two_nodes_serving_one_partition_still_write_each_command_once() {
     let mut servers = Vec::new();
     for (node, store) in [("a", store_a.clone()), ("b", store_b.clone())] {
         let server = PartitionServer::new(
-            client(node).await,
-            config(&name, node),
+            nats_client(node).await,
+            cluster_config(&name, node),
             LocalBus::new(store, ActorConfig::default()),
         );
         server.start(partition).await.unwrap();
         servers.push(server);
     }
-    let bus = NatsBus::new(client("api").await, config(&name, "api"));
+    let bus = NatsBus::new(nats_client("api").await, cluster_config(&name, "api"));
     bus.dispatch(add_book(book)).await.unwrap();
 
     let commands: Vec<_> = (0..60).map(|_| review_by_new_member(book)).collect();
@@ -162,8 +143,8 @@ async fn two_nodes_serving_one_partition_still_write_each_command_once() {
 /// One node on a fresh database serving all 8 partitions.
 async fn serve_everything(cluster: &str, node: &str) -> PartitionServer {
     let server = PartitionServer::new(
-        client(node).await,
-        config(cluster, node),
+        nats_client(node).await,
+        cluster_config(cluster, node),
         LocalBus::new(postgres().await, ActorConfig::default()),
     );
     for p in 0..8 {
@@ -177,7 +158,7 @@ async fn serve_everything(cluster: &str, node: &str) -> PartitionServer {
 async fn refusals_cross_the_wire_unchanged() {
     let name = cluster_name();
     let server = serve_everything(&name, "a").await;
-    let bus = NatsBus::new(client("api").await, config(&name, "api"));
+    let bus = NatsBus::new(nats_client("api").await, cluster_config(&name, "api"));
     let book = BookId::new();
     bus.dispatch(add_book(book)).await.unwrap();
     match bus.dispatch(add_book(book)).await {
@@ -186,9 +167,9 @@ async fn refusals_cross_the_wire_unchanged() {
     }
     // With nobody serving, the bus gives up at its deadline with a retryable error.
     server.stop_all().await;
-    let mut short = config(&name, "api");
+    let mut short = cluster_config(&name, "api");
     short.request_timeout = Duration::from_millis(600);
-    let impatient = NatsBus::new(client("api2").await, short);
+    let impatient = NatsBus::new(nats_client("api2").await, short);
     match impatient.dispatch(add_book(BookId::new())).await {
         Err(CommandError::Unavailable(reason)) => assert!(reason.contains("partition"), "{reason}"),
         other => panic!("expected unavailable, got {other:?}"),
@@ -252,9 +233,9 @@ async fn leases_spread_rebalance_and_expire() {
         let resources = resources.clone();
         async move {
             let recorder = Arc::new(Recorder::default());
-            let config = config(&name, node);
+            let config = cluster_config(&name, node);
             let manager = LeaseManager::start(
-                client(node).await,
+                nats_client(node).await,
                 config.clone(),
                 node_info(&config),
                 resources,
@@ -321,11 +302,11 @@ async fn leases_spread_rebalance_and_expire() {
 async fn appends_announce_the_new_head() {
     let name = cluster_name();
     let writer = serve_everything(&name, "w").await;
-    let announcer = Notifications::new(client("w2").await, config(&name, "w"));
+    let announcer = Notifications::new(nats_client("w2").await, cluster_config(&name, "w"));
     let _publishing = announcer.publish_head(writer.appended());
 
     let seen = Arc::new(Mutex::new(0u64));
-    let listener = Notifications::new(client("r").await, config(&name, "r"));
+    let listener = Notifications::new(nats_client("r").await, cluster_config(&name, "r"));
     let recorded = seen.clone();
     let _listening = listener
         .on_head(move |p| {
@@ -335,7 +316,7 @@ async fn appends_announce_the_new_head() {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let bus = NatsBus::new(client("api").await, config(&name, "api"));
+    let bus = NatsBus::new(nats_client("api").await, cluster_config(&name, "api"));
     let outcome = bus.dispatch(add_book(BookId::new())).await.unwrap();
     eventually("the head notification", Duration::from_secs(5), || {
         *seen.lock().unwrap() >= outcome.last_position
@@ -351,9 +332,9 @@ async fn a_lost_bucket_is_recreated_and_its_leases_retaken() {
     let name = cluster_name();
     let resources: Vec<Resource> = (0..8).map(Resource::Partition).collect();
     let recorder = Arc::new(Recorder::default());
-    let config = config(&name, "a");
+    let config = cluster_config(&name, "a");
     let manager = LeaseManager::start(
-        client("a").await,
+        nats_client("a").await,
         config.clone(),
         node_info(&config),
         resources,
@@ -378,7 +359,7 @@ async fn a_lost_bucket_is_recreated_and_its_leases_retaken() {
             && count(&recorder) == 8
     })
     .await;
-    let view = cluster::read_view(&client("status").await, &config)
+    let view = cluster::read_view(&nats_client("status").await, &config)
         .await
         .unwrap();
     let owned = view

@@ -3,9 +3,11 @@
 //! their derived ids (nothing recorded twice), and the same process over the NATS command bus,
 //! where the commands travel as JSON to the node that serves the entity's partition.
 
-use std::time::Duration;
+mod common;
 
-use quire_actors::cluster::{self, ClusterConfig, NatsBus, NatsOptions, PartitionServer};
+use common::{cluster_config, events, nats_client, setup};
+
+use quire_actors::cluster::{NatsBus, PartitionServer};
 use quire_actors::lending::{Origin, step_id};
 use quire_actors::store::{OrderFailure, OrderProcess, OrderRequest};
 use quire_actors::{ActorConfig, Command, CommandBus, CommandEnvelope, LocalBus};
@@ -13,28 +15,8 @@ use quire_domain::Principal;
 use quire_domain::ids::{BookId, OrderId, UserId};
 use quire_domain::store::{OrderCommand, OrderLine, StockCommand};
 use quire_domain::values::{Currency, PriceCents, Quantity, Timestamp};
-use quire_store::{DynEventStore, StoreOptions};
+use quire_store::StoreOptions;
 use uuid::Uuid;
-
-struct Setup {
-    _dir: tempfile::TempDir,
-    store: DynEventStore,
-    bus: LocalBus,
-}
-
-async fn setup() -> Setup {
-    let dir = tempfile::tempdir().unwrap();
-    let url = dir.path().join("events.db").display().to_string();
-    let store = quire_store::open(&url, StoreOptions::default())
-        .await
-        .unwrap();
-    let bus = LocalBus::new(store.clone(), ActorConfig::default());
-    Setup {
-        _dir: dir,
-        store,
-        bus,
-    }
-}
 
 fn staff() -> Principal {
     Principal::admin(UserId::from_uuid(Uuid::from_u128(0xad)))
@@ -84,15 +66,6 @@ fn request(member: UserId, lines: &[(BookId, u32)]) -> OrderRequest {
             .collect(),
         requested_at: Timestamp::from_micros(1_800_000_000_000_000),
     }
-}
-
-async fn events(store: &DynEventStore, stream: &str) -> Vec<String> {
-    quire_store::read_stream_to_end(&**store, stream, 0)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.event_type)
-        .collect()
 }
 
 #[tokio::test]
@@ -257,32 +230,6 @@ async fn a_keyed_retry_completes_the_first_attempts_request() {
         events(&s.store, &a.stock_stream_id()).await,
         ["PriceSet", "StockSet", "StockReserved"]
     );
-}
-
-fn nats() -> NatsOptions {
-    NatsOptions {
-        url: std::env::var("QUIRE_TEST_NATS_URL")
-            .unwrap_or_else(|_| "nats://127.0.0.1:4222".into()),
-        ..NatsOptions::default()
-    }
-}
-
-async fn nats_client(name: &str) -> async_nats::Client {
-    let options = nats();
-    cluster::connect(&options, name).await.unwrap_or_else(|e| {
-        panic!(
-            "NATS is not reachable at {} ({e}); start it (ops/services.sh) or set QUIRE_TEST_NATS_URL",
-            options.url
-        )
-    })
-}
-
-fn cluster_config(cluster: &str, node: &str) -> ClusterConfig {
-    let mut config = ClusterConfig::new(cluster, node);
-    config.partitions = 8;
-    config.lease_ttl = Duration::from_secs(2);
-    config.request_timeout = Duration::from_secs(10);
-    config
 }
 
 /// Thirty orders for the last five copies, sent over NATS to a node on Postgres: stock and order

@@ -317,6 +317,19 @@ impl ReadModels {
         })
     }
 
+    /// The first row `sql` reads, if any.
+    pub(crate) async fn fetch_optional<T>(
+        &self,
+        context: &'static str,
+        sql: &str,
+        args: &[Arg],
+    ) -> Result<Option<T>, ReadModelError>
+    where
+        T: for<'r> sqlx::FromRow<'r, SqliteRow> + for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin,
+    {
+        Ok(self.fetch_all(context, sql, args).await?.into_iter().next())
+    }
+
     /// A book, or `None` if it is unknown or removed.
     #[tracing::instrument(skip(self), fields(backend = self.backend()))]
     pub async fn book(&self, id: BookId) -> Result<Option<BookView>, ReadModelError> {
@@ -324,10 +337,10 @@ impl ReadModels {
             "SELECT {BOOK_COLUMNS}, {RATING} AS avg FROM rm_books b \
              LEFT JOIN rm_book_stats s ON s.book_id = b.id WHERE b.id = $1 AND NOT b.removed"
         );
-        let rows: Vec<BookRow> = self
-            .fetch_all("reading book", &sql, &[Arg::Text(id.to_string())])
-            .await?;
-        rows.into_iter().next().map(BookRow::view).transpose()
+        self.fetch_optional::<BookRow>("reading book", &sql, &[Arg::Text(id.to_string())])
+            .await?
+            .map(BookRow::view)
+            .transpose()
     }
 
     /// Whether the book existed and was removed.
@@ -465,17 +478,17 @@ impl ReadModels {
         book: BookId,
         review: ReviewId,
     ) -> Result<Option<ReviewView>, ReadModelError> {
-        let rows: Vec<ReviewRow> = self
-            .fetch_all(
-                "reading review",
-                &format!(
-                    "SELECT {REVIEW_COLUMNS} FROM rm_reviews \
-                     WHERE id = $1 AND book_id = $2 AND NOT deleted"
-                ),
-                &[Arg::Text(review.to_string()), Arg::Text(book.to_string())],
-            )
-            .await?;
-        rows.into_iter().next().map(ReviewRow::view).transpose()
+        self.fetch_optional::<ReviewRow>(
+            "reading review",
+            &format!(
+                "SELECT {REVIEW_COLUMNS} FROM rm_reviews \
+                 WHERE id = $1 AND book_id = $2 AND NOT deleted"
+            ),
+            &[Arg::Text(review.to_string()), Arg::Text(book.to_string())],
+        )
+        .await?
+        .map(ReviewRow::view)
+        .transpose()
     }
 
     /// Which of `reviews` (reviews of `book`) were deleted: the API answers 410 for them and
@@ -577,14 +590,14 @@ impl ReadModels {
     /// A user (deactivated ones included).
     #[tracing::instrument(skip(self), fields(backend = self.backend()))]
     pub async fn user(&self, id: UserId) -> Result<Option<UserView>, ReadModelError> {
-        let rows: Vec<UserRow> = self
-            .fetch_all(
-                "reading user",
-                &format!("SELECT {USER_COLUMNS} FROM rm_users WHERE id = $1"),
-                &[Arg::Text(id.to_string())],
-            )
-            .await?;
-        rows.into_iter().next().map(UserRow::view).transpose()
+        self.fetch_optional::<UserRow>(
+            "reading user",
+            &format!("SELECT {USER_COLUMNS} FROM rm_users WHERE id = $1"),
+            &[Arg::Text(id.to_string())],
+        )
+        .await?
+        .map(UserRow::view)
+        .transpose()
     }
 
     /// Users in registration order.
@@ -613,26 +626,23 @@ impl ReadModels {
     /// What a login needs for `username` (already normalized to lowercase).
     #[tracing::instrument(skip_all, fields(backend = self.backend()))]
     pub async fn credentials(&self, username: &str) -> Result<Option<Credentials>, ReadModelError> {
-        let rows: Vec<CredentialsRow> = self
-            .fetch_all(
-                "reading credentials",
-                "SELECT id, password_hash, role, active, session_epoch FROM rm_users \
-                 WHERE username = $1",
-                &[Arg::Text(username.to_string())],
-            )
-            .await?;
-        rows.into_iter()
-            .next()
-            .map(|r| {
-                Ok(Credentials {
-                    user_id: r.id.parse().map_err(|e| corrupt("user id", e))?,
-                    password_hash: r.password_hash,
-                    role: role(&r.role)?,
-                    active: r.active,
-                    session_epoch: r.session_epoch.max(0) as u64,
-                })
+        self.fetch_optional::<CredentialsRow>(
+            "reading credentials",
+            "SELECT id, password_hash, role, active, session_epoch FROM rm_users \
+             WHERE username = $1",
+            &[Arg::Text(username.to_string())],
+        )
+        .await?
+        .map(|r| {
+            Ok(Credentials {
+                user_id: r.id.parse().map_err(|e| corrupt("user id", e))?,
+                password_hash: r.password_hash,
+                role: role(&r.role)?,
+                active: r.active,
+                session_epoch: r.session_epoch.max(0) as u64,
             })
-            .transpose()
+        })
+        .transpose()
     }
 
     /// Whether an active admin who can log in (has a password) exists besides `except`.

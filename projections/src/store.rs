@@ -263,15 +263,15 @@ impl ReadModels {
     /// A book's price and stock; `None` for a book never priced nor stocked.
     #[tracing::instrument(skip(self), fields(backend = self.backend()))]
     pub async fn stock(&self, book: BookId) -> Result<Option<StockRow>, ReadModelError> {
-        let rows: Vec<StoredStock> = self
-            .fetch_all(
-                "reading stock",
-                "SELECT book_id, price_cents, currency, tracked, available FROM rm_stock \
-                 WHERE book_id = $1",
-                &[Arg::Text(book.to_string())],
-            )
-            .await?;
-        rows.into_iter().next().map(StoredStock::row).transpose()
+        self.fetch_optional::<StoredStock>(
+            "reading stock",
+            "SELECT book_id, price_cents, currency, tracked, available FROM rm_stock \
+             WHERE book_id = $1",
+            &[Arg::Text(book.to_string())],
+        )
+        .await?
+        .map(StoredStock::row)
+        .transpose()
     }
 
     /// The orders of rows read by `condition`, each with its lines (one query for all lines).

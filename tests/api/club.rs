@@ -14,7 +14,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Backend, TestApp, assert_problem, on_backends, spawn_app, spawn_app_with_clock,
+    Backend, TestApp, assert_problem, json_of, on_backends, spawn_app, spawn_app_with_clock,
 };
 
 /// Enrols a patron by name (admins), returning the user id.
@@ -29,13 +29,6 @@ async fn enrol(app: &TestApp, name: &str) -> String {
     assert_eq!(response.status(), StatusCode::CREATED);
     let body: Value = response.json().await.unwrap();
     body["id"].as_str().unwrap().to_string()
-}
-
-async fn json_of(response: reqwest::Response, status: StatusCode) -> Value {
-    let actual = response.status();
-    let body = response.text().await.unwrap();
-    assert_eq!(actual, status, "{body}");
-    serde_json::from_str(&body).unwrap()
 }
 
 async fn the_seed_vote_and_discussion_flow(backend: Backend) {

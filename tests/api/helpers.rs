@@ -3,12 +3,15 @@
 //! checks every test module of this binary shares (`assert_problem`, `header`, `on_backends!`).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use quire::Application;
 use quire::config::{Secret, Settings};
+use quire_actors::clock::ManualClock;
 use quire_domain::ids::UserId;
 use quire_domain::values::Username;
-use quire_store::DynEventStore;
+use quire_store::{DynEventStore, RecordedEvent};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -209,6 +212,33 @@ impl TestApp {
         created_id(response).await
     }
 
+    /// Enrols a patron without login as the admin (the seed's `POST /users/ {"name"}`); returns
+    /// their id.
+    pub(crate) async fn enrol(&self, name: &str) -> String {
+        let response = self
+            .admin()
+            .post(self.url("/users/"))
+            .json(&json!({ "name": name }))
+            .send()
+            .await
+            .unwrap();
+        created_id(response).await
+    }
+
+    /// The events of `stream`, read straight from the store.
+    pub(crate) async fn stream_events(&self, stream: &str) -> Vec<RecordedEvent> {
+        quire_store::read_stream_to_end(&*self.store, stream, 0)
+            .await
+            .unwrap()
+    }
+
+    /// Signs a member up and logs them in: the member and their bearer token.
+    pub(crate) async fn member_token(&self, username: &str) -> (Member, String) {
+        let member = self.signup(username).await;
+        let token = self.token(&member.username, &member.password).await;
+        (member, token)
+    }
+
     /// Signs a member up.
     pub(crate) async fn signup(&self, username: &str) -> Member {
         let password = format!("{username}-password");
@@ -235,6 +265,31 @@ pub(crate) async fn access_token(response: reqwest::Response) -> String {
     let body: Value = response.json().await.unwrap();
     assert_eq!(status, StatusCode::OK, "{body}");
     body["access_token"].as_str().unwrap().to_string()
+}
+
+/// The body of an answer that must have `status`.
+pub(crate) async fn json_of(response: reqwest::Response, status: StatusCode) -> Value {
+    let actual = response.status();
+    let body = response.text().await.unwrap();
+    assert_eq!(actual, status, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// How many of `events` are of `event_type`.
+pub(crate) fn count_of(events: &[RecordedEvent], event_type: &str) -> usize {
+    events.iter().filter(|e| e.event_type == event_type).count()
+}
+
+/// Waits (at most `within`) until `check` holds, asking again every 50 ms.
+pub(crate) async fn eventually(what: &str, within: Duration, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The `id` of a `201 Created` answer.
@@ -360,4 +415,11 @@ pub(crate) async fn spawn_node_with_clock(
         admin_id: UserId::for_username(&Username::parse("admin").unwrap()),
         _dir: dir,
     }
+}
+
+/// A node on a manual clock whose scheduler looks at the deadlines every 50 ms.
+pub(crate) async fn spawn_with_clock(backend: Backend) -> (TestApp, Arc<ManualClock>) {
+    let clock = ManualClock::new();
+    let app = spawn_app_with_clock(backend, clock.clone(), |s| s.scheduler.tick_ms = 50).await;
+    (app, clock)
 }

@@ -5,11 +5,9 @@
 //! document. The deadline tests run a node on a `ManualClock` with a fast scheduler tick and move
 //! the clock days ahead instead of waiting.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::future::join_all;
-use quire_actors::clock::ManualClock;
 use quire_domain::ids::{BookId, UserId};
 use quire_store::RecordedEvent;
 use reqwest::StatusCode;
@@ -18,24 +16,12 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::helpers::{
-    ADMIN_PASSWORD, Backend, Member, TestApp, assert_problem, created_id, header, on_backends,
-    spawn_app, spawn_app_with, spawn_app_with_clock,
+    ADMIN_PASSWORD, Backend, Member, TestApp, assert_problem, count_of, eventually, header,
+    json_of, on_backends, spawn_app, spawn_app_with, spawn_with_clock,
 };
 
 /// How long a test waits for the scheduler to act on a moved clock.
 const SCHEDULER_WAIT: Duration = Duration::from_secs(10);
-
-/// Enrols a patron without login as the admin (the seed's `POST /users/ {"name"}`).
-async fn enrol(app: &TestApp, name: &str) -> String {
-    let response = app
-        .admin()
-        .post(app.url("/users/"))
-        .json(&json!({ "name": name }))
-        .send()
-        .await
-        .unwrap();
-    created_id(response).await
-}
 
 /// `POST /books/{book}/borrow/{user}` as the admin.
 async fn borrow(app: &TestApp, book: &str, user: &str) -> reqwest::Response {
@@ -53,41 +39,25 @@ async fn borrowed(app: &TestApp, book: &str, user: &str) -> Value {
 
 /// The body of a `201 Created` answer.
 async fn created(response: reqwest::Response) -> Value {
-    ok_json(response, StatusCode::CREATED).await
-}
-
-/// The body of an answer that must have `status`.
-async fn ok_json(response: reqwest::Response, status: StatusCode) -> Value {
-    let actual = response.status();
-    let body = response.text().await.unwrap();
-    assert_eq!(actual, status, "{body}");
-    serde_json::from_str(&body).unwrap()
+    json_of(response, StatusCode::CREATED).await
 }
 
 /// `GET path` as the admin, which must answer 200.
 async fn admin_get(app: &TestApp, path: &str) -> Value {
     let response = app.admin().get(app.url(path)).send().await.unwrap();
-    ok_json(response, StatusCode::OK).await
+    json_of(response, StatusCode::OK).await
 }
 
 /// The events of a book's lending stream, `lending-{book}`.
 async fn lending_events(app: &TestApp, book: &str) -> Vec<RecordedEvent> {
-    let stream = book.parse::<BookId>().unwrap().lending_stream_id();
-    quire_store::read_stream_to_end(&*app.store, &stream, 0)
+    app.stream_events(&book.parse::<BookId>().unwrap().lending_stream_id())
         .await
-        .unwrap()
 }
 
 /// The events of a member's stream, `user-{id}`.
 async fn user_events(app: &TestApp, user: &str) -> Vec<RecordedEvent> {
-    let stream = user.parse::<UserId>().unwrap().stream_id();
-    quire_store::read_stream_to_end(&*app.store, &stream, 0)
+    app.stream_events(&user.parse::<UserId>().unwrap().stream_id())
         .await
-        .unwrap()
-}
-
-fn count_of(events: &[RecordedEvent], event_type: &str) -> usize {
-    events.iter().filter(|e| e.event_type == event_type).count()
 }
 
 /// The ids of a loan list answer, in order.
@@ -102,25 +72,6 @@ fn loan_ids(list: &Value) -> Vec<&str> {
 
 fn instant(value: &Value) -> OffsetDateTime {
     OffsetDateTime::parse(value.as_str().unwrap(), &Rfc3339).unwrap()
-}
-
-/// Waits (bounded) until `check` holds, asking again every 50 ms.
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + SCHEDULER_WAIT;
-    loop {
-        if check().await {
-            return;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// A node on a manual clock whose scheduler looks at the deadlines every 50 ms.
-async fn spawn_with_clock(backend: Backend) -> (TestApp, Arc<ManualClock>) {
-    let clock = ManualClock::new();
-    let app = spawn_app_with_clock(backend, clock.clone(), |s| s.scheduler.tick_ms = 50).await;
-    (app, clock)
 }
 
 async fn the_seed_borrow_and_return_flow(backend: Backend) {
@@ -169,7 +120,7 @@ async fn the_seed_borrow_and_return_flow(backend: Backend) {
         "already_borrowed",
     )
     .await;
-    let bob = enrol(&app, "Bob").await;
+    let bob = app.enrol("Bob").await;
     assert_problem(
         borrow(&app, &book, &bob).await,
         StatusCode::CONFLICT,
@@ -184,7 +135,7 @@ async fn the_seed_borrow_and_return_flow(backend: Backend) {
         .send()
         .await
         .unwrap();
-    let returned = ok_json(returned, StatusCode::OK).await;
+    let returned = json_of(returned, StatusCode::OK).await;
     assert_eq!(returned["id"], loan_id.as_str());
     assert_eq!(returned["status"], "returned");
     assert!(returned["checkin_date"].is_string(), "{returned}");
@@ -213,7 +164,7 @@ async fn the_seed_borrow_and_return_flow(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(
-        ok_json(returned, StatusCode::OK).await["status"],
+        json_of(returned, StatusCode::OK).await["status"],
         "returned"
     );
     let bobs = borrowed(&app, &book, &bob).await;
@@ -239,7 +190,7 @@ async fn a_hundred_members_race_for_one_copy_and_one_wins(backend: Backend) {
     let book = app.add_book("The Only Copy").await;
     let members = join_all((0..100).map(|i| {
         let app = &app;
-        async move { enrol(app, &format!("Member {i}")).await }
+        async move { app.enrol(&format!("Member {i}")).await }
     }))
     .await;
     let admin = app.token("admin", ADMIN_PASSWORD).await;
@@ -316,7 +267,7 @@ async fn a_hundred_members_race_for_one_copy_and_one_wins(backend: Backend) {
 
 async fn a_member_at_the_loan_limit_is_refused_under_concurrency(backend: Backend) {
     let app = spawn_app_with(backend, |s| s.lending.max_loans = 5).await;
-    let member = enrol(&app, "Greedy Reader").await;
+    let member = app.enrol("Greedy Reader").await;
     let books = join_all((0..20).map(|i| {
         let app = &app;
         async move { app.add_book(&format!("Book {i:02}")).await }
@@ -368,7 +319,7 @@ async fn a_member_at_the_loan_limit_is_refused_under_concurrency(backend: Backen
 
 async fn an_idempotency_key_makes_a_borrow_happen_once(backend: Backend) {
     let app = spawn_app(backend).await;
-    let member = enrol(&app, "Careful Reader").await;
+    let member = app.enrol("Careful Reader").await;
     let book = app.add_book("Once Only").await;
     let keyed = |book: &str, member: &str, key: &'static str| {
         app.admin()
@@ -389,7 +340,7 @@ async fn an_idempotency_key_makes_a_borrow_happen_once(backend: Backend) {
     assert_eq!(loan_ids(&list), [first["id"].as_str().unwrap()]);
 
     // Ten concurrent attempts with one key.
-    let racer = enrol(&app, "Impatient Reader").await;
+    let racer = app.enrol("Impatient Reader").await;
     let raced = app.add_book("Raced").await;
     let replies = join_all((0..10).map(|_| {
         let (raced, racer) = (&raced, &racer);
@@ -412,7 +363,7 @@ async fn an_idempotency_key_makes_a_borrow_happen_once(backend: Backend) {
     assert_eq!(loan_ids(&list), [replies[0]["id"].as_str().unwrap()]);
 
     // A refused keyed borrow replays its refusal, even once the copy is back.
-    let late = enrol(&app, "Late Reader").await;
+    let late = app.enrol("Late Reader").await;
     let refused = keyed(&book, &late, "borrow-3").await.unwrap();
     assert_problem(refused, StatusCode::CONFLICT, "copy_unavailable").await;
     let returned = app
@@ -462,7 +413,7 @@ async fn an_idempotency_key_makes_a_borrow_happen_once(backend: Backend) {
 async fn holds_queue_in_order_and_expire_after_the_pickup_window(backend: Backend) {
     let (app, clock) = spawn_with_clock(backend).await;
     let book = app.add_book("Much Wanted").await;
-    let holder = enrol(&app, "Current Holder").await;
+    let holder = app.enrol("Current Holder").await;
     let waiting = [
         app.signup("bea").await,
         app.signup("cal").await,
@@ -522,7 +473,7 @@ async fn holds_queue_in_order_and_expire_after_the_pickup_window(backend: Backen
         .send()
         .await
         .unwrap();
-    let own = ok_json(own, StatusCode::OK).await;
+    let own = json_of(own, StatusCode::OK).await;
     assert_eq!(own["holds"].as_array().unwrap().len(), 1);
     assert_eq!(own["holds"][0]["id"], second_hold.as_str());
     assert_eq!(own["holds"][0]["priority"], 2);
@@ -569,7 +520,7 @@ async fn holds_queue_in_order_and_expire_after_the_pickup_window(backend: Backen
         .send()
         .await
         .unwrap();
-    let ready = ok_json(ready, StatusCode::OK).await;
+    let ready = json_of(ready, StatusCode::OK).await;
     assert_eq!(ready["status"], "ready");
     assert_eq!(ready["priority"], 1);
     assert_eq!(ready["copy_id"], loan["copy_id"]);
@@ -596,6 +547,7 @@ async fn holds_queue_in_order_and_expire_after_the_pickup_window(backend: Backen
     clock.advance_days(8);
     eventually(
         "the first hold expires and the second is ready",
+        SCHEDULER_WAIT,
         async || {
             let a = admin_get(&app, &format!("/holds/{first_hold}")).await;
             let b = admin_get(&app, &format!("/holds/{second_hold}")).await;
@@ -636,7 +588,7 @@ async fn holds_queue_in_order_and_expire_after_the_pickup_window(backend: Backen
         .send()
         .await
         .unwrap();
-    let cancelled = ok_json(cancelled, StatusCode::OK).await;
+    let cancelled = json_of(cancelled, StatusCode::OK).await;
     assert_eq!(cancelled["status"], "cancelled");
     let active = admin_get(&app, &format!("/holds?book_id={book}")).await;
     assert_eq!(active["holds"], json!([]));
@@ -681,7 +633,7 @@ async fn renewals_extend_the_due_date_up_to_the_limit(backend: Backend) {
             .send()
             .await
             .unwrap();
-        let renewed = ok_json(renewed, StatusCode::OK).await;
+        let renewed = json_of(renewed, StatusCode::OK).await;
         assert_eq!(renewed["renewals_count"], n);
         assert_eq!(renewed["status"], "open");
         assert_eq!(renewed["id"], loan["id"]);
@@ -702,14 +654,14 @@ async fn renewals_extend_the_due_date_up_to_the_limit(backend: Backend) {
         .send()
         .await
         .unwrap();
-    let current = ok_json(current, StatusCode::OK).await;
+    let current = json_of(current, StatusCode::OK).await;
     assert_eq!(current["renewals_count"], 2);
     assert_eq!(instant(&current["due_date"]), due);
 }
 
 async fn an_overdue_loan_blocks_its_member_until_returned(backend: Backend) {
     let (app, clock) = spawn_with_clock(backend).await;
-    let member = enrol(&app, "Forgetful Reader").await;
+    let member = app.enrol("Forgetful Reader").await;
     let book = app.add_book("Overdue").await;
     let other = app.add_book("Next Read").await;
     let loan = borrowed(&app, &book, &member).await;
@@ -718,15 +670,23 @@ async fn an_overdue_loan_blocks_its_member_until_returned(backend: Backend) {
     assert_eq!(overdue["loans"], json!([]));
 
     clock.advance_days(22);
-    eventually("the scheduler records the loan overdue", async || {
-        count_of(&lending_events(&app, &book).await, "LoanOverdue") == 1
-            && count_of(&user_events(&app, &member).await, "LoanFlaggedOverdue") == 1
-    })
+    eventually(
+        "the scheduler records the loan overdue",
+        SCHEDULER_WAIT,
+        async || {
+            count_of(&lending_events(&app, &book).await, "LoanOverdue") == 1
+                && count_of(&user_events(&app, &member).await, "LoanFlaggedOverdue") == 1
+        },
+    )
     .await;
-    eventually("the read model shows the overdue loan", async || {
-        let list = admin_get(&app, "/loans?status=overdue").await;
-        loan_ids(&list) == [loan_id.as_str()]
-    })
+    eventually(
+        "the read model shows the overdue loan",
+        SCHEDULER_WAIT,
+        async || {
+            let list = admin_get(&app, "/loans?status=overdue").await;
+            loan_ids(&list) == [loan_id.as_str()]
+        },
+    )
     .await;
     let shown = admin_get(&app, &format!("/loans/{loan_id}")).await;
     assert_eq!(shown["status"], "overdue");
@@ -768,7 +728,7 @@ async fn an_overdue_loan_blocks_its_member_until_returned(backend: Backend) {
         .send()
         .await
         .unwrap();
-    let returned = ok_json(returned, StatusCode::OK).await;
+    let returned = json_of(returned, StatusCode::OK).await;
     assert_eq!(returned["status"], "returned");
     assert_eq!(returned["overdue"], false);
     let overdue = admin_get(&app, "/loans?status=overdue").await;
@@ -826,9 +786,9 @@ async fn registered_copies_lend_get_lost_and_are_withdrawn(backend: Backend) {
 
     // Two copies lend twice, in registration order; then none is left.
     let (m1, m2, m3) = (
-        enrol(&app, "One").await,
-        enrol(&app, "Two").await,
-        enrol(&app, "Three").await,
+        app.enrol("One").await,
+        app.enrol("Two").await,
+        app.enrol("Three").await,
     );
     let loan1 = borrowed(&app, &book, &m1).await;
     assert_eq!(loan1["copy_id"], first["id"]);
@@ -862,7 +822,7 @@ async fn registered_copies_lend_get_lost_and_are_withdrawn(backend: Backend) {
         .send()
         .await
         .unwrap();
-    let lost = ok_json(lost, StatusCode::OK).await;
+    let lost = json_of(lost, StatusCode::OK).await;
     assert_eq!(lost["status"], "lost");
     let ended = admin_get(&app, &format!("/loans/{}", loan1["id"].as_str().unwrap())).await;
     assert_eq!(ended["status"], "lost");
@@ -890,7 +850,7 @@ async fn registered_copies_lend_get_lost_and_are_withdrawn(backend: Backend) {
     assert_eq!(returned.status(), StatusCode::OK);
     for _ in 0..2 {
         let withdrawn = app.admin().delete(copy_url(&second)).send().await.unwrap();
-        let withdrawn = ok_json(withdrawn, StatusCode::OK).await;
+        let withdrawn = json_of(withdrawn, StatusCode::OK).await;
         assert_eq!(withdrawn["status"], "withdrawn");
     }
     let by_member = app
@@ -978,7 +938,7 @@ async fn lending_checks_who_asks_and_what_for(backend: Backend) {
         .send()
         .await
         .unwrap();
-    let all_loans = ok_json(all_loans, StatusCode::OK).await;
+    let all_loans = json_of(all_loans, StatusCode::OK).await;
     assert_eq!(all_loans["loans"], json!([]), "a member lists their own");
     let own = app
         .as_user(&ben)
@@ -986,7 +946,7 @@ async fn lending_checks_who_asks_and_what_for(backend: Backend) {
         .send()
         .await
         .unwrap();
-    let own = ok_json(own, StatusCode::OK).await;
+    let own = json_of(own, StatusCode::OK).await;
     assert_eq!(loan_ids(&own), [bens_id]);
     let seen = app
         .as_user(&ben)
@@ -994,7 +954,7 @@ async fn lending_checks_who_asks_and_what_for(backend: Backend) {
         .send()
         .await
         .unwrap();
-    assert_eq!(ok_json(seen, StatusCode::OK).await["id"], bens_id);
+    assert_eq!(json_of(seen, StatusCode::OK).await["id"], bens_id);
 
     // Unknown, removed and malformed things.
     let nowhere = uuid::Uuid::now_v7();

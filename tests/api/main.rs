@@ -4,6 +4,7 @@
 //! event store, workers). The `hardening_*` modules hold the attack and edge-case tests.
 
 mod club;
+mod feed_live;
 mod hardening_api;
 mod hardening_auth;
 mod hardening_input;

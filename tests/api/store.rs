@@ -5,11 +5,10 @@
 //! scheduler), bestseller windows on a moved clock with their tie-breaks and genre filter, and a
 //! member's orders page by page.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::future::join_all;
-use quire_actors::clock::{Clock, ManualClock};
+use quire_actors::clock::Clock;
 use quire_domain::ids::{BookId, OrderId, UserId};
 use quire_domain::store::{OrderEvent, OrderLine, StockEvent};
 use quire_domain::values::{Currency, Quantity};
@@ -24,22 +23,14 @@ use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use crate::helpers::{
-    ADMIN_PASSWORD, Backend, TestApp, assert_problem, created_id, header, on_backends, spawn_app,
-    spawn_app_with_clock,
+    ADMIN_PASSWORD, Backend, TestApp, assert_problem, count_of, created_id, eventually, header,
+    json_of, on_backends, spawn_app, spawn_with_clock,
 };
 
 /// How long a test waits for the scheduler to act on a moved clock.
 const SCHEDULER_WAIT: Duration = Duration::from_secs(15);
 
 // Helpers
-
-/// The body of an answer that must have `status`.
-async fn json_of(response: reqwest::Response, status: StatusCode) -> Value {
-    let actual = response.status();
-    let body = response.text().await.unwrap();
-    assert_eq!(actual, status, "{body}");
-    serde_json::from_str(&body).unwrap()
-}
 
 /// Adds a book with a genre as the admin; returns its id.
 async fn add_book(app: &TestApp, title: &str, author: &str, genre: &str) -> String {
@@ -89,18 +80,6 @@ async fn stock_of(app: &TestApp, book: &str) -> Value {
     app.get_json(&format!("/books/{book}/stock")).await
 }
 
-/// Enrols a patron without login as the admin; returns their id.
-async fn enrol(app: &TestApp, name: &str) -> String {
-    let response = app
-        .admin()
-        .post(app.url("/users/"))
-        .json(&json!({ "name": name }))
-        .send()
-        .await
-        .unwrap();
-    created_id(response).await
-}
-
 /// `POST /orders` with `lines` ([(book, quantity)]) for `user` with a bearer token.
 async fn order<B: AsRef<str>>(
     app: &TestApp,
@@ -124,6 +103,31 @@ async fn order<B: AsRef<str>>(
     request.send().await.unwrap()
 }
 
+/// `GET /orders/{id}` with a bearer token.
+async fn get_order(app: &TestApp, token: &str, id: &str) -> reqwest::Response {
+    app.bearer(token)
+        .get(app.url(&format!("/orders/{id}")))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// `POST /orders/{id}/cancel` with a bearer token, under the `Idempotency-Key` `key` if any.
+async fn cancel_order(
+    app: &TestApp,
+    token: &str,
+    id: &str,
+    key: Option<&str>,
+) -> reqwest::Response {
+    let mut request = app
+        .bearer(token)
+        .post(app.url(&format!("/orders/{id}/cancel")));
+    if let Some(key) = key {
+        request = request.header("idempotency-key", key);
+    }
+    request.send().await.unwrap()
+}
+
 /// An order that must be placed: the order.
 async fn placed(response: reqwest::Response) -> Value {
     let location = header(&response, "location");
@@ -137,21 +141,13 @@ async fn placed(response: reqwest::Response) -> Value {
 }
 
 async fn stock_events(app: &TestApp, book: &str) -> Vec<RecordedEvent> {
-    let stream = book.parse::<BookId>().unwrap().stock_stream_id();
-    quire_store::read_stream_to_end(&*app.store, &stream, 0)
+    app.stream_events(&book.parse::<BookId>().unwrap().stock_stream_id())
         .await
-        .unwrap()
 }
 
 async fn order_events(app: &TestApp, order: &str) -> Vec<RecordedEvent> {
-    let stream = order.parse::<OrderId>().unwrap().stream_id();
-    quire_store::read_stream_to_end(&*app.store, &stream, 0)
+    app.stream_events(&order.parse::<OrderId>().unwrap().stream_id())
         .await
-        .unwrap()
-}
-
-fn count_of(events: &[RecordedEvent], event_type: &str) -> usize {
-    events.iter().filter(|e| e.event_type == event_type).count()
 }
 
 async fn bestsellers(app: &TestApp, query: &str) -> Value {
@@ -179,32 +175,10 @@ fn ranked(pairs: &[(&str, u64)]) -> Vec<(String, u64)> {
     pairs.iter().map(|(t, u)| (t.to_string(), *u)).collect()
 }
 
-/// Waits (bounded) until `check` holds, asking again every 50 ms.
-async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + SCHEDULER_WAIT;
-    loop {
-        if check().await {
-            return;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// A node on a manual clock whose scheduler looks at the deadlines every 50 ms.
-async fn spawn_with_clock(backend: Backend) -> (TestApp, Arc<ManualClock>) {
-    let clock = ManualClock::new();
-    let app = spawn_app_with_clock(backend, clock.clone(), |s| s.scheduler.tick_ms = 50).await;
-    (app, clock)
-}
-
 /// Appends `event` to `stream` as the command `command_id` recorded it: what a step that ran
 /// before a crash leaves behind.
 async fn append_step(app: &TestApp, stream: String, command_id: Uuid, event: &impl DomainEvent) {
-    let version = quire_store::read_stream_to_end(&*app.store, &stream, 0)
-        .await
-        .unwrap()
-        .len() as u64;
+    let version = app.stream_events(&stream).await.len() as u64;
     app.store
         .append(AppendRequest {
             stream_id: stream,
@@ -283,8 +257,7 @@ async fn staff_set_prices_and_stock(backend: Backend) {
     );
 
     // Only staff.
-    let member = app.signup("shopper").await;
-    let token = app.token(&member.username, &member.password).await;
+    let (_, token) = app.member_token("shopper").await;
     let refused = app
         .bearer(&token)
         .put(app.url(&format!("/books/{book}/price")))
@@ -400,8 +373,7 @@ async fn orders_are_priced_from_the_catalogue_when_placed(backend: Backend) {
     let app = spawn_app(backend).await;
     let dune = for_sale(&app, "Dune", 1299, Some(5)).await;
     let emma = for_sale(&app, "Emma", 500, None).await;
-    let member = app.signup("reader").await;
-    let token = app.token(&member.username, &member.password).await;
+    let (member, token) = app.member_token("reader").await;
 
     let first = placed(order(&app, &token, None, &[(&dune, 2), (&emma, 1)], None).await).await;
     assert_eq!(first["user_id"], member.id.as_str());
@@ -427,15 +399,7 @@ async fn orders_are_priced_from_the_catalogue_when_placed(backend: Backend) {
     // A new price applies to new orders only.
     put_price(&app, &dune, 1500).await;
     let id = first["id"].as_str().unwrap();
-    let again = json_of(
-        app.bearer(&token)
-            .get(app.url(&format!("/orders/{id}")))
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::OK,
-    )
-    .await;
+    let again = json_of(get_order(&app, &token, id).await, StatusCode::OK).await;
     assert_eq!(again, first, "a placed order keeps its prices");
     let second = placed(order(&app, &token, None, &[(&dune, 1)], None).await).await;
     assert_eq!(second["lines"][0]["unit_price_cents"], 1500);
@@ -504,12 +468,7 @@ async fn orders_are_priced_from_the_catalogue_when_placed(backend: Backend) {
         placed(order(&app, &admin, Some(other.id.as_str()), &[(&emma, 1)], None).await).await;
     assert_eq!(for_other["user_id"], other.id.as_str());
     // Another member's order is nobody else's business.
-    let response = app
-        .bearer(&token)
-        .get(app.url(&format!("/orders/{}", for_other["id"].as_str().unwrap())))
-        .send()
-        .await
-        .unwrap();
+    let response = get_order(&app, &token, for_other["id"].as_str().unwrap()).await;
     assert_problem(response, StatusCode::NOT_FOUND, "not_found").await;
 }
 
@@ -517,8 +476,7 @@ async fn a_cancel_gives_copies_back_and_takes_sales_off_the_list(backend: Backen
     let app = spawn_app(backend).await;
     let book = for_sale(&app, "Returned Goods", 1000, Some(3)).await;
     let keeper = for_sale(&app, "Kept Goods", 1000, None).await;
-    let member = app.signup("changes-mind").await;
-    let token = app.token(&member.username, &member.password).await;
+    let (member, token) = app.member_token("changes-mind").await;
 
     let bought = placed(order(&app, &token, None, &[(&book, 2), (&keeper, 1)], None).await).await;
     assert_eq!(stock_of(&app, &book).await["available"], 1);
@@ -531,22 +489,12 @@ async fn a_cancel_gives_copies_back_and_takes_sales_off_the_list(backend: Backen
 
     // Someone else may not cancel it.
     let id = bought["id"].as_str().unwrap();
-    let stranger = app.signup("stranger").await;
-    let stranger = app.token(&stranger.username, &stranger.password).await;
-    let response = app
-        .bearer(&stranger)
-        .post(app.url(&format!("/orders/{id}/cancel")))
-        .send()
-        .await
-        .unwrap();
+    let (_, stranger) = app.member_token("stranger").await;
+    let response = cancel_order(&app, &stranger, id, None).await;
     assert_problem(response, StatusCode::NOT_FOUND, "not_found").await;
 
-    let cancel = || {
-        app.bearer(&token)
-            .post(app.url(&format!("/orders/{id}/cancel")))
-            .send()
-    };
-    let cancelled = json_of(cancel().await.unwrap(), StatusCode::OK).await;
+    let cancel = || cancel_order(&app, &token, id, None);
+    let cancelled = json_of(cancel().await, StatusCode::OK).await;
     assert_eq!(cancelled["status"], "cancelled");
     assert!(cancelled["cancelled_at"].is_string());
     assert_eq!(cancelled["total_cents"], bought["total_cents"]);
@@ -566,7 +514,7 @@ async fn a_cancel_gives_copies_back_and_takes_sales_off_the_list(backend: Backen
         order_events(&app, id).await.len(),
         stock_events(&app, &book).await.len(),
     );
-    let again = json_of(cancel().await.unwrap(), StatusCode::OK).await;
+    let again = json_of(cancel().await, StatusCode::OK).await;
     assert_eq!(again, cancelled);
     assert_eq!(
         (
@@ -634,7 +582,7 @@ async fn a_hundred_orders_race_for_the_last_ten_copies(backend: Backend) {
     let book = for_sale(&app, "Last Ten", 2500, Some(10)).await;
     let members = join_all((0..100).map(|i| {
         let app = &app;
-        async move { enrol(app, &format!("Buyer {i}")).await }
+        async move { app.enrol(&format!("Buyer {i}")).await }
     }))
     .await;
     let admin = app.token("admin", ADMIN_PASSWORD).await;
@@ -678,8 +626,7 @@ async fn a_hundred_orders_race_for_the_last_ten_copies(backend: Backend) {
 async fn keyed_retries_give_the_same_order_and_no_new_events(backend: Backend) {
     let app = spawn_app(backend).await;
     let book = for_sale(&app, "Once", 800, Some(20)).await;
-    let member = app.signup("careful").await;
-    let token = app.token(&member.username, &member.password).await;
+    let (_, token) = app.member_token("careful").await;
 
     // Sequential retries.
     let first = placed(order(&app, &token, None, &[(&book, 2)], Some("order-1")).await).await;
@@ -728,18 +675,10 @@ async fn keyed_retries_give_the_same_order_and_no_new_events(backend: Backend) {
     placed(order(&app, &token, None, &[(&book, 18)], Some("order-4")).await).await;
 
     // A keyed cancel, repeated.
-    let cancel = || {
-        app.bearer(&token)
-            .post(app.url(&format!("/orders/{id}/cancel")))
-            .header("idempotency-key", "cancel-1")
-            .send()
-    };
-    let cancelled = json_of(cancel().await.unwrap(), StatusCode::OK).await;
+    let cancel = || cancel_order(&app, &token, id, Some("cancel-1"));
+    let cancelled = json_of(cancel().await, StatusCode::OK).await;
     let head = app.head().await;
-    assert_eq!(
-        json_of(cancel().await.unwrap(), StatusCode::OK).await,
-        cancelled
-    );
+    assert_eq!(json_of(cancel().await, StatusCode::OK).await, cancelled);
     assert_eq!(app.head().await, head);
 }
 
@@ -747,8 +686,7 @@ async fn interrupted_orders_are_finished_by_a_keyed_retry_or_the_scheduler(backe
     let (app, clock) = spawn_with_clock(backend).await;
     let plenty = for_sale(&app, "Plenty", 1000, Some(10)).await;
     let scarce = for_sale(&app, "Scarce", 700, Some(0)).await;
-    let member = app.signup("crashed").await;
-    let token = app.token(&member.username, &member.password).await;
+    let (member, token) = app.member_token("crashed").await;
     let user: UserId = member.id.parse().unwrap();
     let keyed = |key: &str| {
         let command_id = quire_api::extract::command_id(
@@ -776,7 +714,7 @@ async fn interrupted_orders_are_finished_by_a_keyed_retry_or_the_scheduler(backe
         clock.now(),
     )
     .await;
-    eventually("the reservation shows", async || {
+    eventually("the reservation shows", SCHEDULER_WAIT, async || {
         stock_of(&app, &plenty).await["available"] == 8
     })
     .await;
@@ -822,16 +760,15 @@ async fn interrupted_orders_are_finished_by_a_keyed_retry_or_the_scheduler(backe
     )
     .await;
     clock.advance_seconds(120);
-    eventually("the scheduler places the interrupted order", async || {
-        let response = app
-            .bearer(&token)
-            .get(app.url(&format!("/orders/{orphan}")))
-            .send()
-            .await
-            .unwrap();
-        let body: Value = response.json().await.unwrap();
-        body["status"] == "placed"
-    })
+    eventually(
+        "the scheduler places the interrupted order",
+        SCHEDULER_WAIT,
+        async || {
+            let response = get_order(&app, &token, &orphan.to_string()).await;
+            let body: Value = response.json().await.unwrap();
+            body["status"] == "placed"
+        },
+    )
     .await;
     assert_eq!(stock_of(&app, &plenty).await["available"], 6);
     assert_eq!(stock_of(&app, &scarce).await["available"], 3);
@@ -852,6 +789,7 @@ async fn interrupted_orders_are_finished_by_a_keyed_retry_or_the_scheduler(backe
     .await;
     eventually(
         "the scheduler releases the cancelled order's copies",
+        SCHEDULER_WAIT,
         async || stock_of(&app, &plenty).await["available"] == 6,
     )
     .await;
@@ -876,7 +814,7 @@ async fn bestseller_windows_roll_with_the_clock(backend: Backend) {
         unreachable!()
     };
     let admin = app.token("admin", ADMIN_PASSWORD).await;
-    let buyer = enrol(&app, "Buyer").await;
+    let buyer = app.enrol("Buyer").await;
     let buy = async |lines: &[(&str, u32)]| {
         placed(order(&app, &admin, Some(buyer.as_str()), lines, None).await).await;
     };
@@ -980,8 +918,7 @@ async fn bestseller_windows_roll_with_the_clock(backend: Backend) {
 async fn a_members_orders_come_newest_first_page_by_page(backend: Backend) {
     let app = spawn_app(backend).await;
     let book = for_sale(&app, "Serial", 300, Some(5)).await;
-    let member = app.signup("regular").await;
-    let token = app.token(&member.username, &member.password).await;
+    let (member, token) = app.member_token("regular").await;
     let mut ids = Vec::new();
     for _ in 0..5 {
         let body = placed(order(&app, &token, None, &[(&book, 1)], None).await).await;
@@ -1028,8 +965,7 @@ async fn a_members_orders_come_newest_first_page_by_page(backend: Backend) {
     assert_eq!(seen, ids, "newest first, each once");
 
     // Only the member and staff.
-    let other = app.signup("nosy").await;
-    let other = app.token(&other.username, &other.password).await;
+    let (_, other) = app.member_token("nosy").await;
     let response = app
         .bearer(&other)
         .get(app.url(&format!("/users/{}/orders", member.id)))

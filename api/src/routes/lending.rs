@@ -21,35 +21,16 @@ use quire_projections::{
 };
 use uuid::Uuid;
 
-use super::books::missing_book;
-use super::{accepted, next_link, page, read_your_writes, settle, write_headers};
+use super::{
+    ensure_book, ensure_staff, minted, next_link, origin, page, read_your_writes, settled_reply,
+};
 use crate::AppState;
 use crate::dto::{
     Availability, CopyDto, CopyList, CopyOnLoan, HoldDto, HoldList, HoldParams, LoanDto, LoanList,
     LoanParams, NewCopy, NewHold, UserLoanParams, rfc3339,
 };
 use crate::error::{ApiError, Problem, Validation};
-use crate::extract::{Json, PathId, Query, User, command_id, idempotency_key};
-
-/// The request's origin for a lending process: its command id from the caller, the route and
-/// the `Idempotency-Key`, if any.
-fn origin(caller: &Principal, route: &str, headers: &HeaderMap) -> Result<Origin, ApiError> {
-    let key = idempotency_key(headers)?;
-    Ok(Origin {
-        principal: caller.clone(),
-        command_id: command_id(caller, route, key.as_deref()),
-        traceparent: crate::trace::current(),
-        keyed: key.is_some(),
-    })
-}
-
-/// An id the request mints: derived from the command id under an `Idempotency-Key` (so a retry
-/// names the same loan or hold), fresh otherwise.
-fn minted(origin: &Origin, what: &str) -> Option<Uuid> {
-    origin
-        .keyed
-        .then(|| Uuid::new_v5(&origin.command_id, what.as_bytes()))
-}
+use crate::extract::{Json, PathId, Query, User};
 
 fn parse<T: std::str::FromStr>(raw: &str, what: &str) -> Result<T, ApiError> {
     raw.parse().map_err(|_| ApiError::not_found(what))
@@ -63,22 +44,6 @@ fn ensure_self_or_staff(caller: &Principal, user_id: UserId, action: &str) -> Re
         Err(ApiError::forbidden(format!(
             "members can only {action} for themselves"
         )))
-    }
-}
-
-fn ensure_staff(caller: &Principal) -> Result<(), ApiError> {
-    if caller.is_privileged() {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden("only staff (admins) can do this"))
-    }
-}
-
-/// A book that may lend: it exists in the catalogue and was not removed.
-async fn ensure_book(state: &AppState, book_id: BookId) -> Result<(), ApiError> {
-    match state.read.book(book_id).await? {
-        Some(_) => Ok(()),
-        None => Err(missing_book(state, book_id).await),
     }
 }
 
@@ -176,20 +141,23 @@ async fn loan_reply(
     status: StatusCode,
 ) -> Result<Response, ApiError> {
     let location = format!("/loans/{loan_id}");
-    if !settle(state, ProjectionName::Lending, outcome.last_position).await? {
-        return Ok(accepted(loan_id.to_string(), outcome, Some(&location)));
-    }
-    let loan = state
-        .read
-        .loan(loan_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("loan"))?;
-    Ok((
+    settled_reply(
+        state,
+        ProjectionName::Lending,
+        loan_id.to_string(),
+        Some(&location),
+        outcome,
         status,
-        write_headers(outcome, Some(&location)),
-        axum::Json(loan_dto(loan, state.clock.now())),
+        async {
+            let loan = state
+                .read
+                .loan(loan_id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("loan"))?;
+            Ok(loan_dto(loan, state.clock.now()))
+        },
     )
-        .into_response())
+    .await
 }
 
 async fn hold_reply(
@@ -199,20 +167,23 @@ async fn hold_reply(
     status: StatusCode,
 ) -> Result<Response, ApiError> {
     let location = format!("/holds/{hold_id}");
-    if !settle(state, ProjectionName::Lending, outcome.last_position).await? {
-        return Ok(accepted(hold_id.to_string(), outcome, Some(&location)));
-    }
-    let hold = state
-        .read
-        .hold(hold_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("hold"))?;
-    Ok((
+    settled_reply(
+        state,
+        ProjectionName::Lending,
+        hold_id.to_string(),
+        Some(&location),
+        outcome,
         status,
-        write_headers(outcome, Some(&location)),
-        axum::Json(hold_with_priority(state, hold).await?),
+        async {
+            let hold = state
+                .read
+                .hold(hold_id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("hold"))?;
+            hold_with_priority(state, hold).await
+        },
     )
-        .into_response())
+    .await
 }
 
 async fn copy_reply(
@@ -221,20 +192,23 @@ async fn copy_reply(
     outcome: &quire_actors::CommandOutcome,
     status: StatusCode,
 ) -> Result<Response, ApiError> {
-    if !settle(state, ProjectionName::Lending, outcome.last_position).await? {
-        return Ok(accepted(copy_id.to_string(), outcome, None));
-    }
-    let copy = state
-        .read
-        .copy(copy_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("copy"))?;
-    Ok((
+    settled_reply(
+        state,
+        ProjectionName::Lending,
+        copy_id.to_string(),
+        None,
+        outcome,
         status,
-        write_headers(outcome, None),
-        axum::Json(copy_dto(copy)),
+        async {
+            let copy = state
+                .read
+                .copy(copy_id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("copy"))?;
+            Ok(copy_dto(copy))
+        },
     )
-        .into_response())
+    .await
 }
 
 /// Borrows a book for a member (the member themself, or staff): a copy is lent until the due

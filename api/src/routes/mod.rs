@@ -17,15 +17,18 @@ pub(crate) mod users;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use quire_actors::lending::Origin;
 use quire_actors::{Command, CommandEnvelope, CommandOutcome};
 use quire_domain::Principal;
+use quire_domain::ids::BookId;
 use quire_projections::{PageRequest, ProjectionName};
+use serde::Serialize;
 use uuid::Uuid;
 
 use crate::AppState;
 use crate::dto::Accepted;
 use crate::error::ApiError;
-use crate::extract::{CONSISTENCY_TOKEN, consistency_token, etag};
+use crate::extract::{CONSISTENCY_TOKEN, command_id, consistency_token, etag, idempotency_key};
 
 /// The default page size.
 const DEFAULT_LIMIT: u32 = 20;
@@ -146,6 +149,66 @@ pub(crate) fn accepted(id: String, outcome: &CommandOutcome, location: Option<&s
         }),
     )
         .into_response()
+}
+
+/// Answers a write with what `read_back` reads from `projection` once that read model shows the
+/// write (`status`, the write headers and the body), or 202 with what is known when it lagged
+/// (`read_back` is then not run).
+pub(crate) async fn settled_reply<T: Serialize>(
+    state: &AppState,
+    projection: ProjectionName,
+    id: String,
+    location: Option<&str>,
+    outcome: &CommandOutcome,
+    status: StatusCode,
+    read_back: impl Future<Output = Result<T, ApiError>>,
+) -> Result<Response, ApiError> {
+    if !settle(state, projection, outcome.last_position).await? {
+        return Ok(accepted(id, outcome, location));
+    }
+    let body = read_back.await?;
+    Ok((status, write_headers(outcome, location), axum::Json(body)).into_response())
+}
+
+/// The request's origin for a process of `quire_actors` (lending, orders): its command id from
+/// the caller, the route and the `Idempotency-Key`, if any.
+pub(crate) fn origin(
+    caller: &Principal,
+    route: &str,
+    headers: &HeaderMap,
+) -> Result<Origin, ApiError> {
+    let key = idempotency_key(headers)?;
+    Ok(Origin {
+        principal: caller.clone(),
+        command_id: command_id(caller, route, key.as_deref()),
+        traceparent: crate::trace::current(),
+        keyed: key.is_some(),
+    })
+}
+
+/// An id the request mints: derived from the command id under an `Idempotency-Key` (so a retry
+/// names the same loan, hold or order), fresh otherwise.
+pub(crate) fn minted(origin: &Origin, what: &str) -> Option<Uuid> {
+    origin
+        .keyed
+        .then(|| Uuid::new_v5(&origin.command_id, what.as_bytes()))
+}
+
+/// Only staff (admins) may go on.
+pub(crate) fn ensure_staff(caller: &Principal) -> Result<(), ApiError> {
+    if caller.is_privileged() {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("only staff (admins) can do this"))
+    }
+}
+
+/// A book in the catalogue (it exists and was not removed): one that may lend or sell.
+pub(crate) async fn ensure_book(state: &AppState, book_id: BookId) -> Result<(), ApiError> {
+    match state.read.book(book_id).await? {
+        Some(_) => Ok(()),
+        None => Err(books::missing_book(state, book_id).await),
+    }
 }
 
 /// A page request from query parameters.

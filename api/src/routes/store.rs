@@ -10,7 +10,6 @@
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use quire_actors::lending::Origin;
 use quire_actors::store::{OrderFailure, OrderProcess, OrderRequest};
 use quire_actors::{Command, CommandError, CommandOutcome, Rejection};
 use quire_domain::Principal;
@@ -22,10 +21,11 @@ use quire_projections::{
 };
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
-use uuid::Uuid;
 
-use super::books::missing_book;
-use super::{accepted, dispatch, next_link, page, read_your_writes, settle, write_headers};
+use super::{
+    dispatch, ensure_book, ensure_staff, minted, next_link, origin, page, read_your_writes, settle,
+    settled_reply,
+};
 use crate::AppState;
 use crate::dto::rfc3339;
 use crate::error::{ApiError, PROBLEM_JSON, Problem, Validation};
@@ -236,34 +236,6 @@ fn order_dto(row: OrderRow) -> OrderDto {
 
 // Helpers
 
-fn ensure_staff(caller: &Principal) -> Result<(), ApiError> {
-    if caller.is_privileged() {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden("only staff (admins) can do this"))
-    }
-}
-
-/// A book in the catalogue (not removed).
-async fn ensure_book(state: &AppState, book_id: BookId) -> Result<(), ApiError> {
-    match state.read.book(book_id).await? {
-        Some(_) => Ok(()),
-        None => Err(missing_book(state, book_id).await),
-    }
-}
-
-/// The request's origin for the order process: its command id from the caller, the route and
-/// the `Idempotency-Key`, if any.
-fn origin(caller: &Principal, route: &str, headers: &HeaderMap) -> Result<Origin, ApiError> {
-    let key = idempotency_key(headers)?;
-    Ok(Origin {
-        principal: caller.clone(),
-        command_id: command_id(caller, route, key.as_deref()),
-        traceparent: crate::trace::current(),
-        keyed: key.is_some(),
-    })
-}
-
 /// Answers a stock write with the stock read back from the read model.
 async fn stock_reply(
     state: &AppState,
@@ -271,16 +243,16 @@ async fn stock_reply(
     outcome: &CommandOutcome,
 ) -> Result<Response, ApiError> {
     let location = format!("/books/{book_id}/stock");
-    if !settle(state, ProjectionName::Store, outcome.last_position).await? {
-        return Ok(accepted(book_id.to_string(), outcome, Some(&location)));
-    }
-    let stock = state.read.stock(book_id).await?;
-    Ok((
+    settled_reply(
+        state,
+        ProjectionName::Store,
+        book_id.to_string(),
+        Some(&location),
+        outcome,
         StatusCode::OK,
-        write_headers(outcome, Some(&location)),
-        axum::Json(stock_dto(book_id, stock)),
+        async { Ok(stock_dto(book_id, state.read.stock(book_id).await?)) },
     )
-        .into_response())
+    .await
 }
 
 /// Runs a staff command on a book's stock and answers with the stock.
@@ -308,20 +280,23 @@ async fn order_reply(
     status: StatusCode,
 ) -> Result<Response, ApiError> {
     let location = format!("/orders/{order_id}");
-    if !settle(state, ProjectionName::Store, outcome.last_position).await? {
-        return Ok(accepted(order_id.to_string(), outcome, Some(&location)));
-    }
-    let order = state
-        .read
-        .order(order_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("order"))?;
-    Ok((
+    settled_reply(
+        state,
+        ProjectionName::Store,
+        order_id.to_string(),
+        Some(&location),
+        outcome,
         status,
-        write_headers(outcome, Some(&location)),
-        axum::Json(order_dto(order)),
+        async {
+            let order = state
+                .read
+                .order(order_id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("order"))?;
+            Ok(order_dto(order))
+        },
     )
-        .into_response())
+    .await
 }
 
 /// The refusal of an order as a problem that names the book that refused it and, when it ran
@@ -604,11 +579,7 @@ pub(crate) async fn place_order(
     }
     v.finish()?;
     let origin = origin(&caller, &format!("POST /orders {user_id}"), &headers)?;
-    let order_id = if origin.keyed {
-        OrderId::from_uuid(Uuid::new_v5(&origin.command_id, b"order"))
-    } else {
-        OrderId::new()
-    };
+    let order_id = minted(&origin, "order").map_or_else(OrderId::new, OrderId::from_uuid);
     let request = OrderRequest {
         order_id,
         member: user_id,
