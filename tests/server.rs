@@ -438,6 +438,7 @@ async fn rebuild_while_serving(backend: Backend) {
     for args in [
         &["projections", "rebuild", "--all"][..],
         &["projections", "rebuild", "books"][..],
+        &["projections", "rebuild", "search"][..],
     ] {
         let store = store.clone();
         let out = tokio::task::spawn_blocking(move || store.run(args))
@@ -450,7 +451,12 @@ async fn rebuild_while_serving(backend: Backend) {
             String::from_utf8_lossy(&out.stderr)
         );
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(stdout.contains("swapped in"), "quire {args:?}: {stdout}");
+        let swapped = if args[2] == "search" {
+            "a running node switches to it"
+        } else {
+            "swapped in"
+        };
+        assert!(stdout.contains(swapped), "quire {args:?}: {stdout}");
     }
     // A few more writes after the last swap.
     let after_rebuild = written.lock().await.reviews.values().sum::<u64>();
@@ -488,6 +494,12 @@ async fn rebuild_while_serving(backend: Backend) {
         "{status}"
     );
     assert_eq!(api.try_count_books().await.unwrap(), BOOKS);
+    // The search index the server switched to has every book.
+    let (status, found) = api
+        .get("/search?facets=false&limit=1", Some(written.max_token))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{found}");
+    assert_eq!(found["total"], BOOKS as u64, "{found}");
     let mut mismatches = Vec::new();
     for book in &books {
         let expected = written.reviews.get(book).copied().unwrap_or(0);

@@ -20,36 +20,21 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use quire_domain::DomainEvent;
+use quire_benches::system_event;
 use quire_domain::book::BookEvent;
 use quire_domain::ids::{BookId, ReviewId, UserId};
 use quire_domain::values::{AuthorName, Genre, Rating, ReviewText, Title, Year};
 use quire_projections::{ReadModelOptions, ReadModels, RunnerOptions};
-use quire_store::{AppendRequest, DynEventStore, EventMetadata, ExpectedVersion, NewEvent};
-use uuid::Uuid;
+use quire_store::{AppendRequest, DynEventStore, ExpectedVersion, NewEvent};
 
 /// Reviews per book, as in goodbooks-10k (about 6M ratings over 10k books; the import here keeps
 /// the proportion of books to reviews, not the size).
 const REVIEWS_PER_BOOK: usize = 100;
 
-fn stored(event: &BookEvent) -> NewEvent {
-    NewEvent {
-        event_id: Uuid::now_v7(),
-        event_type: event.event_type().into(),
-        schema_version: event.schema_version(),
-        payload: event.to_payload(),
-        metadata: EventMetadata {
-            actor: Some("system".into()),
-            occurred_at: quire_store::now_micros(),
-            ..EventMetadata::default()
-        },
-    }
-}
-
 /// One book's stream: its `BookAdded` and up to `REVIEWS_PER_BOOK` reviews.
 fn book_stream(b: usize, reviews: usize) -> (BookId, Vec<NewEvent>) {
     let id = BookId::new();
-    let mut events = vec![stored(&BookEvent::BookAdded {
+    let mut events = vec![system_event(&BookEvent::BookAdded {
         book_id: id,
         title: Title::parse(format!("Book number {b}")).unwrap(),
         authors: vec![AuthorName::parse(format!("Author {}", b % 997)).unwrap()],
@@ -59,7 +44,7 @@ fn book_stream(b: usize, reviews: usize) -> (BookId, Vec<NewEvent>) {
         description: None,
     })];
     for r in 0..reviews {
-        events.push(stored(&BookEvent::ReviewPosted {
+        events.push(system_event(&BookEvent::ReviewPosted {
             review_id: ReviewId::new(),
             member_id: UserId::new(),
             rating: Rating::parse((r % 5 + 1) as u8).unwrap(),

@@ -5,7 +5,8 @@
 //!   two to six words drawn from a 20,000-word made-up vocabulary (Zipf-skewed, so common words
 //!   are common), one to three authors of 50,000, genres of 30, years and ISBNs, appended as
 //!   `BookAdded` events to a SQLite event store. Then `quire_search::indexer::rebuild` reads
-//!   the whole log into a new index generation (books/s, index size), and 2,000 generated
+//!   the whole log into a new index generation (books/s, index size), the segments are merged
+//!   as an idle node merges them, and 2,000 generated
 //!   known-item queries (exact, one and two typos, prefixes, author and title word,
 //!   lowercase, ISBN) run one after another in process with facets and highlights: p50, p99,
 //!   and MRR@10 as a check that the answers are right at that size.
@@ -20,16 +21,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use quire_benches::{ADMIN, Data, bearer_token, client, histogram, start_node};
-use quire_domain::DomainEvent;
+use quire_benches::{ADMIN, Data, bearer_token, client, histogram, start_node, system_event};
 use quire_domain::book::BookEvent;
 use quire_domain::ids::BookId;
 use quire_domain::values::{AuthorName, Genre, Isbn, Title, Year};
-use quire_search::eval::{self, EvalBook};
+use quire_search::eval::{self, EvalBook, Rng};
 use quire_search::{BookDoc, SearchRequest, Weights};
-use quire_store::{AppendRequest, EventMetadata, ExpectedVersion, NewEvent};
+use quire_store::{AppendRequest, ExpectedVersion};
 use serde_json::json;
-use uuid::Uuid;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -41,27 +40,10 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-/// Deterministic numbers for the synthetic catalogue.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    /// Skewed towards small values, roughly like word frequencies.
-    fn zipf(&mut self, n: usize) -> usize {
-        let u = (self.next() >> 11) as f64 / (1u64 << 53) as f64;
-        ((n as f64).powf(u) as usize).saturating_sub(1).min(n - 1)
-    }
+/// A number below `n`, skewed towards small values, roughly like word frequencies.
+fn zipf(rng: &mut Rng, n: usize) -> usize {
+    let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+    ((n as f64).powf(u) as usize).saturating_sub(1).min(n - 1)
 }
 
 /// A pronounceable made-up word of 2 to 4 syllables.
@@ -100,7 +82,7 @@ fn isbn13(n: u64) -> String {
 }
 
 fn synthetic(books: usize) -> Vec<EvalBook> {
-    let mut rng = Rng(7);
+    let mut rng = Rng::new(7);
     let vocabulary: Vec<String> = (0..20_000).map(|_| word(&mut rng)).collect();
     let authors: Vec<String> = (0..50_000)
         .map(|_| {
@@ -147,11 +129,11 @@ fn synthetic(books: usize) -> Vec<EvalBook> {
         .map(|i| {
             let words = 2 + rng.below(5);
             let title = (0..words)
-                .map(|_| capitalised(&vocabulary[rng.zipf(vocabulary.len())]))
+                .map(|_| capitalised(&vocabulary[zipf(&mut rng, vocabulary.len())]))
                 .collect::<Vec<_>>()
                 .join(" ");
             let genres: Vec<String> = (0..1 + rng.below(3))
-                .map(|_| GENRES[rng.zipf(GENRES.len())].to_string())
+                .map(|_| GENRES[zipf(&mut rng, GENRES.len())].to_string())
                 .collect::<std::collections::BTreeSet<_>>()
                 .into_iter()
                 .collect();
@@ -161,7 +143,7 @@ fn synthetic(books: usize) -> Vec<EvalBook> {
                     book_id: BookId::new().to_string(),
                     title,
                     authors: (0..1 + rng.below(2).min(rng.below(3)))
-                        .map(|_| authors[rng.zipf(authors.len())].clone())
+                        .map(|_| authors[zipf(&mut rng, authors.len())].clone())
                         .collect(),
                     genres,
                     year: Some(1900 + rng.below(125) as i32),
@@ -174,7 +156,7 @@ fn synthetic(books: usize) -> Vec<EvalBook> {
         .collect()
 }
 
-fn added(book: &BookDoc) -> NewEvent {
+fn added(book: &BookDoc) -> quire_store::NewEvent {
     let event = BookEvent::BookAdded {
         book_id: book.book_id.parse().expect("book id"),
         title: Title::parse(book.title.clone()).expect("title"),
@@ -192,17 +174,7 @@ fn added(book: &BookDoc) -> NewEvent {
         isbn: book.isbn.clone().map(|i| Isbn::parse(i).expect("isbn")),
         description: None,
     };
-    NewEvent {
-        event_id: Uuid::now_v7(),
-        event_type: event.event_type().into(),
-        schema_version: event.schema_version(),
-        payload: event.to_payload(),
-        metadata: EventMetadata {
-            actor: Some("system".into()),
-            occurred_at: quire_store::now_micros(),
-            ..EventMetadata::default()
-        },
-    }
+    system_event(&event)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -258,6 +230,14 @@ async fn synthetic_scenario(books: usize) {
     );
 
     let engine = quire_search::SearchEngine::open(&root).expect("open index");
+    // What a node does once caught up: merge the rebuild's segments.
+    let (segments, started) = (engine.index().segments(), Instant::now());
+    engine.index().compact(4).expect("merge");
+    println!(
+        "synthetic: merging the {segments} segments into {} took {:.1} s (a node does it when idle)",
+        engine.index().segments(),
+        started.elapsed().as_secs_f64()
+    );
     let queries = eval::generate(&catalogue, 2_000 / 7 + 1, 0, 11);
     let index = engine.index();
     let weights = Weights::default();

@@ -242,3 +242,19 @@ pub async fn add_book(http: &reqwest::Client, base: &str, admin: &str, title: &s
 pub async fn enrol_patron(http: &reqwest::Client, base: &str, admin: &str, name: &str) -> String {
     create(http, base, admin, "/users", &json!({ "name": name })).await
 }
+
+/// A domain event as the benchmarks append it straight to a store: a fresh id, stamped now, by the
+/// system.
+pub fn system_event<E: quire_domain::DomainEvent>(event: &E) -> quire_store::NewEvent {
+    quire_store::NewEvent {
+        event_id: uuid::Uuid::now_v7(),
+        event_type: event.event_type().into(),
+        schema_version: event.schema_version(),
+        payload: event.to_payload(),
+        metadata: quire_store::EventMetadata {
+            actor: Some("system".into()),
+            occurred_at: quire_store::now_micros(),
+            ..quire_store::EventMetadata::default()
+        },
+    }
+}

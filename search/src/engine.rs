@@ -184,7 +184,7 @@ fn current_generation(root: &Path) -> Result<Option<String>, SearchError> {
 }
 
 /// Creates the next generation's directory (not yet live) and opens it.
-pub(crate) fn create_generation(root: &Path) -> Result<Index, SearchError> {
+pub(crate) fn create_generation(root: &Path, threads: usize) -> Result<Index, SearchError> {
     let next = std::fs::read_dir(root)
         .map_err(|e| SearchError::io(root, e))?
         .filter_map(Result::ok)
@@ -197,7 +197,7 @@ pub(crate) fn create_generation(root: &Path) -> Result<Index, SearchError> {
         .max()
         .unwrap_or(0)
         + 1;
-    SearchIndex::open(&root.join(format!("gen-{next:06}")))
+    SearchIndex::open_with_threads(&root.join(format!("gen-{next:06}")), threads)
 }
 
 /// Makes the generation in `dir` the live one for the next open and for running indexers.
@@ -213,7 +213,7 @@ pub(crate) fn publish(root: &Path, dir: &Path) -> Result<(), SearchError> {
 }
 
 fn new_generation(root: &Path) -> Result<Index, SearchError> {
-    let index = create_generation(root)?;
+    let index = create_generation(root, 1)?;
     publish(root, index.dir())?;
     Ok(index)
 }
@@ -306,7 +306,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let engine = SearchEngine::open(dir.path()).unwrap();
         let old = engine.index().dir().to_path_buf();
-        let rebuilt = create_generation(dir.path()).unwrap();
+        let rebuilt = create_generation(dir.path(), 1).unwrap();
         rebuilt.upsert(&book("b", "Dune Messiah")).unwrap();
         rebuilt.commit(7).unwrap();
         let new_dir = rebuilt.dir().to_path_buf();

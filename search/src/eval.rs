@@ -43,10 +43,15 @@ pub struct EvalQuery {
 }
 
 /// Deterministic numbers (SplitMix64), so a seed always gives the same query set.
-struct Rng(u64);
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -54,8 +59,9 @@ impl Rng {
         z ^ (z >> 31)
     }
 
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
+    /// A number below `n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
     }
 }
 
@@ -67,7 +73,7 @@ pub fn generate(
     genre_queries: usize,
     seed: u64,
 ) -> Vec<EvalQuery> {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     // Editions: books with the same bare title and first author are the same book to a reader.
     let mut editions: HashMap<String, Vec<&str>> = HashMap::new();
     for b in books {
@@ -384,12 +390,14 @@ fn figures(class: &str, rows: &[QueryFigures]) -> ClassFigures {
 /// nDCG@10 of one ranking.
 pub fn ndcg10(ids: &[String], relevant: &HashMap<String, u32>) -> f64 {
     let gain = |g: u32| f64::from((1u32 << g) - 1);
+    // `+ 0.0`: the sum of nothing is -0.0, which would print as "-0.000".
     let dcg: f64 = ids
         .iter()
         .take(10)
         .enumerate()
         .map(|(i, id)| gain(relevant.get(id).copied().unwrap_or(0)) / ((i + 2) as f64).log2())
-        .sum();
+        .sum::<f64>()
+        + 0.0;
     let mut ideal: Vec<u32> = relevant.values().copied().collect();
     ideal.sort_unstable_by(|a, b| b.cmp(a));
     let idcg: f64 = ideal

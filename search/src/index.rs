@@ -147,12 +147,18 @@ impl SearchIndex {
     /// another schema version is an error ([`SearchError::Schema`]): the caller starts a new
     /// generation instead.
     pub fn open(dir: &Path) -> Result<Self, SearchError> {
+        Self::open_with_threads(dir, 1)
+    }
+
+    /// [`open`](Self::open) with `threads` indexing threads (a rebuild uses more than the one of
+    /// a live node, whose batches are small).
+    pub fn open_with_threads(dir: &Path, threads: usize) -> Result<Self, SearchError> {
         std::fs::create_dir_all(dir).map_err(|e| SearchError::io(dir, e))?;
         let (schema, fields) = schema();
         let mmap = tantivy::directory::MmapDirectory::open(dir)?;
         let index = Index::open_or_create(mmap, schema)?;
         index.tokenizers().register(ANALYZER, analyzer());
-        let writer = index.writer_with_num_threads(1, WRITER_HEAP)?;
+        let writer = index.writer_with_num_threads(threads.max(1), WRITER_HEAP * threads.max(1))?;
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -242,6 +248,14 @@ impl SearchIndex {
         Ok(())
     }
 
+    /// Adds a book known not to be in the index yet (its first event); visible after the next
+    /// [`commit`](Self::commit).
+    pub fn add(&self, book: &BookDoc) -> Result<(), SearchError> {
+        let writer = self.writer.lock().expect("search writer poisoned");
+        writer.add_document(self.document(book))?;
+        Ok(())
+    }
+
     /// Removes a book; gone after the next [`commit`](Self::commit).
     pub fn delete(&self, book_id: &str) {
         let writer = self.writer.lock().expect("search writer poisoned");
@@ -263,6 +277,29 @@ impl SearchIndex {
         drop(writer);
         self.reader.reload()?;
         Ok(())
+    }
+
+    /// Segments the committed index is split into: a search visits every one.
+    pub fn segments(&self) -> usize {
+        self.reader.searcher().segment_readers().len()
+    }
+
+    /// Merges every segment into one, when there are more than `max`, and waits for it: a node
+    /// following the log commits small batches, each a segment, and a search's cost (term
+    /// dictionary walks for fuzzy and prefix matches, per segment) grows with their number.
+    /// Returns whether it merged.
+    pub fn compact(&self, max: usize) -> Result<bool, SearchError> {
+        let ids = self.index.searchable_segment_ids()?;
+        if ids.len() <= max {
+            return Ok(false);
+        }
+        let merge = {
+            let mut writer = self.writer.lock().expect("search writer poisoned");
+            writer.merge(&ids)
+        };
+        merge.wait()?;
+        self.reader.reload()?;
+        Ok(true)
     }
 
     /// Disk space the generation's files take.

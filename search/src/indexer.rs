@@ -23,6 +23,12 @@ use crate::SearchError;
 use crate::engine::{SearchEngine, create_generation, publish};
 use crate::index::{BookDoc, SearchIndex};
 
+/// Indexing threads of a rebuild (a live node's indexer uses one).
+const BULK_THREADS: usize = 2;
+
+/// The segments an index may have before an idle indexer merges them into one.
+const MAX_SEGMENTS: usize = 4;
+
 /// A book's rating figures.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct BookRatings {
@@ -127,6 +133,14 @@ async fn run(
             }
             Ok(false) => {
                 backoff = Duration::from_millis(100);
+                // Caught up: a good moment to merge the small segments the batches left.
+                let index = engine.index();
+                match tokio::task::spawn_blocking(move || index.compact(MAX_SEGMENTS)).await {
+                    Ok(Ok(true)) => tracing::debug!("search: merged the index's segments"),
+                    Ok(Ok(false)) => {}
+                    Ok(Err(error)) => tracing::warn!(%error, "search: merging segments failed"),
+                    Err(error) => tracing::warn!(%error, "search: the merge task failed"),
+                }
                 tokio::select! {
                     _ = head.changed() => {}
                     _ = tokio::time::sleep(options.poll) => {}
@@ -276,23 +290,27 @@ fn write(
     rated: &[String],
     figures: &HashMap<String, BookRatings>,
 ) -> Result<(), SearchError> {
-    // Each touched book's document as the batch leaves it (`None`: not in the catalogue).
+    // Each touched book's document as the batch leaves it (`None`: not in the catalogue), and
+    // the books first added by this batch: a `BookAdded` opens its stream, so such a book is in
+    // no committed document yet, and needs neither a lookup nor a delete (what makes a rebuild
+    // fast: it is nearly all additions).
     let mut docs: HashMap<String, Option<BookDoc>> = HashMap::new();
+    let mut new_books: HashSet<String> = HashSet::new();
     let mut order: Vec<String> = Vec::new();
     for (id, change) in changes {
         if !docs.contains_key(&id) {
-            let current = index.get(&id)?;
+            let current = if matches!(change, Change::Added(_)) {
+                new_books.insert(id.clone());
+                None
+            } else {
+                index.get(&id)?
+            };
             docs.insert(id.clone(), current);
             order.push(id.clone());
         }
         let doc = docs.get_mut(&id).expect("inserted above");
         match change {
-            Change::Added(mut added) => {
-                if let Some(old) = doc.as_ref() {
-                    added.summary = old.summary.clone();
-                }
-                *doc = Some(added);
-            }
+            Change::Added(added) => *doc = Some(added),
             Change::Updated(c) => {
                 if let Some(d) = doc.as_mut() {
                     if let Some(title) = c.title {
@@ -332,9 +350,11 @@ fn write(
         }
     }
     for id in order {
-        match &docs[&id] {
-            Some(doc) => index.upsert(doc)?,
-            None => index.delete(&id),
+        match (&docs[&id], new_books.contains(&id)) {
+            (Some(doc), true) => index.add(doc)?,
+            (Some(doc), false) => index.upsert(doc)?,
+            (None, true) => {}
+            (None, false) => index.delete(&id),
         }
     }
     Ok(())
@@ -417,7 +437,7 @@ pub async fn rebuild(
 ) -> Result<RebuildReport, SearchError> {
     let started = Instant::now();
     std::fs::create_dir_all(root).map_err(|e| SearchError::io(root, e))?;
-    let index = Arc::new(create_generation(root)?);
+    let index = Arc::new(create_generation(root, BULK_THREADS)?);
     let options = IndexerOptions {
         batch: 5_000,
         commit_every: Duration::from_secs(3600),

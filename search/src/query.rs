@@ -19,7 +19,7 @@ use std::ops::Bound;
 use tantivy::collector::{Count, FacetCollector, TopDocs};
 use tantivy::query::{
     AllQuery, BooleanQuery, ConstScoreQuery, DisjunctionMaxQuery, FuzzyTermQuery, Occur,
-    PhrasePrefixQuery, PhraseQuery, Query, RangeQuery, TermQuery,
+    PhrasePrefixQuery, PhraseQuery, Query, RangeQuery, TermQuery, TermSetQuery,
 };
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DocAddress, DocId, Order, Score, Searcher, SegmentReader, Term};
@@ -89,6 +89,41 @@ impl Default for Weights {
             popularity: 0.15,
             length: 0.04,
         }
+    }
+}
+
+impl Weights {
+    /// Sets one weight by its field name (`popularity=0.2`), for trying others in an evaluation.
+    pub fn set(&mut self, assignment: &str) -> Result<(), String> {
+        let (name, value) = assignment
+            .split_once('=')
+            .ok_or_else(|| format!("{assignment:?} is not name=value"))?;
+        let value: f32 = value
+            .trim()
+            .parse()
+            .map_err(|_| format!("{value:?} is not a number"))?;
+        let slot = match name.trim() {
+            "title" => &mut self.title,
+            "author" => &mut self.author,
+            "genre" => &mut self.genre,
+            "series" => &mut self.series,
+            "description" => &mut self.description,
+            "prefix" => &mut self.prefix,
+            "typo1" => &mut self.typo1,
+            "typo2" => &mut self.typo2,
+            "idf_cap" => &mut self.idf_cap,
+            "idf_floor" => &mut self.idf_floor,
+            "exact_title" => &mut self.exact_title,
+            "genre_exact" => &mut self.genre_exact,
+            "genre_first" => &mut self.genre_first,
+            "title_start" => &mut self.title_start,
+            "phrase" => &mut self.phrase,
+            "popularity" => &mut self.popularity,
+            "length" => &mut self.length,
+            other => return Err(format!("no weight named {other:?}")),
+        };
+        *slot = value;
+        Ok(())
     }
 }
 
@@ -232,7 +267,14 @@ impl SearchIndex {
             return self.run(&searcher, &*query, request, weights, 0, "browse");
         }
         let n = parsed.tokens.len();
-        let clauses = token_clauses(&searcher, &f, &parsed, weights)?;
+        // The titles that start with the query as typed, the shortest first (a bonus, and a way
+        // for the word being typed to match however rare its completion).
+        let title_starts = if parsed.tokens.is_empty() {
+            Vec::new()
+        } else {
+            prefix_terms(&searcher, f.title_key, &parsed.tokens.join(" "))?
+        };
+        let clauses = token_clauses(&searcher, &f, &parsed, &title_starts, weights)?;
         let total_weight: f32 = clauses.iter().map(|(_, w)| w).sum::<f32>().max(1.0);
         let mut required = n;
         loop {
@@ -241,7 +283,7 @@ impl SearchIndex {
                 &parsed,
                 &clauses,
                 required,
-                total_weight,
+                (total_weight, &title_starts),
                 weights,
                 &filters,
             );
@@ -339,7 +381,8 @@ impl SearchIndex {
             let mut clauses = Vec::new();
             for (i, token) in parsed.tokens.iter().enumerate() {
                 let last = i + 1 == parsed.tokens.len();
-                let variants = variants(field, token, last, 1.0, &weights);
+                let typos = searcher.doc_freq(&Term::from_field_text(field, token))? == 0;
+                let variants = variants(&searcher, field, token, last, typos, 1.0, &weights)?;
                 clauses.push((
                     Occur::Must,
                     Box::new(DisjunctionMaxQuery::new(variants)) as Box<dyn Query>,
@@ -492,23 +535,73 @@ fn constant(query: Box<dyn Query>, score: f32) -> Box<dyn Query> {
     Box::new(ConstScoreQuery::new(query, score))
 }
 
-/// The ways one token may match one field, each with its constant score.
+/// The most words a prefix stands for (the most frequent ones), and the most dictionary entries
+/// read to find them: a one- or two-letter prefix would otherwise stand for thousands of words.
+const PREFIX_EXPANSIONS: usize = 100;
+const PREFIX_SCAN: usize = 20_000;
+
+/// The words of `field` that start with `prefix`, most frequent first, at most
+/// [`PREFIX_EXPANSIONS`] (as Typesense and Meilisearch bound theirs).
+fn prefix_terms(searcher: &Searcher, field: Field, prefix: &str) -> Result<Vec<Term>, SearchError> {
+    let mut found: std::collections::HashMap<Vec<u8>, u64> = std::collections::HashMap::new();
+    for segment in searcher.segment_readers() {
+        let inverted = segment.inverted_index(field)?;
+        let mut stream = inverted
+            .terms()
+            .range()
+            .ge(prefix.as_bytes())
+            .into_stream()
+            .map_err(|e| SearchError::Corrupt(e.to_string()))?;
+        let mut scanned = 0;
+        while scanned < PREFIX_SCAN && stream.advance() {
+            if !stream.key().starts_with(prefix.as_bytes()) {
+                break;
+            }
+            *found.entry(stream.key().to_vec()).or_default() += u64::from(stream.value().doc_freq);
+            scanned += 1;
+        }
+    }
+    let mut ranked: Vec<(Vec<u8>, u64)> = found.into_iter().collect();
+    // The most frequent first; among equals (every whole title is one), the shortest: the
+    // completion closest to what was typed.
+    ranked.sort_unstable_by(|a, b| {
+        b.1.cmp(&a.1)
+            .then_with(|| a.0.len().cmp(&b.0.len()))
+            .then_with(|| a.0.cmp(&b.0))
+    });
+    Ok(ranked
+        .into_iter()
+        .take(PREFIX_EXPANSIONS)
+        .filter_map(|(key, _)| String::from_utf8(key).ok())
+        .map(|word| Term::from_field_text(field, &word))
+        .collect())
+}
+
+/// The ways one token may match one field, each with its constant score. Typos are tried only
+/// for a word no title or author holds as typed (as Typesense does by default): a word that
+/// exists is very likely meant, and each typo automaton walks the term dictionary and every
+/// posting list it matches, which on a large catalogue is most of a query's cost.
 fn variants(
+    searcher: &Searcher,
     field: Field,
     token: &str,
     last_is_prefix: bool,
+    typos: bool,
     field_weight: f32,
     w: &Weights,
-) -> Vec<Box<dyn Query>> {
+) -> Result<Vec<Box<dyn Query>>, SearchError> {
     let term = Term::from_field_text(field, token);
-    let budget = typo_budget(token);
+    let budget = if typos { typo_budget(token) } else { 0 };
     let mut out = vec![constant(term_query(field, token), field_weight)];
     if last_is_prefix && !token.is_empty() {
-        out.push(constant(
-            Box::new(FuzzyTermQuery::new_prefix(term.clone(), 0, true)),
-            field_weight * w.prefix,
-        ));
-        if budget >= 1 && token.chars().count() >= 5 {
+        let completions = prefix_terms(searcher, field, token)?;
+        if !completions.is_empty() {
+            out.push(constant(
+                Box::new(TermSetQuery::new(completions)),
+                field_weight * w.prefix,
+            ));
+        } else if typo_budget(token) >= 1 && token.chars().count() >= 5 {
+            // Nothing starts with it: maybe a typo in what is being typed.
             out.push(constant(
                 Box::new(FuzzyTermQuery::new_prefix(term.clone(), 1, true)),
                 field_weight * w.typo2,
@@ -527,7 +620,7 @@ fn variants(
             field_weight * w.typo2,
         ));
     }
-    out
+    Ok(out)
 }
 
 /// Each token's clause (the best of its matches across fields) and the token's weight.
@@ -535,6 +628,7 @@ fn token_clauses(
     searcher: &Searcher,
     f: &Fields,
     parsed: &Parsed,
+    title_starts: &[Term],
     w: &Weights,
 ) -> Result<Vec<TokenClause>, SearchError> {
     let docs = searcher.num_docs().max(1) as f32;
@@ -542,12 +636,48 @@ fn token_clauses(
     for (i, token) in parsed.tokens.iter().enumerate() {
         let last = parsed.last_is_prefix && i + 1 == parsed.tokens.len();
         let df = searcher.doc_freq(&Term::from_field_text(f.title, token))? as f32;
+        let typos = df == 0.0 && searcher.doc_freq(&Term::from_field_text(f.authors, token))? == 0;
         let idf = (1.0 + (docs - df + 0.5) / (df + 0.5)).ln();
         let weight = idf.clamp(w.idf_floor, w.idf_cap);
         let mut disjuncts = Vec::new();
-        disjuncts.extend(variants(f.title, token, last, weight * w.title, w));
-        disjuncts.extend(variants(f.authors, token, last, weight * w.author, w));
-        disjuncts.extend(variants(f.series, token, last, weight * w.series, w));
+        disjuncts.extend(variants(
+            searcher,
+            f.title,
+            token,
+            last,
+            typos,
+            weight * w.title,
+            w,
+        )?);
+        disjuncts.extend(variants(
+            searcher,
+            f.authors,
+            token,
+            last,
+            typos,
+            weight * w.author,
+            w,
+        )?);
+        // The series note: exact words only (as typed, the last one a prefix); its typos are
+        // not worth the term-dictionary walks.
+        disjuncts.push(constant(term_query(f.series, token), weight * w.series));
+        if last {
+            let completions = prefix_terms(searcher, f.series, token)?;
+            if !completions.is_empty() {
+                disjuncts.push(constant(
+                    Box::new(TermSetQuery::new(completions)),
+                    weight * w.series * w.prefix,
+                ));
+            }
+        }
+        // The word being typed also matches in a title that starts with the whole query: a
+        // one-letter prefix stands for too many words to expand them all ("Last Chance S").
+        if last && !title_starts.is_empty() {
+            disjuncts.push(constant(
+                Box::new(TermSetQuery::new(title_starts.iter().cloned())),
+                weight * w.title * w.prefix,
+            ));
+        }
         disjuncts.push(constant(term_query(f.genres, token), weight * w.genre));
         disjuncts.push(constant(
             term_query(f.description, token),
@@ -567,7 +697,7 @@ fn build(
     parsed: &Parsed,
     clauses: &[TokenClause],
     required: usize,
-    total_weight: f32,
+    (total_weight, title_starts): (f32, &[Term]),
     w: &Weights,
     filters: &[Box<dyn Query>],
 ) -> Box<dyn Query> {
@@ -612,17 +742,15 @@ fn build(
                 w.exact_title * total_weight,
             ),
         ));
-        must.push((
-            Occur::Should,
-            constant(
-                Box::new(FuzzyTermQuery::new_prefix(
-                    Term::from_field_text(f.title_key, &whole),
-                    0,
-                    false,
-                )),
-                w.title_start * total_weight,
-            ),
-        ));
+        if !title_starts.is_empty() {
+            must.push((
+                Occur::Should,
+                constant(
+                    Box::new(TermSetQuery::new(title_starts.iter().cloned())),
+                    w.title_start * total_weight,
+                ),
+            ));
+        }
         // Genres named in the query, whole or as a run of its words ("young adult fantasy"
         // names two), each worth its share of the query's words.
         let n = parsed.tokens.len();

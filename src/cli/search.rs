@@ -38,6 +38,10 @@ pub(crate) enum SearchCommand {
         /// Print each query Quire ranked the sought book below first, for looking into misses.
         #[arg(long)]
         misses: bool,
+        /// Try another ranking weight (`--weight popularity=0.3`; repeatable; the names are the
+        /// fields of `quire_search::Weights`).
+        #[arg(long = "weight")]
+        weights: Vec<String>,
     },
 }
 
@@ -50,7 +54,15 @@ pub(crate) async fn run(command: SearchCommand) -> anyhow::Result<()> {
             seed,
             json,
             misses,
-        } => evaluate(data, per_class, genre_queries, seed, json, misses).await,
+            weights,
+        } => {
+            let mut w = Weights::default();
+            for assignment in &weights {
+                w.set(assignment)
+                    .map_err(|e| anyhow::anyhow!("--weight: {e}"))?;
+            }
+            evaluate(data, per_class, genre_queries, seed, json, misses, w).await
+        }
     }
 }
 
@@ -61,6 +73,7 @@ async fn evaluate(
     seed: u64,
     json: bool,
     misses: bool,
+    weights: Weights,
 ) -> anyhow::Result<()> {
     let books = goodbooks_eval_books(&dir)?;
     let queries = eval::generate(&books, per_class, genre_queries, seed);
@@ -74,7 +87,6 @@ async fn evaluate(
     }
     index.commit(1)?;
     let build = started.elapsed();
-    let weights = Weights::default();
     let quire_ranked = eval::run_queries(&queries, |q| {
         let request = SearchRequest {
             q: q.to_string(),
