@@ -330,7 +330,10 @@ impl Application {
             let indexer = quire_search::indexer::spawn(
                 engine.clone(),
                 store.clone(),
-                Arc::new(crate::search::ReadModelRatings(read.clone())),
+                Arc::new(crate::search::ReadModelRatings(
+                    read.clone(),
+                    crate::search::REVIEWS_WAIT,
+                )),
                 quire_search::IndexerOptions::default(),
             );
             Some((engine, indexer))

@@ -7,12 +7,14 @@ use async_trait::async_trait;
 use quire_projections::{ProjectionName, ReadModels};
 use quire_search::{BookRatings, RatingsSource};
 
-/// How long the indexer waits for the `reviews` read model to reach a batch before it reads the
-/// figures as they are (a later review event of the book corrects them).
-const REVIEWS_WAIT: Duration = Duration::from_secs(5);
+/// How long a node's indexer waits for the `reviews` read model to reach a batch before it reads
+/// the figures as they are (a later review event of the book corrects them).
+pub(crate) const REVIEWS_WAIT: Duration = Duration::from_secs(5);
 
-/// Rating figures from `rm_book_stats`.
-pub(crate) struct ReadModelRatings(pub(crate) ReadModels);
+/// Rating figures from `rm_book_stats`, after waiting up to `.1` for the `reviews` read model
+/// to reach the batch (a rebuild from the command line does not wait: no runner may be moving
+/// it, and it reads the figures once, at the end).
+pub(crate) struct ReadModelRatings(pub(crate) ReadModels, pub(crate) Duration);
 
 #[async_trait]
 impl RatingsSource for ReadModelRatings {
@@ -21,11 +23,12 @@ impl RatingsSource for ReadModelRatings {
         book_ids: &[String],
         position: u64,
     ) -> Result<HashMap<String, BookRatings>, String> {
-        if self
-            .0
-            .wait_for_projections(&[ProjectionName::Reviews], position, REVIEWS_WAIT)
-            .await
-            .is_err()
+        if !self.1.is_zero()
+            && self
+                .0
+                .wait_for_projections(&[ProjectionName::Reviews], position, self.1)
+                .await
+                .is_err()
         {
             tracing::debug!(
                 position,

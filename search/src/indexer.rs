@@ -169,7 +169,7 @@ async fn step(
 ) -> Result<bool, SearchError> {
     if let Some(rebuilt) = engine.rebuilt()? {
         let rebuilt = Arc::new(rebuilt);
-        let position = catch_up(&rebuilt, store, ratings, options, &|_| {}).await?;
+        let position = catch_up(&rebuilt, store, ratings, options, None, &|_| {}).await?;
         let rebuilt = Arc::try_unwrap(rebuilt)
             .map_err(|_| SearchError::Task("a rebuilt index is still shared".into()))?;
         engine.swap(rebuilt, position);
@@ -181,7 +181,7 @@ async fn step(
     let Some(last) = events.last().map(|e| e.position) else {
         return Ok(false);
     };
-    let changed = apply(&index, &events, ratings).await?;
+    let changed = apply(&index, &events, ratings, None).await?;
     if changed {
         commit(&index, last).await?;
     } else if last - index.position()? >= 50_000 {
@@ -199,6 +199,7 @@ async fn catch_up(
     store: &DynEventStore,
     ratings: &dyn RatingsSource,
     options: &IndexerOptions,
+    mut bulk: Option<&mut HashSet<String>>,
     progress: &(dyn Fn(u64) + Send + Sync),
 ) -> Result<u64, SearchError> {
     let mut position = index.position()?;
@@ -208,7 +209,7 @@ async fn catch_up(
     while let Some(last) = next.last().map(|e| e.position) {
         let events = std::mem::take(&mut next);
         let (applied, fetched) = tokio::join!(
-            apply(index, &events, ratings),
+            apply(index, &events, ratings, bulk.as_deref_mut()),
             store.read_all(last, options.batch)
         );
         dirty |= applied?;
@@ -243,11 +244,14 @@ enum Change {
     Reviewed,
 }
 
-/// Applies a batch (not committed); returns whether any document changed.
+/// Applies a batch (not committed); returns whether any document changed. In `bulk` mode (a
+/// rebuild) review events only note their book in the set, whose figures are read once at the
+/// end, instead of rewriting a book's document for every batch that reviews it.
 async fn apply(
     index: &Arc<SearchIndex>,
     events: &[RecordedEvent],
     ratings: &dyn RatingsSource,
+    bulk: Option<&mut HashSet<String>>,
 ) -> Result<bool, SearchError> {
     let mut changes: Vec<(String, Change)> = Vec::new();
     for event in events {
@@ -258,12 +262,21 @@ async fn apply(
             changes.push((book_id.to_string(), change));
         }
     }
+    if let Some(reviewed) = bulk {
+        changes.retain(|(id, change)| {
+            let review = matches!(change, Change::Reviewed);
+            if review || matches!(change, Change::Added(_)) {
+                reviewed.insert(id.clone());
+            }
+            !review
+        });
+    }
     if changes.is_empty() {
         return Ok(false);
     }
     let rated: Vec<String> = changes
         .iter()
-        .filter(|(_, c)| matches!(c, Change::Reviewed | Change::Added(_)))
+        .filter(|(_, c)| matches!(c, Change::Reviewed))
         .map(|(id, _)| id.clone())
         .collect::<HashSet<_>>()
         .into_iter()
@@ -443,7 +456,37 @@ pub async fn rebuild(
         commit_every: Duration::from_secs(3600),
         ..IndexerOptions::default()
     };
-    let position = catch_up(&index, store, ratings, &options, progress).await?;
+    let mut rated = HashSet::new();
+    let position = catch_up(&index, store, ratings, &options, Some(&mut rated), progress).await?;
+    // The rating figures of every book, read once now that the log is replayed.
+    let rated: Vec<String> = rated.into_iter().collect();
+    let mut changed = false;
+    for chunk in rated.chunks(5_000) {
+        let figures = ratings
+            .ratings(chunk, position)
+            .await
+            .map_err(SearchError::Ratings)?;
+        if figures.is_empty() {
+            continue;
+        }
+        let target = index.clone();
+        tokio::task::spawn_blocking(move || {
+            for (id, r) in figures {
+                if let Some(mut doc) = target.get(&id)? {
+                    doc.ratings_count = r.count;
+                    doc.rating_average = r.average;
+                    target.upsert(&doc)?;
+                }
+            }
+            Ok::<_, SearchError>(())
+        })
+        .await
+        .map_err(|e| SearchError::Task(e.to_string()))??;
+        changed = true;
+    }
+    if changed {
+        commit(&index, position).await?;
+    }
     let index = Arc::try_unwrap(index)
         .map_err(|_| SearchError::Task("the rebuilt index is still shared".into()))?;
     let report = RebuildReport {

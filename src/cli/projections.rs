@@ -211,7 +211,7 @@ async fn rebuild_search(
 ) -> anyhow::Result<()> {
     let head = store.head().await.context("reading the event store head")?;
     let (bar, progress) = reporter(SEARCH, head, json);
-    let ratings = crate::search::ReadModelRatings(read.clone());
+    let ratings = crate::search::ReadModelRatings(read.clone(), std::time::Duration::ZERO);
     let root = settings.search_dir();
     let report = quire_search::indexer::rebuild(&root, store, &ratings, &|position| {
         progress(RebuildProgress { position, head })
