@@ -261,12 +261,30 @@ async fn bad_search_parameters_are_problems(backend: Backend) {
 async fn a_rebuild_under_reads_never_serves_an_empty_page(backend: Backend) {
     let app = spawn_app(backend).await;
     let mut token = String::new();
+    let mut first = String::new();
     for i in 0..20 {
-        (_, token) = add(
+        let id;
+        (id, token) = add(
             &app,
             json!({"title": format!("Whale Song {i}"), "author": "Ishmael"}),
         )
         .await;
+        if i == 0 {
+            first = id;
+        }
+    }
+    // Reviews after the books: a rebuild reads their figures once, at the end.
+    for rating in [5, 3] {
+        let member = app.signup(&format!("reader{rating}")).await;
+        let review = app
+            .as_user(&member)
+            .post(app.url(&format!("/books/{first}/reviews")))
+            .json(&json!({"rating": rating, "review_text": "Vast."}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(review.status(), StatusCode::CREATED);
+        token = header(&review, "consistency-token");
     }
     assert_eq!(search(&app, "q=whale", Some(&token)).await["total"], 20);
 
@@ -286,7 +304,7 @@ async fn a_rebuild_under_reads_never_serves_an_empty_page(backend: Backend) {
     let root = app.data_dir().join("search");
     let before: Vec<_> = generations(&root);
     let report =
-        quire_search::indexer::rebuild(&root, &app.store, &quire_search::NoRatings, &|_| {})
+        quire_search::indexer::rebuild(&root, &app.store, &Figures(app.read.clone()), &|_| {})
             .await
             .unwrap();
     assert_eq!(report.books, 20);
@@ -306,9 +324,37 @@ async fn a_rebuild_under_reads_never_serves_an_empty_page(backend: Backend) {
     reader.await.unwrap();
     assert!(reads.load(Ordering::Relaxed) > 0);
 
-    // The switched-to index goes on following the log.
+    // The rebuilt index has the reviews' figures, and goes on following the log.
+    let page = search(&app, "q=%22whale%20song%200%22&limit=1", None).await;
+    assert_eq!(
+        page["items"][0]["rating"],
+        json!({"average": 4.0, "count": 2}),
+        "{page}"
+    );
     let (_, token) = add(&app, json!({"title": "Whale Song 20", "author": "Ishmael"})).await;
     assert_eq!(search(&app, "q=whale", Some(&token)).await["total"], 21);
+}
+
+/// Rating figures from the node's read models, as the node's own indexer reads them.
+struct Figures(quire_projections::ReadModels);
+
+#[async_trait::async_trait]
+impl quire_search::RatingsSource for Figures {
+    async fn ratings(
+        &self,
+        book_ids: &[String],
+        _position: u64,
+    ) -> Result<std::collections::HashMap<String, quire_search::BookRatings>, String> {
+        let figures = self
+            .0
+            .rating_figures(book_ids)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(figures
+            .into_iter()
+            .map(|(id, (count, average))| (id, quire_search::BookRatings { count, average }))
+            .collect())
+    }
 }
 
 fn generations(root: &std::path::Path) -> Vec<std::path::PathBuf> {
