@@ -1,10 +1,10 @@
 //! Rebuilding a projection aside, then swapping it in.
 //!
 //! A rebuild creates shadow tables (`rm_books__rebuild`, …) with the live tables' schema, replays
-//! the whole log into them under a shadow checkpoint, and then, in one transaction, takes the live
-//! checkpoint's lock (so the live runner, in this process or another, waits), applies what was
-//! committed meanwhile, drops the live tables, renames the shadows into their place and sets the
-//! live checkpoint. Readers see the old tables until that commit and the complete new ones after it,
+//! the whole log into them under a shadow checkpoint (up to a short batch from the head), and then,
+//! in one transaction, takes the live checkpoint's lock (so the live runner, in this process or
+//! another, waits), applies what was committed meanwhile, drops the live tables, renames the
+//! shadows into their place and sets the live checkpoint. Readers see the old tables until that commit and the complete new ones after it,
 //! never a half-built model. The live runner then resumes from the swapped checkpoint, which it
 //! re-reads inside its next transaction.
 
@@ -110,6 +110,12 @@ async fn rebuild_aside(
             head = store.head().await.map_err(ReadModelError::Store)?;
         }
         progress(RebuildProgress { position, head });
+        // Near the head (a short batch): the rest is applied in the swap's one transaction.
+        // Replaying on in a transaction per small batch could chase a busy writer for ever,
+        // each commit taking longer than the writer's next append.
+        if next.len() < BATCH {
+            break;
+        }
     }
 
     // Swap: under the live checkpoint's lock, catch up and replace the live tables.

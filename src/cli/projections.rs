@@ -229,18 +229,19 @@ async fn rebuild_search(
                 "books": report.books,
                 "bytes": report.size_bytes,
                 "elapsed_ms": report.elapsed.as_millis() as u64,
+                "events_per_sec": report.position as f64 / secs,
                 "books_per_sec": report.books as f64 / secs,
                 "generation": report.generation,
             })
         );
     } else {
         println!(
-            "rebuilt {SEARCH}: {} events, {} books in {:.2}s ({:.0} books/s), {:.1} MB, published \
-             as {} (a running node switches to it)",
+            "rebuilt {SEARCH}: {} events, {} books in {:.2}s ({:.0} events/s), {:.1} MB, \
+             published as {} (a running node switches to it)",
             report.position,
             report.books,
             secs,
-            report.books as f64 / secs,
+            report.position as f64 / secs,
             report.size_bytes as f64 / 1e6,
             report.generation.display()
         );
