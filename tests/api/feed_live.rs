@@ -13,7 +13,10 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::helpers::{Backend, Member, TestApp, assert_problem, header, on_backends, spawn_app};
+use crate::helpers::{
+    self, Backend, Member, TestApp, assert_problem, header, on_backends, open_sse, set_following,
+    spawn_app,
+};
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -21,23 +24,13 @@ type Ws =
 const WAIT: Duration = Duration::from_secs(15);
 
 async fn follow(app: &TestApp, who: &Member, whom: &Member) -> u64 {
-    let response = app
-        .as_user(who)
-        .put(app.url(&format!("/users/{}/following/{}", who.id, whom.id)))
-        .send()
-        .await
-        .unwrap();
+    let response = set_following(app, who, whom, true).await;
     assert!(response.status().is_success(), "{}", response.status());
     header(&response, "consistency-token").parse().unwrap()
 }
 
 async fn unfollow(app: &TestApp, who: &Member, whom: &Member) {
-    let response = app
-        .as_user(who)
-        .delete(app.url(&format!("/users/{}/following/{}", who.id, whom.id)))
-        .send()
-        .await
-        .unwrap();
+    let response = set_following(app, who, whom, false).await;
     assert!(response.status().is_success(), "{}", response.status());
 }
 
@@ -54,34 +47,16 @@ async fn set_private(app: &TestApp, who: &Member, private: bool) {
 
 /// `who` likes, or rates (`value`), a book; returns the write's position.
 async fn interact(app: &TestApp, who: &Member, book: &str, action: &str, value: Option<u8>) -> u64 {
-    let mut body = json!({"book_id": book, "action": action});
-    if let Some(v) = value {
-        body["value"] = json!(v);
-    }
-    let response = app
-        .as_user(who)
-        .post(app.url("/interactions"))
-        .json(&body)
-        .send()
+    helpers::interact(app, who, book, action, value)
         .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    header(&response, "consistency-token").parse().unwrap()
+        .parse()
+        .unwrap()
 }
 
 /// `who` reviews a book; returns the review's id and the write's position.
 async fn review(app: &TestApp, who: &Member, book: &str, rating: u8, text: &str) -> (String, u64) {
-    let response = app
-        .as_user(who)
-        .post(app.url(&format!("/books/{book}/reviews")))
-        .json(&json!({"rating": rating, "review_text": text}))
-        .send()
-        .await
-        .unwrap();
-    let position = header(&response, "consistency-token").parse().unwrap();
-    assert_eq!(response.status(), StatusCode::CREATED);
-    let body: Value = response.json().await.unwrap();
-    (body["id"].as_str().unwrap().to_string(), position)
+    let (id, token) = helpers::review(app, who, book, rating, text).await;
+    (id, token.parse().unwrap())
 }
 
 /// A feed WebSocket, signed in with `?access_token=` (as browsers do).
@@ -300,16 +275,8 @@ struct SseReader {
 impl SseReader {
     async fn open(app: &TestApp, who: &Member, last_event_id: Option<u64>) -> Self {
         let token = app.token(&who.username, &who.password).await;
-        let mut request = app.client.get(app.url("/feed/events")).bearer_auth(token);
-        if let Some(id) = last_event_id {
-            request = request.header("last-event-id", id.to_string());
-        }
-        let response = request.send().await.unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        assert_eq!(
-            response.headers()["content-type"].to_str().unwrap(),
-            "text/event-stream"
-        );
+        let request = app.client.get(app.url("/feed/events")).bearer_auth(token);
+        let response = open_sse(request, last_event_id).await;
         Self {
             response,
             buffer: String::new(),

@@ -275,6 +275,85 @@ pub(crate) async fn json_of(response: reqwest::Response, status: StatusCode) -> 
     serde_json::from_str(&body).unwrap()
 }
 
+/// `who` follows `whom` (`PUT /users/{id}/following/{followee_id}`) or stops (`DELETE`).
+pub(crate) async fn set_following(
+    app: &TestApp,
+    who: &Member,
+    whom: &Member,
+    follow: bool,
+) -> reqwest::Response {
+    let url = app.url(&format!("/users/{}/following/{}", who.id, whom.id));
+    let request = if follow {
+        app.as_user(who).put(url)
+    } else {
+        app.as_user(who).delete(url)
+    };
+    request.send().await.unwrap()
+}
+
+/// `who` likes, or rates (`value`), a book through `POST /interactions`; returns the write's
+/// Consistency-Token.
+pub(crate) async fn interact(
+    app: &TestApp,
+    who: &Member,
+    book: &str,
+    action: &str,
+    value: Option<u8>,
+) -> String {
+    let mut body = json!({"book_id": book, "action": action});
+    if let Some(v) = value {
+        body["value"] = json!(v);
+    }
+    let response = app
+        .as_user(who)
+        .post(app.url("/interactions"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    header(&response, "consistency-token")
+}
+
+/// `who` reviews a book; returns the review's id and the write's Consistency-Token.
+pub(crate) async fn review(
+    app: &TestApp,
+    who: &Member,
+    book: &str,
+    rating: u8,
+    text: &str,
+) -> (String, String) {
+    let response = app
+        .as_user(who)
+        .post(app.url(&format!("/books/{book}/reviews")))
+        .json(&json!({"rating": rating, "review_text": text}))
+        .send()
+        .await
+        .unwrap();
+    let token = header(&response, "consistency-token");
+    let body = json_of(response, StatusCode::CREATED).await;
+    (body["id"].as_str().unwrap().to_string(), token)
+}
+
+/// Opens a Server-Sent Events stream (`Last-Event-ID: last_event_id` if any): a `200` of
+/// `text/event-stream`.
+pub(crate) async fn open_sse(
+    request: reqwest::RequestBuilder,
+    last_event_id: Option<u64>,
+) -> reqwest::Response {
+    let request = match last_event_id {
+        Some(id) => request.header("last-event-id", id.to_string()),
+        None => request,
+    };
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    response
+}
+
 /// How many of `events` are of `event_type`.
 pub(crate) fn count_of(events: &[RecordedEvent], event_type: &str) -> usize {
     events.iter().filter(|e| e.event_type == event_type).count()

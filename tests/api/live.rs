@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::{
-    ADMIN_PASSWORD, Backend, Member, TestApp, assert_problem, on_backends, spawn_app,
+    ADMIN_PASSWORD, Backend, Member, TestApp, assert_problem, on_backends, open_sse, spawn_app,
     spawn_app_with, spawn_node_on,
 };
 
@@ -299,16 +299,8 @@ impl SseReader {
 }
 
 async fn sse(app: &TestApp, club: impl Display, last_event_id: Option<u64>) -> SseReader {
-    let mut request = app.client.get(app.url(&format!("/clubs/{club}/events")));
-    if let Some(id) = last_event_id {
-        request = request.header("last-event-id", id.to_string());
-    }
-    let response = request.send().await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(
-        response.headers()["content-type"].to_str().unwrap(),
-        "text/event-stream"
-    );
+    let request = app.client.get(app.url(&format!("/clubs/{club}/events")));
+    let response = open_sse(request, last_event_id).await;
     SseReader {
         response,
         buffer: String::new(),

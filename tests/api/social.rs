@@ -7,65 +7,14 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, Member, TestApp, assert_problem, header, on_backends, spawn_app};
-
-async fn json_of(response: reqwest::Response, status: StatusCode) -> Value {
-    let actual = response.status();
-    let body = response.text().await.unwrap();
-    assert_eq!(actual, status, "{body}");
-    serde_json::from_str(&body).unwrap()
-}
+use crate::helpers::{
+    Backend, Member, TestApp, assert_problem, header, interact, json_of, on_backends, review,
+    set_following, spawn_app,
+};
 
 /// `who` follows `whom` with `PUT /users/{id}/following/{followee_id}`.
 async fn follow(app: &TestApp, who: &Member, whom: &Member) -> reqwest::Response {
-    app.as_user(who)
-        .put(app.url(&format!("/users/{}/following/{}", who.id, whom.id)))
-        .send()
-        .await
-        .unwrap()
-}
-
-/// `who` likes, or rates (`value`), a book through `POST /interactions`; returns the token.
-async fn interact(
-    app: &TestApp,
-    who: &Member,
-    book: &str,
-    action: &str,
-    value: Option<u8>,
-) -> String {
-    let mut body = json!({"book_id": book, "action": action});
-    if let Some(v) = value {
-        body["value"] = json!(v);
-    }
-    let response = app
-        .as_user(who)
-        .post(app.url("/interactions"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    header(&response, "consistency-token")
-}
-
-/// `who` reviews a book; returns the review's id and the token.
-async fn review(
-    app: &TestApp,
-    who: &Member,
-    book: &str,
-    rating: u8,
-    text: &str,
-) -> (String, String) {
-    let response = app
-        .as_user(who)
-        .post(app.url(&format!("/books/{book}/reviews")))
-        .json(&json!({"rating": rating, "review_text": text}))
-        .send()
-        .await
-        .unwrap();
-    let token = header(&response, "consistency-token");
-    let body = json_of(response, StatusCode::CREATED).await;
-    (body["id"].as_str().unwrap().to_string(), token)
+    set_following(app, who, whom, true).await
 }
 
 /// A GET as `who`, presenting `token` if any; the body of a 200.

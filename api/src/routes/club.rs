@@ -20,7 +20,9 @@ use quire_projections::{ClubRow, PageRequest, ProjectionName, ReplyRow, RoundRow
 use uuid::Uuid;
 
 use super::books::missing_book;
-use super::{accepted, dispatch, next_link, page, read_your_writes, settle, write_headers};
+use super::{
+    accepted, dispatch, dispatch_keyed, next_link, page, read_your_writes, settle, write_headers,
+};
 use crate::dto::{
     BallotRequest, ClubDto, ClubList, ClubMemberDto, ClubMemberList, Discussion, DiscussionCreated,
     DiscussionList, DiscussionReply, JoinClub, NewClub, NewDiscussion, NewDiscussionReply,
@@ -235,12 +237,11 @@ async fn club_write(
     headers: &HeaderMap,
     command: ClubCommand,
 ) -> Result<CommandOutcome, ApiError> {
-    let key = idempotency_key(headers)?;
-    dispatch(
+    dispatch_keyed(
         state,
         caller,
-        command_id(caller, route, key.as_deref()),
-        None,
+        route,
+        headers,
         Command::Club {
             club_id: club,
             command,

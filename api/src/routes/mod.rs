@@ -49,6 +49,47 @@ pub(crate) async fn dispatch(
     Ok(state.bus.dispatch(envelope).await?)
 }
 
+/// Sends one command through the bus, its id derived from the caller, the route and the request's
+/// `Idempotency-Key` (no expected version).
+pub(crate) async fn dispatch_keyed(
+    state: &AppState,
+    caller: &Principal,
+    route: &str,
+    headers: &HeaderMap,
+    command: Command,
+) -> Result<CommandOutcome, ApiError> {
+    let key = idempotency_key(headers)?;
+    dispatch(
+        state,
+        caller,
+        command_id(caller, route, key.as_deref()),
+        None,
+        command,
+    )
+    .await
+}
+
+/// The member whose page a `user_id` query parameter names: the caller's own by default; only
+/// admins may name someone else (`forbidden` is the message for a member who does).
+pub(crate) fn target_user(
+    caller: &Principal,
+    user_id: Option<&str>,
+    forbidden: &str,
+) -> Result<quire_domain::ids::UserId, ApiError> {
+    let user = match user_id {
+        None => caller
+            .user_id
+            .ok_or_else(|| ApiError::bad_request("invalid_query", "user_id is required"))?,
+        Some(text) => text
+            .parse::<quire_domain::ids::UserId>()
+            .map_err(|_| ApiError::bad_request("invalid_query", "user_id must be a UUID"))?,
+    };
+    if caller.user_id != Some(user) && !caller.is_privileged() {
+        return Err(ApiError::forbidden(forbidden));
+    }
+    Ok(user)
+}
+
 /// Waits for the read model a write's answer comes from to reflect it (the others may lag: a
 /// later read presenting the consistency token waits for all). `Ok(false)` when it did not within
 /// the write timeout: the write is durable all the same.

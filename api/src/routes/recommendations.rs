@@ -15,7 +15,9 @@ use quire_projections::recommendations::{self as recs, RecsError, RecsRequest};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{accepted, dispatch, next_link, page, read_your_writes, settle, write_headers};
+use super::{
+    accepted, dispatch, next_link, page, read_your_writes, settle, target_user, write_headers,
+};
 use crate::AppState;
 use crate::error::{ApiError, Problem, Validation};
 use crate::extract::{Json, Query, User, command_id, consistency_token, idempotency_key};
@@ -370,19 +372,11 @@ pub(crate) async fn list(
     headers: HeaderMap,
     Query(params): Query<RecommendationParams>,
 ) -> Result<Response, ApiError> {
-    let user_id = match params.user_id.as_deref() {
-        None => caller
-            .user_id
-            .ok_or_else(|| ApiError::bad_request("invalid_query", "user_id is required"))?,
-        Some(text) => text
-            .parse::<UserId>()
-            .map_err(|_| ApiError::bad_request("invalid_query", "user_id must be a UUID"))?,
-    };
-    if caller.user_id != Some(user_id) && !caller.is_privileged() {
-        return Err(ApiError::forbidden(
-            "members see their own recommendations only",
-        ));
-    }
+    let user_id = target_user(
+        &caller,
+        params.user_id.as_deref(),
+        "members see their own recommendations only",
+    )?;
     let social = match params.strategy.as_deref() {
         None | Some("blended") => false,
         Some("social") => true,

@@ -19,11 +19,13 @@ use quire_projections::{ActivityRow, FollowRow, ProjectionName};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{accepted, dispatch, next_link, page, read_your_writes, settle, write_headers};
+use super::{
+    accepted, dispatch_keyed, next_link, page, read_your_writes, settle, target_user, write_headers,
+};
 use crate::AppState;
 use crate::dto::{PageParams, rfc3339};
 use crate::error::{ApiError, Problem};
-use crate::extract::{Json, PathId, Query, User, command_id, idempotency_key};
+use crate::extract::{Json, PathId, Query, User};
 
 /// Whom to follow or unfollow, for `POST /users/{id}/follow` and `/unfollow`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -215,12 +217,11 @@ async fn send(
     headers: &HeaderMap,
     command: UserCommand,
 ) -> Result<CommandOutcome, ApiError> {
-    let key = idempotency_key(headers)?;
-    dispatch(
+    dispatch_keyed(
         state,
         caller,
-        command_id(caller, route, key.as_deref()),
-        None,
+        route,
+        headers,
         Command::User { user_id, command },
     )
     .await
@@ -603,17 +604,11 @@ pub(crate) async fn feed(
     headers: HeaderMap,
     Query(params): Query<FeedParams>,
 ) -> Result<Response, ApiError> {
-    let user = match params.user_id.as_deref() {
-        None => caller
-            .user_id
-            .ok_or_else(|| ApiError::bad_request("invalid_query", "user_id is required"))?,
-        Some(text) => text
-            .parse::<UserId>()
-            .map_err(|_| ApiError::bad_request("invalid_query", "user_id must be a UUID"))?,
-    };
-    if caller.user_id != Some(user) && !caller.is_privileged() {
-        return Err(ApiError::forbidden("members read their own feed only"));
-    }
+    let user = target_user(
+        &caller,
+        params.user_id.as_deref(),
+        "members read their own feed only",
+    )?;
     let request = page(params.limit, params.cursor)?;
     read_your_writes(&state, &headers).await?;
     let result = state.read.feed(user, &request).await?;
