@@ -250,21 +250,21 @@ impl SearchIndex {
         let searcher = self.searcher();
         let f = self.fields;
         let filters = filters(&f, request);
+        let parsed = parse(&request.q);
 
         if let Some(forms) = crate::isbn::isbn_forms(&request.q) {
             let isbn: Vec<Box<dyn Query>> =
                 forms.iter().map(|form| term_query(f.isbn, form)).collect();
             let query = with_filters(Box::new(DisjunctionMaxQuery::new(isbn)), &filters);
-            let results = self.run(&searcher, &*query, request, weights, 1, "isbn")?;
+            let results = self.run(&searcher, &*query, request, &parsed, weights, (1, "isbn"))?;
             if results.total > 0 {
                 return Ok(results);
             }
         }
 
-        let parsed = parse(&request.q);
         if parsed.tokens.is_empty() && parsed.phrases.is_empty() {
             let query = with_filters(Box::new(AllQuery), &filters);
-            return self.run(&searcher, &*query, request, weights, 0, "browse");
+            return self.run(&searcher, &*query, request, &parsed, weights, (0, "browse"));
         }
         let n = parsed.tokens.len();
         // The titles that start with the query as typed, the shortest first (a bonus, and a way
@@ -288,7 +288,7 @@ impl SearchIndex {
                 &filters,
             );
             let matched = if required == n { "all" } else { "partial" };
-            let results = self.run(&searcher, &*query, request, weights, n, matched)?;
+            let results = self.run(&searcher, &*query, request, &parsed, weights, (n, matched))?;
             // At least half the words must match: a query most of whose words match nothing
             // finds nothing rather than whatever shares one common word with it.
             if results.total > 0 || required <= n.div_ceil(2) {
@@ -306,9 +306,9 @@ impl SearchIndex {
         searcher: &Searcher,
         query: &dyn Query,
         request: &SearchRequest,
+        parsed: &Parsed,
         weights: &Weights,
-        query_tokens: usize,
-        matched: &'static str,
+        (query_tokens, matched): (usize, &'static str),
     ) -> Result<SearchResults, SearchError> {
         let limit = request.limit.clamp(1, MAX_LIMIT);
         let offset = request.offset.min(MAX_OFFSET);
@@ -342,11 +342,10 @@ impl SearchIndex {
                     )
                 }
             };
-        let parsed = parse(&request.q);
         let mut hits = Vec::with_capacity(addresses.len());
         for (score, address) in addresses {
             let book = self.source(searcher, address)?;
-            let highlights = request.highlight.then(|| highlight(&book, &parsed));
+            let highlights = request.highlight.then(|| highlight(&book, parsed));
             hits.push(Hit {
                 book,
                 score,
