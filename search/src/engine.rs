@@ -227,6 +227,8 @@ pub struct IndexStatus {
     pub position: u64,
     pub books: u64,
     pub bytes: u64,
+    /// Segments in the last commit: an idle indexer merges more than a few into one.
+    pub segments: usize,
 }
 
 /// The status of the live generation under `root`, if there is one.
@@ -236,8 +238,9 @@ pub fn peek(root: &Path) -> Result<Option<IndexStatus>, SearchError> {
     };
     let dir = root.join(&name);
     let index = tantivy::Index::open_in_dir(&dir)?;
-    let position = index
-        .load_metas()?
+    let metas = index.load_metas()?;
+    let segments = metas.segments.len();
+    let position = metas
         .payload
         .as_deref()
         .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
@@ -255,6 +258,7 @@ pub fn peek(root: &Path) -> Result<Option<IndexStatus>, SearchError> {
         position,
         books,
         bytes,
+        segments,
     }))
 }
 

@@ -141,33 +141,38 @@ pub(crate) fn token_matches(q: &str, w: &str, prefix: bool) -> bool {
     false
 }
 
-/// Edit distance with adjacent transpositions counting one (optimal string alignment).
+/// Edit distance with adjacent transpositions counting one (optimal string alignment), or
+/// anything above 2 when it is more than that (the most a typo budget allows).
 fn levenshtein(a: &str, b: &str) -> usize {
+    const MAX: usize = 2;
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    if a.len().abs_diff(b.len()) > 2 {
-        return 3;
+    if a.len().abs_diff(b.len()) > MAX {
+        return MAX + 1;
     }
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d[0].iter_mut().enumerate() {
+    // Three rolling rows: the one two back (for transpositions), the last, the current.
+    let width = b.len() + 1;
+    let mut rows = vec![0usize; 3 * width];
+    for (j, cell) in rows[width..2 * width].iter_mut().enumerate() {
         *cell = j;
     }
     for i in 1..=a.len() {
+        let (older, rest) = rows.split_at_mut(width);
+        let (last, current) = rest.split_at_mut(width);
+        current[0] = i;
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
+            let mut best = (last[j] + 1)
+                .min(current[j - 1] + 1)
+                .min(last[j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                best = best.min(d[i - 2][j - 2] + 1);
+                best = best.min(older[j - 2] + 1);
             }
-            d[i][j] = best;
+            current[j] = best;
         }
+        rows.rotate_left(width);
     }
-    d[a.len()][b.len()]
+    rows[width + b.len()]
 }
 
 fn escape_into(out: &mut String, text: &str) {

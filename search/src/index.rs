@@ -17,7 +17,7 @@ use crate::SearchError;
 use crate::text::{ANALYZER, analyzer, normalized, tokens, without_series};
 
 /// Bumped whenever the schema or what is indexed changes: an index of another version is rebuilt.
-pub(crate) const SCHEMA_VERSION: u32 = 1;
+pub(crate) const SCHEMA_VERSION: u32 = 2;
 
 /// The memory the writer may buffer before it flushes a segment.
 const WRITER_HEAP: usize = 64 << 20;
@@ -79,6 +79,8 @@ pub(crate) struct Fields {
     pub popularity: Field,
     pub rating: Field,
     pub title_len: Field,
+    /// Title and author words together: the one dictionary a typo's automaton walks.
+    pub words: Field,
 }
 
 pub(crate) fn schema() -> (Schema, Fields) {
@@ -114,6 +116,14 @@ pub(crate) fn schema() -> (Schema, Fields) {
         popularity: b.add_f64_field("popularity", FAST),
         rating: b.add_f64_field("rating", FAST),
         title_len: b.add_u64_field("title_len", FAST),
+        words: b.add_text_field(
+            "words",
+            TextOptions::default().set_indexing_options(
+                TextFieldIndexing::default()
+                    .set_tokenizer(ANALYZER)
+                    .set_index_option(IndexRecordOption::Basic),
+            ),
+        ),
     };
     (b.build(), fields)
 }
@@ -328,11 +338,13 @@ impl SearchIndex {
         // ("(The Lord of the Rings, #1)"), which matches with less weight.
         let bare = without_series(&book.title);
         doc.add_text(f.title, bare);
+        doc.add_text(f.words, bare);
         // Words written with inner punctuation also match typed without it: "11/22/63" as
         // "112263", "Post-American" as "postamerican".
         let joined = crate::text::joined_words(bare);
         if !joined.is_empty() {
             doc.add_text(f.title, joined.join(" "));
+            doc.add_text(f.words, joined.join(" "));
         }
         doc.add_text(f.title_key, normalized(bare));
         if bare != book.title {
@@ -341,6 +353,7 @@ impl SearchIndex {
         }
         for author in &book.authors {
             doc.add_text(f.authors, author);
+            doc.add_text(f.words, author);
             doc.add_text(f.author_key, normalized(author));
             doc.add_facet(f.author_facet, Facet::from_path([author.as_str()]));
         }

@@ -27,7 +27,7 @@ use crate::index::{BookDoc, SearchIndex};
 const BULK_THREADS: usize = 2;
 
 /// The segments an index may have before an idle indexer merges them into one.
-const MAX_SEGMENTS: usize = 4;
+pub const MAX_SEGMENTS: usize = 4;
 
 /// A book's rating figures.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

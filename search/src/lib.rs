@@ -10,11 +10,13 @@
 
 pub mod engine;
 pub mod eval;
+mod facets;
 mod highlight;
 pub mod index;
 pub mod indexer;
 pub mod isbn;
 pub mod query;
+mod terms;
 pub mod text;
 
 use std::path::{Path, PathBuf};

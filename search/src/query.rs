@@ -16,17 +16,19 @@
 
 use std::ops::Bound;
 
-use tantivy::collector::{Count, FacetCollector, TopDocs};
+use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{
-    AllQuery, BooleanQuery, ConstScoreQuery, DisjunctionMaxQuery, FuzzyTermQuery, Occur,
-    PhrasePrefixQuery, PhraseQuery, Query, RangeQuery, TermQuery, TermSetQuery,
+    AllQuery, BooleanQuery, ConstScoreQuery, DisjunctionMaxQuery, Occur, PhrasePrefixQuery,
+    PhraseQuery, Query, RangeQuery, TermQuery,
 };
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DocAddress, DocId, Order, Score, Searcher, SegmentReader, Term};
 
 use crate::SearchError;
+use crate::facets::FacetCounter;
 use crate::highlight::{Highlights, highlight};
 use crate::index::{BookDoc, Fields, SearchIndex};
+use crate::terms::{TermsQuery, TypoWords, Typos, most_frequent, typo_prefix_words};
 use crate::text::{normalized, tokens, typo_budget};
 
 /// The most hits a page may hold.
@@ -87,7 +89,7 @@ impl Default for Weights {
             genre_first: 0.15,
             phrase: 0.3,
             popularity: 0.15,
-            length: 0.04,
+            length: 0.2,
         }
     }
 }
@@ -380,8 +382,24 @@ impl SearchIndex {
             let mut clauses = Vec::new();
             for (i, token) in parsed.tokens.iter().enumerate() {
                 let last = i + 1 == parsed.tokens.len();
-                let typos = searcher.doc_freq(&Term::from_field_text(field, token))? == 0;
-                let variants = variants(&searcher, field, token, last, typos, 1.0, &weights)?;
+                let typos = match Typos::for_word(token) {
+                    Some(typos)
+                        if searcher.doc_freq(&Term::from_field_text(field, token))? == 0 =>
+                    {
+                        Some(typos.words(&searcher, f.words)?)
+                    }
+                    _ => None,
+                };
+                let variants = variants(
+                    &searcher,
+                    field,
+                    token,
+                    last,
+                    typos.as_ref(),
+                    &mut TypoPrefix::new(&searcher, &f, token),
+                    1.0,
+                    &weights,
+                )?;
                 clauses.push((
                     Occur::Must,
                     Box::new(DisjunctionMaxQuery::new(variants)) as Box<dyn Query>,
@@ -450,11 +468,7 @@ where
         let (docs, count) = searcher.search(query, &(top, Count))?;
         return Ok((docs, count as u64, None));
     }
-    let facet = |name: &str| {
-        let mut collector = FacetCollector::for_field(name);
-        collector.add_facet("/");
-        collector
-    };
+    let facet = |name: &'static str| FacetCounter::new(name, FACET_VALUES);
     let (docs, count, (genre, decade, author)) = searcher.search(
         query,
         &(
@@ -467,25 +481,21 @@ where
             ),
         ),
     )?;
-    let top_values = |counts: tantivy::collector::FacetCounts| -> Vec<FacetCount> {
+    let values = |counts: Vec<(String, u64)>| -> Vec<FacetCount> {
         counts
-            .top_k("/", FACET_VALUES)
             .into_iter()
-            .filter_map(|(facet, count)| {
-                let value = facet.to_path().last()?.to_string();
-                Some(FacetCount { value, count })
-            })
+            .map(|(value, count)| FacetCount { value, count })
             .collect()
     };
-    let mut decades = top_values(decade);
+    let mut decades = values(decade);
     decades.sort_by(|a, b| b.value.cmp(&a.value));
     Ok((
         docs,
         count as u64,
         Some(Facets {
-            genre: top_values(genre),
+            genre: values(genre),
             decade: decades,
-            author: top_values(author),
+            author: values(author),
         }),
     ))
 }
@@ -560,64 +570,83 @@ fn prefix_terms(searcher: &Searcher, field: Field, prefix: &str) -> Result<Vec<T
             scanned += 1;
         }
     }
-    let mut ranked: Vec<(Vec<u8>, u64)> = found.into_iter().collect();
     // The most frequent first; among equals (every whole title is one), the shortest: the
     // completion closest to what was typed.
-    ranked.sort_unstable_by(|a, b| {
-        b.1.cmp(&a.1)
-            .then_with(|| a.0.len().cmp(&b.0.len()))
-            .then_with(|| a.0.cmp(&b.0))
-    });
-    Ok(ranked
-        .into_iter()
-        .take(PREFIX_EXPANSIONS)
-        .filter_map(|(key, _)| String::from_utf8(key).ok())
-        .map(|word| Term::from_field_text(field, &word))
+    Ok(most_frequent(found, PREFIX_EXPANSIONS)
+        .iter()
+        .map(|word| Term::from_field_text(field, word))
         .collect())
+}
+
+/// What a word still being typed may become when nothing starts with it as typed: read once,
+/// for every field, from the dictionary of title and author words, and only if asked.
+struct TypoPrefix<'a> {
+    searcher: &'a Searcher,
+    field: Field,
+    token: &'a str,
+    words: Option<Vec<String>>,
+}
+
+impl<'a> TypoPrefix<'a> {
+    fn new(searcher: &'a Searcher, f: &Fields, token: &'a str) -> Self {
+        Self {
+            searcher,
+            field: f.words,
+            token,
+            words: None,
+        }
+    }
+
+    fn get(&mut self) -> Result<&[String], SearchError> {
+        if self.words.is_none() {
+            self.words = Some(typo_prefix_words(self.searcher, self.field, self.token)?);
+        }
+        Ok(self.words.as_deref().unwrap_or_default())
+    }
 }
 
 /// The ways one token may match one field, each with its constant score. Typos are tried only
 /// for a word no title or author holds as typed (as Typesense does by default): a word that
-/// exists is very likely meant, and each typo automaton walks the term dictionary and every
-/// posting list it matches, which on a large catalogue is most of a query's cost.
+/// exists is very likely meant, and looking for typos walks the term dictionaries, which on a
+/// large catalogue is most of a query's cost. `typos` are the words the token may have meant.
 fn variants(
     searcher: &Searcher,
     field: Field,
     token: &str,
     last_is_prefix: bool,
-    typos: bool,
+    typos: Option<&TypoWords>,
+    typo_prefix: &mut TypoPrefix<'_>,
     field_weight: f32,
     w: &Weights,
 ) -> Result<Vec<Box<dyn Query>>, SearchError> {
-    let term = Term::from_field_text(field, token);
-    let budget = if typos { typo_budget(token) } else { 0 };
     let mut out = vec![constant(term_query(field, token), field_weight)];
     if last_is_prefix && !token.is_empty() {
         let completions = prefix_terms(searcher, field, token)?;
         if !completions.is_empty() {
             out.push(constant(
-                Box::new(TermSetQuery::new(completions)),
+                Box::new(TermsQuery::new(field, &completions)),
                 field_weight * w.prefix,
             ));
         } else if typo_budget(token) >= 1 && token.chars().count() >= 5 {
             // Nothing starts with it: maybe a typo in what is being typed.
-            out.push(constant(
-                Box::new(FuzzyTermQuery::new_prefix(term.clone(), 1, true)),
-                field_weight * w.typo2,
-            ));
+            let words = typo_prefix.get()?;
+            if !words.is_empty() {
+                out.push(constant(
+                    Box::new(TermsQuery::words(field, &words)),
+                    field_weight * w.typo2,
+                ));
+            }
         }
     }
-    if budget >= 1 {
-        out.push(constant(
-            Box::new(FuzzyTermQuery::new(term.clone(), 1, true)),
-            field_weight * w.typo1,
-        ));
-    }
-    if budget >= 2 {
-        out.push(constant(
-            Box::new(FuzzyTermQuery::new(term, 2, true)),
-            field_weight * w.typo2,
-        ));
+    if let Some(typos) = typos {
+        for (words, weight) in [(&typos.one, w.typo1), (&typos.two, w.typo2)] {
+            if !words.is_empty() {
+                out.push(constant(
+                    Box::new(TermsQuery::words(field, words)),
+                    field_weight * weight,
+                ));
+            }
+        }
     }
     Ok(out)
 }
@@ -635,16 +664,28 @@ fn token_clauses(
     for (i, token) in parsed.tokens.iter().enumerate() {
         let last = parsed.last_is_prefix && i + 1 == parsed.tokens.len();
         let df = searcher.doc_freq(&Term::from_field_text(f.title, token))? as f32;
-        let typos = df == 0.0 && searcher.doc_freq(&Term::from_field_text(f.authors, token))? == 0;
+        // Typos, for a word no title or author holds as typed: one automaton, one walk of the
+        // dictionary of both fields' words.
+        let typos = match Typos::for_word(token) {
+            Some(typos)
+                if df == 0.0
+                    && searcher.doc_freq(&Term::from_field_text(f.authors, token))? == 0 =>
+            {
+                Some(typos.words(searcher, f.words)?)
+            }
+            _ => None,
+        };
         let idf = (1.0 + (docs - df + 0.5) / (df + 0.5)).ln();
         let weight = idf.clamp(w.idf_floor, w.idf_cap);
+        let mut typo_prefix = TypoPrefix::new(searcher, f, token);
         let mut disjuncts = Vec::new();
         disjuncts.extend(variants(
             searcher,
             f.title,
             token,
             last,
-            typos,
+            typos.as_ref(),
+            &mut typo_prefix,
             weight * w.title,
             w,
         )?);
@@ -653,7 +694,8 @@ fn token_clauses(
             f.authors,
             token,
             last,
-            typos,
+            typos.as_ref(),
+            &mut typo_prefix,
             weight * w.author,
             w,
         )?);
@@ -664,7 +706,7 @@ fn token_clauses(
             let completions = prefix_terms(searcher, f.series, token)?;
             if !completions.is_empty() {
                 disjuncts.push(constant(
-                    Box::new(TermSetQuery::new(completions)),
+                    Box::new(TermsQuery::new(f.series, &completions)),
                     weight * w.series * w.prefix,
                 ));
             }
@@ -673,7 +715,7 @@ fn token_clauses(
         // one-letter prefix stands for too many words to expand them all ("Last Chance S").
         if last && !title_starts.is_empty() {
             disjuncts.push(constant(
-                Box::new(TermSetQuery::new(title_starts.iter().cloned())),
+                Box::new(TermsQuery::new(f.title_key, title_starts)),
                 weight * w.title * w.prefix,
             ));
         }
@@ -745,7 +787,7 @@ fn build(
             must.push((
                 Occur::Should,
                 constant(
-                    Box::new(TermSetQuery::new(title_starts.iter().cloned())),
+                    Box::new(TermsQuery::new(f.title_key, title_starts)),
                     w.title_start * total_weight,
                 ),
             ));

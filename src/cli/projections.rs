@@ -121,6 +121,7 @@ async fn status(
                 "lag": head.saturating_sub(s.position),
                 "books": s.books,
                 "bytes": s.bytes,
+                "segments": s.segments,
                 "generation": s.generation,
             })
         });
@@ -155,9 +156,10 @@ async fn status(
             s.position.to_string(),
             head.saturating_sub(s.position).to_string(),
             format!(
-                "- ({} books, {:.1} MB, {} on this node)",
+                "- ({} books, {:.1} MB in {} segments, {} on this node)",
                 s.books,
                 s.bytes as f64 / 1e6,
+                s.segments,
                 s.generation
             ),
         ]);

@@ -1,0 +1,272 @@
+//! Words standing for others: the completions of a prefix and the words within a typo or two of
+//! a mistyped one, read from the term dictionaries, and the query matching any of them.
+//!
+//! A prefix stands for its most frequent completions, which the query has already read from the
+//! term dictionary. tantivy's `TermSetQuery` would build a finite-state transducer from them on
+//! every search (allocating and clearing a node registry each time, which was most of a typical
+//! search's CPU) only to intersect it with the dictionary again. Looking the few terms up directly
+//! gives the same documents for a fraction of the work.
+//!
+//! Typos work the same way, as Typesense and Meilisearch expand them: one Levenshtein automaton
+//! per mistyped word (allowing its whole budget) walks the title and author dictionaries once
+//! each, and sorts the words it finds by their distance. tantivy's `FuzzyTermQuery` would build
+//! an automaton and walk the dictionary once per field and per distance.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use levenshtein_automata::{DFA, Distance, LevenshteinAutomatonBuilder, SINK_STATE};
+use tantivy_fst::Automaton;
+
+use tantivy::query::{
+    BitSetDocSet, ConstScorer, EnableScoring, Explanation, Query, Scorer, Weight,
+};
+use tantivy::schema::{Field, IndexRecordOption};
+use tantivy::{BitSet, DocId, DocSet, Score, Searcher, SegmentReader, TantivyError, Term};
+
+use crate::SearchError;
+use crate::text::typo_budget;
+
+/// Matches the documents holding any of `terms` in `field`, with a constant score of 1 (wrap it
+/// in a `ConstScoreQuery` or boost it to weigh it).
+#[derive(Clone, Debug)]
+pub(crate) struct TermsQuery {
+    field: Field,
+    /// In term order, so the dictionary is read front to back.
+    terms: Arc<[Term]>,
+}
+
+impl TermsQuery {
+    /// `terms` must all be of `field`.
+    pub(crate) fn new(field: Field, terms: &[Term]) -> Self {
+        Self::of_terms(field, terms.to_vec())
+    }
+
+    /// The given words of `field`.
+    pub(crate) fn words(field: Field, words: &[String]) -> Self {
+        let terms = words
+            .iter()
+            .map(|w| Term::from_field_text(field, w))
+            .collect();
+        Self::of_terms(field, terms)
+    }
+
+    fn of_terms(field: Field, mut terms: Vec<Term>) -> Self {
+        terms.sort_unstable();
+        terms.dedup();
+        Self {
+            field,
+            terms: terms.into(),
+        }
+    }
+}
+
+impl Query for TermsQuery {
+    fn weight(&self, _: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
+        Ok(Box::new(self.clone()))
+    }
+
+    fn query_terms<'a>(&'a self, visitor: &mut dyn FnMut(&'a Term, bool)) {
+        for term in self.terms.iter() {
+            visitor(term, false);
+        }
+    }
+}
+
+impl Weight for TermsQuery {
+    fn scorer(&self, reader: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
+        let mut docs = BitSet::with_max_value(reader.max_doc());
+        let inverted = reader.inverted_index(self.field)?;
+        for term in self.terms.iter() {
+            let Some(info) = inverted.get_term_info(term)? else {
+                continue;
+            };
+            let mut postings =
+                inverted.read_block_postings_from_terminfo(&info, IndexRecordOption::Basic)?;
+            loop {
+                let block = postings.docs();
+                if block.is_empty() {
+                    break;
+                }
+                for &doc in block {
+                    docs.insert(doc);
+                }
+                postings.advance();
+            }
+        }
+        Ok(Box::new(ConstScorer::new(BitSetDocSet::from(docs), boost)))
+    }
+
+    fn explain(&self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
+        let mut scorer = self.scorer(reader, 1.0)?;
+        if scorer.seek(doc) == doc {
+            Ok(Explanation::new("TermsQuery", 1.0))
+        } else {
+            Err(TantivyError::InvalidArgument(format!(
+                "document {doc} does not match"
+            )))
+        }
+    }
+}
+
+/// The most words a typo stands for, at each distance (the most frequent ones).
+const TYPO_EXPANSIONS: usize = 50;
+/// The most words a mistyped prefix stands for, and the most dictionary entries read to find
+/// them.
+const TYPO_PREFIX_EXPANSIONS: usize = 50;
+const TYPO_PREFIX_SCAN: usize = 5_000;
+
+static BUILDERS: [OnceLock<LevenshteinAutomatonBuilder>; 2] = [OnceLock::new(), OnceLock::new()];
+
+fn builder(budget: u8) -> Option<&'static LevenshteinAutomatonBuilder> {
+    let slot = BUILDERS.get(usize::from(budget).checked_sub(1)?)?;
+    Some(slot.get_or_init(|| LevenshteinAutomatonBuilder::new(budget, true)))
+}
+
+/// A mistyped word's automaton: matches the words within its typo budget ([`typo_budget`]), a
+/// swap of neighbours counting as one edit.
+pub(crate) struct Typos {
+    one: DFA,
+    /// For words long enough for two typos.
+    two: Option<DFA>,
+}
+
+/// The words a mistyped word may have meant, one edit away and two.
+#[derive(Debug, Default)]
+pub(crate) struct TypoWords {
+    pub one: Vec<String>,
+    pub two: Vec<String>,
+}
+
+impl Typos {
+    /// None for a word too short for typos.
+    pub(crate) fn for_word(word: &str) -> Option<Self> {
+        let budget = typo_budget(word).min(2);
+        Some(Self {
+            one: builder(1)?.build_dfa(word),
+            two: if budget >= 2 {
+                Some(builder(2)?.build_dfa(word))
+            } else {
+                None
+            },
+        })
+    }
+
+    /// The words of `field` one edit away (never the word itself), the most frequent first, at
+    /// most [`TYPO_EXPANSIONS`]; and only when there are none, as Typesense tries typos, the
+    /// words two edits away, if the word is long enough for two. Walking the dictionary with
+    /// two edits allowed costs several times what one does.
+    pub(crate) fn words(
+        &self,
+        searcher: &Searcher,
+        field: Field,
+    ) -> Result<TypoWords, SearchError> {
+        let mut words = TypoWords {
+            one: within(searcher, field, &self.one, 1)?,
+            two: Vec::new(),
+        };
+        if let Some(two) = &self.two
+            && words.one.is_empty()
+        {
+            words.two = within(searcher, field, two, 2)?;
+        }
+        Ok(words)
+    }
+}
+
+/// The words of `field` exactly `distance` edits away by `dfa`, the most frequent first.
+fn within(
+    searcher: &Searcher,
+    field: Field,
+    dfa: &DFA,
+    distance: u8,
+) -> Result<Vec<String>, SearchError> {
+    let mut found: HashMap<Vec<u8>, u64> = HashMap::new();
+    walk(searcher, field, dfa, usize::MAX, |key, df| {
+        if dfa.eval(key) == Distance::Exact(distance) {
+            *found.entry(key.to_vec()).or_default() += df;
+        }
+    })?;
+    Ok(most_frequent(found, TYPO_EXPANSIONS))
+}
+
+/// The words of `field` that start with `prefix` give or take one edit, the most frequent first:
+/// what a word still being typed may become when nothing starts with it as typed.
+pub(crate) fn typo_prefix_words(
+    searcher: &Searcher,
+    field: Field,
+    prefix: &str,
+) -> Result<Vec<String>, SearchError> {
+    let Some(builder) = builder(1) else {
+        return Ok(Vec::new());
+    };
+    let dfa = builder.build_prefix_dfa(prefix);
+    let mut found: HashMap<Vec<u8>, u64> = HashMap::new();
+    walk(searcher, field, &dfa, TYPO_PREFIX_SCAN, |key, df| {
+        *found.entry(key.to_vec()).or_default() += df;
+    })?;
+    Ok(most_frequent(found, TYPO_PREFIX_EXPANSIONS))
+}
+
+/// Walks each segment's dictionary of `field` with `dfa`, reading at most `limit` matches per
+/// segment, and hands each matched word and its document frequency to `found`.
+fn walk(
+    searcher: &Searcher,
+    field: Field,
+    dfa: &DFA,
+    limit: usize,
+    mut found: impl FnMut(&[u8], u64),
+) -> Result<(), SearchError> {
+    for segment in searcher.segment_readers() {
+        let inverted = segment.inverted_index(field)?;
+        let mut stream = inverted
+            .terms()
+            .search(Walk(dfa))
+            .into_stream()
+            .map_err(|e| SearchError::Corrupt(e.to_string()))?;
+        let mut read = 0;
+        while read < limit && stream.advance() {
+            found(stream.key(), u64::from(stream.value().doc_freq));
+            read += 1;
+        }
+    }
+    Ok(())
+}
+
+/// The `limit` most frequent words; among equals, the shortest, then in order.
+pub(crate) fn most_frequent(words: HashMap<Vec<u8>, u64>, limit: usize) -> Vec<String> {
+    let mut ranked: Vec<(Vec<u8>, u64)> = words.into_iter().collect();
+    ranked.sort_unstable_by(|a, b| {
+        b.1.cmp(&a.1)
+            .then_with(|| a.0.len().cmp(&b.0.len()))
+            .then_with(|| a.0.cmp(&b.0))
+    });
+    ranked
+        .into_iter()
+        .take(limit)
+        .filter_map(|(key, _)| String::from_utf8(key).ok())
+        .collect()
+}
+
+/// A Levenshtein automaton driving a walk of the term dictionary.
+struct Walk<'a>(&'a DFA);
+
+impl Automaton for Walk<'_> {
+    type State = u32;
+
+    fn start(&self) -> u32 {
+        self.0.initial_state()
+    }
+
+    fn is_match(&self, state: &u32) -> bool {
+        matches!(self.0.distance(*state), Distance::Exact(_))
+    }
+
+    fn can_match(&self, state: &u32) -> bool {
+        *state != SINK_STATE
+    }
+
+    fn accept(&self, state: &u32, byte: u8) -> u32 {
+        self.0.transition(*state, byte)
+    }
+}
