@@ -382,21 +382,13 @@ impl SearchIndex {
             let mut clauses = Vec::new();
             for (i, token) in parsed.tokens.iter().enumerate() {
                 let last = i + 1 == parsed.tokens.len();
-                let typos = match Typos::for_word(token) {
-                    Some(typos)
-                        if searcher.doc_freq(&Term::from_field_text(field, token))? == 0 =>
-                    {
-                        Some(typos.words(&searcher, f.words)?)
-                    }
-                    _ => None,
-                };
+                let unknown = searcher.doc_freq(&Term::from_field_text(field, token))? == 0;
                 let variants = variants(
                     &searcher,
                     field,
                     token,
                     last,
-                    typos.as_ref(),
-                    &mut TypoPrefix::new(&searcher, &f, token),
+                    &mut TokenTypos::new(&searcher, &f, token, unknown)?,
                     1.0,
                     &weights,
                 )?;
@@ -578,30 +570,44 @@ fn prefix_terms(searcher: &Searcher, field: Field, prefix: &str) -> Result<Vec<T
         .collect())
 }
 
-/// What a word still being typed may become when nothing starts with it as typed: read once,
-/// for every field, from the dictionary of title and author words, and only if asked.
-struct TypoPrefix<'a> {
+/// The words a token may have meant: its typos (for a word no title or author holds as typed),
+/// and, while it is being typed and nothing starts with it, what it may become with a typo. Both
+/// are read once for every field, from the dictionary of title and author words, the second only
+/// if asked.
+struct TokenTypos<'a> {
+    words: Option<TypoWords>,
     searcher: &'a Searcher,
     field: Field,
     token: &'a str,
-    words: Option<Vec<String>>,
+    prefix: Option<Vec<String>>,
 }
 
-impl<'a> TypoPrefix<'a> {
-    fn new(searcher: &'a Searcher, f: &Fields, token: &'a str) -> Self {
-        Self {
+impl<'a> TokenTypos<'a> {
+    /// `unknown`: no title or author holds the token as typed, so look for its typos.
+    fn new(
+        searcher: &'a Searcher,
+        f: &Fields,
+        token: &'a str,
+        unknown: bool,
+    ) -> Result<Self, SearchError> {
+        let words = match Typos::for_word(token) {
+            Some(automaton) if unknown => Some(automaton.words(searcher, f.words)?),
+            _ => None,
+        };
+        Ok(Self {
+            words,
             searcher,
             field: f.words,
             token,
-            words: None,
-        }
+            prefix: None,
+        })
     }
 
-    fn get(&mut self) -> Result<&[String], SearchError> {
-        if self.words.is_none() {
-            self.words = Some(typo_prefix_words(self.searcher, self.field, self.token)?);
+    fn prefix(&mut self) -> Result<&[String], SearchError> {
+        if self.prefix.is_none() {
+            self.prefix = Some(typo_prefix_words(self.searcher, self.field, self.token)?);
         }
-        Ok(self.words.as_deref().unwrap_or_default())
+        Ok(self.prefix.as_deref().unwrap_or_default())
     }
 }
 
@@ -614,8 +620,7 @@ fn variants(
     field: Field,
     token: &str,
     last_is_prefix: bool,
-    typos: Option<&TypoWords>,
-    typo_prefix: &mut TypoPrefix<'_>,
+    typos: &mut TokenTypos<'_>,
     field_weight: f32,
     w: &Weights,
 ) -> Result<Vec<Box<dyn Query>>, SearchError> {
@@ -629,17 +634,17 @@ fn variants(
             ));
         } else if typo_budget(token) >= 1 && token.chars().count() >= 5 {
             // Nothing starts with it: maybe a typo in what is being typed.
-            let words = typo_prefix.get()?;
+            let words = typos.prefix()?;
             if !words.is_empty() {
                 out.push(constant(
-                    Box::new(TermsQuery::words(field, &words)),
+                    Box::new(TermsQuery::words(field, words)),
                     field_weight * w.typo2,
                 ));
             }
         }
     }
-    if let Some(typos) = typos {
-        for (words, weight) in [(&typos.one, w.typo1), (&typos.two, w.typo2)] {
+    if let Some(found) = &typos.words {
+        for (words, weight) in [(&found.one, w.typo1), (&found.two, w.typo2)] {
             if !words.is_empty() {
                 out.push(constant(
                     Box::new(TermsQuery::words(field, words)),
@@ -666,26 +671,18 @@ fn token_clauses(
         let df = searcher.doc_freq(&Term::from_field_text(f.title, token))? as f32;
         // Typos, for a word no title or author holds as typed: one automaton, one walk of the
         // dictionary of both fields' words.
-        let typos = match Typos::for_word(token) {
-            Some(typos)
-                if df == 0.0
-                    && searcher.doc_freq(&Term::from_field_text(f.authors, token))? == 0 =>
-            {
-                Some(typos.words(searcher, f.words)?)
-            }
-            _ => None,
-        };
+        let unknown =
+            df == 0.0 && searcher.doc_freq(&Term::from_field_text(f.authors, token))? == 0;
+        let mut typos = TokenTypos::new(searcher, f, token, unknown)?;
         let idf = (1.0 + (docs - df + 0.5) / (df + 0.5)).ln();
         let weight = idf.clamp(w.idf_floor, w.idf_cap);
-        let mut typo_prefix = TypoPrefix::new(searcher, f, token);
         let mut disjuncts = Vec::new();
         disjuncts.extend(variants(
             searcher,
             f.title,
             token,
             last,
-            typos.as_ref(),
-            &mut typo_prefix,
+            &mut typos,
             weight * w.title,
             w,
         )?);
@@ -694,8 +691,7 @@ fn token_clauses(
             f.authors,
             token,
             last,
-            typos.as_ref(),
-            &mut typo_prefix,
+            &mut typos,
             weight * w.author,
             w,
         )?);
