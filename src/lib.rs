@@ -4,6 +4,7 @@
 mod app;
 mod cli;
 pub use cli::search::goodbooks_eval_books;
+pub use search::ReadModelRatings;
 pub mod config;
 mod scheduler;
 mod search;

@@ -14,7 +14,14 @@ pub(crate) const REVIEWS_WAIT: Duration = Duration::from_secs(5);
 /// Rating figures from `rm_book_stats`, after waiting up to `.1` for the `reviews` read model
 /// to reach the batch (a rebuild from the command line does not wait: no runner may be moving
 /// it, and it reads the figures once, at the end).
-pub(crate) struct ReadModelRatings(pub(crate) ReadModels, pub(crate) Duration);
+pub struct ReadModelRatings(pub(crate) ReadModels, pub(crate) Duration);
+
+impl ReadModelRatings {
+    /// Figures from `read`, waiting up to `wait` for its `reviews` read model (zero: as they are).
+    pub fn new(read: ReadModels, wait: Duration) -> Self {
+        Self(read, wait)
+    }
+}
 
 #[async_trait]
 impl RatingsSource for ReadModelRatings {

@@ -303,10 +303,14 @@ async fn a_rebuild_under_reads_never_serves_an_empty_page(backend: Backend) {
     };
     let root = app.data_dir().join("search");
     let before: Vec<_> = generations(&root);
-    let report =
-        quire_search::indexer::rebuild(&root, &app.store, &Figures(app.read.clone()), &|_| {})
-            .await
-            .unwrap();
+    let report = quire_search::indexer::rebuild(
+        &root,
+        &app.store,
+        &quire::ReadModelRatings::new(app.read.clone(), Duration::ZERO),
+        &|_| {},
+    )
+    .await
+    .unwrap();
     assert_eq!(report.books, 20);
     // The node switches to the new generation and deletes the old one.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -333,28 +337,6 @@ async fn a_rebuild_under_reads_never_serves_an_empty_page(backend: Backend) {
     );
     let (_, token) = add(&app, json!({"title": "Whale Song 20", "author": "Ishmael"})).await;
     assert_eq!(search(&app, "q=whale", Some(&token)).await["total"], 21);
-}
-
-/// Rating figures from the node's read models, as the node's own indexer reads them.
-struct Figures(quire_projections::ReadModels);
-
-#[async_trait::async_trait]
-impl quire_search::RatingsSource for Figures {
-    async fn ratings(
-        &self,
-        book_ids: &[String],
-        _position: u64,
-    ) -> Result<std::collections::HashMap<String, quire_search::BookRatings>, String> {
-        let figures = self
-            .0
-            .rating_figures(book_ids)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(figures
-            .into_iter()
-            .map(|(id, (count, average))| (id, quire_search::BookRatings { count, average }))
-            .collect())
-    }
 }
 
 fn generations(root: &std::path::Path) -> Vec<std::path::PathBuf> {
