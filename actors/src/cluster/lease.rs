@@ -272,11 +272,13 @@ async fn list_keys(kv: &kv::Store) -> Result<Vec<String>, ClusterError> {
         .keys()
         .await
         .map_err(|e| ClusterError::Nats(format!("listing lease keys: {e}")))?;
-    let mut out = Vec::new();
+    // The listing is a consumer over the bucket's stream: a key written again while it runs (a
+    // node's heartbeat, a lease renewal) comes a second time, so keys are collected as a set.
+    let mut out = std::collections::BTreeSet::new();
     while let Some(key) = keys.next().await {
-        out.push(key.map_err(|e| ClusterError::Nats(format!("listing lease keys: {e}")))?);
+        out.insert(key.map_err(|e| ClusterError::Nats(format!("listing lease keys: {e}")))?);
     }
-    Ok(out)
+    Ok(out.into_iter().collect())
 }
 
 /// The key's current value, or `None` when absent, deleted or expired.

@@ -218,7 +218,12 @@ pub(crate) async fn summary(
     let stats = state.read.rating_stats(book_id).await?;
     let rating = RatingDto::from(&stats);
     let summaries = state.read.summaries(book_id).await?;
+    // The summary text comes from the same row read as its provenance: the book read above is
+    // an earlier read, and a summary projected between the two would pair new provenance with
+    // old text.
     let (
+        summary,
+        summary_source,
         summary_provenance,
         summary_stale,
         review_summary,
@@ -226,13 +231,23 @@ pub(crate) async fn summary(
         review_summary_stale,
     ) = match summaries {
         Some(s) => (
+            s.summary,
+            s.summary_source,
             s.summary_provenance.map(ProvenanceDto::from),
             s.summary_stale,
             s.review_summary,
             s.review_summary_provenance.map(ProvenanceDto::from),
             s.review_summary_stale,
         ),
-        None => (None, false, None, None, false),
+        None => (
+            book.summary,
+            book.summary_source,
+            None,
+            false,
+            None,
+            None,
+            false,
+        ),
     };
     // A review summary made before a review was deleted may quote it (an extractive one copies
     // sentences): until the summary worker makes a new one, it is not shown.
@@ -250,8 +265,8 @@ pub(crate) async fn summary(
     Ok(axum::Json(SummaryDto {
         book_id,
         title: book.title,
-        summary: book.summary,
-        summary_source: book.summary_source,
+        summary,
+        summary_source,
         average_rating: rating.average,
         review_count: rating.count,
         rating,
