@@ -348,13 +348,29 @@ pub struct RecsSettings {
     pub threads: usize,
     /// The weight of the prior, in ratings, in the Bayesian average of cold start.
     pub prior_weight: f64,
-    /// Neighbours kept per book by the item-item half of the model.
+    /// `auto` (the default): the trainer chooses the model and its parameters on a validation
+    /// split of the interactions; `fixed`: it trains `als`, `item_item`, `neighbours` and
+    /// `als_weight` as configured.
+    pub model: RecsModel,
+    /// How long `auto` may search (seconds); candidates beyond it are skipped and reported.
+    pub selection_budget_secs: u64,
+    /// Neighbours kept per book by the item-item half of the model (`auto`: the most it tries).
     pub neighbours: usize,
-    /// The ALS share of the blend with item-item (0.3: chosen by evaluation on goodbooks).
+    /// `fixed`: the ALS share of the blend with item-item (0.3: the best on goodbooks).
     pub als_weight: f32,
+    /// `fixed`: the item-item weighting.
     pub item_item: ItemItemWeighting,
+    /// ALS parameters (`auto`: the factors, iterations and seed of its search).
     pub als: AlsParams,
     pub weights: Weights,
+}
+
+/// How the trainer picks the recommendation model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecsModel {
+    Auto,
+    Fixed,
 }
 
 impl Default for RecsSettings {
@@ -364,6 +380,8 @@ impl Default for RecsSettings {
             refresh_secs: 30,
             threads: 2,
             prior_weight: 25.0,
+            model: RecsModel::Auto,
+            selection_budget_secs: 60,
             neighbours: TrainOptions::default().neighbours,
             als_weight: TrainOptions::default().als_weight,
             item_item: ItemItemWeighting::default(),
@@ -381,6 +399,9 @@ impl RecsSettings {
             item_item: self.item_item,
             neighbours: self.neighbours,
             als_weight: self.als_weight,
+            popularity_weight: 0.0,
+            selection_budget: (self.model == RecsModel::Auto)
+                .then(|| Duration::from_secs(self.selection_budget_secs)),
             threads: self.threads,
         }
     }
@@ -658,6 +679,11 @@ impl Settings {
             at_least("recs.refresh_secs", self.recs.refresh_secs, 1),
             at_least("recs.threads", self.recs.threads as u64, 1),
             at_least("recs.neighbours", self.recs.neighbours as u64, 1),
+            at_least(
+                "recs.selection_budget_secs",
+                self.recs.selection_budget_secs,
+                1,
+            ),
             at_least("lending.loan_days", u64::from(self.lending.loan_days), 1),
             at_least("lending.max_loans", u64::from(self.lending.max_loans), 1),
             at_least(

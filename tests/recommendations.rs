@@ -115,13 +115,17 @@ async fn recommendations_from_events(backend: Backend) {
         }
     }
 
-    // Cold start: a newcomer who prefers history gets history first, by rating.
+    // A book nobody has rated, outside everyone's genres.
+    let unrated = book(&api, "Verse 0", "poetry").await;
+
+    // Cold start: a newcomer who prefers history gets history first, by rating (the American
+    // spelling of the preference is accepted too).
     let (newcomer, _) = api.sign_up("newcomer", "a-long-password-1").await;
     let response = api
         .http
         .put(api.url(&format!("/users/{newcomer}/preferences")))
         .basic_auth("newcomer", Some("a-long-password-1"))
-        .json(&json!({"favourite_genres": ["history"]}))
+        .json(&json!({"favorite_genres": ["history"]}))
         .send()
         .await
         .unwrap();
@@ -145,6 +149,27 @@ async fn recommendations_from_events(backend: Backend) {
         "{cold}"
     );
     assert!(cold["model"].is_null());
+    // The whole cold-start list says only what is true of each book.
+    let response = api
+        .http
+        .get(api.url("/recommendations?limit=100"))
+        .basic_auth("newcomer", Some("a-long-password-1"))
+        .header("Consistency-Token", token.to_string())
+        .send()
+        .await
+        .unwrap();
+    let all: Value = response.json().await.unwrap();
+    let items = all["items"].as_array().unwrap();
+    assert_eq!(items.len(), 13, "{all}");
+    let verse = items.iter().find(|i| i["book_id"] == unrated).unwrap();
+    assert_eq!(verse["reason"], "new in the catalogue", "{all}");
+    assert_eq!(verse["reason_code"], "new_in_catalogue", "{all}");
+    assert!(
+        items
+            .iter()
+            .all(|i| !i["reason"].as_str().unwrap().contains("from 0 ratings")),
+        "{all}"
+    );
 
     // Train with the operator command while the server runs; the server swaps the model in.
     let output = store
@@ -163,6 +188,39 @@ async fn recommendations_from_events(backend: Backend) {
     assert_eq!(report["users"], 12);
     assert_eq!(report["books"], 12);
     assert_eq!(report["interactions"], pairs.len(), "{report}");
+    // The model was chosen on a validation split of those interactions, and says so; the stored
+    // model keeps the record.
+    assert!(
+        report["model"].as_str().is_some_and(|m| !m.is_empty()),
+        "{report}"
+    );
+    let output = store
+        .command()
+        .args(["recs", "models", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let models: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(models[0]["version"], 1, "{models}");
+    assert_eq!(models[0]["params"]["model"], report["model"], "{models}");
+    assert_eq!(
+        models[0]["params"]["selection"]["data"]["users"], 12,
+        "{models}"
+    );
+    assert!(
+        report["selection"]["validation_ndcg"].is_number(),
+        "{report}"
+    );
+    assert!(
+        report["selection"]["candidates"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["family"] == "als")),
+        "{report}"
+    );
 
     // A new member likes two fantasy books: collaborative recommendations, folded in at once.
     let probe = api.enrol_patron("Probe").await;
@@ -435,7 +493,13 @@ async fn the_schedule_trains_by_itself(backend: Backend) {
             .map(|_| page["model"].clone())
     })
     .await;
-    assert_eq!(model["algorithm"], "als+bm25");
+    assert_eq!(model["algorithm"], "hybrid");
+    // One reader with two interactions: nothing to hold out, so the defaults are served.
+    assert!(
+        model["chosen"].as_str().is_some_and(|c| !c.is_empty()),
+        "{model}"
+    );
+    assert!(model["validation_ndcg"].is_null(), "{model}");
     drop(server);
 }
 

@@ -361,7 +361,9 @@ pub struct NewPassword {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Preferences {
+    /// Also accepted as `favorite_genres`.
     #[schema(example = json!(["fantasy", "science-fiction"]))]
+    #[serde(alias = "favorite_genres")]
     pub favourite_genres: Vec<String>,
 }
 

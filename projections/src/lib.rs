@@ -47,8 +47,8 @@ pub use lending::{
 pub use name::{ProjectionName, UnknownProjection};
 pub use rebuild::{RebuildProgress, RebuildReport, rebuild};
 pub use recommendations::{
-    CatalogBook, HYBRID, ModelStamp, Recommender, RecsOptions, StoredModel, TrainError,
-    TrainOptions, TrainReport,
+    CatalogBook, HYBRID, ModelStamp, Recommender, RecsOptions, StoredModel, StoredModelSummary,
+    TrainError, TrainOptions, TrainReport,
 };
 pub use runner::{ProjectionsHandle, RunnerOptions, spawn, spawn_one};
 pub use social::{ActivityKind, ActivityRow, FollowRow, SocialRecommendation};

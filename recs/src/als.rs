@@ -151,19 +151,53 @@ impl AlsModel {
     pub fn train(m: &Matrix, p: &AlsParams, progress: &mut dyn FnMut(Progress)) -> AlsModel {
         assert!(p.factors > 0, "ALS needs at least one factor");
         let f = p.factors;
-        let cui = m.map_values(|v| p.alpha * v);
-        let ciu = cui.transpose();
         // Small positive initial factors, as `implicit` does (uniform in [0, 0.01)).
         let mut rng = SplitMix64::new(p.seed);
-        let mut users = Array2::from_shape_simple_fn((m.n_rows(), f), || rng.next_f32() * 0.01);
-        let mut items = Array2::from_shape_simple_fn((m.n_cols(), f), || rng.next_f32() * 0.01);
-        for iteration in 0..p.iterations {
+        let users = Array2::from_shape_simple_fn((m.n_rows(), f), || rng.next_f32() * 0.01);
+        let items = Array2::from_shape_simple_fn((m.n_cols(), f), || rng.next_f32() * 0.01);
+        Self::iterate(m, users, items, p, p.iterations, progress)
+    }
+
+    /// Goes on training this model on `m` (the matrix it was trained on) for `more` iterations,
+    /// from its factors: the warm start of a search that trains many candidates a few iterations
+    /// and only the promising ones further. The result's `params().iterations` counts all of
+    /// them; `train` with that many iterations gives the same model.
+    ///
+    /// # Panics
+    /// If `m` is not the shape the model was trained on.
+    pub fn train_more(
+        self,
+        m: &Matrix,
+        more: usize,
+        progress: &mut dyn FnMut(Progress),
+    ) -> AlsModel {
+        assert_eq!(
+            (m.n_rows(), m.n_cols()),
+            (self.n_users(), self.n_items()),
+            "the matrix the model was trained on"
+        );
+        let mut p = self.params;
+        p.iterations += more;
+        Self::iterate(m, self.user_factors, self.item_factors, &p, more, progress)
+    }
+
+    fn iterate(
+        m: &Matrix,
+        mut users: Array2<f32>,
+        mut items: Array2<f32>,
+        p: &AlsParams,
+        iterations: usize,
+        progress: &mut dyn FnMut(Progress),
+    ) -> AlsModel {
+        let cui = m.map_values(|v| p.alpha * v);
+        let ciu = cui.transpose();
+        for iteration in 0..iterations {
             solve_side(&cui, &mut users, &items, p.regularization, p.cg_steps);
             solve_side(&ciu, &mut items, &users, p.regularization, p.cg_steps);
             progress(Progress {
                 stage: "als",
                 step: iteration + 1,
-                total: p.iterations,
+                total: iterations,
             });
         }
         Self::from_parts(users, items, p.clone())
@@ -279,7 +313,14 @@ impl AlsModel {
     /// If a user is out of range.
     pub fn scores_for_users(&self, users: &[usize]) -> Array2<f32> {
         let block = self.user_factors.select(Axis(0), users);
-        block.dot(&self.item_factors.t())
+        let scores = block.dot(&self.item_factors.t());
+        // Row-major always, so that every row is one slice (the product may pick column-major
+        // for some shapes).
+        if scores.is_standard_layout() {
+            scores
+        } else {
+            scores.as_standard_layout().into_owned()
+        }
     }
 
     /// Cosine similarity of two items' factors (for "because you rated X" explanations); 0 for an
@@ -432,6 +473,19 @@ mod tests {
         let a = AlsModel::train(&m, &params(), &mut |_| {});
         let b = AlsModel::train(&m, &params(), &mut |_| {});
         assert_eq!(a.to_bytes(), b.to_bytes());
+    }
+
+    #[test]
+    fn training_more_is_training_longer() {
+        let m = blocks();
+        let short = AlsParams {
+            iterations: 5,
+            ..params()
+        };
+        let warm = AlsModel::train(&m, &short, &mut |_| {}).train_more(&m, 10, &mut |_| {});
+        assert_eq!(warm.params().iterations, 15);
+        let cold = AlsModel::train(&m, &params(), &mut |_| {});
+        assert_eq!(warm.to_bytes(), cold.to_bytes());
     }
 
     #[test]

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::goodbooks::{Rating, Ratings};
 use crate::itemitem::DEFAULT_NEIGHBOURS;
 use crate::rng::SplitMix64;
+use crate::select::{Selection, SelectionOptions};
 use crate::{
     AlsModel, AlsParams, DEFAULT_BLEND_ALS_WEIGHT, HybridModel, ItemItemModel, ItemItemWeighting,
     Matrix, Popularity, Progress, Signals, Weights, top_n,
@@ -51,16 +52,22 @@ pub enum ModelKind {
     /// factor folded in from their training interactions).
     #[serde(rename = "blend")]
     Blend,
+    /// What the trainer would serve: [`crate::select()`] on the training part alone (its own
+    /// validation split carved out of it, never the held-out ratings), the chosen model retrained
+    /// on the whole training part, ranked through [`HybridModel::scores`].
+    #[serde(rename = "auto")]
+    Auto,
 }
 
 impl ModelKind {
     /// Every model, baseline first.
-    pub const ALL: [ModelKind; 5] = [
+    pub const ALL: [ModelKind; 6] = [
         ModelKind::Popularity,
         ModelKind::Als,
         ModelKind::ItemItemBm25,
         ModelKind::ItemItemCosine,
         ModelKind::Blend,
+        ModelKind::Auto,
     ];
 
     /// The short name used in reports and on command lines.
@@ -71,6 +78,7 @@ impl ModelKind {
             ModelKind::ItemItemCosine => "cosine",
             ModelKind::ItemItemBm25 => "bm25",
             ModelKind::Blend => "blend",
+            ModelKind::Auto => "auto",
         }
     }
 
@@ -81,6 +89,7 @@ impl ModelKind {
             ModelKind::ItemItemCosine => "evaluate cosine",
             ModelKind::ItemItemBm25 => "evaluate bm25",
             ModelKind::Blend => "evaluate blend",
+            ModelKind::Auto => "evaluate auto",
         }
     }
 }
@@ -99,7 +108,7 @@ impl FromStr for ModelKind {
             .into_iter()
             .find(|k| k.name() == s.trim())
             .ok_or_else(|| {
-                format!("unknown model {s:?} (known: popularity, als, bm25, cosine, blend)")
+                format!("unknown model {s:?} (known: popularity, als, bm25, cosine, blend, auto)")
             })
     }
 }
@@ -132,6 +141,9 @@ pub struct EvalOptions {
     pub blend_als_weight: f32,
     /// The models to evaluate, in report order.
     pub models: Vec<ModelKind>,
+    /// How `auto` selects (its seed is this evaluation's `seed`; its relevance threshold the
+    /// value of a `relevant_min_rating` rating).
+    pub selection: SelectionOptions,
 }
 
 impl Default for EvalOptions {
@@ -149,6 +161,7 @@ impl Default for EvalOptions {
             bm25_b: 1.0,
             blend_als_weight: DEFAULT_BLEND_ALS_WEIGHT,
             models: ModelKind::ALL.to_vec(),
+            selection: SelectionOptions::default(),
         }
     }
 }
@@ -285,6 +298,8 @@ pub struct EvalReport {
     pub items: usize,
     /// One report per model, in the order asked.
     pub models: Vec<ModelReport>,
+    /// What `auto` chose and why (when it was evaluated).
+    pub selection: Option<Selection>,
 }
 
 impl fmt::Display for EvalReport {
@@ -330,6 +345,24 @@ impl fmt::Display for EvalReport {
                 m.users
             )?;
         }
+        if let Some(s) = &self.selection {
+            writeln!(
+                f,
+                "auto chose {} (validation NDCG@{} {} on {} users; {} candidates in {:.1} s{})",
+                s.chosen_name,
+                s.k,
+                s.validation_ndcg
+                    .map_or_else(|| "-".to_string(), |n| format!("{n:.4}")),
+                s.validation.users,
+                s.candidates.iter().filter(|c| c.ndcg.is_some()).count(),
+                s.secs,
+                if s.budget_exhausted {
+                    ", budget spent: some skipped"
+                } else {
+                    ""
+                }
+            )?;
+        }
         Ok(())
     }
 }
@@ -340,6 +373,16 @@ enum Trained<'a> {
     Als(&'a AlsModel),
     ItemItem(&'a ItemItemModel),
     Blend(&'a HybridModel),
+}
+
+/// The matrix signals of one rating: its stars, or a like when it has none (`rating` 0, an
+/// implicit-only data set).
+fn rating_signals(rating: u8) -> Signals {
+    Signals {
+        rating: (rating > 0).then_some(rating),
+        liked: rating == 0,
+        ..Signals::default()
+    }
 }
 
 /// Users ranked per progress step.
@@ -360,11 +403,11 @@ pub fn run(
         n_users,
         n_items,
         split.train.iter().map(|r| {
-            let signals = Signals {
-                rating: Some(r.rating),
-                ..Signals::default()
-            };
-            (r.user, r.item, opts.weights.value(&signals))
+            (
+                r.user,
+                r.item,
+                opts.weights.value(&rating_signals(r.rating)),
+            )
         }),
     );
     let seen = Matrix::from_triplets(
@@ -374,7 +417,8 @@ pub fn run(
     );
     let mut relevant: Vec<Vec<u32>> = vec![Vec::new(); n_users];
     for r in &split.test {
-        if r.rating >= opts.relevant_min_rating {
+        // A like (no rating) is relevant.
+        if r.rating == 0 || r.rating >= opts.relevant_min_rating {
             relevant[r.user as usize].push(r.item);
         }
     }
@@ -423,6 +467,22 @@ pub fn run(
         (None, None) => None,
     };
 
+    // `auto`: chosen on the training part only, then retrained on all of it.
+    let auto = wanted(&[ModelKind::Auto]).then(|| {
+        let started = Instant::now();
+        let selection_options = SelectionOptions {
+            seed: opts.seed,
+            k: opts.k,
+            relevant_min_value: opts
+                .weights
+                .value(&rating_signals(opts.relevant_min_rating)),
+            ..opts.selection.clone()
+        };
+        let selection = crate::select::select(&train, &selection_options, progress);
+        let model = selection.chosen.train(&train, progress);
+        (model, selection, started.elapsed().as_secs_f64())
+    });
+
     let mut reports = Vec::new();
     for &kind in &opts.models {
         let (model, train_secs) = match (kind, als, bm25, &cosine, &hybrid) {
@@ -436,6 +496,10 @@ pub fn run(
             (ModelKind::ItemItemCosine, _, _, Some((m, secs)), _) => (Trained::ItemItem(m), *secs),
             (ModelKind::Blend, .., Some((h, a_secs, b_secs))) => {
                 (Trained::Blend(h), a_secs + b_secs)
+            }
+            (ModelKind::Auto, ..) => {
+                let (model, _, secs) = auto.as_ref().expect("auto was selected above");
+                (Trained::Blend(model), *secs)
             }
             _ => unreachable!("every model the report needs was trained above"),
         };
@@ -535,6 +599,7 @@ pub fn run(
         users: n_users,
         items: n_items,
         models: reports,
+        selection: auto.map(|(_, selection, _)| selection),
     }
 }
 
@@ -708,7 +773,13 @@ mod tests {
         let report = run(&data, &opts, &mut |p| {
             stages.insert(p.stage);
         });
-        assert_eq!(report.models.len(), 5);
+        assert_eq!(report.models.len(), 6);
+        let selection = report.selection.as_ref().expect("auto was evaluated");
+        assert!(!selection.candidates.is_empty());
+        assert!(
+            selection.validation_ndcg.is_some_and(|n| n > 0.5),
+            "{selection:?}"
+        );
         assert_eq!(report.train_ratings + report.test_ratings, 600);
         assert!(stages.contains("als") && stages.contains("evaluate bm25"));
         for m in &report.models {
@@ -719,6 +790,7 @@ mod tests {
         }
         let text = report.to_string();
         assert!(text.contains("NDCG@2") && text.contains("bm25"), "{text}");
+        assert!(text.contains("auto chose "), "{text}");
 
         let s = split(&data.ratings, &opts);
         let (mut train, mut test) = (Vec::new(), Vec::new());

@@ -4,6 +4,13 @@
 //! The one reader of that file: the importer (`quire import goodbooks`), the offline evaluation
 //! (`quire recs eval`, the examples) and the benches all read it here, so they see the same ratings.
 //!
+//! **Other data in the same layout.** The `rating` column may be missing (or a row's rating
+//! empty): the row is a like, an implicit signal without stars (rating 0 in [`Rating`]). Ratings
+//! on another scale (0.5–5 in half stars, 1–10, …) are normalised to 1–5 stars on reading: when
+//! any rating is not a whole number within 1..=5, the file's range maps linearly onto 1..=5
+//! (rounded); a file whose ratings are all the same value holds likes. [`RatingStats`] says
+//! what was done.
+//!
 //! **Duplicates.** The first release rates some (book, user) pairs on more than one row, sometimes
 //! with different ratings. The last row of a pair wins: a pair is one rating, placed where its
 //! first row was, with the rating of its last row. [`RatingStats`] counts what was resolved.
@@ -22,7 +29,7 @@ pub struct Rating {
     pub user: u32,
     /// Dense item index (into [`Ratings::item_ids`]).
     pub item: u32,
-    /// Stars, `1..=5`.
+    /// Stars, `1..=5`; 0 for a like (no stars).
     pub rating: u8,
 }
 
@@ -87,12 +94,12 @@ pub struct RatingRow {
     pub book_id: u32,
     /// The goodbooks `user_id`.
     pub user_id: u32,
-    /// Stars, `1..=5`.
+    /// Stars, `1..=5`; 0 for a like (no stars).
     pub rating: u8,
 }
 
 /// What reading `ratings.csv` found.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct RatingStats {
     /// Rows read.
     pub rows: u64,
@@ -107,10 +114,14 @@ pub struct RatingStats {
     pub duplicate_rows_dropped: u64,
     /// Distinct (book, user) ratings kept.
     pub unique: u64,
+    /// Kept rows without stars (likes): no rating column, an empty rating, or one value for all.
+    pub likes: u64,
+    /// The file's rating range when it was normalised onto 1..=5 (`None`: already 1–5 stars).
+    pub normalised_from: Option<[f64; 2]>,
 }
 
 /// The distinct ratings of a file, with the file's ids.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct RatingRows {
     /// One per kept (book, user) pair, in the order of the pair's first row, with the rating of
     /// its last row.
@@ -179,25 +190,79 @@ pub fn read_rating_rows_file(
 }
 
 /// Reads goodbooks-10k `ratings.csv` from a reader: the ratings of the books `keep_book` accepts,
-/// one per (book, user) pair (the last row of a pair wins), with the file's ids. Empty lines are
-/// skipped; anything else malformed (wrong number of fields, a non-numeric id, a rating outside
-/// 1..=5, an unknown header) is an error with its line number, whatever the book.
+/// one per (book, user) pair (the last row of a pair wins), with the file's ids, ratings as stars
+/// (see the module documentation). Empty lines are skipped; anything else malformed (wrong number
+/// of fields, a non-numeric id or rating, an unknown header) is an error with its line number,
+/// whatever the book.
 pub fn read_rating_rows(
     r: impl BufRead,
     mut keep_book: impl FnMut(u32) -> bool,
 ) -> Result<RatingRows, ParseError> {
     let mut stats = RatingStats::default();
-    let mut kept = Vec::new();
-    parse(r, |row| {
+    let mut kept: Vec<(u32, u32, Option<f64>)> = Vec::new();
+    parse(r, |book, user, rating| {
         stats.rows += 1;
-        if keep_book(row.book_id) {
-            kept.push(row);
+        if keep_book(book) {
+            kept.push((book, user, rating));
         } else {
             stats.skipped_rows += 1;
         }
     })?;
-    let rows = last_row_wins(kept, &mut stats);
+    let scale = Scale::of(kept.iter().filter_map(|k| k.2));
+    if let Scale::Linear { min, max } = scale {
+        stats.normalised_from = Some([min, max]);
+    }
+    let rows: Vec<RatingRow> = kept
+        .into_iter()
+        .map(|(book_id, user_id, rating)| RatingRow {
+            book_id,
+            user_id,
+            rating: scale.stars(rating),
+        })
+        .collect();
+    let rows = last_row_wins(rows, &mut stats);
+    stats.likes = rows.iter().filter(|r| r.rating == 0).count() as u64;
     Ok(RatingRows { rows, stats })
+}
+
+/// How a file's ratings become stars.
+#[derive(Clone, Copy)]
+enum Scale {
+    /// Whole numbers within 1..=5 already.
+    Stars,
+    /// One value for every row (e.g. all 1): interactions without a scale, likes.
+    Likes,
+    /// The file's range, mapped linearly onto 1..=5.
+    Linear { min: f64, max: f64 },
+}
+
+impl Scale {
+    /// The scale of these ratings (see the module documentation).
+    fn of(ratings: impl Iterator<Item = f64>) -> Scale {
+        let (mut min, mut max, mut all_stars) = (f64::INFINITY, f64::NEG_INFINITY, true);
+        for r in ratings {
+            min = min.min(r);
+            max = max.max(r);
+            all_stars &= r.fract() == 0.0 && (1.0..=5.0).contains(&r);
+        }
+        if min == max {
+            Scale::Likes
+        } else if all_stars {
+            Scale::Stars
+        } else {
+            Scale::Linear { min, max }
+        }
+    }
+
+    fn stars(self, rating: Option<f64>) -> u8 {
+        match (self, rating) {
+            (_, None) | (Scale::Likes, _) => 0,
+            (Scale::Stars, Some(r)) => r as u8,
+            (Scale::Linear { min, max }, Some(r)) => {
+                (1.0 + ((r - min) / (max - min) * 4.0).round()).clamp(1.0, 5.0) as u8
+            }
+        }
+    }
 }
 
 /// One rating per (book, user) pair of `rows` (in file order): at the pair's first row, with its
@@ -235,8 +300,9 @@ fn last_row_wins(rows: Vec<RatingRow>, stats: &mut RatingStats) -> Vec<RatingRow
     pairs.into_iter().map(|(_, row)| row).collect()
 }
 
-/// Parses the header and hands every row, in file order, to `row`.
-fn parse(r: impl BufRead, mut row: impl FnMut(RatingRow)) -> Result<(), ParseError> {
+/// Parses the header and hands every row, in file order, to `row` as (book, user, rating; `None`
+/// when the file has no rating column or the row's rating is empty).
+fn parse(r: impl BufRead, mut row: impl FnMut(u32, u32, Option<f64>)) -> Result<(), ParseError> {
     let mut lines = r.lines();
     let err = |line: usize, message: String| ParseError { line, message };
     let header = match lines.next() {
@@ -250,15 +316,18 @@ fn parse(r: impl BufRead, mut row: impl FnMut(RatingRow)) -> Result<(), ParseErr
         .map(str::trim)
         .collect();
     let position = |name: &str| columns.iter().position(|c| *c == name);
-    let (Some(book_col), Some(user_col), Some(rating_col), 3) = (
+    let rating_col = position("rating");
+    let (Some(book_col), Some(user_col), true) = (
         position("book_id"),
         position("user_id"),
-        position("rating"),
-        columns.len(),
+        columns.len() == 2 + usize::from(rating_col.is_some()),
     ) else {
         return Err(err(
             1,
-            format!("expected the header book_id,user_id,rating (in any order), got {header:?}"),
+            format!(
+                "expected the header book_id,user_id,rating or book_id,user_id (in any order), \
+                 got {header:?}"
+            ),
         ));
     };
 
@@ -270,10 +339,14 @@ fn parse(r: impl BufRead, mut row: impl FnMut(RatingRow)) -> Result<(), ParseErr
             continue;
         }
         let fields: Vec<&str> = line.split(',').map(str::trim).collect();
-        if fields.len() != 3 {
+        if fields.len() != columns.len() {
             return Err(err(
                 number,
-                format!("expected 3 fields, got {}: {line:?}", fields.len()),
+                format!(
+                    "expected {} fields, got {}: {line:?}",
+                    columns.len(),
+                    fields.len()
+                ),
             ));
         }
         let id = |col: usize, name: &str| {
@@ -286,21 +359,16 @@ fn parse(r: impl BufRead, mut row: impl FnMut(RatingRow)) -> Result<(), ParseErr
         };
         let book = id(book_col, "book_id")?;
         let user = id(user_col, "user_id")?;
-        let rating = fields[rating_col]
-            .parse::<u8>()
-            .ok()
-            .filter(|r| (1..=5).contains(r))
-            .ok_or_else(|| {
-                err(
-                    number,
-                    format!("rating {:?} is not 1..=5", fields[rating_col]),
-                )
-            })?;
-        row(RatingRow {
-            book_id: book,
-            user_id: user,
-            rating,
-        });
+        let rating = match rating_col.map(|c| fields[c]) {
+            None | Some("") => None,
+            Some(text) => Some(
+                text.parse::<f64>()
+                    .ok()
+                    .filter(|r| r.is_finite())
+                    .ok_or_else(|| err(number, format!("rating {text:?} is not a number")))?,
+            ),
+        };
+        row(book, user, rating);
     }
     Ok(())
 }
@@ -366,6 +434,8 @@ mod tests {
                 conflicting_pairs: 1,
                 duplicate_rows_dropped: 3,
                 unique: 3,
+                likes: 0,
+                normalised_from: None,
             }
         );
         // The dense form has one rating per pair too.
@@ -408,11 +478,42 @@ mod tests {
     }
 
     #[test]
+    fn other_scales_become_stars_and_missing_ratings_likes() {
+        let stars = |csv: &str| -> (Vec<u8>, RatingStats) {
+            let read = read_rating_rows(csv.as_bytes(), |_| true).unwrap();
+            (read.rows.iter().map(|r| r.rating).collect(), read.stats)
+        };
+        // Half stars 0.5–5: the range maps onto 1–5.
+        let (r, st) = stars("book_id,user_id,rating\n1,1,0.5\n2,1,5\n3,1,3.5\n4,1,2.75\n");
+        assert_eq!(r, vec![1, 5, 4, 3]);
+        assert_eq!(st.normalised_from, Some([0.5, 5.0]));
+        // 1–10.
+        let (r, _) = stars("book_id,user_id,rating\n1,1,1\n2,1,10\n3,1,8\n4,1,5\n");
+        assert_eq!(r, vec![1, 5, 4, 3]);
+        // 1–5 whole stars are kept as they are, even if some values are missing.
+        let (r, st) = stars("book_id,user_id,rating\n1,1,2\n2,1,4\n");
+        assert_eq!((r, st.normalised_from), (vec![2, 4], None));
+        // No rating column, an empty rating, or one value for every row: likes.
+        let (r, st) = stars("user_id,book_id\n1,1\n1,2\n");
+        assert_eq!((r, st.likes), (vec![0, 0], 2));
+        let (r, _) = stars("book_id,user_id,rating\n1,1,1\n2,1,1\n");
+        assert_eq!(r, vec![0, 0]);
+        let (r, st) = stars("book_id,user_id,rating\n1,1,\n2,1,4\n3,1,5\n");
+        assert_eq!((r, st.likes), (vec![0, 4, 5], 1));
+    }
+
+    #[test]
     fn errors_name_the_line() {
         let e = read_ratings("book_id,user_id,rating\n1,2,3\n1,x,3\n".as_bytes()).unwrap_err();
         assert_eq!(e.line, 3);
         assert!(e.to_string().contains("user_id \"x\""), "{e}");
-        let e = read_ratings("book_id,user_id,rating\n1,2,6\n".as_bytes()).unwrap_err();
+        let e = read_ratings("book_id,user_id,rating\n1,2,good\n".as_bytes()).unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(
+            e.to_string().contains("rating \"good\" is not a number"),
+            "{e}"
+        );
+        let e = read_ratings("book_id,user_id\n1,2,3\n".as_bytes()).unwrap_err();
         assert_eq!(e.line, 2);
         let e = read_ratings("book_id,user_id,rating\n1,2\n".as_bytes()).unwrap_err();
         assert_eq!(e.line, 2);

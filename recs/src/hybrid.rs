@@ -1,4 +1,5 @@
-//! The served model: ALS and item-item together, blended as the evaluation's `blend` model.
+//! The served model: ALS, item-item and popularity together, blended with the weights the
+//! trainer chose on validation data ([`crate::select`]) or the evaluation's `blend` defaults.
 //!
 //! [`HybridModel::scores`] is the computation the offline evaluation measures for `blend`
 //! (`eval::run` scores every user through it): the member's ALS factor is folded in from their
@@ -8,20 +9,40 @@
 
 use crate::{
     AlsModel, AlsParams, ItemItemModel, ItemItemWeighting, Matrix, ModelDecodeError, Progress,
-    blend_scores,
+    blend_parts, blend_scores,
 };
 
 const MAGIC: &[u8; 8] = b"QRECHYB\0";
-const FORMAT_VERSION: u32 = 1;
-/// Magic, version, ALS weight, ALS bytes, item-item bytes.
-const HEADER_LEN: usize = 8 + 4 + 4 + 8 + 8;
+const FORMAT_VERSION: u32 = 2;
+/// Version 1: magic, version, ALS weight, ALS bytes, item-item bytes (no popularity part).
+const HEADER_LEN_V1: usize = 8 + 4 + 4 + 8 + 8;
+/// Version 2: version 1's header, then the popularity weight and four reserved bytes.
+const HEADER_LEN: usize = HEADER_LEN_V1 + 4 + 4;
 
-/// ALS and item-item models trained on the same matrix, and the share of ALS in their blend.
+/// ALS and item-item models trained on the same matrix, each item's popularity in it, and the
+/// shares of ALS and popularity in their blend (item-item has the rest).
 #[derive(Clone, Debug)]
 pub struct HybridModel {
     als: AlsModel,
     item_item: ItemItemModel,
     als_weight: f32,
+    /// Per item: how many users interacted with it positively (0 weight: not used).
+    popularity: Vec<f32>,
+    popularity_weight: f32,
+}
+
+/// Per item of `m`: the number of users with a positive value on it.
+pub fn popularity_scores(m: &Matrix) -> Vec<f32> {
+    let mut counts = vec![0f32; m.n_cols()];
+    for u in 0..m.n_rows() {
+        let (items, values) = m.row(u);
+        for (&i, &v) in items.iter().zip(values) {
+            if v > 0.0 {
+                counts[i as usize] += 1.0;
+            }
+        }
+    }
+    counts
 }
 
 /// A member's interactions with duplicates summed: distinct items ascending and their values,
@@ -81,11 +102,32 @@ impl HybridModel {
             (0.0..=1.0).contains(&als_weight),
             "the ALS weight must be within 0..=1, not {als_weight}"
         );
+        let popularity = vec![0.0; als.n_items()];
         HybridModel {
             als,
             item_item,
             als_weight,
+            popularity,
+            popularity_weight: 0.0,
         }
+    }
+
+    /// The same model with `popularity` (per item, e.g. [`popularity_scores`] of the training
+    /// matrix) blended in at `weight`, taken from item-item's share.
+    ///
+    /// # Panics
+    /// If `popularity` is not one score per item, or `weight` is not within `0..=1` or leaves
+    /// item-item a negative share.
+    pub fn with_popularity(mut self, popularity: Vec<f32>, weight: f32) -> HybridModel {
+        assert_eq!(popularity.len(), self.n_items(), "one score per item");
+        assert!(
+            (0.0..=1.0).contains(&weight) && self.als_weight + weight <= 1.0 + 1e-6,
+            "weights ALS {} + popularity {weight} exceed 1",
+            self.als_weight
+        );
+        self.popularity = popularity;
+        self.popularity_weight = weight;
+        self
     }
 
     /// Number of items (the same in both halves).
@@ -103,9 +145,14 @@ impl HybridModel {
         &self.item_item
     }
 
-    /// The share of ALS in the blend (`0..=1`; the rest is item-item).
+    /// The share of ALS in the blend (`0..=1`; item-item has what ALS and popularity leave).
     pub fn als_weight(&self) -> f32 {
         self.als_weight
+    }
+
+    /// The share of popularity in the blend (`0..=1`).
+    pub fn popularity_weight(&self) -> f32 {
+        self.popularity_weight
     }
 
     /// Blended scores of every item (indexed by item) for a member with these interactions
@@ -124,7 +171,18 @@ impl HybridModel {
         let (items, values) = distinct(items, values);
         let item_item = self.item_item.scores(&items, &values);
         let als = self.als.scores(&self.als.fold_in(&items, &values));
-        blend_scores(&item_item, &als, self.als_weight, &items)
+        if self.popularity_weight == 0.0 {
+            return blend_scores(&item_item, &als, self.als_weight, &items);
+        }
+        let item_item_weight = (1.0 - self.als_weight - self.popularity_weight).max(0.0);
+        blend_parts(
+            &[
+                (&item_item, item_item_weight),
+                (&als, self.als_weight),
+                (&self.popularity, self.popularity_weight),
+            ],
+            &items,
+        )
     }
 
     /// The member's item that best explains recommending `item` ("because you rated X"): the one
@@ -171,47 +229,85 @@ impl HybridModel {
         best.map(|(_, i)| i)
     }
 
-    /// The model as bytes: a little-endian header (magic `QRECHYB\0`, version 1, the ALS weight as
-    /// `f32`, the lengths of the two parts as `u64`), then [`AlsModel::to_bytes`], then
-    /// [`ItemItemModel::to_bytes`].
+    /// The model as bytes: a little-endian header (magic `QRECHYB\0`, version 2, the ALS weight
+    /// as `f32`, the lengths of the ALS and item-item parts as `u64`, the popularity weight as
+    /// `f32`, four reserved zero bytes), then [`AlsModel::to_bytes`], then
+    /// [`ItemItemModel::to_bytes`], then one `f32` popularity score per item.
     pub fn to_bytes(&self) -> Vec<u8> {
         let als = self.als.to_bytes();
         let item_item = self.item_item.to_bytes();
-        let mut out = Vec::with_capacity(HEADER_LEN + als.len() + item_item.len());
+        let mut out =
+            Vec::with_capacity(HEADER_LEN + als.len() + item_item.len() + 4 * self.n_items());
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         out.extend_from_slice(&self.als_weight.to_le_bytes());
         out.extend_from_slice(&(als.len() as u64).to_le_bytes());
         out.extend_from_slice(&(item_item.len() as u64).to_le_bytes());
+        out.extend_from_slice(&self.popularity_weight.to_le_bytes());
+        out.extend_from_slice(&[0; 4]);
         out.extend_from_slice(&als);
         out.extend_from_slice(&item_item);
+        for p in &self.popularity {
+            out.extend_from_slice(&p.to_le_bytes());
+        }
         out
     }
 
-    /// Reads what [`HybridModel::to_bytes`] wrote; refuses anything else (wrong magic or version,
-    /// truncated, trailing bytes, an ALS weight outside `0..=1`, parts that do not decode, parts
-    /// of different catalogs).
+    /// Reads what [`HybridModel::to_bytes`] wrote (and version 1, which had no popularity part);
+    /// refuses anything else (wrong magic or version, truncated, trailing bytes, weights outside
+    /// `0..=1` or summing above 1, parts that do not decode, parts of different catalogs,
+    /// non-finite or negative popularity).
     pub fn from_bytes(b: &[u8]) -> Result<HybridModel, ModelDecodeError> {
-        let f = crate::format::check_header(b, MAGIC, HEADER_LEN, FORMAT_VERSION)?;
+        let version = match crate::format::check_header(b, MAGIC, HEADER_LEN_V1, 1) {
+            Err(ModelDecodeError::UnsupportedVersion(v)) => v,
+            Err(e) => return Err(e),
+            Ok(_) => 1,
+        };
+        let header_len = match version {
+            1 => HEADER_LEN_V1,
+            FORMAT_VERSION => HEADER_LEN,
+            other => return Err(ModelDecodeError::UnsupportedVersion(other)),
+        };
+        let f = crate::format::check_header(b, MAGIC, header_len, version)?;
         let als_weight = f.f32_at(12);
         if !(0.0..=1.0).contains(&als_weight) {
             return Err(ModelDecodeError::Invalid("ALS weight not within 0..=1"));
         }
+        let popularity_weight = if version == 1 { 0.0 } else { f.f32_at(32) };
+        if !(0.0..=1.0).contains(&popularity_weight) || als_weight + popularity_weight > 1.0 + 1e-6
+        {
+            return Err(ModelDecodeError::Invalid("weights not within 0..=1"));
+        }
         let (als_len, item_item_len) = (f.size_at(16)?, f.size_at(24)?);
-        let expected = als_len
+        let parts_end = als_len
             .checked_add(item_item_len)
-            .and_then(|n| n.checked_add(HEADER_LEN))
+            .and_then(|n| n.checked_add(header_len))
             .ok_or(ModelDecodeError::Invalid("sizes overflow"))?;
-        crate::format::check_len(b, expected)?;
-        let als = AlsModel::from_bytes(&b[HEADER_LEN..HEADER_LEN + als_len])?;
-        let item_item = ItemItemModel::from_bytes(&b[HEADER_LEN + als_len..])?;
+        crate::format::check_len(&b[..b.len().min(parts_end)], parts_end)?;
+        let als = AlsModel::from_bytes(&b[header_len..header_len + als_len])?;
+        let item_item = ItemItemModel::from_bytes(&b[header_len + als_len..parts_end])?;
         if als.n_items() != item_item.n_items() {
             return Err(ModelDecodeError::Invalid("parts of different catalogs"));
         }
+        let n_items = als.n_items();
+        let popularity = if version == 1 {
+            crate::format::check_len(b, parts_end)?;
+            vec![0.0; n_items]
+        } else {
+            crate::format::check_len(b, parts_end + 4 * n_items)?;
+            let f = crate::format::Fields(&b[parts_end..]);
+            let scores: Vec<f32> = (0..n_items).map(|i| f.f32_at(4 * i)).collect();
+            if scores.iter().any(|p| !p.is_finite() || *p < 0.0) {
+                return Err(ModelDecodeError::Invalid("popularity not finite and >= 0"));
+            }
+            scores
+        };
         Ok(HybridModel {
             als,
             item_item,
             als_weight,
+            popularity,
+            popularity_weight,
         })
     }
 }
@@ -307,6 +403,19 @@ mod tests {
         );
         // Nothing known: everything scores 0.
         assert!(model.scores(&[], &[]).iter().all(|&s| s == 0.0));
+
+        // Popularity takes its share from item-item; alone it ranks by popularity.
+        let counts = popularity_scores(&m);
+        let with = model.clone().with_popularity(counts.clone(), 0.2);
+        let (items, values) = m.row(3);
+        let ii = model.item_item().scores(items, values);
+        let als = model.als().scores(&model.als().fold_in(items, values));
+        let expected = blend_parts(&[(&ii, 0.5), (&als, 0.3), (&counts, 0.2)], items);
+        assert_eq!(with.scores(items, values), expected);
+        let only = HybridModel::new(model.als().clone(), model.item_item().clone(), 0.0)
+            .with_popularity(counts.clone(), 1.0);
+        let order = |s: &[f32]| -> Vec<u32> { top_n(s, items, 5).iter().map(|t| t.0).collect() };
+        assert_eq!(order(&only.scores(items, values)), order(&counts));
     }
 
     /// users × items:
@@ -374,7 +483,7 @@ mod tests {
         let model = hybrid(&blocks());
         let bytes = model.to_bytes();
         let (als, ii) = (model.als().to_bytes(), model.item_item().to_bytes());
-        assert_eq!(bytes.len(), HEADER_LEN + als.len() + ii.len());
+        assert_eq!(bytes.len(), HEADER_LEN + als.len() + ii.len() + 4 * 20);
         let back = HybridModel::from_bytes(&bytes).expect("round trip");
         assert_eq!(back.als_weight(), 0.3);
         assert_eq!(back.als().to_bytes(), als);
@@ -395,12 +504,38 @@ mod tests {
             HybridModel::from_bytes(&als).unwrap_err(),
             ModelDecodeError::BadMagic
         );
-        let mut v2 = bytes.clone();
-        v2[8] = 2;
+        let mut v3 = bytes.clone();
+        v3[8] = 3;
         assert_eq!(
-            HybridModel::from_bytes(&v2).unwrap_err(),
-            ModelDecodeError::UnsupportedVersion(2)
+            HybridModel::from_bytes(&v3).unwrap_err(),
+            ModelDecodeError::UnsupportedVersion(3)
         );
+        // Version 1 (no popularity part) still reads, as the same blend.
+        let mut v1 = bytes[..HEADER_LEN_V1].to_vec();
+        v1[8] = 1;
+        v1.extend_from_slice(&als);
+        v1.extend_from_slice(&ii);
+        let old = HybridModel::from_bytes(&v1).expect("version 1");
+        assert_eq!(old.popularity_weight(), 0.0);
+        assert_eq!(old.scores(items, values), model.scores(items, values));
+        // With popularity blended in, it travels too.
+        let popular = model.clone().with_popularity(popularity_scores(&m), 0.2);
+        let back = HybridModel::from_bytes(&popular.to_bytes()).expect("round trip");
+        assert_eq!(back.popularity_weight(), 0.2);
+        assert_eq!(back.scores(items, values), popular.scores(items, values));
+        let mut negative = popular.to_bytes();
+        let at = negative.len() - 4;
+        negative[at..].copy_from_slice(&(-1f32).to_le_bytes());
+        assert!(matches!(
+            HybridModel::from_bytes(&negative),
+            Err(ModelDecodeError::Invalid(_))
+        ));
+        let mut heavy = popular.to_bytes();
+        heavy[32..36].copy_from_slice(&0.8f32.to_le_bytes());
+        assert!(matches!(
+            HybridModel::from_bytes(&heavy),
+            Err(ModelDecodeError::Invalid(_))
+        ));
         let mut weight = bytes.clone();
         weight[12..16].copy_from_slice(&f32::NAN.to_le_bytes());
         assert!(matches!(

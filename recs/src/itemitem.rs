@@ -30,6 +30,17 @@ pub enum ItemItemWeighting {
         /// Length normalisation by the item's total value, `0..=1`.
         b: f32,
     },
+    /// RP3beta (Paudel et al. 2016; Ferrari Dacrema et al. 2019): the probability of a three-step
+    /// random walk item → user → item over the value-weighted graph (each step's transition
+    /// probabilities raised to `alpha`), divided by the target item's popularity to the power
+    /// `beta`, so that popular items do not dominate every neighbourhood. The similarity is not
+    /// symmetric.
+    Rp3 {
+        /// Exponent of the transition probabilities.
+        alpha: f32,
+        /// Popularity penalty, `0` (none, P3alpha) to `1`.
+        beta: f32,
+    },
 }
 
 impl ItemItemWeighting {
@@ -59,10 +70,43 @@ pub struct ItemItemModel {
     sims: Vec<f32>,
 }
 
-/// The weighted copy of the (positive part of the) user × item matrix.
-fn weighted(m: &Matrix, weighting: ItemItemWeighting) -> Matrix {
+/// The weighted copies of the (positive part of the) user × item matrix whose product is the
+/// similarity: `sim(i, j) = Σ_u left[u, i] · right[u, j]`. The same matrix on both sides except
+/// for RP3beta.
+fn weighted(m: &Matrix, weighting: ItemItemWeighting) -> (Matrix, Option<Matrix>) {
     let positive = m.map_values(|v| v.max(0.0));
-    match weighting {
+    if let ItemItemWeighting::Rp3 { alpha, beta } = weighting {
+        let mut item_totals = vec![0f64; m.n_cols()];
+        let mut degree = vec![0u32; m.n_cols()];
+        let mut left = Vec::with_capacity(positive.nnz());
+        let mut right = Vec::with_capacity(positive.nnz());
+        for u in 0..positive.n_rows() {
+            let (cols, vals) = positive.row(u);
+            for (&c, &v) in cols.iter().zip(vals) {
+                item_totals[c as usize] += f64::from(v);
+                degree[c as usize] += 1;
+            }
+        }
+        for u in 0..positive.n_rows() {
+            let (cols, vals) = positive.row(u);
+            let user_total: f64 = vals.iter().map(|&v| f64::from(v)).sum();
+            for (&c, &v) in cols.iter().zip(vals) {
+                let v = f64::from(v);
+                // item → user: P(u | i); user → item: P(j | u), over popularity^beta.
+                let to_user = (v / item_totals[c as usize]).powf(f64::from(alpha));
+                let to_item = (v / user_total).powf(f64::from(alpha))
+                    / f64::from(degree[c as usize]).powf(f64::from(beta));
+                left.push((u as u32, c, to_user as f32));
+                right.push((u as u32, c, to_item as f32));
+            }
+        }
+        let (rows, cols) = (m.n_rows(), m.n_cols());
+        return (
+            Matrix::from_triplets(rows, cols, left),
+            Some(Matrix::from_triplets(rows, cols, right)),
+        );
+    }
+    let same = match weighting {
         ItemItemWeighting::Cosine => {
             let mut norms = vec![0f64; m.n_cols()];
             for r in 0..positive.n_rows() {
@@ -116,7 +160,9 @@ fn weighted(m: &Matrix, weighting: ItemItemWeighting) -> Matrix {
             }
             Matrix::from_triplets(m.n_rows(), m.n_cols(), triplets)
         }
-    }
+        ItemItemWeighting::Rp3 { .. } => unreachable!("weighted above"),
+    };
+    (same, None)
 }
 
 /// Per-thread scratch for one item's similarity row.
@@ -139,9 +185,11 @@ impl ItemItemModel {
         let stage = match weighting {
             ItemItemWeighting::Cosine => "cosine",
             ItemItemWeighting::Bm25 { .. } => "bm25",
+            ItemItemWeighting::Rp3 { .. } => "rp3",
         };
-        let w = weighted(m, weighting);
-        let wt = w.transpose();
+        let (left, right) = weighted(m, weighting);
+        let wt = left.transpose();
+        let w = right.as_ref().unwrap_or(&left);
         let n_items = m.n_cols();
         const BLOCK: usize = 1024;
         let blocks = n_items.div_ceil(BLOCK);
@@ -213,6 +261,30 @@ impl ItemItemModel {
         ItemItemModel {
             weighting,
             neighbours,
+            indptr,
+            items,
+            sims,
+        }
+    }
+
+    /// The same model keeping only each item's `neighbours` most similar items: what training
+    /// with `neighbours` gives, without computing the similarities again (a search over
+    /// neighbour counts trains once with the largest).
+    pub fn truncated(&self, neighbours: usize) -> ItemItemModel {
+        let mut indptr = Vec::with_capacity(self.indptr.len());
+        let mut items = Vec::new();
+        let mut sims = Vec::new();
+        indptr.push(0);
+        for i in 0..self.n_items() {
+            let (n, s) = self.neighbours(i as u32);
+            let keep = n.len().min(neighbours);
+            items.extend_from_slice(&n[..keep]);
+            sims.extend_from_slice(&s[..keep]);
+            indptr.push(items.len());
+        }
+        ItemItemModel {
+            weighting: self.weighting,
+            neighbours: neighbours.min(self.neighbours),
             indptr,
             items,
             sims,
@@ -335,6 +407,7 @@ impl ItemItemModel {
         let (kind, k1, b) = match self.weighting {
             ItemItemWeighting::Cosine => (0u32, 0f32, 0f32),
             ItemItemWeighting::Bm25 { k1, b } => (1, k1, b),
+            ItemItemWeighting::Rp3 { alpha, beta } => (2, alpha, beta),
         };
         out.extend_from_slice(II_MAGIC);
         out.extend_from_slice(&II_FORMAT_VERSION.to_le_bytes());
@@ -366,6 +439,10 @@ impl ItemItemModel {
             (0, _, _) => ItemItemWeighting::Cosine,
             (1, k1, b) if k1.is_finite() && b.is_finite() => ItemItemWeighting::Bm25 { k1, b },
             (1, _, _) => return Err(ModelDecodeError::Invalid("non-finite BM25 parameter")),
+            (2, alpha, beta) if alpha.is_finite() && beta.is_finite() => {
+                ItemItemWeighting::Rp3 { alpha, beta }
+            }
+            (2, _, _) => return Err(ModelDecodeError::Invalid("non-finite RP3 parameter")),
             _ => return Err(ModelDecodeError::Invalid("unknown weighting")),
         };
         let neighbours = f.size_at(24)?;
@@ -488,9 +565,11 @@ mod tests {
         assert_eq!(sim(&m, 0, 0), None, "an item is not its own neighbour");
         // Most similar first.
         assert_eq!(m.neighbours(1).0, &[3, 0, 2]);
-        // Top-1 keeps only the best.
+        // Top-1 keeps only the best; truncating a larger model gives the same model.
         let one = ItemItemModel::train(&small(), ItemItemWeighting::Cosine, 1, &mut |_| {});
         assert_eq!(one.neighbours(1).0, &[3]);
+        assert_eq!(m.truncated(1).to_bytes(), one.to_bytes());
+        assert_eq!(m.truncated(10).to_bytes(), m.to_bytes());
     }
 
     #[test]
@@ -511,6 +590,42 @@ mod tests {
         assert!((sim(&m, 1, 0).unwrap() - s01).abs() < 1e-6);
         assert!((sim(&m, 3, 1).unwrap() - s13).abs() < 1e-6);
         assert_eq!(sim(&m, 0, 2), None, "zero similarity is not kept");
+    }
+
+    #[test]
+    fn rp3_by_hand() {
+        // Item totals 2, 4, 1, 1; user totals 2, 3, 3; degrees 2, 3, 1, 1.
+        let walk = |alpha, beta| {
+            ItemItemModel::train(
+                &small(),
+                ItemItemWeighting::Rp3 { alpha, beta },
+                10,
+                &mut |_| {},
+            )
+        };
+        let close = |a: Option<f32>, b: f32| (a.expect("a neighbour") - b).abs() < 1e-6;
+        let m = walk(1.0, 0.0);
+        // i0 → u0 (1/2) → i1 (1/2), and i0 → u1 (1/2) → i1 (1/3).
+        assert!(close(sim(&m, 0, 1), 0.5 * 0.5 + 0.5 / 3.0));
+        // Not symmetric: i1 → u0 (1/4) → i0 (1/2), and i1 → u1 (1/4) → i0 (1/3).
+        assert!(close(sim(&m, 1, 0), 0.25 * 0.5 + 0.25 / 3.0));
+        // i1 → u2 (2/4) → i3 (1/3).
+        assert!(close(sim(&m, 1, 3), 0.5 / 3.0));
+        // beta divides by the target's degree to that power; alpha raises each step.
+        let m = walk(1.0, 1.0);
+        assert!(close(sim(&m, 0, 1), (0.5 * 0.5 + 0.5 / 3.0) / 3.0));
+        let m = walk(2.0, 0.0);
+        assert!(close(sim(&m, 0, 1), 0.25 * 0.25 + 0.25 / 9.0));
+        // It survives the stored format.
+        let back = ItemItemModel::from_bytes(&m.to_bytes()).unwrap();
+        assert_eq!(
+            back.weighting(),
+            ItemItemWeighting::Rp3 {
+                alpha: 2.0,
+                beta: 0.0
+            }
+        );
+        assert_eq!(back.to_bytes(), m.to_bytes());
     }
 
     #[test]

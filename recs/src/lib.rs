@@ -9,6 +9,8 @@
 //! - [`blend_scores`]: BM25 item-item and ALS scores blended (the best model on goodbooks-10k).
 //! - [`HybridModel`]: ALS and item-item stored together and blended exactly as the evaluation's
 //!   `blend`: the model that is served.
+//! - [`select()`]: the trainer's choice of model and parameters on a validation split of the data
+//!   itself ([`Choice`], [`Selection`]).
 //! - [`Popularity`]: interaction counts and Bayesian-average ratings, the baseline and cold start.
 //! - [`goodbooks`] reads the goodbooks-10k ratings; [`eval`] is the offline evaluation (per-user
 //!   holdout, P@k, R@k, NDCG@k, coverage) that chose the defaults.
@@ -25,6 +27,7 @@ mod linalg;
 pub mod matrix;
 pub mod popularity;
 mod rng;
+pub mod select;
 #[cfg(test)]
 mod testing;
 
@@ -33,6 +36,7 @@ pub use hybrid::HybridModel;
 pub use itemitem::{ItemItemModel, ItemItemWeighting};
 pub use matrix::Matrix;
 pub use popularity::{Popularity, bayesian_average};
+pub use select::{Choice, Selection, SelectionOptions, select};
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -181,10 +185,27 @@ pub const DEFAULT_BLEND_ALS_WEIGHT: f32 = 0.3;
 /// # Panics
 /// If the two score vectors differ in length.
 pub fn blend_scores(a: &[f32], b: &[f32], b_weight: f32, exclude: &[u32]) -> Vec<f32> {
-    assert_eq!(a.len(), b.len(), "score vectors of different catalogs");
+    blend_parts(&[(a, 1.0 - b_weight), (b, b_weight)], exclude)
+}
+
+/// A linear blend of any number of models' scores for one user: `Σ weight · s / max(s)`, each
+/// part's maximum taken over the items not in `exclude` (a part whose largest score is not
+/// positive, or whose weight is 0, counts as 0).
+///
+/// # Panics
+/// If the score vectors differ in length.
+pub fn blend_parts(parts: &[(&[f32], f32)], exclude: &[u32]) -> Vec<f32> {
+    let n = parts.first().map_or(0, |(s, _)| s.len());
+    assert!(
+        parts.iter().all(|(s, _)| s.len() == n),
+        "score vectors of different catalogs"
+    );
     let mut excluded: Vec<u32> = exclude.to_vec();
     excluded.sort_unstable();
     let scale = |s: &[f32], weight: f32| {
+        if weight == 0.0 {
+            return 0.0;
+        }
         let max = s
             .iter()
             .enumerate()
@@ -193,8 +214,16 @@ pub fn blend_scores(a: &[f32], b: &[f32], b_weight: f32, exclude: &[u32]) -> Vec
             .fold(f32::NEG_INFINITY, f32::max);
         if max > 0.0 { weight / max } else { 0.0 }
     };
-    let (sa, sb) = (scale(a, 1.0 - b_weight), scale(b, b_weight));
-    a.iter().zip(b).map(|(&x, &y)| sa * x + sb * y).collect()
+    let mut out = vec![0f32; n];
+    for (s, weight) in parts {
+        let k = scale(s, *weight);
+        if k != 0.0 {
+            for (o, &x) in out.iter_mut().zip(s.iter()) {
+                *o += k * x;
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -22,7 +22,15 @@ pub(crate) enum RecsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Evaluate the models offline on goodbooks-10k ratings.csv in DIR: per-user 20% holdout,
+    /// The stored models, newest first: what was chosen, its validation figures and the data it
+    /// saw.
+    Models {
+        /// Print JSON (with every candidate's validation figures) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Evaluate the models offline on ratings.csv in DIR (the goodbooks layout: book_id,user_id and
+    /// an optional rating on any scale; books.csv is not needed): per-user 20% holdout,
     /// P@10, R@10, NDCG@10 and coverage beside a popularity baseline, with a fixed seed.
     Eval {
         /// The goodbooks-10k directory (ratings.csv).
@@ -31,7 +39,8 @@ pub(crate) enum RecsCommand {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
-        /// Models to evaluate, comma-separated (popularity, als, cosine, bm25, blend).
+        /// Models to evaluate, comma-separated (popularity, als, cosine, bm25, blend, auto:
+        /// what the trainer would choose and serve).
         #[arg(long, value_delimiter = ',')]
         models: Option<Vec<String>>,
         /// Also write the split (train.csv, test.csv, options.json) here, for comparing with
@@ -47,6 +56,7 @@ pub(crate) enum RecsCommand {
 pub(crate) async fn run(settings: &Settings, command: RecsCommand) -> anyhow::Result<()> {
     match command {
         RecsCommand::Train { json } => train(settings, json).await,
+        RecsCommand::Models { json } => models(settings, json).await,
         RecsCommand::Eval {
             data,
             json,
@@ -116,18 +126,122 @@ async fn train(settings: &Settings, json: bool) -> anyhow::Result<()> {
         (None, true) => println!("null"),
         (None, false) => println!("no interactions yet: nothing to train on"),
         (Some(r), true) => println!("{}", serde_json::to_string_pretty(&r)?),
-        (Some(r), false) => println!(
-            "model {} trained on {} interactions of {} members with {} books (log position {}): \
-             {:.2} s training, {:.2} s in all, {:.1} MiB stored",
-            r.version,
-            r.interactions,
-            r.users,
-            r.books,
-            r.covers,
-            r.train_secs,
-            r.total_secs,
-            r.model_bytes as f64 / (1024.0 * 1024.0)
-        ),
+        (Some(r), false) => {
+            println!(
+                "model {} trained on {} interactions of {} members with {} books (log position {}): \
+                 {:.2} s training ({:.2} s of it choosing the model), {:.2} s in all, {:.1} MiB stored",
+                r.version,
+                r.interactions,
+                r.users,
+                r.books,
+                r.covers,
+                r.train_secs,
+                r.selection_secs,
+                r.total_secs,
+                r.model_bytes as f64 / (1024.0 * 1024.0)
+            );
+            println!("serving {}", r.model);
+            if let Some(s) = &r.selection {
+                print_selection(s);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What the selection tried and chose, as a short text.
+fn print_selection(s: &quire_recs::Selection) {
+    let d = &s.data;
+    println!(
+        "data: {} members x {} books, {} interactions (density {:.4}%, {:.1} per member, median {}, \
+         {:.1} per book; {:.0}% worth a 4-star rating or more)",
+        d.users,
+        d.items,
+        d.interactions,
+        d.density * 100.0,
+        d.per_user,
+        d.per_user_median,
+        d.per_item,
+        d.relevant_share * 100.0
+    );
+    match s.validation_ndcg {
+        None => {
+            println!("no member has enough interactions to hold some out: the defaults are served")
+        }
+        Some(ndcg) => {
+            println!(
+                "chosen on {} members' held-out interactions: validation NDCG@{} {:.4}; {} \
+                 candidates in {:.1} s (budget {:.0} s{})",
+                s.validation.users,
+                s.k,
+                ndcg,
+                s.candidates.iter().filter(|c| c.ndcg.is_some()).count(),
+                s.secs,
+                s.budget_secs,
+                if s.budget_exhausted {
+                    ", spent: some skipped"
+                } else {
+                    ""
+                }
+            );
+            // The best of each family.
+            for family in ["popularity", "item-item", "als", "blend"] {
+                if let Some(best) = s
+                    .candidates
+                    .iter()
+                    .filter(|c| c.family == family)
+                    .filter_map(|c| c.ndcg.map(|n| (n, c)))
+                    .max_by(|a, b| a.0.total_cmp(&b.0))
+                {
+                    println!("  best {family:<10} {:.4}  {}", best.0, best.1.name);
+                }
+            }
+        }
+    }
+}
+
+async fn models(settings: &Settings, json: bool) -> anyhow::Result<()> {
+    let read_url = settings.read_model_url();
+    let read = ReadModels::open(
+        &read_url,
+        ReadModelOptions {
+            read_only: true,
+            ..ReadModelOptions::default()
+        },
+    )
+    .await
+    .with_context(|| format!("opening read models at {}", redact_url(&read_url)))?;
+    let models = read
+        .recs_models()
+        .await
+        .context("reading the stored models")?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&models)?);
+        return Ok(());
+    }
+    if models.is_empty() {
+        println!("no model trained yet");
+    }
+    for m in &models {
+        let chosen = m.params["model"].as_str().unwrap_or("(not recorded)");
+        println!(
+            "model {} ({}, log position {}, trained at {} µs): {} members x {} books, {:.1} MiB, \
+             {:.2} s training",
+            m.version,
+            m.algorithm,
+            m.covers,
+            m.trained_at,
+            m.users,
+            m.books,
+            m.model_bytes as f64 / (1024.0 * 1024.0),
+            m.train_secs
+        );
+        println!("serving {chosen}");
+        match serde_json::from_value::<quire_recs::Selection>(m.params["selection"].clone()) {
+            Ok(s) => print_selection(&s),
+            Err(_) => println!("parameters fixed by configuration"),
+        }
+        println!();
     }
     Ok(())
 }

@@ -80,6 +80,10 @@ pub(crate) enum ReasonCode {
     BecauseViewed,
     PopularInGenre,
     HighlyRated,
+    /// Nobody has rated it yet; it is in a genre the member favours or asked for.
+    InGenre,
+    /// Nobody has rated it yet.
+    NewInCatalogue,
     /// People the member follows liked it or rated it 4 or 5 (`strategy=social`).
     LikedByFollowing,
 }
@@ -92,6 +96,8 @@ impl From<recs::ReasonCode> for ReasonCode {
             recs::ReasonCode::BecauseViewed => Self::BecauseViewed,
             recs::ReasonCode::PopularInGenre => Self::PopularInGenre,
             recs::ReasonCode::HighlyRated => Self::HighlyRated,
+            recs::ReasonCode::InGenre => Self::InGenre,
+            recs::ReasonCode::NewInCatalogue => Self::NewInCatalogue,
         }
     }
 }
@@ -161,7 +167,14 @@ impl From<recs::Strategy> for Strategy {
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub(crate) struct ModelInfo {
     pub version: u64,
+    /// The stored model's format (`hybrid`: ALS, item-item and popularity blended).
     pub algorithm: String,
+    /// The blend served, chosen on the data: e.g.
+    /// `0.75 bm25(k1 5, b 1, 400 nn) + 0.20 als(alpha 30, λ 0.05, 64 f) + 0.05 popularity`.
+    pub chosen: String,
+    /// The chosen blend's NDCG@10 on the validation split it was chosen on (absent when the
+    /// parameters were fixed by configuration).
+    pub validation_ndcg: Option<f64>,
     /// Microseconds since the epoch.
     pub trained_at: i64,
     /// The event-log position whose interactions it was trained on.
@@ -173,6 +186,8 @@ impl From<recs::ModelInfo> for ModelInfo {
         Self {
             version: m.version,
             algorithm: m.algorithm,
+            chosen: m.chosen,
+            validation_ndcg: m.validation_ndcg,
             trained_at: m.trained_at,
             covers_position: m.covers_position,
         }

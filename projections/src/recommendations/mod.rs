@@ -30,5 +30,5 @@ pub use serving::{
     ModelInfo, ReasonCode, Recommendation, Recommender, RecsError, RecsOptions, RecsPage,
     RecsRequest, Strategy,
 };
-pub use storage::{CatalogBook, ModelStamp, StoredModel};
+pub use storage::{CatalogBook, ModelStamp, StoredModel, StoredModelSummary};
 pub use training::{HYBRID, TrainError, TrainOptions, TrainReport};

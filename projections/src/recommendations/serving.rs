@@ -25,7 +25,7 @@ use quire_recs::{HybridModel, Signals, Weights};
 use serde::{Deserialize, Serialize};
 
 use super::storage::{CatalogBook, StoredModel};
-use super::training::{HYBRID, TrainOptions};
+use super::training::{HYBRID, LEGACY_HYBRID, TrainOptions};
 use crate::{InteractionRow, ProjectionName, ReadModelError, ReadModels, cursor};
 
 /// How recommendations are served.
@@ -55,6 +55,8 @@ struct Served {
     covers: u64,
     trained_at: i64,
     algorithm: String,
+    chosen: String,
+    validation_ndcg: Option<f64>,
     hybrid: HybridModel,
     weights: Weights,
     books: Vec<BookId>,
@@ -66,6 +68,8 @@ impl Served {
         ModelInfo {
             version: self.version,
             algorithm: self.algorithm.clone(),
+            chosen: self.chosen.clone(),
+            validation_ndcg: self.validation_ndcg,
             trained_at: self.trained_at,
             covers_position: self.covers,
         }
@@ -131,6 +135,10 @@ pub enum ReasonCode {
     BecauseViewed,
     PopularInGenre,
     HighlyRated,
+    /// A book nobody has rated yet, in a genre the member favours (or asked for).
+    InGenre,
+    /// A book nobody has rated yet, outside the member's genres.
+    NewInCatalogue,
 }
 
 /// One recommended book.
@@ -160,6 +168,10 @@ pub enum Strategy {
 pub struct ModelInfo {
     pub version: u64,
     pub algorithm: String,
+    /// The blend served, e.g. `0.70 bm25(k1 5, b 1, 400 nn) + 0.30 als(alpha 30, λ 1, 64 f)`.
+    pub chosen: String,
+    /// Its NDCG@10 on the validation split it was chosen on (`None`: fixed parameters).
+    pub validation_ndcg: Option<f64>,
     /// Microseconds since the epoch.
     pub trained_at: i64,
     /// The event-log position whose interactions it was trained on.
@@ -341,7 +353,7 @@ impl Recommender {
     }
 
     fn load(&self, stored: StoredModel) -> Result<Served, String> {
-        if stored.algorithm != HYBRID {
+        if stored.algorithm != HYBRID && stored.algorithm != LEGACY_HYBRID {
             return Err(format!("unknown algorithm {:?}", stored.algorithm));
         }
         let hybrid = HybridModel::from_bytes(&stored.model).map_err(|e| e.to_string())?;
@@ -352,9 +364,19 @@ impl Recommender {
                 stored.books.len()
             ));
         }
-        let weights = serde_json::from_str::<TrainOptions>(&stored.params)
-            .map(|p| p.weights)
-            .unwrap_or_else(|_| self.options.weights.clone());
+        let options = serde_json::from_str::<TrainOptions>(&stored.params).ok();
+        let weights = options
+            .as_ref()
+            .map_or_else(|| self.options.weights.clone(), |p| p.weights.clone());
+        // What was chosen, and its validation NDCG when it was selected.
+        let params: serde_json::Value =
+            serde_json::from_str(&stored.params).unwrap_or(serde_json::Value::Null);
+        let chosen = params["model"]
+            .as_str()
+            .map(str::to_string)
+            .or_else(|| options.map(|o| o.choice().name()))
+            .unwrap_or_default();
+        let validation_ndcg = params["selection"]["validation_ndcg"].as_f64();
         let index = stored
             .books
             .iter()
@@ -366,6 +388,8 @@ impl Recommender {
             covers: stored.covers,
             trained_at: stored.trained_at,
             algorithm: stored.algorithm,
+            chosen,
+            validation_ndcg,
             hybrid,
             weights,
             books: stored.books,
@@ -516,16 +540,28 @@ impl Recommender {
                     .map(|(p, score)| {
                         let p = p as usize;
                         let book = &catalog.books[p];
+                        // Say only what is true: a book nobody has rated is neither popular
+                        // nor highly rated (its score is the prior alone).
+                        let rated = book.ratings > 0;
                         let (reason, code) = match catalog.in_genres(p, favourites) {
-                            Some(genre) => {
+                            Some(genre) if rated => {
                                 (format!("popular in {genre}"), ReasonCode::PopularInGenre)
                             }
-                            None => (
+                            Some(genre) if request.genres.is_empty() => (
+                                format!("in your favourite genres ({genre})"),
+                                ReasonCode::InGenre,
+                            ),
+                            Some(genre) => (format!("in {genre}"), ReasonCode::InGenre),
+                            None if rated => (
                                 format!(
                                     "highly rated ({:.2} from {} ratings)",
                                     catalog.bayes[p], book.ratings
                                 ),
                                 ReasonCode::HighlyRated,
+                            ),
+                            None => (
+                                "new in the catalogue".to_string(),
+                                ReasonCode::NewInCatalogue,
                             ),
                         };
                         Recommendation {

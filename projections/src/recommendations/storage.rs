@@ -28,6 +28,35 @@ pub struct StoredModel {
     pub train_secs: f64,
 }
 
+/// A stored model without its data: what `quire recs models` lists.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StoredModelSummary {
+    pub version: u64,
+    pub covers: u64,
+    /// Microseconds since the epoch.
+    pub trained_at: i64,
+    pub algorithm: String,
+    /// The training parameters and, when the model was selected, the selection's report.
+    pub params: serde_json::Value,
+    pub users: usize,
+    pub books: usize,
+    pub model_bytes: usize,
+    pub train_secs: f64,
+}
+
+#[derive(sqlx::FromRow)]
+struct SummaryRow {
+    version: i64,
+    covers: i64,
+    trained_at: i64,
+    algorithm: String,
+    params: String,
+    users: String,
+    books: String,
+    model_bytes: i64,
+    train_secs: f64,
+}
+
 /// When the newest model was trained and what it covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ModelStamp {
@@ -146,6 +175,41 @@ impl ReadModels {
                 trained_at,
                 covers: covers as u64,
             }))
+    }
+
+    /// The stored models, newest first, without their data.
+    #[tracing::instrument(skip(self), fields(backend = self.backend()))]
+    pub async fn recs_models(&self) -> Result<Vec<StoredModelSummary>, ReadModelError> {
+        let rows: Vec<SummaryRow> = self
+            .fetch_all(
+                "listing recommendation models",
+                "SELECT version, covers, trained_at, algorithm, params, users, books, \
+                 CAST(LENGTH(model) AS BIGINT) AS model_bytes, train_secs FROM recs_models \
+                 ORDER BY version DESC",
+                &[],
+            )
+            .await?;
+        let count = |json: &str| -> Result<usize, ReadModelError> {
+            serde_json::from_str::<Vec<serde_json::Value>>(json)
+                .map(|ids| ids.len())
+                .map_err(|e| ReadModelError::Corrupt(format!("model id list: {e}")))
+        };
+        rows.into_iter()
+            .map(|row| {
+                Ok(StoredModelSummary {
+                    version: row.version as u64,
+                    covers: row.covers as u64,
+                    trained_at: row.trained_at,
+                    algorithm: row.algorithm,
+                    params: serde_json::from_str(&row.params)
+                        .map_err(|e| ReadModelError::Corrupt(format!("model params: {e}")))?,
+                    users: count(&row.users)?,
+                    books: count(&row.books)?,
+                    model_bytes: row.model_bytes as usize,
+                    train_secs: row.train_secs,
+                })
+            })
+            .collect()
     }
 
     /// A stored model, or `None` if that version is gone (or never was).

@@ -1,30 +1,48 @@
 //! Training the collaborative-filtering model from the `interactions` read model: a snapshot of the
-//! rows, the signal weights, the hybrid engine (implicit ALS blended with BM25 item-item), and the
-//! stored result with the log position it covers and the parameters that made it.
+//! rows, the signal weights, the model chosen on the data itself (`quire_recs::select`: ALS,
+//! item-item and popularity, blended with weights found on a validation split) or fixed by
+//! configuration, and the stored result with the log position it covers, the parameters that made
+//! it and the selection's report.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
 use quire_domain::ids::{BookId, UserId};
-use quire_recs::{AlsParams, HybridModel, ItemItemWeighting, Matrix, Progress, Signals, Weights};
+use quire_recs::{
+    AlsParams, Choice, ItemItemWeighting, Matrix, Progress, Selection, SelectionOptions, Signals,
+    Weights,
+};
 use serde::{Deserialize, Serialize};
 
 use super::storage::StoredModel;
 use crate::{ReadModelError, ReadModels};
 
-/// The algorithm name stored with hybrid models.
-pub const HYBRID: &str = "als+bm25";
+/// The algorithm name stored with hybrid models (`HybridModel::to_bytes`).
+pub const HYBRID: &str = "hybrid";
+/// What hybrid models were called before the model was selected from the data (always the
+/// ALS + BM25 blend then); still read.
+pub const LEGACY_HYBRID: &str = "als+bm25";
 
-/// How to train (and, stored beside a model, how it was trained).
+/// How to train (and, stored beside a model, how it was trained: with the chosen parameters
+/// in place of the configured ones when the model was selected).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainOptions {
     pub weights: Weights,
+    /// ALS parameters: fixed, or (when selecting) the factors, iterations and seed of the search.
     pub als: AlsParams,
     pub item_item: ItemItemWeighting,
-    /// Neighbours kept per book by the item-item half.
+    /// Neighbours kept per book by the item-item half (when selecting: the most tried).
     pub neighbours: usize,
-    /// The ALS share of the blend (the rest is item-item).
+    /// The ALS share of the blend (item-item has what ALS and popularity leave).
     pub als_weight: f32,
+    /// The popularity share of the blend.
+    #[serde(default)]
+    pub popularity_weight: f32,
+    /// Choose the model on a validation split of the interactions within this budget
+    /// ([`quire_recs::select()`]); `None` trains the fixed parameters above. Not stored: the
+    /// selection report is.
+    #[serde(skip)]
+    pub selection_budget: Option<std::time::Duration>,
     /// Training threads (not stored: it does not change the model).
     #[serde(skip)]
     pub threads: usize,
@@ -38,6 +56,8 @@ impl Default for TrainOptions {
             item_item: ItemItemWeighting::default(),
             neighbours: quire_recs::itemitem::DEFAULT_NEIGHBOURS,
             als_weight: quire_recs::DEFAULT_BLEND_ALS_WEIGHT,
+            popularity_weight: 0.0,
+            selection_budget: Some(std::time::Duration::from_secs(60)),
             threads: 2,
         }
     }
@@ -54,6 +74,42 @@ pub struct TrainReport {
     pub train_secs: f64,
     pub model_bytes: usize,
     pub total_secs: f64,
+    /// What is served ([`Choice::name`]).
+    pub model: String,
+    /// Seconds of the selection (0 when the parameters were fixed).
+    pub selection_secs: f64,
+    /// What was chosen and why: every candidate's validation figures and the data's shape.
+    pub selection: Option<Selection>,
+}
+
+impl TrainOptions {
+    /// The fixed model these options describe.
+    pub(crate) fn choice(&self) -> Choice {
+        Choice {
+            als: self.als.clone(),
+            item_item: self.item_item,
+            neighbours: self.neighbours,
+            als_weight: self.als_weight,
+            popularity_weight: self.popularity_weight,
+        }
+    }
+
+    /// How the trainer selects within `budget`: the ALS grid at the configured factors and
+    /// iterations; relevant held-out interactions worth at least a 4-star rating.
+    fn selection_options(&self, budget: std::time::Duration) -> SelectionOptions {
+        SelectionOptions {
+            relevant_min_value: self.weights.value(&Signals {
+                rating: Some(4),
+                ..Signals::default()
+            }),
+            seed: self.als.seed,
+            budget,
+            factors: self.als.factors,
+            iterations: self.als.iterations,
+            neighbours: self.neighbours,
+            ..SelectionOptions::default()
+        }
+    }
 }
 
 /// Why training failed.
@@ -113,7 +169,7 @@ impl ReadModels {
         let interactions = triplets.len();
         let matrix = Matrix::from_triplets(users.len(), books.len(), triplets);
         let engine = options.clone();
-        let (bytes, train_secs) = tokio::task::spawn_blocking(move || {
+        let (bytes, train_secs, chosen, selection) = tokio::task::spawn_blocking(move || {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(engine.threads.max(1))
                 .thread_name(|i| format!("quire-train-{i}"))
@@ -121,28 +177,43 @@ impl ReadModels {
                 .map_err(|e| TrainError::Threads(e.to_string()))?;
             let mut progress = progress;
             let started = Instant::now();
-            let model = pool.install(|| {
-                HybridModel::train(
-                    &matrix,
-                    &engine.als,
-                    engine.item_item,
-                    engine.neighbours,
-                    engine.als_weight,
-                    &mut progress,
-                )
+            let (model, chosen, selection) = pool.install(|| {
+                let selection = engine.selection_budget.map(|budget| {
+                    quire_recs::select(&matrix, &engine.selection_options(budget), &mut progress)
+                });
+                let chosen = selection
+                    .as_ref()
+                    .map_or_else(|| engine.choice(), |s| s.chosen.clone());
+                let model = chosen.train(&matrix, &mut progress);
+                (model, chosen, selection)
             });
             let secs = started.elapsed().as_secs_f64();
-            Ok::<_, TrainError>((model.to_bytes(), secs))
+            Ok::<_, TrainError>((model.to_bytes(), secs, chosen, selection))
         })
         .await
         .map_err(|e| TrainError::Task(e.to_string()))??;
         let model_bytes = bytes.len();
+        // What is stored beside the model: the options with the chosen parameters in place, and
+        // the selection's report.
+        let used = TrainOptions {
+            als: chosen.als.clone(),
+            item_item: chosen.item_item,
+            neighbours: chosen.neighbours,
+            als_weight: chosen.als_weight,
+            popularity_weight: chosen.popularity_weight,
+            ..options.clone()
+        };
+        let mut params = serde_json::to_value(&used).expect("options serialize");
+        params["model"] = chosen.name().into();
+        if let Some(selection) = &selection {
+            params["selection"] = serde_json::to_value(selection).expect("selection serializes");
+        }
         let stored = StoredModel {
             version: 0,
             covers,
             trained_at: quire_store::now_micros(),
             algorithm: HYBRID.into(),
-            params: serde_json::to_string(options).expect("options serialize"),
+            params: params.to_string(),
             users: users.into_keys().collect(),
             books: books.into_keys().collect(),
             model: bytes,
@@ -158,8 +229,18 @@ impl ReadModels {
             train_secs,
             model_bytes,
             total_secs: started.elapsed().as_secs_f64(),
+            model: chosen.name(),
+            selection_secs: selection.as_ref().map_or(0.0, |s| s.secs),
+            selection,
         };
-        tracing::info!(?report, "trained a recommendation model");
+        tracing::info!(
+            version = report.version,
+            model = %report.model,
+            interactions = report.interactions,
+            train_secs = report.train_secs,
+            selection_secs = report.selection_secs,
+            "trained a recommendation model"
+        );
         Ok(Some(report))
     }
 }
