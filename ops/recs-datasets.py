@@ -8,6 +8,9 @@ Writes one directory per set under OUT_DIR, each holding a ratings.csv in the go
 
 - dense:     the 1,000 most-rated books x the 2,000 members who rated most of them;
 - sparse:    a random quarter of every member's ratings (many members left with one or two);
+- skewed:    popularity as real catalogues have it (goodbooks sampled about 100 ratings per book,
+             so its counts are flat): a rating of the book ranked r by count is kept with
+             probability 1 / (1 + r / 50);
 - implicit:  likes only: every rating of 4 or 5 becomes a row without a rating column;
 - scale10:   ratings on 1-10 (each star r becomes 2r-1 or 2r at random), normalised on reading;
 - halfstar:  ratings on 0.5-5 in half stars (r or r-0.5 at random), normalised on reading.
@@ -69,6 +72,9 @@ def main():
         keep = max(1, round(len(mine) / 4))
         sparse.extend(rng.sample(mine, keep))
     write(out_dir, "sparse", sparse)
+
+    rank = {b: i for i, (b, _) in enumerate(book_counts.most_common())}
+    write(out_dir, "skewed", [r for r in rows if rng.random() < 1 / (1 + rank[r[0]] / 50)])
 
     write(out_dir, "implicit", [(b, u) for b, u, r in rows if r >= 4], ("book_id", "user_id"))
     write(out_dir, "scale10", [(b, u, 2 * r - rng.randint(0, 1)) for b, u, r in rows])

@@ -20,7 +20,7 @@ python3 ops/recs-datasets.py "$data" "$work"
 mkdir -p "$work/goodbooks"
 ln -sf "$(cd "$data" && pwd)/ratings.csv" "$work/goodbooks/ratings.csv"
 
-for set in goodbooks dense sparse implicit scale10 halfstar; do
+for set in goodbooks dense sparse skewed implicit scale10 halfstar; do
   echo "evaluating $set" >&2
   QUIRE_RECS__THREADS=2 \
     "$CARGO_TARGET_DIR/release/quire" recs eval --data "$work/$set" --json \
@@ -32,7 +32,7 @@ import json, sys, os
 work = sys.argv[1]
 print(f"{'set':<10}{'popularity':>11}{'als':>8}{'bm25':>8}{'cosine':>8}{'blend':>8}{'auto':>8}"
       f"{'vs best':>9}{'vs pop':>8}{'choose s':>9}  chosen")
-for name in ["goodbooks", "dense", "sparse", "implicit", "scale10", "halfstar"]:
+for name in ["goodbooks", "dense", "sparse", "skewed", "implicit", "scale10", "halfstar"]:
     r = json.load(open(os.path.join(work, name + ".json")))
     m = {x["model"]: x["ndcg"] for x in r["models"]}
     best = max(m[k] for k in ["popularity", "als", "bm25", "cosine", "blend"])
