@@ -131,16 +131,20 @@ async fn recommendations_from_events(backend: Backend) {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let token = consistency_token(&response);
-    let response = api
-        .http
-        .get(api.url("/recommendations?limit=3"))
-        .basic_auth("newcomer", Some("a-long-password-1"))
-        .header("Consistency-Token", token.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let cold: Value = response.json().await.unwrap();
+    // The newcomer's own page, read after their preferences.
+    let newcomers_page = |limit: u32| {
+        let request = api
+            .http
+            .get(api.url(&format!("/recommendations?limit={limit}")))
+            .basic_auth("newcomer", Some("a-long-password-1"))
+            .header("Consistency-Token", token.to_string());
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    let cold = newcomers_page(3).await;
     assert_eq!(cold["strategy"], "cold_start", "{cold}");
     assert_eq!(cold["items"][0]["title"], "History 5", "{cold}");
     assert_eq!(cold["items"][0]["reason"], "popular in history");
@@ -150,15 +154,7 @@ async fn recommendations_from_events(backend: Backend) {
     );
     assert!(cold["model"].is_null());
     // The whole cold-start list says only what is true of each book.
-    let response = api
-        .http
-        .get(api.url("/recommendations?limit=100"))
-        .basic_auth("newcomer", Some("a-long-password-1"))
-        .header("Consistency-Token", token.to_string())
-        .send()
-        .await
-        .unwrap();
-    let all: Value = response.json().await.unwrap();
+    let all = newcomers_page(100).await;
     let items = all["items"].as_array().unwrap();
     assert_eq!(items.len(), 13, "{all}");
     let verse = items.iter().find(|i| i["book_id"] == unrated).unwrap();
@@ -172,18 +168,21 @@ async fn recommendations_from_events(backend: Backend) {
     );
 
     // Train with the operator command while the server runs; the server swaps the model in.
-    let output = store
-        .command()
-        .args(["recs", "train", "--json"])
-        .env("QUIRE_RECS__ALS__FACTORS", "4")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let quire_json = |args: &[&str]| {
+        let output = store
+            .command()
+            .args(args)
+            .env("QUIRE_RECS__ALS__FACTORS", "4")
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice::<Value>(&output.stdout).unwrap()
+    };
+    let report = quire_json(&["recs", "train", "--json"]);
     assert_eq!(report["version"], 1, "{report}");
     assert_eq!(report["users"], 12);
     assert_eq!(report["books"], 12);
@@ -194,17 +193,7 @@ async fn recommendations_from_events(backend: Backend) {
         report["model"].as_str().is_some_and(|m| !m.is_empty()),
         "{report}"
     );
-    let output = store
-        .command()
-        .args(["recs", "models", "--json"])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let models: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let models = quire_json(&["recs", "models", "--json"]);
     assert_eq!(models[0]["version"], 1, "{models}");
     assert_eq!(models[0]["params"]["model"], report["model"], "{models}");
     assert_eq!(

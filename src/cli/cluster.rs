@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use quire_actors::cluster::{self, Resource};
-use quire_projections::{ReadModelOptions, ReadModels};
+
 use serde_json::json;
 
 use crate::ClusterArgs;
@@ -45,16 +45,7 @@ pub(crate) async fn run(settings: &Settings, command: ClusterCommand) -> anyhow:
         .await
         .with_context(|| format!("opening event store at {}", redact_url(&url)))?;
     let head = store.head().await.context("reading the event store head")?;
-    let read_url = settings.read_model_url();
-    let read = ReadModels::open(
-        &read_url,
-        ReadModelOptions {
-            read_only: true,
-            ..ReadModelOptions::default()
-        },
-    )
-    .await
-    .with_context(|| format!("opening read models at {}", redact_url(&read_url)))?;
+    let read = super::open_read_models(settings, true).await?;
     let statuses = read.statuses().await.context("reading checkpoints")?;
 
     let owners: BTreeMap<Resource, String> = view

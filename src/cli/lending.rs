@@ -5,12 +5,10 @@ use anyhow::Context;
 use clap::Subcommand;
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use quire_actors::clock::{Clock, SystemClock};
-use quire_projections::{
-    LoanQuery, LoanRow, LoanStatusFilter, PageRequest, ReadModelOptions, ReadModels,
-};
+use quire_projections::{LoanQuery, LoanRow, LoanStatusFilter, PageRequest, ReadModels};
 use serde_json::json;
 
-use crate::config::{Settings, redact_url};
+use crate::config::Settings;
 
 #[derive(Subcommand)]
 pub(crate) enum LendingCommand {
@@ -22,16 +20,7 @@ pub(crate) enum LendingCommand {
 }
 
 pub(crate) async fn run(settings: &Settings, command: LendingCommand) -> anyhow::Result<()> {
-    let read_url = settings.read_model_url();
-    let read = ReadModels::open(
-        &read_url,
-        ReadModelOptions {
-            read_only: true,
-            ..ReadModelOptions::default()
-        },
-    )
-    .await
-    .with_context(|| format!("opening read models at {}", redact_url(&read_url)))?;
+    let read = super::open_read_models(settings, true).await?;
     match command {
         LendingCommand::Overdue { json } => overdue(&read, json).await,
     }

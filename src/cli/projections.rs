@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use comfy_table::{ContentArrangement, Table, presets::UTF8_FULL_CONDENSED};
 use indicatif::{ProgressBar, ProgressStyle};
-use quire_projections::{ProjectionName, ReadModelOptions, ReadModels, RebuildProgress};
+use quire_projections::{ProjectionName, ReadModels, RebuildProgress};
 use serde_json::json;
 
 use crate::config::{Settings, redact_url};
@@ -56,17 +56,8 @@ pub(crate) async fn run(settings: &Settings, command: ProjectionsCommand) -> any
     let store = quire_store::open(&url, settings.store_options(true))
         .await
         .with_context(|| format!("opening event store at {}", redact_url(&url)))?;
-    let read_url = settings.read_model_url();
     let read_only = matches!(command, ProjectionsCommand::Status { .. });
-    let read = ReadModels::open(
-        &read_url,
-        ReadModelOptions {
-            read_only,
-            ..ReadModelOptions::default()
-        },
-    )
-    .await
-    .with_context(|| format!("opening read models at {}", redact_url(&read_url)))?;
+    let read = super::open_read_models(settings, read_only).await?;
     match command {
         ProjectionsCommand::Status { json } => status(settings, &store, &read, json).await,
         ProjectionsCommand::Rebuild { all, json, .. } => {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Subcommand;
 use indicatif::{ProgressBar, ProgressStyle};
-use quire_projections::{ReadModelOptions, ReadModels, RunnerOptions};
+use quire_projections::RunnerOptions;
 use quire_recs::eval::{self, EvalOptions, ModelKind};
 use quire_recs::{Progress, goodbooks};
 
@@ -93,10 +93,7 @@ async fn train(settings: &Settings, json: bool) -> anyhow::Result<()> {
     let store = quire_store::open(&url, settings.store_options(true))
         .await
         .with_context(|| format!("opening event store at {}", redact_url(&url)))?;
-    let read_url = settings.read_model_url();
-    let read = ReadModels::open(&read_url, ReadModelOptions::default())
-        .await
-        .with_context(|| format!("opening read models at {}", redact_url(&read_url)))?;
+    let read = super::open_read_models(settings, false).await?;
     // Train on the whole log: bring the projections up to its head first (safe beside a running
     // server: batches are applied under the checkpoint's lock).
     let head = store.head().await.context("reading the event store head")?;
@@ -201,16 +198,7 @@ fn print_selection(s: &quire_recs::Selection) {
 }
 
 async fn models(settings: &Settings, json: bool) -> anyhow::Result<()> {
-    let read_url = settings.read_model_url();
-    let read = ReadModels::open(
-        &read_url,
-        ReadModelOptions {
-            read_only: true,
-            ..ReadModelOptions::default()
-        },
-    )
-    .await
-    .with_context(|| format!("opening read models at {}", redact_url(&read_url)))?;
+    let read = super::open_read_models(settings, true).await?;
     let models = read
         .recs_models()
         .await

@@ -46,15 +46,9 @@ pub struct StoredModelSummary {
 
 #[derive(sqlx::FromRow)]
 struct SummaryRow {
-    version: i64,
-    covers: i64,
-    trained_at: i64,
-    algorithm: String,
-    params: String,
-    users: String,
-    books: String,
+    #[sqlx(flatten)]
+    meta: ModelMetaRow,
     model_bytes: i64,
-    train_secs: f64,
 }
 
 /// When the newest model was trained and what it covers.
@@ -78,6 +72,14 @@ pub struct CatalogBook {
 
 #[derive(sqlx::FromRow)]
 struct ModelRow {
+    #[sqlx(flatten)]
+    meta: ModelMetaRow,
+    model: Vec<u8>,
+}
+
+/// A stored model's columns but its data.
+#[derive(sqlx::FromRow)]
+struct ModelMetaRow {
     version: i64,
     covers: i64,
     trained_at: i64,
@@ -85,7 +87,6 @@ struct ModelRow {
     params: String,
     users: String,
     books: String,
-    model: Vec<u8>,
     train_secs: f64,
 }
 
@@ -197,16 +198,16 @@ impl ReadModels {
         rows.into_iter()
             .map(|row| {
                 Ok(StoredModelSummary {
-                    version: row.version as u64,
-                    covers: row.covers as u64,
-                    trained_at: row.trained_at,
-                    algorithm: row.algorithm,
-                    params: serde_json::from_str(&row.params)
+                    version: row.meta.version as u64,
+                    covers: row.meta.covers as u64,
+                    trained_at: row.meta.trained_at,
+                    algorithm: row.meta.algorithm,
+                    params: serde_json::from_str(&row.meta.params)
                         .map_err(|e| ReadModelError::Corrupt(format!("model params: {e}")))?,
-                    users: count(&row.users)?,
-                    books: count(&row.books)?,
+                    users: count(&row.meta.users)?,
+                    books: count(&row.meta.books)?,
                     model_bytes: row.model_bytes as usize,
-                    train_secs: row.train_secs,
+                    train_secs: row.meta.train_secs,
                 })
             })
             .collect()
@@ -238,15 +239,15 @@ impl ReadModels {
                 .collect()
         }
         Ok(Some(StoredModel {
-            version: row.version as u64,
-            covers: row.covers as u64,
-            trained_at: row.trained_at,
-            algorithm: row.algorithm,
-            params: row.params,
-            users: ids(&row.users)?,
-            books: ids(&row.books)?,
+            version: row.meta.version as u64,
+            covers: row.meta.covers as u64,
+            trained_at: row.meta.trained_at,
+            algorithm: row.meta.algorithm,
+            params: row.meta.params,
+            users: ids(&row.meta.users)?,
+            books: ids(&row.meta.books)?,
             model: row.model,
-            train_secs: row.train_secs,
+            train_secs: row.meta.train_secs,
         }))
     }
 
