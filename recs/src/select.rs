@@ -502,7 +502,7 @@ pub fn select(
     // ALS: successive halving over alpha × λ, warm-started from each rung's factors.
     let base = AlsParams {
         factors: opts.factors,
-        iterations: FIRST_RUNG,
+        iterations: FIRST_RUNG.min(opts.iterations).max(1),
         seed: opts.seed,
         ..AlsParams::default()
     };
@@ -548,14 +548,10 @@ pub fn select(
                 continue;
             }
             let t = Instant::now();
-            let target = if model.is_none() {
-                FIRST_RUNG
-            } else {
-                (done * 2 + 1).min(opts.iterations)
-            };
             let trained = match model {
                 None => AlsModel::train(&v.train, &params, &mut |_| {}),
                 Some(m) => {
+                    let target = (done * 2 + 1).min(opts.iterations);
                     let more = target.saturating_sub(m.params().iterations);
                     m.train_more(&v.train, more, &mut |_| {})
                 }

@@ -378,20 +378,19 @@ impl SearchIndex {
         let limit = limit.clamp(1, 20);
         let weights = Weights::default();
         let mut out: Vec<Suggestion> = Vec::new();
+        // Each token's typos once, for both fields (as search does: a word no title or author
+        // holds as typed).
+        let mut typos = Vec::with_capacity(parsed.tokens.len());
+        for token in &parsed.tokens {
+            let unknown = searcher.doc_freq(&Term::from_field_text(f.title, token))? == 0
+                && searcher.doc_freq(&Term::from_field_text(f.authors, token))? == 0;
+            typos.push(TokenTypos::new(&searcher, &f, token, unknown)?);
+        }
         for (kind, field) in [("title", f.title), ("author", f.authors)] {
             let mut clauses = Vec::new();
-            for (i, token) in parsed.tokens.iter().enumerate() {
+            for (i, (token, typos)) in parsed.tokens.iter().zip(&mut typos).enumerate() {
                 let last = i + 1 == parsed.tokens.len();
-                let unknown = searcher.doc_freq(&Term::from_field_text(field, token))? == 0;
-                let variants = variants(
-                    &searcher,
-                    field,
-                    token,
-                    last,
-                    &mut TokenTypos::new(&searcher, &f, token, unknown)?,
-                    1.0,
-                    &weights,
-                )?;
+                let variants = variants(&searcher, field, token, last, typos, 1.0, &weights)?;
                 clauses.push((
                     Occur::Must,
                     Box::new(DisjunctionMaxQuery::new(variants)) as Box<dyn Query>,

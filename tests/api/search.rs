@@ -113,21 +113,25 @@ async fn a_book_is_found_as_soon_as_its_write_returns(backend: Backend) {
         }
     }
 
-    // Suggestions for the search box.
-    let suggestions: Value = app
-        .client
-        .get(app.url("/search/suggest?q=mary%20shel"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let list = suggestions["suggestions"].as_array().unwrap();
+    // Suggestions for the search box, as typed: a prefix, and a typo in a title word.
+    let suggest = |q: &str| {
+        let request = app.client.get(app.url(&format!("/search/suggest?q={q}")));
+        async move {
+            let body: Value = request.send().await.unwrap().json().await.unwrap();
+            body["suggestions"].as_array().unwrap().clone()
+        }
+    };
+    let list = suggest("mary%20shel").await;
     assert!(
         list.iter()
             .any(|s| s["kind"] == "author" && s["text"] == "Mary Shelley"),
-        "{suggestions}"
+        "{list:?}"
+    );
+    let list = suggest("frankenstien").await;
+    assert!(
+        list.iter()
+            .any(|s| s["kind"] == "title" && s["text"] == "Frankenstein"),
+        "{list:?}"
     );
 
     // A review shows in the hit's rating figures.
