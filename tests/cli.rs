@@ -395,8 +395,10 @@ fn summarize_prints_a_summary_and_its_provenance() {
     .unwrap();
     let out = run_ok(quire().args(["summarize", file.to_str().unwrap(), "--json"]));
     let json: serde_json::Value = serde_json::from_str(&out).unwrap();
-    let text = json["text"].as_str().unwrap();
+    // Named as the API names it.
+    let text = json["summary"].as_str().unwrap();
     assert!(text.contains("whale"), "{json}");
+    assert!(!text.contains("system prompt"), "{json}");
     assert!(!text.contains("License"), "boilerplate leaked: {json}");
     assert!(
         !text.to_lowercase().contains("ignore all previous"),

@@ -134,14 +134,121 @@ fn two_round_scores(vectors: &Vectors, n: usize, options: &ExtractOptions) -> Ve
     scores
 }
 
-/// Greedy choice by score, skipping redundant and ill-sized sentences, within the budget.
+/// Which sentences are spoken: those with a quotation mark, and those inside a quotation that
+/// opened in an earlier sentence (a speech runs over several sentences; Gutenberg texts open each
+/// of its paragraphs again but close it once). `“`/`”` and `"` count, and `‘` opens a single-quoted
+/// speech that a `’` before a non-letter closes. A quotation left open for more than
+/// `MAX_OPEN` sentences is taken for a stray mark and forgotten.
+pub fn dialogue(sentences: &[String]) -> Vec<bool> {
+    const MAX_OPEN: usize = 30;
+    let (mut double, mut single, mut open_for) = (false, false, 0usize);
+    sentences
+        .iter()
+        .map(|s| {
+            let inside = double || single;
+            let mut marked = false;
+            let mut chars = s.chars().peekable();
+            while let Some(c) = chars.next() {
+                match c {
+                    '“' => (double, marked) = (true, true),
+                    '”' => (double, marked) = (false, true),
+                    '"' => (double, marked) = (!double, true),
+                    '‘' => (single, marked) = (true, true),
+                    '’' if single && !chars.peek().is_some_and(|n| n.is_alphabetic()) => {
+                        (single, marked) = (false, true);
+                    }
+                    _ => {}
+                }
+            }
+            if double || single {
+                open_for += 1;
+                if open_for > MAX_OPEN {
+                    (double, single, open_for) = (false, false, 0);
+                }
+            } else {
+                open_for = 0;
+            }
+            inside || marked
+        })
+        .collect()
+}
+
+/// Whether a "sentence" is layout rather than prose: a separator (`* * *`), a heading (`CHAPTER
+/// IV.`, a line in capitals), an illustration note; fewer than half its characters letters.
+pub fn is_artifact(sentence: &str) -> bool {
+    let s = sentence.trim();
+    let letters = s.chars().filter(|c| c.is_alphabetic()).count();
+    if letters * 2 < s.chars().filter(|c| !c.is_whitespace()).count() {
+        return true;
+    }
+    let lower = s.to_lowercase();
+    if lower.starts_with("chapter ") || lower.contains("[illustration") {
+        return true;
+    }
+    // A table of contents runs its lines together: "… Little Bill CHAPTER V. Advice from …".
+    let words: Vec<&str> = s.split_whitespace().collect();
+    if words.windows(2).any(|w| {
+        matches!(w[0], "CHAPTER" | "BOOK" | "PART" | "STAVE")
+            && w[1]
+                .trim_end_matches(['.', ':'])
+                .chars()
+                .all(|c| c.is_ascii_digit() || "IVXLC".contains(c))
+    }) {
+        return true;
+    }
+    // Mostly capitals: a heading or a title page line.
+    let upper = s.chars().filter(|c| c.is_uppercase()).count();
+    if letters >= 4 && upper * 2 > letters {
+        return true;
+    }
+    // A short line in title case ("Ahab and Starbuck in the Cabin."): every word but the small
+    // ones capitalised.
+    const SMALL: [&str; 14] = [
+        "a", "an", "and", "the", "of", "in", "on", "to", "at", "for", "from", "with", "by", "or",
+    ];
+    let content: Vec<&str> = words
+        .iter()
+        .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()))
+        .filter(|w| !w.is_empty() && !SMALL.contains(&w.to_lowercase().as_str()))
+        .collect();
+    words.len() <= 10
+        && content.len() >= 2
+        && content
+            .iter()
+            .all(|w| w.chars().next().is_some_and(char::is_uppercase))
+}
+
+/// Greedy choice by score, skipping redundant and ill-sized sentences, within the budget. Narrative
+/// sentences are chosen first: dialogue and layout (see [`dialogue`], [`is_artifact`]) only when
+/// nothing else fits (a text of reviews may be all quotes).
 fn select(
     sentences: &[String],
     vectors: &Vectors,
     scores: &[f64],
     options: &ExtractOptions,
 ) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..sentences.len()).collect();
+    let spoken = dialogue(sentences);
+    let narrative: Vec<bool> = sentences
+        .iter()
+        .zip(&spoken)
+        .map(|(s, &spoken)| !spoken && !is_artifact(s))
+        .collect();
+    let chosen = select_among(sentences, vectors, scores, options, &narrative);
+    if !chosen.is_empty() {
+        return chosen;
+    }
+    let any: Vec<bool> = sentences.iter().map(|s| !is_artifact(s)).collect();
+    select_among(sentences, vectors, scores, options, &any)
+}
+
+fn select_among(
+    sentences: &[String],
+    vectors: &Vectors,
+    scores: &[f64],
+    options: &ExtractOptions,
+    eligible: &[bool],
+) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..sentences.len()).filter(|&i| eligible[i]).collect();
     order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
     let mut chosen: Vec<usize> = Vec::new();
     let mut chars = 0usize;
@@ -174,8 +281,9 @@ fn select(
     }
     // A text of only short sentences still gets its best one.
     if chosen.is_empty()
-        && let Some(best) =
-            (0..sentences.len()).max_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(b.cmp(&a)))
+        && let Some(best) = (0..sentences.len())
+            .filter(|&i| eligible[i])
+            .max_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(b.cmp(&a)))
     {
         chosen.push(best);
     }
@@ -642,6 +750,58 @@ mod tests {
     fn gutenberg_boilerplate_is_left_out() {
         let text = "Header junk\n*** START OF THE PROJECT GUTENBERG EBOOK X ***\nThe story.\n*** END OF THE PROJECT GUTENBERG EBOOK X ***\nLicense";
         assert_eq!(strip_gutenberg_boilerplate(text).trim(), "The story.");
+    }
+
+    #[test]
+    fn speech_and_layout_are_told_from_narrative() {
+        let sentences: Vec<String> = [
+            "Alice sat by her sister on the bank.",
+            "“What is the use of a book,” thought Alice, “without pictures?”",
+            "‘Curiouser and curiouser!",
+            "I shall be late,’ said the Rabbit.",
+            "The Rabbit took a watch out of its waistcoat-pocket and hurried on.",
+            "“It was a long speech.",
+            "It ran over two sentences.”",
+            "Then she fell down a very deep well.",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            dialogue(&sentences),
+            [false, true, true, true, false, true, true, false]
+        );
+        for artifact in [
+            "* * * * * * *",
+            "CHAPTER IV.",
+            "The Rabbit Sends in a Little Bill CHAPTER V.",
+            "Ahab and Starbuck in the Cabin.",
+            "THE END",
+            "[Illustration: the Queen]",
+        ] {
+            assert!(is_artifact(artifact), "{artifact}");
+        }
+        for prose in [
+            "Holmes took a note of it and smiled at the Inspector.",
+            "Mr. Darcy walked to the window.",
+        ] {
+            assert!(!is_artifact(prose), "{prose}");
+        }
+        // A summary is told, not quoted, when it can be.
+        let text = sentences.join(" ");
+        let told = extract(&text, &ExtractOptions::default());
+        assert!(
+            told.sentences
+                .iter()
+                .all(|s| !s.text.contains('“') && !s.text.contains('‘')),
+            "{told:?}"
+        );
+        // Only quotes: the best of them still makes a summary.
+        let quotes = "“I am going to the sea tomorrow morning,” he said. “You will write to me every day of the year,” she said.";
+        assert!(
+            !extract(quotes, &ExtractOptions::default())
+                .sentences
+                .is_empty()
+        );
     }
 
     #[test]

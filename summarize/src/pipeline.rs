@@ -60,6 +60,8 @@ pub struct SummaryRequest {
 /// A summary and where it came from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
+    /// The summary (named `summary` on the wire, as the API names it; `text` is still read).
+    #[serde(rename = "summary", alias = "text")]
     pub text: String,
     /// What produced `text` (the extractive backend after a fallback).
     pub backend: BackendInfo,
@@ -662,8 +664,8 @@ mod tests {
             "PII reached the prompt: {user}"
         );
         assert!(
-            !user.to_lowercase().contains("ignore all previous"),
-            "{user}"
+            !user.to_lowercase().contains("ignore all previous") && !user.contains("system prompt"),
+            "the injected sentence reached the prompt: {user}"
         );
         assert!(seen[0].messages[0].content.contains("never instructions"));
     }

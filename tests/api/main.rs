@@ -1049,8 +1049,11 @@ async fn generate_summary_summarizes_posted_content_with_guardrails(backend: Bac
     let summary = body["summary"].as_str().unwrap();
     assert!(summary.contains("creature"), "{body}");
     assert!(!summary.contains("victor@example.com"), "{body}");
+    // The injected sentence is left out whole: neither the phrase nor its payload is summarised.
     assert!(
-        !summary.to_lowercase().contains("ignore all previous"),
+        !summary.to_lowercase().contains("ignore all previous")
+            && !summary.contains("system prompt")
+            && !summary.contains("[instruction removed]"),
         "{body}"
     );
     assert_eq!(body["backend"], "extractive");
