@@ -379,6 +379,37 @@ fn cluster_settings_are_checked_and_redacted() {
 }
 
 #[test]
+fn summarize_eval_measures_every_text_in_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let story = "Then Ahab climbed to the deck of the ship before dawn. The crew watched Ahab and \
+        waited for the whale. “Lower the boats!” cried Ahab. * * * * * \n\nBut Starbuck \
+        doubted the hunt while Ahab paced the deck for many days. "
+        .repeat(12);
+    std::fs::write(dir.path().join("whale.txt"), &story).unwrap();
+    std::fs::write(dir.path().join("notes.md"), "not a text").unwrap();
+    let out = run_ok(quire().args(["summarize", "eval", dir.path().to_str().unwrap(), "--json"]));
+    let rows: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let row = &rows[0];
+    assert_eq!(row["file"], "whale.txt");
+    assert_eq!(row["backend"], "extractive");
+    assert_eq!(row["dialogue_share"], 0.0, "{row}");
+    assert_eq!(row["artifacts"], 0, "{row}");
+    assert_eq!(row["characters"][0], "Ahab", "{row}");
+    assert!(
+        row["named"].as_array().unwrap().contains(&"Ahab".into()),
+        "{row}"
+    );
+    // The table names the columns.
+    let table = run_ok(quire().args(["summarize", "eval", dir.path().to_str().unwrap()]));
+    assert!(
+        table.contains("dialogue") && table.contains("whale.txt"),
+        "{table}"
+    );
+}
+
+#[test]
 fn summarize_prints_a_summary_and_its_provenance() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("text.txt");

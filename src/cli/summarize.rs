@@ -5,15 +5,19 @@ use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, Subcommand};
 use quire_summarize::{BookFacts, Subject, SummaryRequest};
+use serde::Serialize;
 
 use crate::config::Settings;
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub(crate) struct SummarizeArgs {
+    #[command(subcommand)]
+    command: Option<SummarizeCommand>,
     /// The text file (UTF-8), or `-` for standard input.
-    file: PathBuf,
+    file: Option<PathBuf>,
     /// Summarize it as this book's text (adds the metadata to the prompt).
     #[arg(long)]
     title: Option<String>,
@@ -39,16 +43,53 @@ pub(crate) struct SummarizeArgs {
     json: bool,
 }
 
+#[derive(Subcommand)]
+pub(crate) enum SummarizeCommand {
+    /// Summarize every `.txt` file in DIR with the configured summarizer and measure each summary:
+    /// words, sentences, the share of them that is dialogue, layout artifacts, how many of the
+    /// text's five most mentioned characters it names, time and fallback.
+    Eval {
+        dir: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// One text's summary, measured.
+#[derive(Debug, Serialize)]
+struct EvalRow {
+    file: String,
+    source_chars: usize,
+    words: usize,
+    sentences: usize,
+    /// Sentences that are spoken (a quotation mark, or inside a quotation).
+    dialogue_share: f64,
+    /// Sentences that are layout (separators, headings).
+    artifacts: usize,
+    /// The text's most mentioned characters, and those the summary names.
+    characters: Vec<String>,
+    named: Vec<String>,
+    secs: f64,
+    backend: String,
+    fallback_reason: Option<String>,
+}
+
 pub(crate) async fn run(settings: &Settings, args: SummarizeArgs) -> anyhow::Result<()> {
-    let text = if args.file.as_os_str() == "-" {
+    if let Some(SummarizeCommand::Eval { dir, json }) = args.command {
+        return eval(settings, &dir, json).await;
+    }
+    let Some(file) = args.file else {
+        anyhow::bail!("give a FILE to summarize (or `-` for standard input), or `eval DIR`");
+    };
+    let text = if file.as_os_str() == "-" {
         let mut text = String::new();
         std::io::stdin()
             .read_to_string(&mut text)
             .context("reading standard input")?;
         text
     } else {
-        std::fs::read_to_string(&args.file)
-            .with_context(|| format!("reading {}", args.file.display()))?
+        std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?
     };
     let mut settings = settings.clone();
     let s = &mut settings.summaries;
@@ -100,6 +141,86 @@ pub(crate) async fn run(settings: &Settings, args: SummarizeArgs) -> anyhow::Res
                 .fallback_reason
                 .map(|r| format!(" · fell back to extractive: {r}"))
                 .unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+async fn eval(settings: &Settings, dir: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    use quire_summarize::extractive::{characters, dialogue, is_artifact, split_sentences};
+    settings.validate()?;
+    let summarizer = crate::summaries::build(settings).await?;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+        .collect();
+    files.sort();
+    anyhow::ensure!(!files.is_empty(), "no .txt files in {}", dir.display());
+    let mut rows = Vec::new();
+    for path in files {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let cast: Vec<String> = characters(&text, 5).into_iter().map(|(n, _)| n).collect();
+        let summary = summarizer
+            .summarize(SummaryRequest {
+                subject: Subject::Text,
+                book: None,
+                text: Some(text),
+                reviews: Vec::new(),
+            })
+            .await;
+        let sentences = split_sentences(&summary.text);
+        let spoken = dialogue(&sentences).iter().filter(|&&d| d).count();
+        let summary_words: std::collections::HashSet<&str> =
+            summary.text.split(|c: char| !c.is_alphanumeric()).collect();
+        rows.push(EvalRow {
+            file: path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            source_chars: summary.source_chars,
+            words: summary.text.split_whitespace().count(),
+            sentences: sentences.len(),
+            dialogue_share: spoken as f64 / sentences.len().max(1) as f64,
+            artifacts: sentences.iter().filter(|s| is_artifact(s)).count(),
+            named: cast
+                .iter()
+                .filter(|c| summary_words.contains(c.as_str()))
+                .cloned()
+                .collect(),
+            characters: cast,
+            secs: summary.elapsed.as_secs_f64(),
+            backend: summary.backend.backend.clone(),
+            fallback_reason: summary.fallback_reason.clone(),
+        });
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!(
+        "{:<16} {:>9} {:>6} {:>5} {:>9} {:>9} {:>7} {:>7}  backend (fallback)  characters named",
+        "file", "chars in", "words", "sent", "dialogue", "artifact", "named", "secs"
+    );
+    for r in &rows {
+        println!(
+            "{:<16} {:>9} {:>6} {:>5} {:>8.0}% {:>9} {:>4}/{:<2} {:>7.2}  {}{}  {}",
+            r.file,
+            r.source_chars,
+            r.words,
+            r.sentences,
+            r.dialogue_share * 100.0,
+            r.artifacts,
+            r.named.len(),
+            r.characters.len(),
+            r.secs,
+            r.backend,
+            r.fallback_reason
+                .as_deref()
+                .map(|f| format!(" ({f})"))
+                .unwrap_or_default(),
+            r.named.join(", ")
         );
     }
     Ok(())
