@@ -238,11 +238,12 @@ pub struct SummarySettings {
     pub max_concurrency: usize,
     /// The longest one generation may take, retries included.
     pub timeout_secs: u64,
-    /// Longest summary, in characters.
+    /// Longest summary, in characters (900: about 150 words, a synopsis).
     pub summary_chars: usize,
     /// Tokens the model may generate per summary.
     pub max_tokens: usize,
-    /// The most characters `POST /generate-summary` accepts.
+    /// The most characters `POST /generate-summary` accepts (2,000,000: a whole novel; *Moby
+    /// Dick* is 1.2 million).
     pub generate_max_chars: usize,
     /// Reviews must be quiet this long before their summary is remade…
     pub debounce_secs: u64,
@@ -483,9 +484,9 @@ impl Default for Settings {
                 context_tokens: None,
                 max_concurrency: 2,
                 timeout_secs: 600,
-                summary_chars: 1_200,
+                summary_chars: 900,
                 max_tokens: 256,
-                generate_max_chars: 100_000,
+                generate_max_chars: 2_000_000,
                 debounce_secs: 30,
                 max_wait_secs: 600,
             },

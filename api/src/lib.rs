@@ -70,7 +70,7 @@ impl Default for ApiConfig {
             write_wait: Duration::from_secs(5),
             rate_limit: RateLimit::default(),
             trusted_proxies: Vec::new(),
-            generate_limit: 100_000,
+            generate_limit: 2_000_000,
             login_free_failures: auth::DEFAULT_LOGIN_FREE_FAILURES,
         }
     }

@@ -97,7 +97,7 @@ impl Default for SummarizerOptions {
     fn default() -> Self {
         Self {
             max_input_chars: 2_000_000,
-            summary_chars: 1_200,
+            summary_chars: 900,
             max_tokens: 256,
             temperature: 0.0,
             seed: 42,

@@ -1071,6 +1071,23 @@ async fn generate_summary_summarizes_posted_content_with_guardrails(backend: Bac
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 
+    // A whole novel is summarised (the default limit is two million characters).
+    let novel = "Victor Frankenstein studied the secret of life at Ingolstadt for two long years. "
+        .repeat(15_000);
+    let response = app
+        .as_user(&member)
+        .post(app.url("/generate-summary"))
+        .json(&json!({ "content": novel }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["summary"].as_str().unwrap().contains("Frankenstein"),
+        "{body}"
+    );
+
     // Empty and oversized content are refused with problems; the size limit is in characters.
     let empty = app
         .as_user(&member)
@@ -1083,7 +1100,7 @@ async fn generate_summary_summarizes_posted_content_with_guardrails(backend: Bac
     let huge = app
         .as_user(&member)
         .post(app.url("/generate-summary"))
-        .json(&json!({ "content": "é".repeat(100_001) }))
+        .json(&json!({ "content": "é".repeat(2_000_001) }))
         .send()
         .await
         .unwrap();
@@ -1092,7 +1109,7 @@ async fn generate_summary_summarizes_posted_content_with_guardrails(backend: Bac
     let too_big = app
         .as_user(&member)
         .post(app.url("/generate-summary"))
-        .json(&json!({ "content": "x".repeat(500_000) }))
+        .json(&json!({ "content": "x".repeat(8_100_000) }))
         .send()
         .await
         .unwrap();
