@@ -74,8 +74,12 @@ async fn main() {
             ))
         });
     // One rating per (book, user), the last row winning: the goodbooks reader the importer uses.
-    let read = quire_recs::goodbooks::read_rating_rows_file(&dir.join("ratings.csv"), |_| true)
-        .unwrap_or_else(|e| panic!("{e} (set QUIRE_BENCH_GOODBOOKS)"));
+    let read = quire_recs::goodbooks::read_rating_rows_file(
+        &dir.join("ratings.csv"),
+        quire_recs::goodbooks::ScalePolicy::Stars,
+        |_| true,
+    )
+    .unwrap_or_else(|e| panic!("{e} (set QUIRE_BENCH_GOODBOOKS)"));
     let ratings: BTreeMap<(u32, u32), u8> = read
         .rows
         .iter()

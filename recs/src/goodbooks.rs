@@ -157,30 +157,45 @@ pub enum ReadError {
     },
 }
 
-/// Reads goodbooks-10k `ratings.csv` from a reader into dense indices (ids in increasing order;
-/// the mapping back is kept), one rating per (user, book) pair. See [`read_rating_rows`] for what
-/// is malformed.
+/// Which ratings a reader takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScalePolicy {
+    /// Whole stars within 1..=5 and a rating on every row; anything else is an error with its
+    /// line (the importer posts reviews, which need stars, and a stray `9` must not rescale a
+    /// whole catalogue).
+    Stars,
+    /// Any scale, normalised onto stars, and likes without ratings (see the module
+    /// documentation): what the evaluation and other data sets need.
+    Normalise,
+}
+
+/// Reads a ratings file in the goodbooks layout from a reader into dense indices (ids in
+/// increasing order; the mapping back is kept), one rating per (user, book) pair, normalising
+/// other scales ([`ScalePolicy::Normalise`]). See [`read_rating_rows`] for what is malformed.
 pub fn read_ratings(r: impl BufRead) -> Result<Ratings, ParseError> {
-    Ok(Ratings::from_rows(&read_rating_rows(r, |_| true)?.rows))
+    Ok(Ratings::from_rows(
+        &read_rating_rows(r, ScalePolicy::Normalise, |_| true)?.rows,
+    ))
 }
 
 /// [`read_ratings`] of the file at `path`.
 pub fn read_ratings_file(path: &Path) -> Result<Ratings, ReadError> {
     Ok(Ratings::from_rows(
-        &read_rating_rows_file(path, |_| true)?.rows,
+        &read_rating_rows_file(path, ScalePolicy::Normalise, |_| true)?.rows,
     ))
 }
 
 /// [`read_rating_rows`] of the file at `path`.
 pub fn read_rating_rows_file(
     path: &Path,
+    policy: ScalePolicy,
     keep_book: impl FnMut(u32) -> bool,
 ) -> Result<RatingRows, ReadError> {
     let file = File::open(path).map_err(|source| ReadError::Open {
         path: path.to_path_buf(),
         source,
     })?;
-    read_rating_rows(BufReader::with_capacity(1 << 16, file), keep_book).map_err(|e| {
+    read_rating_rows(BufReader::with_capacity(1 << 16, file), policy, keep_book).map_err(|e| {
         ReadError::Malformed {
             path: path.to_path_buf(),
             line: e.line,
@@ -196,11 +211,12 @@ pub fn read_rating_rows_file(
 /// whatever the book.
 pub fn read_rating_rows(
     r: impl BufRead,
+    policy: ScalePolicy,
     mut keep_book: impl FnMut(u32) -> bool,
 ) -> Result<RatingRows, ParseError> {
     let mut stats = RatingStats::default();
     let mut kept: Vec<(u32, u32, Option<f64>)> = Vec::new();
-    parse(r, |book, user, rating| {
+    parse(r, policy, |book, user, rating| {
         stats.rows += 1;
         if keep_book(book) {
             kept.push((book, user, rating));
@@ -208,7 +224,10 @@ pub fn read_rating_rows(
             stats.skipped_rows += 1;
         }
     })?;
-    let scale = Scale::of(kept.iter().filter_map(|k| k.2));
+    let scale = match policy {
+        ScalePolicy::Stars => Scale::Stars,
+        ScalePolicy::Normalise => Scale::of(kept.iter().filter_map(|k| k.2)),
+    };
     if let Scale::Linear { min, max } = scale {
         stats.normalised_from = Some([min, max]);
     }
@@ -302,7 +321,11 @@ fn last_row_wins(rows: Vec<RatingRow>, stats: &mut RatingStats) -> Vec<RatingRow
 
 /// Parses the header and hands every row, in file order, to `row` as (book, user, rating; `None`
 /// when the file has no rating column or the row's rating is empty).
-fn parse(r: impl BufRead, mut row: impl FnMut(u32, u32, Option<f64>)) -> Result<(), ParseError> {
+fn parse(
+    r: impl BufRead,
+    policy: ScalePolicy,
+    mut row: impl FnMut(u32, u32, Option<f64>),
+) -> Result<(), ParseError> {
     let mut lines = r.lines();
     let err = |line: usize, message: String| ParseError { line, message };
     let header = match lines.next() {
@@ -317,6 +340,12 @@ fn parse(r: impl BufRead, mut row: impl FnMut(u32, u32, Option<f64>)) -> Result<
         .collect();
     let position = |name: &str| columns.iter().position(|c| *c == name);
     let rating_col = position("rating");
+    if policy == ScalePolicy::Stars && rating_col.is_none() {
+        return Err(err(
+            1,
+            format!("expected the header book_id,user_id,rating (in any order), got {header:?}"),
+        ));
+    }
     let (Some(book_col), Some(user_col), true) = (
         position("book_id"),
         position("user_id"),
@@ -360,6 +389,13 @@ fn parse(r: impl BufRead, mut row: impl FnMut(u32, u32, Option<f64>)) -> Result<
         let book = id(book_col, "book_id")?;
         let user = id(user_col, "user_id")?;
         let rating = match rating_col.map(|c| fields[c]) {
+            Some(text) if policy == ScalePolicy::Stars => Some(
+                text.parse::<u8>()
+                    .ok()
+                    .filter(|r| (1..=5).contains(r))
+                    .map(f64::from)
+                    .ok_or_else(|| err(number, format!("rating {text:?} is not 1..=5")))?,
+            ),
             None | Some("") => None,
             Some(text) => Some(
                 text.parse::<f64>()
@@ -418,7 +454,7 @@ mod tests {
     fn the_last_row_of_a_duplicated_pair_wins_at_its_first_place() {
         // (book 1, user 9) three times, the last saying 2; (book 2, user 9) twice, agreeing.
         let csv = "book_id,user_id,rating\n1,9,5\n2,9,4\n1,9,3\n3,8,1\n2,9,4\n1,9,2\n";
-        let read = read_rating_rows(csv.as_bytes(), |_| true).unwrap();
+        let read = read_rating_rows(csv.as_bytes(), ScalePolicy::Normalise, |_| true).unwrap();
         let row = |book_id, user_id, rating| RatingRow {
             book_id,
             user_id,
@@ -444,7 +480,7 @@ mod tests {
         assert_eq!(dense.ratings[0].rating, 2);
 
         // Rows of books not kept are counted apart and take no part in the duplicates.
-        let read = read_rating_rows(csv.as_bytes(), |book| book != 1).unwrap();
+        let read = read_rating_rows(csv.as_bytes(), ScalePolicy::Stars, |book| book != 1).unwrap();
         assert_eq!(read.rows, vec![row(2, 9, 4), row(3, 8, 1)]);
         assert_eq!(
             (
@@ -480,7 +516,7 @@ mod tests {
     #[test]
     fn other_scales_become_stars_and_missing_ratings_likes() {
         let stars = |csv: &str| -> (Vec<u8>, RatingStats) {
-            let read = read_rating_rows(csv.as_bytes(), |_| true).unwrap();
+            let read = read_rating_rows(csv.as_bytes(), ScalePolicy::Normalise, |_| true).unwrap();
             (read.rows.iter().map(|r| r.rating).collect(), read.stats)
         };
         // Half stars 0.5–5: the range maps onto 1–5.
@@ -500,6 +536,29 @@ mod tests {
         assert_eq!(r, vec![0, 0]);
         let (r, st) = stars("book_id,user_id,rating\n1,1,\n2,1,4\n3,1,5\n");
         assert_eq!((r, st.likes), (vec![0, 4, 5], 1));
+    }
+
+    #[test]
+    fn stars_only_refuses_other_scales_and_likes_by_line() {
+        let read = |csv: &str| read_rating_rows(csv.as_bytes(), ScalePolicy::Stars, |_| true);
+        assert_eq!(
+            read("book_id,user_id,rating\n1,1,4\n2,1,9\n")
+                .unwrap_err()
+                .line,
+            3
+        );
+        assert_eq!(
+            read("book_id,user_id,rating\n1,1,4.5\n").unwrap_err().line,
+            2
+        );
+        assert_eq!(read("book_id,user_id,rating\n1,1,\n").unwrap_err().line, 2);
+        assert_eq!(read("book_id,user_id\n1,1\n").unwrap_err().line, 1);
+        // One star value for every row is still stars here, not likes.
+        let one = read("book_id,user_id,rating\n1,1,5\n2,1,5\n").unwrap();
+        assert_eq!(
+            one.rows.iter().map(|r| r.rating).collect::<Vec<_>>(),
+            [5, 5]
+        );
     }
 
     #[test]

@@ -377,20 +377,11 @@ fn load_ratings(dir: &Path, data: &mut Dataset) -> anyhow::Result<()> {
         .enumerate()
         .map(|(i, b)| (b.id, i))
         .collect();
-    let read = goodbooks::read_rating_rows_file(&dir.join("ratings.csv"), |book| {
-        index.contains_key(&book)
-    })?;
-    // The reader also takes likes (no rating) and other scales (normalised to stars); the
-    // importer posts reviews, which need stars.
-    anyhow::ensure!(
-        read.stats.likes == 0,
-        "ratings.csv has {} rows without a rating (likes): the importer posts reviews, which need \
-         a rating",
-        read.stats.likes
-    );
-    if let Some([min, max]) = read.stats.normalised_from {
-        tracing::info!(min, max, "ratings normalised onto 1-5 stars");
-    }
+    let read = goodbooks::read_rating_rows_file(
+        &dir.join("ratings.csv"),
+        goodbooks::ScalePolicy::Stars,
+        |book| index.contains_key(&book),
+    )?;
     let mut users = HashSet::new();
     for row in read.rows {
         let rating = Rating::parse(row.rating).map_err(|e| anyhow::anyhow!("{e}"))?;
