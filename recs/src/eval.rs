@@ -200,17 +200,12 @@ pub fn split(ratings: &[Rating], opts: &EvalOptions) -> Split {
             }
         }
         let n = distinct.len();
-        let mut held = vec![false; n];
-        if n >= opts.min_ratings.max(2) {
+        let held = if n >= opts.min_ratings.max(2) {
             let n_test = ((n as f64 * opts.holdout).round() as usize).min(n - 1);
-            let mut order: Vec<usize> = (0..n).collect();
-            let mut rng = SplitMix64::for_stream(opts.seed, user as u64);
-            for t in 0..n_test {
-                let j = t + rng.below((n - t) as u64) as usize;
-                order.swap(t, j);
-                held[order[t]] = true;
-            }
-        }
+            held_out_mask(n, n_test, opts.seed, user as u64)
+        } else {
+            vec![false; n]
+        };
         for ((item, rating), held) in distinct.into_iter().zip(held) {
             let r = Rating {
                 user: user as u32,
@@ -225,6 +220,21 @@ pub fn split(ratings: &[Rating], opts: &EvalOptions) -> Split {
         }
     }
     out
+}
+
+/// Which `n_test` of a user's `n` items are held out: a partial Fisher–Yates shuffle on the
+/// user's own stream of `seed` (`key` = the user), so the same seed holds out the same items on
+/// every run and machine. The evaluation's split and the trainer's validation split share it.
+pub(crate) fn held_out_mask(n: usize, n_test: usize, seed: u64, key: u64) -> Vec<bool> {
+    let mut held = vec![false; n];
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut rng = SplitMix64::for_stream(seed, key);
+    for t in 0..n_test.min(n) {
+        let j = t + rng.below((n - t) as u64) as usize;
+        order.swap(t, j);
+        held[order[t]] = true;
+    }
+    held
 }
 
 /// One user's ranking metrics.

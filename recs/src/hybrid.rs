@@ -33,16 +33,11 @@ pub struct HybridModel {
 
 /// Per item of `m`: the number of users with a positive value on it.
 pub fn popularity_scores(m: &Matrix) -> Vec<f32> {
-    let mut counts = vec![0f32; m.n_cols()];
-    for u in 0..m.n_rows() {
-        let (items, values) = m.row(u);
-        for (&i, &v) in items.iter().zip(values) {
-            if v > 0.0 {
-                counts[i as usize] += 1.0;
-            }
-        }
-    }
-    counts
+    crate::Popularity::from_matrix(m)
+        .counts()
+        .iter()
+        .map(|&c| c as f32)
+        .collect()
 }
 
 /// A member's interactions with duplicates summed: distinct items ascending and their values,

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::eval::held_out_mask;
 use crate::eval::user_metrics;
 use crate::hybrid::popularity_scores;
 use crate::itemitem::DEFAULT_NEIGHBOURS;
@@ -270,17 +271,12 @@ fn validation_split(m: &Matrix, opts: &SelectionOptions) -> Validation {
     for (u, held_u) in held.iter_mut().enumerate() {
         let (items, values) = m.row(u);
         let n = items.len();
-        let mut out = vec![false; n];
-        if n >= opts.min_interactions.max(2) {
+        let out = if n >= opts.min_interactions.max(2) {
             let n_test = ((n as f64 * opts.holdout).round() as usize).clamp(1, n - 1);
-            let mut order: Vec<usize> = (0..n).collect();
-            let mut rng = SplitMix64::for_stream(seed, u as u64);
-            for t in 0..n_test {
-                let j = t + rng.below((n - t) as u64) as usize;
-                order.swap(t, j);
-                out[order[t]] = true;
-            }
-        }
+            held_out_mask(n, n_test, seed, u as u64)
+        } else {
+            vec![false; n]
+        };
         for ((&i, &v), out) in items.iter().zip(values).zip(out) {
             if out {
                 held_u.push((i, v));
@@ -450,7 +446,8 @@ pub fn select(
     step(progress, "select popularity", 1, 1);
 
     // Item-item: each weighting once at the largest neighbour count, smaller ones truncated.
-    let mut best_ii: Option<(f64, ItemItemWeighting, usize)> = None;
+    // The best so far, kept: the ALS probe and the blends use it without training it again.
+    let mut best_ii: Option<(f64, ItemItemWeighting, usize, ItemItemModel)> = None;
     // Largest first: a smaller count must be strictly better to be chosen.
     let mut counts: Vec<usize> = vec![opts.neighbours];
     counts.extend(
@@ -491,13 +488,14 @@ pub fn select(
                 Some(figures),
                 secs,
             ));
-            if best_ii.is_none_or(|(b, ..)| figures.0 > b) {
-                best_ii = Some((figures.0, weighting, n));
+            if best_ii.as_ref().is_none_or(|(b, ..)| figures.0 > *b) {
+                best_ii = Some((figures.0, weighting, n, model));
             }
         }
         step(progress, "select item-item", w_i + 1, ITEM_ITEM_GRID.len());
     }
-    let (_, ii_weighting, ii_neighbours) = best_ii.expect("the first weighting always runs");
+    let (_, ii_weighting, ii_neighbours, probe_ii) =
+        best_ii.expect("the first weighting always runs");
 
     // ALS: successive halving over alpha × λ, warm-started from each rung's factors.
     let base = AlsParams {
@@ -520,8 +518,6 @@ pub fn select(
         .collect();
     // ALS is scored as it is served, in a blend: alone and at `ALS_PROBE_WEIGHT` beside the
     // best item-item model (its ranking decides the halving and the finalists' order).
-    let probe_ii = ItemItemModel::train(&v.train, ii_weighting, opts.neighbours, &mut |_| {})
-        .truncated(ii_neighbours);
     let probe_grid = [(1.0, 0.0), (ALS_PROBE_WEIGHT, 0.0)];
     let als_figures = |model: &AlsModel| -> ((f64, f64, f64), f64) {
         let sums = blend_sweep(&v, k, &probe_grid, &probe_ii, model, &popularity);

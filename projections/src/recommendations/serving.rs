@@ -364,13 +364,14 @@ impl Recommender {
                 stored.books.len()
             ));
         }
-        let options = serde_json::from_str::<TrainOptions>(&stored.params).ok();
+        // Read once: the training options, and what was chosen with its validation NDCG when it
+        // was selected.
+        let params: serde_json::Value =
+            serde_json::from_str(&stored.params).unwrap_or(serde_json::Value::Null);
+        let options = TrainOptions::deserialize(&params).ok();
         let weights = options
             .as_ref()
             .map_or_else(|| self.options.weights.clone(), |p| p.weights.clone());
-        // What was chosen, and its validation NDCG when it was selected.
-        let params: serde_json::Value =
-            serde_json::from_str(&stored.params).unwrap_or(serde_json::Value::Null);
         let chosen = params["model"]
             .as_str()
             .map(str::to_string)
