@@ -14,7 +14,7 @@
 use std::time::{Duration, Instant};
 
 use quire_summarize::gguf::tokenizer::Specials;
-use quire_summarize::gguf::{GgufGenerator, GgufOptions};
+use quire_summarize::gguf::{GgufGenerator, GgufOptions, Sampling};
 
 const PASSAGE: &str = include_str!("../tests/fixtures/frankenstein-letter1.txt");
 
@@ -65,7 +65,7 @@ fn main() {
     let mut decode = Vec::new();
     for run in 0..=runs {
         let out = model
-            .generate_tokens(&prompt, decode_tokens, 0.0, 0, false)
+            .generate_tokens(&prompt, &Sampling::raw(decode_tokens, 0.0, 0))
             .unwrap_or_else(|e| fail(&e.to_string()));
         if run == 0 {
             continue; // warm-up

@@ -63,6 +63,87 @@ pub struct ChatRequest {
     pub temperature: f32,
     /// Sampling seed, for reproducible output when `temperature > 0`.
     pub seed: u64,
+    /// How hard to steer away from repeating what was just generated.
+    #[serde(default)]
+    pub repetition: Repetition,
+}
+
+/// Steers generation away from loops: small models summarizing a long text otherwise tend to
+/// repeat one or two sentences until the token limit.
+///
+/// The in-process model applies both parts to the tokens it has generated (not to the prompt: a
+/// summary should reuse the source's names). HTTP backends send the penalty under the names
+/// llama.cpp (`repeat_penalty`), vLLM (`repetition_penalty`) and Ollama (`options.repeat_penalty`)
+/// read; those servers have no n-gram ban, and the output checks still catch what gets through.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Repetition {
+    /// Divides a positive logit (multiplies a negative one) of each token among the last
+    /// `window` generated; 1 turns it off.
+    pub penalty: f32,
+    /// Generated tokens the penalty looks back over.
+    pub window: usize,
+    /// Forbids any token that would complete an n-gram of this many tokens already generated;
+    /// 0 turns it off.
+    pub no_repeat_ngram: usize,
+}
+
+impl Repetition {
+    /// No steering: the model's own distribution.
+    pub const OFF: Self = Self {
+        penalty: 1.0,
+        window: 64,
+        no_repeat_ngram: 0,
+    };
+
+    /// What the summarizer asks for: a mild penalty, and no 6-token run twice (about four words;
+    /// a character's full name is shorter).
+    pub const SUMMARY: Self = Self {
+        penalty: 1.15,
+        window: 64,
+        no_repeat_ngram: 6,
+    };
+
+    /// Whether this changes anything.
+    pub fn is_off(&self) -> bool {
+        self.penalty == 1.0 && self.no_repeat_ngram == 0
+    }
+
+    /// Adjusts `logits` for the tokens `generated` so far.
+    pub fn apply(&self, logits: &mut [f32], generated: &[u32]) {
+        if self.penalty != 1.0 && self.penalty > 0.0 {
+            let mut recent: Vec<u32> =
+                generated[generated.len().saturating_sub(self.window)..].to_vec();
+            recent.sort_unstable();
+            recent.dedup();
+            for token in recent {
+                if let Some(logit) = logits.get_mut(token as usize) {
+                    *logit = if *logit > 0.0 {
+                        *logit / self.penalty
+                    } else {
+                        *logit * self.penalty
+                    };
+                }
+            }
+        }
+        let n = self.no_repeat_ngram;
+        if n > 0 && generated.len() >= n {
+            let prefix = &generated[generated.len() + 1 - n..];
+            for window in generated.windows(n) {
+                if window[..n - 1] == *prefix
+                    && let Some(logit) = logits.get_mut(window[n - 1] as usize)
+                {
+                    *logit = f32::NEG_INFINITY;
+                }
+            }
+        }
+    }
+}
+
+impl Default for Repetition {
+    fn default() -> Self {
+        Self::OFF
+    }
 }
 
 /// Why generation stopped.
@@ -126,4 +207,50 @@ pub trait TextGenerator: Send + Sync + 'static {
     fn count_tokens(&self, text: &str) -> usize;
     /// Generates the assistant's reply to `request`.
     async fn generate(&self, request: ChatRequest) -> Result<Generation, GenerateError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Repetition;
+
+    #[test]
+    fn off_changes_nothing() {
+        let mut logits = vec![1.0, -1.0, 2.0, 0.5];
+        Repetition::OFF.apply(&mut logits, &[0, 1, 2, 0, 1, 2]);
+        assert_eq!(logits, vec![1.0, -1.0, 2.0, 0.5]);
+        assert!(Repetition::OFF.is_off());
+        assert!(!Repetition::SUMMARY.is_off());
+    }
+
+    #[test]
+    fn the_penalty_lowers_recent_tokens_whatever_their_sign() {
+        let r = Repetition {
+            penalty: 2.0,
+            window: 3,
+            no_repeat_ngram: 0,
+        };
+        let mut logits = vec![4.0, -4.0, 4.0, 4.0];
+        // Token 0 is outside the window of the last three; 1 and 2 are inside (2 twice,
+        // penalized once).
+        r.apply(&mut logits, &[0, 1, 2, 2]);
+        assert_eq!(logits, vec![4.0, -8.0, 2.0, 4.0]);
+    }
+
+    #[test]
+    fn an_ngram_cannot_be_completed_twice() {
+        let r = Repetition {
+            penalty: 1.0,
+            window: 64,
+            no_repeat_ngram: 3,
+        };
+        // "5 6 7 ... 5 6" → 7 would repeat the 3-gram "5 6 7"; 8 after "6 8"? not yet seen.
+        let mut logits = vec![0.0; 10];
+        r.apply(&mut logits, &[5, 6, 7, 1, 5, 6]);
+        assert_eq!(logits[7], f32::NEG_INFINITY);
+        assert!(logits.iter().enumerate().all(|(t, l)| t == 7 || *l == 0.0));
+        // Too short to hold a repeated n-gram: nothing banned.
+        let mut logits = vec![0.0; 10];
+        r.apply(&mut logits, &[5, 6]);
+        assert!(logits.iter().all(|l| *l == 0.0));
+    }
 }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::extractive::{self, Budget, ExtractOptions};
 use crate::guard::{self, GuardReport, SanitizeOptions};
-use crate::{BackendInfo, ChatMessage, ChatRequest, GenerateError, TextGenerator};
+use crate::{BackendInfo, ChatMessage, ChatRequest, GenerateError, Repetition, TextGenerator};
 
 /// Changes whenever the prompt or the pipeline changes meaningfully; stored with each summary so
 /// summaries made by an older prompt can be found and regenerated.
@@ -182,6 +182,7 @@ impl Summarizer {
                 max_tokens: self.options.max_tokens,
                 temperature: self.options.temperature,
                 seed: self.options.seed,
+                repetition: Repetition::SUMMARY,
             };
             match generator.generate(chat).await {
                 Err(GenerateError::PromptTooLong { tokens, limit }) if share > 0.5 => {
@@ -201,7 +202,14 @@ impl Summarizer {
                 // sentence that fits.
                 let cut = generation.finish_reason == crate::FinishReason::Length;
                 let text = fit_sentences(&tidy(&generation.text), self.options.summary_chars, cut);
-                match guard::check_output(&text, &source, &system, self.options.summary_chars) {
+                let min_words = min_words(request.subject, &prepared);
+                match guard::check_output(
+                    &text,
+                    &source,
+                    &system,
+                    self.options.summary_chars,
+                    min_words,
+                ) {
                     Ok(()) => Summary {
                         text,
                         backend: generator.info(),
@@ -381,6 +389,22 @@ impl Summarizer {
             completion_tokens: 0,
             elapsed: started.elapsed(),
         }
+    }
+}
+
+/// Words below which a model's summary of this input is too thin to stand for it: a synopsis of
+/// a long text needs a few sentences; a description or reviews may be summed up in one.
+fn min_words(subject: Subject, prepared: &Prepared) -> usize {
+    const LONG_TEXT_CHARS: usize = 5_000;
+    const SYNOPSIS_MIN_WORDS: usize = 30;
+    let long = prepared
+        .text
+        .as_ref()
+        .is_some_and(|t| t.len() >= LONG_TEXT_CHARS);
+    if subject != Subject::Reviews && long {
+        SYNOPSIS_MIN_WORDS
+    } else {
+        0
     }
 }
 
@@ -571,7 +595,10 @@ mod tests {
                 });
             }
             Ok(Generation {
-                text: "Victor Frankenstein builds a creature at Ingolstadt.".into(),
+                text: "Victor Frankenstein builds a creature at Ingolstadt. The creature meets \
+                    Victor near many landmarks, chapter after chapter, and the two of them keep \
+                    crossing paths through the book until the story ends in the cold far north."
+                    .into(),
                 prompt_tokens: words,
                 completion_tokens: 9,
                 finish_reason: FinishReason::Stop,

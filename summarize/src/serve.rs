@@ -38,7 +38,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::{
-    ChatMessage, ChatRequest, ChatRole, FinishReason, GenerateError, Generation, TextGenerator,
+    ChatMessage, ChatRequest, ChatRole, FinishReason, GenerateError, Generation, Repetition,
+    TextGenerator,
 };
 
 /// The routes of a model server for `generator`, named `model_name` in responses.
@@ -70,6 +71,7 @@ impl Served {
         max_tokens: Option<i64>,
         temperature: f32,
         seed: u64,
+        repeat_penalty: Option<f32>,
     ) -> Result<Generation, GenerateError> {
         let max_tokens = match max_tokens {
             Some(n) if n > 0 => n as usize,
@@ -90,6 +92,10 @@ impl Served {
                 max_tokens,
                 temperature,
                 seed,
+                repetition: Repetition {
+                    penalty: repeat_penalty.filter(|p| *p > 0.0).unwrap_or(1.0),
+                    ..Repetition::OFF
+                },
             })
             .await
     }
@@ -216,6 +222,12 @@ struct OpenAiRequest {
     temperature: Option<f32>,
     #[serde(default)]
     seed: Option<u64>,
+    /// llama.cpp's name for the repetition penalty.
+    #[serde(default)]
+    repeat_penalty: Option<f32>,
+    /// vLLM's name for it.
+    #[serde(default)]
+    repetition_penalty: Option<f32>,
     #[serde(default)]
     stream: bool,
     #[serde(default)]
@@ -269,6 +281,7 @@ async fn openai_chat(State(served): State<Arc<Served>>, body: Bytes) -> Response
             request.max_completion_tokens.or(request.max_tokens),
             request.temperature.unwrap_or(1.0),
             request.seed.unwrap_or(0),
+            request.repeat_penalty.or(request.repetition_penalty),
         )
         .await
     {
@@ -363,6 +376,8 @@ struct OllamaOptions {
     temperature: Option<f32>,
     #[serde(default)]
     seed: Option<u64>,
+    #[serde(default)]
+    repeat_penalty: Option<f32>,
 }
 
 fn ollama_error(status: StatusCode, message: &str) -> Response {
@@ -396,6 +411,7 @@ async fn ollama_chat(State(served): State<Arc<Served>>, body: Bytes) -> Response
             request.options.num_predict,
             request.options.temperature.unwrap_or(0.8),
             request.options.seed.unwrap_or(0),
+            request.options.repeat_penalty,
         )
         .await
     {

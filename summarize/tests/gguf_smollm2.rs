@@ -12,7 +12,7 @@ use std::process::Command;
 use candle_core::quantized::gguf_file;
 use quire_summarize::gguf::tokenizer::{Specials, Tokenizer};
 use quire_summarize::gguf::{GgufGenerator, GgufOptions};
-use quire_summarize::{ChatMessage, ChatRequest, FinishReason, TextGenerator};
+use quire_summarize::{ChatMessage, ChatRequest, FinishReason, Repetition, TextGenerator};
 
 const PASSAGE: &str = include_str!("fixtures/frankenstein-letter1.txt");
 const MAX_TOKENS: usize = 64;
@@ -97,6 +97,7 @@ async fn smollm2_summarizes_a_passage_of_frankenstein() {
         max_tokens: MAX_TOKENS,
         temperature: 0.0,
         seed: 0,
+        repetition: Repetition::OFF,
     };
     let generation = model.generate(request.clone()).await.unwrap();
     eprintln!("{generation:#?}");
@@ -302,6 +303,7 @@ async fn the_http_backend_talks_to_a_server_running_the_model() {
                 max_tokens: 32,
                 temperature: 0.0,
                 seed: 1,
+                repetition: Repetition::OFF,
             })
             .await
             .unwrap_or_else(|e| panic!("{api:?}: {e}"));

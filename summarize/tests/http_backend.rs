@@ -18,7 +18,7 @@ use quire_summarize::http::{Api, HttpGenerator, HttpOptions};
 use quire_summarize::serve;
 use quire_summarize::{
     BackendInfo, ChatMessage, ChatRequest, ChatRole, FinishReason, GenerateError, Generation,
-    TextGenerator,
+    Repetition, TextGenerator,
 };
 use serde_json::{Value, json};
 
@@ -126,6 +126,7 @@ fn request(text: &str, max_tokens: usize) -> ChatRequest {
         max_tokens,
         temperature: 0.0,
         seed: 7,
+        repetition: Repetition::OFF,
     }
 }
 

@@ -27,7 +27,9 @@ use candle_transformers::generation::LogitsProcessor;
 
 use model::{KvCache, LlamaWeights, keeps_type};
 
-use crate::{BackendInfo, ChatRequest, FinishReason, GenerateError, Generation, TextGenerator};
+use crate::{
+    BackendInfo, ChatRequest, FinishReason, GenerateError, Generation, Repetition, TextGenerator,
+};
 
 use template::ChatTemplate;
 use tokenizer::{Tokenizer, Utf8Stream};
@@ -91,6 +93,33 @@ pub struct TokenGeneration {
     /// Time to the first generated token.
     pub prefill: Duration,
     pub elapsed: Duration,
+}
+
+/// How [`GgufGenerator::generate_tokens`] picks tokens.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sampling {
+    /// The most tokens to generate.
+    pub max_tokens: usize,
+    /// 0 means greedy.
+    pub temperature: f32,
+    pub seed: u64,
+    pub repetition: Repetition,
+    /// False: EOS and end-of-turn tokens do not stop generation (for benchmarks).
+    pub stop_at_end_of_turn: bool,
+}
+
+impl Sampling {
+    /// The model's own choices for `max_tokens` tokens, past any end of turn: what benchmarks and
+    /// parity tests compare.
+    pub fn raw(max_tokens: usize, temperature: f32, seed: u64) -> Self {
+        Self {
+            max_tokens,
+            temperature,
+            seed,
+            repetition: Repetition::OFF,
+            stop_at_end_of_turn: false,
+        }
+    }
 }
 
 /// A Llama-family chat model in a GGUF file, run in process.
@@ -279,10 +308,13 @@ impl GgufGenerator {
         let prompt = self.prompt_tokens(request);
         let out = self.generate_tokens(
             &prompt,
-            request.max_tokens,
-            request.temperature,
-            request.seed,
-            true,
+            &Sampling {
+                max_tokens: request.max_tokens,
+                temperature: request.temperature,
+                seed: request.seed,
+                repetition: request.repetition,
+                stop_at_end_of_turn: true,
+            },
         )?;
         tracing::debug!(
             prompt_tokens = prompt.len(),
@@ -302,16 +334,19 @@ impl GgufGenerator {
         })
     }
 
-    /// Continues `prompt` by up to `max_tokens` tokens (blocking). With `stop_at_end_of_turn`
-    /// false, EOS and end-of-turn tokens do not stop generation (for benchmarks).
+    /// Continues `prompt` as `sampling` says (blocking).
     pub fn generate_tokens(
         &self,
         prompt: &[u32],
-        max_tokens: usize,
-        temperature: f32,
-        seed: u64,
-        stop_at_end_of_turn: bool,
+        sampling: &Sampling,
     ) -> Result<TokenGeneration, GenerateError> {
+        let Sampling {
+            max_tokens,
+            temperature,
+            seed,
+            repetition,
+            stop_at_end_of_turn,
+        } = *sampling;
         let started = Instant::now();
         let inner = &self.inner;
         if prompt.is_empty() {
@@ -363,6 +398,7 @@ impl GgufGenerator {
                     .map_err(|e| model_error("prefill", e))?;
             }
             loop {
+                repetition.apply(&mut logits, &tokens);
                 let next = Tensor::new(logits.as_slice(), &Device::Cpu)
                     .and_then(|l| sampler.sample(&l))
                     .map_err(|e| model_error("sampling", e))?;

@@ -278,6 +278,7 @@ fn request(text: &str, max_tokens: usize) -> ChatRequest {
         max_tokens,
         temperature: 0.0,
         seed: 7,
+        repetition: Repetition::OFF,
     }
 }
 
@@ -416,7 +417,9 @@ fn renders_llama3_prompts() {
 fn generates_the_requested_tokens() {
     let g = load(&Tiny::default());
     let prompt = g.prompt_tokens(&request("the theme", 1));
-    let out = g.generate_tokens(&prompt, 9, 0.0, 1, false).unwrap();
+    let out = g
+        .generate_tokens(&prompt, &Sampling::raw(9, 0.0, 1))
+        .unwrap();
     assert_eq!(out.tokens.len(), 9);
     assert_eq!(out.finish_reason, FinishReason::Length);
     assert!(out.prefill <= out.elapsed);
@@ -435,13 +438,21 @@ fn generates_the_requested_tokens() {
 fn greedy_generation_is_deterministic() {
     let g = load(&Tiny::default());
     let prompt = g.prompt_tokens(&request("the theme in été", 1));
-    let a = g.generate_tokens(&prompt, 12, 0.0, 1, false).unwrap();
-    let b = g.generate_tokens(&prompt, 12, 0.0, 99, false).unwrap();
+    let a = g
+        .generate_tokens(&prompt, &Sampling::raw(12, 0.0, 1))
+        .unwrap();
+    let b = g
+        .generate_tokens(&prompt, &Sampling::raw(12, 0.0, 99))
+        .unwrap();
     assert_eq!(a.tokens, b.tokens);
     assert_eq!(a.text, b.text);
     // Sampling is reproducible with its seed.
-    let c = g.generate_tokens(&prompt, 12, 1.0, 5, false).unwrap();
-    let d = g.generate_tokens(&prompt, 12, 1.0, 5, false).unwrap();
+    let c = g
+        .generate_tokens(&prompt, &Sampling::raw(12, 1.0, 5))
+        .unwrap();
+    let d = g
+        .generate_tokens(&prompt, &Sampling::raw(12, 1.0, 5))
+        .unwrap();
     assert_eq!(c.tokens, d.tokens);
 }
 
@@ -456,7 +467,9 @@ fn long_prompts_are_prefilled_in_chunks() {
         "{}",
         prompt.len()
     );
-    let chunked = g.generate_tokens(&prompt, 4, 0.0, 0, false).unwrap();
+    let chunked = g
+        .generate_tokens(&prompt, &Sampling::raw(4, 0.0, 0))
+        .unwrap();
     assert_eq!(chunked.tokens.len(), 4);
     // The whole prompt in one pass gives the same continuation.
     let mut cache = g.inner.weights.new_cache();
@@ -554,7 +567,9 @@ fn rejects_prompts_that_leave_no_room() {
     }
     // A prompt that fits gets what room is left.
     let prompt = g.prompt_tokens(&request("hi", 1));
-    let out = g.generate_tokens(&prompt, 100, 0.0, 0, false).unwrap();
+    let out = g
+        .generate_tokens(&prompt, &Sampling::raw(100, 0.0, 0))
+        .unwrap();
     assert_eq!(out.tokens.len(), 64 - prompt.len());
 }
 
@@ -575,8 +590,12 @@ fn requantizes_slow_weight_types() {
     )
     .unwrap();
     let prompt = fast.prompt_tokens(&request("the theme", 1));
-    let a = fast.generate_tokens(&prompt, 5, 0.0, 0, false).unwrap();
-    let b = slow.generate_tokens(&prompt, 5, 0.0, 0, false).unwrap();
+    let a = fast
+        .generate_tokens(&prompt, &Sampling::raw(5, 0.0, 0))
+        .unwrap();
+    let b = slow
+        .generate_tokens(&prompt, &Sampling::raw(5, 0.0, 0))
+        .unwrap();
     assert_eq!(a.tokens.len(), 5);
     assert_eq!(b.tokens.len(), 5);
 }

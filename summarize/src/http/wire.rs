@@ -14,7 +14,8 @@ pub(super) fn request_body(options: &HttpOptions, request: &ChatRequest) -> Valu
         .iter()
         .map(|m| json!({ "role": m.role, "content": m.content }))
         .collect();
-    match options.api {
+    let penalty = request.repetition.penalty;
+    let mut body = match options.api {
         Api::OpenAi => json!({
             "model": options.model,
             "messages": messages,
@@ -34,7 +35,18 @@ pub(super) fn request_body(options: &HttpOptions, request: &ChatRequest) -> Valu
                 "seed": request.seed,
             },
         }),
+    };
+    // Sent only when asked for: a server that does not know the field then never sees it.
+    if penalty != 1.0 {
+        match options.api {
+            Api::OpenAi => {
+                body["repeat_penalty"] = json!(penalty);
+                body["repetition_penalty"] = json!(penalty);
+            }
+            Api::Ollama => body["options"]["repeat_penalty"] = json!(penalty),
+        }
     }
+    body
 }
 
 /// `length` means `max_tokens` was reached; anything else (`stop`, `eos`, …) is a stop.
@@ -104,4 +116,46 @@ pub(super) struct OllamaChunk {
     pub(super) prompt_eval_count: Option<usize>,
     #[serde(default)]
     pub(super) eval_count: Option<usize>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ChatMessage, Repetition};
+
+    fn request(repetition: Repetition) -> ChatRequest {
+        ChatRequest {
+            messages: vec![ChatMessage::user("hello")],
+            max_tokens: 8,
+            temperature: 0.0,
+            seed: 1,
+            repetition,
+        }
+    }
+
+    #[test]
+    fn the_repetition_penalty_goes_out_under_each_servers_name_only_when_set() {
+        let openai = HttpOptions::new("http://127.0.0.1:1", Api::OpenAi, "m");
+        let ollama = HttpOptions::new("http://127.0.0.1:1", Api::Ollama, "m");
+        let off = request(Repetition::OFF);
+        assert!(request_body(&openai, &off).get("repeat_penalty").is_none());
+        assert!(
+            request_body(&ollama, &off)["options"]
+                .get("repeat_penalty")
+                .is_none()
+        );
+
+        let on = request(Repetition::SUMMARY);
+        let body = request_body(&openai, &on);
+        assert_eq!(body["repeat_penalty"], json!(Repetition::SUMMARY.penalty));
+        assert_eq!(
+            body["repetition_penalty"],
+            json!(Repetition::SUMMARY.penalty)
+        );
+        let body = request_body(&ollama, &on);
+        assert_eq!(
+            body["options"]["repeat_penalty"],
+            json!(Repetition::SUMMARY.penalty)
+        );
+    }
 }
