@@ -91,6 +91,41 @@ pub struct SummarizerOptions {
     pub seed: u64,
     /// Reviews used as highlights in a book summary, and at most in a review summary.
     pub max_reviews: usize,
+    /// How a text too long for the model's context is summarized.
+    pub map_reduce: MapReduce,
+}
+
+/// Map-reduce over a text the model cannot read at once (a novel is ~250,000 tokens; a small
+/// model's context is a few thousand): the text is cut into `sections` parts of equal length,
+/// the model summarizes each part from its most salient sentences, then summarizes those part
+/// summaries into one synopsis. Every part of the story is read, where one prompt of salient
+/// passages from the whole text lets the model see isolated sentences only.
+///
+/// The cost is bounded by the settings, not by the text: `sections × (section_tokens + prompt)`
+/// tokens of prefill and `sections × section_reply_tokens + max_tokens` of decoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MapReduce {
+    /// Parts a long text is cut into; below 2, long texts go through one prompt of salient
+    /// passages.
+    pub sections: usize,
+    /// Tokens of each part's salient sentences the model reads.
+    pub section_tokens: usize,
+    /// Tokens each part's summary may take.
+    pub section_reply_tokens: usize,
+    /// Parts summarized at once (a server may run requests in parallel; the in-process model
+    /// takes them in turn).
+    pub concurrency: usize,
+}
+
+impl Default for MapReduce {
+    fn default() -> Self {
+        Self {
+            sections: 6,
+            section_tokens: 480,
+            section_reply_tokens: 96,
+            concurrency: 2,
+        }
+    }
 }
 
 impl Default for SummarizerOptions {
@@ -102,6 +137,7 @@ impl Default for SummarizerOptions {
             temperature: 0.0,
             seed: 42,
             max_reviews: 200,
+            map_reduce: MapReduce::default(),
         }
     }
 }
@@ -124,6 +160,24 @@ pub fn extractive_info() -> BackendInfo {
 pub struct Summarizer {
     generator: Option<Arc<dyn TextGenerator>>,
     options: SummarizerOptions,
+}
+
+/// The longest summary of one part in map-reduce, in characters.
+const PART_SUMMARY_CHARS: usize = 700;
+
+/// Tokens the model read and wrote for one summary, over all its calls.
+#[derive(Debug, Default, Clone, Copy)]
+struct Spent {
+    prompt_tokens: usize,
+    completion_tokens: usize,
+}
+
+/// Why a model's answer was not used.
+#[derive(Debug)]
+struct Refusal {
+    reason: String,
+    /// The model could not answer at all (asking it again is pointless).
+    unavailable: bool,
 }
 
 /// Sanitized inputs of one request.
@@ -171,19 +225,35 @@ impl Summarizer {
         let Some(generator) = &self.generator else {
             return self.extractive_summary(&request, &prepared, None, started);
         };
+        let generator = generator.as_ref();
+        let mut spent = Spent::default();
+        let mut earlier = None;
+        if let Some(parts) = self.long_text_parts(request.subject, &prepared, generator) {
+            match self
+                .map_reduce(&request, &prepared, generator, parts, &mut spent)
+                .await
+            {
+                Ok(text) => return self.model_summary(text, generator, &prepared, spent, started),
+                Err(refusal) => {
+                    tracing::warn!(reason = %refusal.reason, "map-reduce failed; trying one prompt of salient passages");
+                    let reason = format!("map-reduce: {}", refusal.reason);
+                    if refusal.unavailable {
+                        return self.fallback(&request, &prepared, reason, spent, started);
+                    }
+                    earlier = Some(reason);
+                }
+            }
+        }
+        let with_earlier = |reason: String| match &earlier {
+            Some(e) => format!("{e}; salient passages: {reason}"),
+            None => reason,
+        };
         // A server's tokenizer may count more tokens than our estimate: when it says the prompt is
         // too long, ask again with fewer passages.
         let mut share = 1.0;
         let (system, source, outcome) = loop {
-            let (system, user, source) =
-                self.prompt(request.subject, &prepared, generator.as_ref(), share);
-            let chat = ChatRequest {
-                messages: vec![ChatMessage::system(system.clone()), ChatMessage::user(user)],
-                max_tokens: self.options.max_tokens,
-                temperature: self.options.temperature,
-                seed: self.options.seed,
-                repetition: Repetition::SUMMARY,
-            };
+            let (system, user, source) = self.prompt(request.subject, &prepared, generator, share);
+            let chat = self.chat(&system, user, self.options.max_tokens);
             match generator.generate(chat).await {
                 Err(GenerateError::PromptTooLong { tokens, limit }) if share > 0.5 => {
                     tracing::info!(tokens, limit, share, "the prompt did not fit; shrinking it");
@@ -192,50 +262,249 @@ impl Summarizer {
                 outcome => break (system, source, outcome),
             }
         };
-        match outcome {
-            Err(error) => {
-                tracing::warn!(%error, "model failed; falling back to the extractive summary");
-                self.extractive_summary(&request, &prepared, Some(error.to_string()), started)
+        let min_words = min_words(request.subject, &prepared);
+        match self.checked(
+            outcome,
+            &source,
+            &system,
+            self.options.summary_chars,
+            min_words,
+            &mut spent,
+        ) {
+            Ok(text) => self.model_summary(text, generator, &prepared, spent, started),
+            Err(refusal) => {
+                let reason = with_earlier(refusal.reason);
+                self.fallback(&request, &prepared, reason, spent, started)
             }
-            Ok(generation) => {
-                // A reply cut by the token limit, or longer than wanted, ends at its last whole
-                // sentence that fits.
-                let cut = generation.finish_reason == crate::FinishReason::Length;
-                let text = fit_sentences(&tidy(&generation.text), self.options.summary_chars, cut);
-                let min_words = min_words(request.subject, &prepared);
-                match guard::check_output(
-                    &text,
-                    &source,
-                    &system,
-                    self.options.summary_chars,
-                    min_words,
-                ) {
-                    Ok(()) => Summary {
-                        text,
-                        backend: generator.info(),
-                        prompt_version: PROMPT_VERSION.into(),
-                        fallback_reason: None,
-                        guard: prepared.guard,
-                        source_chars: prepared.source_chars,
-                        prompt_tokens: generation.prompt_tokens,
-                        completion_tokens: generation.completion_tokens,
-                        elapsed: started.elapsed(),
-                    },
-                    Err(problem) => {
-                        tracing::warn!(%problem, "model output refused; falling back to the extractive summary");
-                        let mut summary = self.extractive_summary(
-                            &request,
-                            &prepared,
-                            Some(format!("output check: {problem}")),
-                            started,
-                        );
-                        summary.prompt_tokens = generation.prompt_tokens;
-                        summary.completion_tokens = generation.completion_tokens;
-                        summary
-                    }
+        }
+    }
+
+    /// A chat request for the model with the summarizer's sampling settings.
+    fn chat(&self, system: &str, user: String, max_tokens: usize) -> ChatRequest {
+        ChatRequest {
+            messages: vec![ChatMessage::system(system), ChatMessage::user(user)],
+            max_tokens,
+            temperature: self.options.temperature,
+            seed: self.options.seed,
+            repetition: Repetition::SUMMARY,
+        }
+    }
+
+    /// A generation's text once it passes the output checks; a reply cut by the token limit, or
+    /// longer than `max_chars`, ends at its last whole sentence that fits.
+    fn checked(
+        &self,
+        outcome: Result<crate::Generation, GenerateError>,
+        source: &str,
+        system: &str,
+        max_chars: usize,
+        min_words: usize,
+        spent: &mut Spent,
+    ) -> Result<String, Refusal> {
+        let generation = outcome.map_err(|error| Refusal {
+            unavailable: !matches!(error, GenerateError::PromptTooLong { .. }),
+            reason: error.to_string(),
+        })?;
+        spent.prompt_tokens += generation.prompt_tokens;
+        spent.completion_tokens += generation.completion_tokens;
+        let cut = generation.finish_reason == crate::FinishReason::Length;
+        let text = fit_sentences(&tidy(&generation.text), max_chars, cut);
+        guard::check_output(&text, source, system, max_chars, min_words)
+            .map(|()| text)
+            .map_err(|problem| Refusal {
+                reason: format!("output check: {problem}"),
+                unavailable: false,
+            })
+    }
+
+    fn model_summary(
+        &self,
+        text: String,
+        generator: &dyn TextGenerator,
+        prepared: &Prepared,
+        spent: Spent,
+        started: Instant,
+    ) -> Summary {
+        Summary {
+            text,
+            backend: generator.info(),
+            prompt_version: PROMPT_VERSION.into(),
+            fallback_reason: None,
+            guard: prepared.guard.clone(),
+            source_chars: prepared.source_chars,
+            prompt_tokens: spent.prompt_tokens,
+            completion_tokens: spent.completion_tokens,
+            elapsed: started.elapsed(),
+        }
+    }
+
+    /// The extractive summary, saying why the model's was not used.
+    fn fallback(
+        &self,
+        request: &SummaryRequest,
+        prepared: &Prepared,
+        reason: String,
+        spent: Spent,
+        started: Instant,
+    ) -> Summary {
+        tracing::warn!(%reason, "falling back to the extractive summary");
+        let mut summary = self.extractive_summary(request, prepared, Some(reason), started);
+        summary.prompt_tokens = spent.prompt_tokens;
+        summary.completion_tokens = spent.completion_tokens;
+        summary
+    }
+
+    /// The parts a text is cut into for map-reduce, when it is a book's or a posted text that
+    /// does not fit the model's context (and map-reduce is on).
+    fn long_text_parts(
+        &self,
+        subject: Subject,
+        prepared: &Prepared,
+        generator: &dyn TextGenerator,
+    ) -> Option<Vec<String>> {
+        let sections = self.options.map_reduce.sections;
+        let text = prepared.text.as_ref()?;
+        if subject == Subject::Reviews || sections < 2 {
+            return None;
+        }
+        let room = generator
+            .context_window()
+            .saturating_sub(self.options.max_tokens + generator.count_tokens(SYSTEM_PROMPT) + 200);
+        // Cheap first: a text of fewer characters than tokens of room fits whatever the
+        // tokenizer (every token covers at least one character).
+        if text.len() <= room || generator.count_tokens(text) <= room {
+            return None;
+        }
+        let sentences = extractive::split_sentences(extractive::strip_gutenberg_boilerplate(text));
+        if sentences.len() < sections * 4 {
+            return None;
+        }
+        // Equal shares of characters, cut at sentence ends.
+        let total: usize = sentences.iter().map(|s| s.len() + 1).sum();
+        let mut parts = vec![String::new(); sections];
+        let mut seen = 0;
+        for sentence in &sentences {
+            let part = (seen * sections / total).min(sections - 1);
+            parts[part].push_str(sentence);
+            parts[part].push(' ');
+            seen += sentence.len() + 1;
+        }
+        Some(parts)
+    }
+
+    /// Summarizes each part, then the part summaries. A part whose summary fails its checks
+    /// is represented by its two most central sentences; with more than half the parts failed,
+    /// or the final synopsis refused, map-reduce fails.
+    async fn map_reduce(
+        &self,
+        request: &SummaryRequest,
+        prepared: &Prepared,
+        generator: &dyn TextGenerator,
+        parts: Vec<String>,
+        spent: &mut Spent,
+    ) -> Result<String, Refusal> {
+        use futures::StreamExt;
+        let settings = self.options.map_reduce;
+        let n = parts.len();
+        let metadata = prepared
+            .facts
+            .as_ref()
+            .map(|f| section("metadata", &metadata(f)))
+            .unwrap_or_default();
+        let noun = if request.subject == Subject::Book {
+            "book"
+        } else {
+            "text"
+        };
+        // A part's passages get what the context leaves after the prompt and the reply.
+        let scaffold =
+            generator.count_tokens(SYSTEM_PROMPT) + generator.count_tokens(&metadata) + 120;
+        let room = generator
+            .context_window()
+            .saturating_sub(settings.section_reply_tokens + scaffold);
+        let part_tokens = settings.section_tokens.min(room).max(64);
+        let asks = parts.iter().enumerate().map(|(i, part)| {
+            let passages = fit(part, part_tokens, generator);
+            let user = format!(
+                "The data below is part {} of {n} of a {noun}, as its most important sentences in order. \
+                 Summarize what happens in this part in two or three sentences: who does what.\n\n{metadata}{}",
+                i + 1,
+                section(&format!("part {} of {n}", i + 1), &passages),
+                );
+            let chat = self.chat(SYSTEM_PROMPT, user, settings.section_reply_tokens);
+            async move { generator.generate(chat).await }
+        });
+        // In order, and stopping at a model that cannot answer (no part after it is asked).
+        let mut outcomes = futures::stream::iter(asks).buffered(settings.concurrency.max(1));
+        let mut notes = Vec::with_capacity(n);
+        let mut failed = Vec::new();
+        for (i, part) in parts.iter().enumerate() {
+            let Some(outcome) = outcomes.next().await else {
+                break;
+            };
+            let source = format!("{metadata}{part}");
+            match self.checked(
+                outcome,
+                &source,
+                SYSTEM_PROMPT,
+                PART_SUMMARY_CHARS,
+                0,
+                spent,
+            ) {
+                Ok(note) => notes.push(note),
+                Err(refusal) if refusal.unavailable => return Err(refusal),
+                Err(refusal) => {
+                    tracing::info!(part = i + 1, reason = %refusal.reason, "part summary refused; using its central sentences");
+                    failed.push(format!("part {}: {}", i + 1, refusal.reason));
+                    let extract = extractive::extract(
+                        part,
+                        &ExtractOptions {
+                            budget: Budget::Sentences(2),
+                            ..ExtractOptions::default()
+                        },
+                    );
+                    notes.push(extract.text());
                 }
             }
         }
+        if failed.len() * 2 > n {
+            return Err(Refusal {
+                reason: format!(
+                    "{} of {n} part summaries refused ({})",
+                    failed.len(),
+                    failed.join("; ")
+                ),
+                unavailable: false,
+            });
+        }
+        let listed: String = notes
+            .iter()
+            .enumerate()
+            .map(|(i, note)| format!("Part {}: {}\n", i + 1, note))
+            .collect();
+        let user = format!(
+            "The data below summarizes the successive parts of a {noun}, in order. \
+             Write a synopsis of the whole {noun} in four to six sentences of plain prose: \
+             who the main characters are, how the story begins, its turning points, and how it ends.\n\n{metadata}{}",
+            section("part summaries", &listed),
+        );
+        let chat = self.chat(SYSTEM_PROMPT, user, self.options.max_tokens);
+        let outcome = generator.generate(chat).await;
+        // The synopsis is checked against the text itself and the part summaries it was made
+        // from (both the model's input).
+        let source = format!(
+            "{metadata}{}\n{listed}",
+            prepared.text.as_deref().unwrap_or_default()
+        );
+        let min_words = min_words(request.subject, prepared);
+        self.checked(
+            outcome,
+            &source,
+            SYSTEM_PROMPT,
+            self.options.summary_chars,
+            min_words,
+            spent,
+        )
     }
 
     fn prepare(&self, request: &SummaryRequest) -> Prepared {
@@ -620,7 +889,7 @@ mod tests {
             limit: 300,
             seen: Mutex::new(Vec::new()),
         });
-        let summary = Summarizer::with_model(model.clone(), SummarizerOptions::default())
+        let summary = Summarizer::with_model(model.clone(), one_prompt())
             .summarize(request)
             .await;
         let seen = model.seen.lock().unwrap().clone();
@@ -631,6 +900,17 @@ mod tests {
         );
         assert!(summary.fallback_reason.is_none(), "{summary:?}");
         assert_eq!(summary.backend.backend, "test");
+    }
+
+    /// Long texts through one prompt of salient passages (map-reduce off).
+    fn one_prompt() -> SummarizerOptions {
+        SummarizerOptions {
+            map_reduce: MapReduce {
+                sections: 0,
+                ..MapReduce::default()
+            },
+            ..SummarizerOptions::default()
+        }
     }
 
     fn frankenstein() -> SummaryRequest {
@@ -702,7 +982,7 @@ mod tests {
         let model = Scripted::new(Ok("Victor Frankenstein builds a creature."), 600);
         let mut request = frankenstein();
         request.text = Some(request.text.unwrap().repeat(200));
-        Summarizer::with_model(model.clone(), SummarizerOptions::default())
+        Summarizer::with_model(model.clone(), one_prompt())
             .summarize(request)
             .await;
         let seen = model.seen.lock().unwrap();
@@ -763,5 +1043,204 @@ mod tests {
             })
             .await;
         assert_eq!(summary.text, "No reviews yet.");
+    }
+
+    /// A model that answers each user message with `answer(message)` and records the messages.
+    struct Answering {
+        answer: Box<dyn Fn(&str) -> Result<String, GenerateError> + Send + Sync>,
+        seen: Mutex<Vec<String>>,
+    }
+
+    impl Answering {
+        fn new(
+            answer: impl Fn(&str) -> Result<String, GenerateError> + Send + Sync + 'static,
+        ) -> Arc<Self> {
+            Arc::new(Self {
+                answer: Box::new(answer),
+                seen: Mutex::new(Vec::new()),
+            })
+        }
+    }
+
+    #[async_trait]
+    impl TextGenerator for Answering {
+        fn info(&self) -> BackendInfo {
+            BackendInfo {
+                backend: "test".into(),
+                model: "answering".into(),
+            }
+        }
+        fn context_window(&self) -> usize {
+            900
+        }
+        fn count_tokens(&self, text: &str) -> usize {
+            text.split_whitespace().count()
+        }
+        async fn generate(&self, request: ChatRequest) -> Result<Generation, GenerateError> {
+            let user = request.messages[1].content.clone();
+            self.seen.lock().unwrap().push(user.clone());
+            (self.answer)(&user).map(|text| Generation {
+                text,
+                prompt_tokens: 100,
+                completion_tokens: 20,
+                finish_reason: FinishReason::Stop,
+                prefill: Duration::from_millis(1),
+                elapsed: Duration::from_millis(2),
+            })
+        }
+    }
+
+    /// A journey of 60 stages, each with its own place name: far too long for a 900-token model.
+    fn journey() -> SummaryRequest {
+        let text = (0..60)
+            .map(|i| {
+                format!(
+                    "Victor Frankenstein travels on to Waypoint{i} with his friend Clerval. \
+                     The creature follows them there at night and watches from the hills. \
+                     At Waypoint{i} Victor writes a letter to Elizabeth about the journey. \
+                     They leave Waypoint{i} at dawn and the creature is close behind them.\n"
+                )
+            })
+            .collect();
+        SummaryRequest {
+            text: Some(text),
+            reviews: Vec::new(),
+            ..frankenstein()
+        }
+    }
+
+    const SYNOPSIS: &str = "Victor Frankenstein travels with his friend Clerval from one \
+        waypoint to the next. The creature follows them and watches from the hills at night. \
+        Victor writes letters to Elizabeth about the journey, and the creature is always close \
+        behind them until the end.";
+
+    fn part_of(prompt: &str) -> Option<usize> {
+        let at = prompt.find("<<<BEGIN part ")? + "<<<BEGIN part ".len();
+        prompt[at..].split(' ').next()?.parse().ok()
+    }
+
+    #[tokio::test]
+    async fn a_long_text_is_summarized_part_by_part_then_as_a_whole() {
+        let model = Answering::new(|prompt| {
+            Ok(match part_of(prompt) {
+                Some(k) => format!("In part {k} Victor Frankenstein travels on with Clerval."),
+                None => SYNOPSIS.to_string(),
+            })
+        });
+        let summary = Summarizer::with_model(model.clone(), SummarizerOptions::default())
+            .summarize(journey())
+            .await;
+        assert_eq!(summary.backend.backend, "test", "{summary:?}");
+        assert_eq!(summary.fallback_reason, None);
+        assert_eq!(summary.text, SYNOPSIS);
+        let seen = model.seen.lock().unwrap();
+        assert_eq!(seen.len(), 7, "six parts and the synopsis");
+        assert_eq!(
+            summary.prompt_tokens, 700,
+            "every call's tokens are counted"
+        );
+        for (k, prompt) in seen[..6].iter().enumerate() {
+            assert_eq!(part_of(prompt), Some(k + 1), "parts in order: {prompt}");
+            assert!(prompt.contains("Title: Frankenstein"));
+            // Each part reads its own tenth of the journey, not the rest.
+            let stages: Vec<usize> = (0..60)
+                .filter(|i| prompt.contains(&format!("Waypoint{i} ")))
+                .collect();
+            assert!(!stages.is_empty(), "{prompt}");
+            // (Parts are cut at equal shares of characters, so a boundary may fall one stage off.)
+            assert!(
+                stages
+                    .iter()
+                    .all(|i| (k * 10).saturating_sub(1) <= *i && *i <= k * 10 + 10),
+                "part {} read stages {stages:?}",
+                k + 1
+            );
+        }
+        let reduce = &seen[6];
+        assert!(reduce.contains("<<<BEGIN part summaries>>>"), "{reduce}");
+        for k in 1..=6 {
+            assert!(
+                reduce.contains(&format!("Part {k}: In part {k} Victor")),
+                "{reduce}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_part_is_replaced_by_its_central_sentences() {
+        let model = Answering::new(|prompt| {
+            Ok(match part_of(prompt) {
+                Some(2) => "Victor travels and travels and travels and travels and travels and \
+                    travels and travels and travels."
+                    .into(),
+                Some(k) => format!("In part {k} Victor Frankenstein travels on with Clerval."),
+                None => SYNOPSIS.to_string(),
+            })
+        });
+        let summary = Summarizer::with_model(model.clone(), SummarizerOptions::default())
+            .summarize(journey())
+            .await;
+        assert_eq!(summary.fallback_reason, None, "{summary:?}");
+        let seen = model.seen.lock().unwrap();
+        let reduce = seen.last().unwrap();
+        let part2 = reduce
+            .lines()
+            .find(|l| l.starts_with("Part 2: "))
+            .unwrap_or_else(|| panic!("{reduce}"));
+        assert!(
+            (10..20).any(|i| part2.contains(&format!("Waypoint{i} "))),
+            "part 2 stands as its own sentences: {part2}"
+        );
+        assert!(!part2.contains("travels and travels"));
+    }
+
+    #[tokio::test]
+    async fn when_map_reduce_fails_one_prompt_of_salient_passages_is_tried_then_extraction() {
+        // Every part loops: map-reduce fails, and one prompt of passages is asked.
+        let model = Answering::new(|prompt| {
+            Ok(if part_of(prompt).is_some() {
+                "Victor travels and travels and travels and travels and travels.".into()
+            } else {
+                SYNOPSIS.to_string()
+            })
+        });
+        let summary = Summarizer::with_model(model.clone(), SummarizerOptions::default())
+            .summarize(journey())
+            .await;
+        assert_eq!(summary.fallback_reason, None, "{summary:?}");
+        let seen = model.seen.lock().unwrap();
+        assert_eq!(seen.len(), 7);
+        assert!(seen[6].contains("salient excerpts"), "{}", seen[6]);
+        drop(seen);
+
+        // And when that fails too, both reasons are given.
+        let model = Answering::new(|_| Ok("Victor travels.".into()));
+        let summary = Summarizer::with_model(model.clone(), SummarizerOptions::default())
+            .summarize(journey())
+            .await;
+        assert_eq!(summary.backend.backend, "extractive");
+        let reason = summary.fallback_reason.unwrap();
+        assert!(
+            reason.starts_with("map-reduce: output check")
+                && reason.contains("; salient passages: output check"),
+            "{reason}"
+        );
+
+        // A model that cannot answer is not asked again.
+        let model = Answering::new(|_| Err(GenerateError::Unavailable("down".into())));
+        let summary = Summarizer::with_model(model.clone(), SummarizerOptions::default())
+            .summarize(journey())
+            .await;
+        assert_eq!(summary.backend.backend, "extractive");
+        assert!(
+            summary
+                .fallback_reason
+                .unwrap()
+                .starts_with("map-reduce: model unavailable")
+        );
+        assert!(
+            model.seen.lock().unwrap().len() <= 2,
+            "concurrency 2 asks two at most"
+        );
     }
 }
