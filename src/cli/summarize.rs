@@ -23,6 +23,16 @@ pub(crate) struct SummarizeArgs {
     title: Option<String>,
     #[arg(long)]
     author: Option<String>,
+    #[command(flatten)]
+    backend: BackendArgs,
+    /// Print the summary with its provenance as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Which summarizer to use, over `[summaries]`.
+#[derive(Args, Clone, Default)]
+pub(crate) struct BackendArgs {
     /// extractive, gguf, openai or ollama (default: summaries.backend).
     #[arg(long)]
     backend: Option<crate::config::SummaryBackend>,
@@ -38,9 +48,31 @@ pub(crate) struct SummarizeArgs {
     /// Longest summary in characters.
     #[arg(long)]
     chars: Option<usize>,
-    /// Print the summary with its provenance as JSON.
-    #[arg(long)]
-    json: bool,
+}
+
+impl BackendArgs {
+    /// The settings with these flags applied, checked.
+    fn apply(self, settings: &Settings) -> anyhow::Result<Settings> {
+        let mut settings = settings.clone();
+        let s = &mut settings.summaries;
+        if let Some(backend) = self.backend {
+            s.backend = backend;
+        }
+        if let Some(path) = self.model_path {
+            s.model_path = Some(path);
+        }
+        if let Some(url) = self.url {
+            s.url = Some(url);
+        }
+        if let Some(model) = self.model {
+            s.model = Some(model);
+        }
+        if let Some(chars) = self.chars {
+            s.summary_chars = chars;
+        }
+        settings.validate()?;
+        Ok(settings)
+    }
 }
 
 #[derive(Subcommand)]
@@ -50,6 +82,8 @@ pub(crate) enum SummarizeCommand {
     /// text's five most mentioned characters it names, time and fallback.
     Eval {
         dir: PathBuf,
+        #[command(flatten)]
+        backend: BackendArgs,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -76,8 +110,8 @@ struct EvalRow {
 }
 
 pub(crate) async fn run(settings: &Settings, args: SummarizeArgs) -> anyhow::Result<()> {
-    if let Some(SummarizeCommand::Eval { dir, json }) = args.command {
-        return eval(settings, &dir, json).await;
+    if let Some(SummarizeCommand::Eval { dir, backend, json }) = args.command {
+        return eval(&backend.apply(settings)?, &dir, json).await;
     }
     let Some(file) = args.file else {
         anyhow::bail!("give a FILE to summarize (or `-` for standard input), or `eval DIR`");
@@ -91,24 +125,7 @@ pub(crate) async fn run(settings: &Settings, args: SummarizeArgs) -> anyhow::Res
     } else {
         std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?
     };
-    let mut settings = settings.clone();
-    let s = &mut settings.summaries;
-    if let Some(backend) = args.backend {
-        s.backend = backend;
-    }
-    if let Some(path) = args.model_path {
-        s.model_path = Some(path);
-    }
-    if let Some(url) = args.url {
-        s.url = Some(url);
-    }
-    if let Some(model) = args.model {
-        s.model = Some(model);
-    }
-    if let Some(chars) = args.chars {
-        s.summary_chars = chars;
-    }
-    settings.validate()?;
+    let settings = args.backend.apply(settings)?;
     let summarizer = crate::summaries::build(&settings).await?;
     let book = args.title.map(|title| BookFacts {
         title,
@@ -148,7 +165,6 @@ pub(crate) async fn run(settings: &Settings, args: SummarizeArgs) -> anyhow::Res
 
 async fn eval(settings: &Settings, dir: &std::path::Path, json: bool) -> anyhow::Result<()> {
     use quire_summarize::extractive::{characters, dialogue, is_artifact, split_sentences};
-    settings.validate()?;
     let summarizer = crate::summaries::build(settings).await?;
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?

@@ -87,6 +87,7 @@ async fn main() {
                     ),
                 }
             );
+            println!("    {}", summary.text);
         }
     }
 }
