@@ -8,8 +8,10 @@
 //!   query head, at every token: at a 1,000-token context that halves decode speed);
 //! - attention computed directly over the cache, grouped-query heads reading their shared KV head,
 //!   no mask tensor, in parallel over heads on the generator's rayon pool;
-//! - no f32 `Tensor::matmul`: with `RAYON_NUM_THREADS` unset, candle re-reads `/proc/cpuinfo` at
-//!   every one to choose its thread count.
+//! - a prompt's projections as dense f32 GEMMs over all its tokens at once ([`DENSE_MIN_ROWS`]),
+//!   a token's through the quantized kernels. (Decoding uses no f32 `Tensor::matmul`: with
+//!   `RAYON_NUM_THREADS` unset, candle re-reads `/proc/cpuinfo` at every one to choose its thread
+//!   count, which a prompt's few large GEMMs absorb and a token's many small steps would not.)
 
 use std::io::{Read, Seek};
 use std::sync::Arc;
@@ -207,7 +209,18 @@ impl LlamaWeights {
         tokens: &[u32],
         cache: &mut KvCache,
     ) -> candle_core::Result<Vec<f32>> {
+        self.forward_with(tokens, cache, DENSE_MIN_ROWS)
+    }
+
+    /// [`Self::forward`], with projections of `dense_min_rows` or more rows run dense.
+    pub(crate) fn forward_with(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        dense_min_rows: usize,
+    ) -> candle_core::Result<Vec<f32>> {
         let seq = tokens.len();
+        let dense = seq >= dense_min_rows;
         let start = cache.len;
         if seq == 0 {
             candle_core::bail!("no tokens to run");
@@ -240,9 +253,9 @@ impl LlamaWeights {
         {
             rms_norm(&x, &layer.attn_norm, self.eps, dim, &mut normed);
             let input = Tensor::from_slice(&normed, (seq, dim), &Device::Cpu)?;
-            let mut q = to_vec(layer.q.forward(&input)?)?;
-            let mut k = to_vec(layer.k.forward(&input)?)?;
-            let v = to_vec(layer.v.forward(&input)?)?;
+            let mut q = to_vec(project(&layer.q, &input, dense)?)?;
+            let mut k = to_vec(project(&layer.k, &input, dense)?)?;
+            let v = to_vec(project(&layer.v, &input, dense)?)?;
             for i in 0..seq {
                 let p = start + i;
                 self.rotate(&mut q[i * dim..(i + 1) * dim], p);
@@ -255,18 +268,18 @@ impl LlamaWeights {
             self.attention(&q, keys, values, start, seq, &mut attn);
 
             let attn_in = Tensor::from_slice(&attn, (seq, dim), &Device::Cpu)?;
-            let out = layer.o.forward(&attn_in)?;
+            let out = project(&layer.o, &attn_in, dense)?;
             add_into(&mut x, &to_vec(out)?);
 
             rms_norm(&x, &layer.ffn_norm, self.eps, dim, &mut normed);
             let input = Tensor::from_slice(&normed, (seq, dim), &Device::Cpu)?;
-            let mut gate = to_vec(layer.gate.forward(&input)?)?;
-            let up = to_vec(layer.up.forward(&input)?)?;
+            let mut gate = to_vec(project(&layer.gate, &input, dense)?)?;
+            let up = to_vec(project(&layer.up, &input, dense)?)?;
             for (g, u) in gate.iter_mut().zip(&up) {
                 *g = *g / (1.0 + (-*g).exp()) * u;
             }
             let hidden = Tensor::from_vec(gate, (seq, up.len() / seq), &Device::Cpu)?;
-            add_into(&mut x, &to_vec(layer.down.forward(&hidden)?)?);
+            add_into(&mut x, &to_vec(project(&layer.down, &hidden, dense)?)?);
         }
         cache.len = start + seq;
 
@@ -336,6 +349,27 @@ impl LlamaWeights {
         } else {
             out.chunks_mut(hd).enumerate().for_each(work);
         }
+    }
+}
+
+/// Rows (prompt tokens in one forward pass) from which a projection runs as a dense f32 GEMM.
+///
+/// candle's quantized kernel computes one dot product per row and column; that is the fastest way
+/// to apply a weight matrix to one token (decoding reads the weights once, quantized, so memory
+/// bandwidth bounds it), but a prompt applies each matrix to hundreds of tokens and is bound by
+/// arithmetic, where a cache-blocked GEMM (candle's f32 `matmul`, the `gemm` crate) does 2–3 times
+/// better. The weights are dequantized for the pass and dropped after it: no second copy of the
+/// model is kept (`ops` has the figures: `gguf_bench`, prefill beside llama.cpp's).
+pub(crate) const DENSE_MIN_ROWS: usize = 32;
+
+/// `input · Wᵀ`: quantized, or `dense` (see [`DENSE_MIN_ROWS`]).
+fn project(weights: &QMatMul, input: &Tensor, dense: bool) -> candle_core::Result<Tensor> {
+    match weights {
+        QMatMul::QTensor(q) if dense => {
+            let dense = q.dequantize(&Device::Cpu)?;
+            input.matmul(&dense.t()?)
+        }
+        _ => weights.forward(input),
     }
 }
 

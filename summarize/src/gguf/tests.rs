@@ -488,6 +488,40 @@ fn argmax(logits: &[f32]) -> u32 {
     best as u32
 }
 
+/// A long prompt's dense prefill computes what the quantized kernels compute, within the error
+/// of quantizing the activations to 8 bits (which the quantized kernels do and the dense GEMM
+/// does not).
+#[test]
+fn dense_prefill_matches_the_quantized_kernels() {
+    let f = tiny_file(&Tiny::default());
+    let g = GgufGenerator::load(&f.path, options()).unwrap();
+    let prompt = g.prompt_tokens(&request(&"the theme in été, ".repeat(8), 1));
+    assert!(prompt.len() >= model::DENSE_MIN_ROWS);
+    let w = &g.inner.weights;
+    let (mut a, mut b) = (w.new_cache(), w.new_cache());
+    let dense = w.forward_with(&prompt, &mut a, 1).unwrap();
+    let quantized = w.forward_with(&prompt, &mut b, usize::MAX).unwrap();
+    let worst = dense
+        .iter()
+        .zip(&quantized)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    let scale = quantized.iter().map(|v| v.abs()).fold(0f32, f32::max);
+    assert!(
+        worst <= 0.05 * scale.max(1.0),
+        "logits differ by {worst} (scale {scale})"
+    );
+    // And decoding goes on from either cache alike.
+    let next_a = w.forward_with(&[5], &mut a, usize::MAX).unwrap();
+    let next_b = w.forward_with(&[5], &mut b, usize::MAX).unwrap();
+    let worst = next_a
+        .iter()
+        .zip(&next_b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(worst <= 0.05 * scale.max(1.0), "after the prompt: {worst}");
+}
+
 /// The forward pass computes what candle's own quantized Llama computes.
 #[test]
 fn matches_candles_quantized_llama() {
@@ -504,7 +538,12 @@ fn matches_candles_quantized_llama() {
     let mut steps = vec![prompt.clone(), vec![5], vec![40], vec![7]];
     let mut position = 0;
     for tokens in steps.drain(..) {
-        let ours = g.inner.weights.forward(&tokens, &mut cache).unwrap();
+        // Quantized throughout, as candle computes it (the dense prefill is compared below).
+        let ours = g
+            .inner
+            .weights
+            .forward_with(&tokens, &mut cache, usize::MAX)
+            .unwrap();
         let input = Tensor::new(tokens.as_slice(), &Device::Cpu)
             .unwrap()
             .unsqueeze(0)
