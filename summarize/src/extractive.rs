@@ -42,6 +42,11 @@ pub struct ExtractOptions {
     pub min_words: usize,
     /// Nor are longer ones (run-ons, tables of contents).
     pub max_words: usize,
+    /// A long text (20 sentences a span or more) is read in this many equal spans, and the
+    /// summary takes the best sentence of each before any other, so that it covers the
+    /// beginning, the turning points and the end; its central characters weigh in. Below 2, the
+    /// most central sentences win wherever they are.
+    pub spans: usize,
 }
 
 impl Default for ExtractOptions {
@@ -52,6 +57,7 @@ impl Default for ExtractOptions {
             redundancy: 0.5,
             min_words: 6,
             max_words: 80,
+            spans: 5,
         }
     }
 }
@@ -173,52 +179,59 @@ pub fn dialogue(sentences: &[String]) -> Vec<bool> {
         .collect()
 }
 
+/// Capitalised words that are not characters' names.
+const NOT_NAMES: [&str; 38] = [
+    "I",
+    "Mr",
+    "Mrs",
+    "Miss",
+    "Ms",
+    "Sir",
+    "Lord",
+    "Lady",
+    "Dr",
+    "Captain",
+    "Madam",
+    "Mister",
+    "St",
+    "Street",
+    "God",
+    "Heaven",
+    "Project",
+    "Gutenberg",
+    "Chapter",
+    "English",
+    "French",
+    "Oh",
+    "Ah",
+    "Yes",
+    "No",
+    "O",
+    "Monday",
+    "Sunday",
+    "Saturday",
+    "January",
+    "May",
+    "March",
+    "June",
+    "Christmas",
+    "London",
+    "Aunt",
+    "Uncle",
+    "King",
+];
+
 /// The text's central characters, most mentioned first, up to `n`: capitalised words that are
 /// not the first word of a sentence (so "The" and "But" do not count), not honorifics or words
 /// every English text capitalises, and mentioned at least 10 times. "Mr. Darcy" counts as Darcy.
 pub fn characters(text: &str, n: usize) -> Vec<(String, usize)> {
-    const NOT_NAMES: [&str; 38] = [
-        "I",
-        "Mr",
-        "Mrs",
-        "Miss",
-        "Ms",
-        "Sir",
-        "Lord",
-        "Lady",
-        "Dr",
-        "Captain",
-        "Madam",
-        "Mister",
-        "St",
-        "Street",
-        "God",
-        "Heaven",
-        "Project",
-        "Gutenberg",
-        "Chapter",
-        "English",
-        "French",
-        "Oh",
-        "Ah",
-        "Yes",
-        "No",
-        "O",
-        "Monday",
-        "Sunday",
-        "Saturday",
-        "January",
-        "May",
-        "March",
-        "June",
-        "Christmas",
-        "London",
-        "Aunt",
-        "Uncle",
-        "King",
-    ];
+    characters_in(&split_sentences(strip_gutenberg_boilerplate(text)), n)
+}
+
+/// [`characters`] of pre-split sentences.
+pub fn characters_in(sentences: &[String], n: usize) -> Vec<(String, usize)> {
     let mut counts: HashMap<String, usize> = HashMap::new();
-    for sentence in split_sentences(strip_gutenberg_boilerplate(text)) {
+    for sentence in sentences {
         let words: Vec<&str> = sentence.split_whitespace().collect();
         for (i, raw) in words.iter().enumerate() {
             let word = raw
@@ -323,40 +336,94 @@ fn select_among(
     options: &ExtractOptions,
     eligible: &[bool],
 ) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..sentences.len()).filter(|&i| eligible[i]).collect();
-    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+    let n = sentences.len();
+    let spans = if options.spans > 1 && n >= options.spans * MIN_SENTENCES_PER_SPAN {
+        options.spans
+    } else {
+        1
+    };
+    // In a story, sentences that name its central characters say what happens to whom.
+    let cast: Vec<String> = if spans > 1 {
+        characters_in(sentences, CAST)
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let named = |i: usize| cast_named(&sentences[i], &cast);
+    let weight: Vec<f64> = (0..n)
+        .map(|i| scores[i] * (1.0 + CAST_BONUS * named(i) as f64))
+        .collect();
+    let mut order: Vec<usize> = (0..n).filter(|&i| eligible[i]).collect();
+    order.sort_by(|&a, &b| weight[b].total_cmp(&weight[a]).then(a.cmp(&b)));
+
     let mut chosen: Vec<usize> = Vec::new();
     let mut chars = 0usize;
-    for i in order {
+    // Whether sentence `i` may join: its length, not a near-copy of one taken, within budget.
+    let mut take = |i: usize, chosen: &mut Vec<usize>, max_chars_each: usize| -> bool {
         let words = sentences[i].split_whitespace().count();
-        if words < options.min_words || words > options.max_words {
-            continue;
+        let len = sentences[i].chars().count();
+        if words < options.min_words || words > options.max_words || len > max_chars_each {
+            return false;
         }
-        if chosen
-            .iter()
-            .any(|&c| vectors.cosine(c, i) > options.redundancy)
+        if chosen.contains(&i)
+            || chosen
+                .iter()
+                .any(|&c| vectors.cosine(c, i) > options.redundancy)
         {
-            continue;
+            return false;
         }
         match options.budget {
-            Budget::Sentences(max) => {
-                if chosen.len() >= max {
-                    break;
-                }
-            }
+            Budget::Sentences(max) if chosen.len() >= max => return false,
+            Budget::Sentences(_) => {}
             Budget::Chars(max) => {
-                let add = sentences[i].chars().count() + usize::from(!chosen.is_empty());
+                let add = len + usize::from(!chosen.is_empty());
                 if chars + add > max {
-                    continue;
+                    return false;
                 }
                 chars += add;
             }
         }
         chosen.push(i);
+        true
+    };
+    // Coverage first: the best sentence of each span of the text, so the beginning, the middle
+    // and the end all appear; the first span's names a central character when one can, so the
+    // reader meets them early. A span's sentence may take a little more than its share of the
+    // budget, so that every span still fits.
+    if spans > 1 {
+        let share = match options.budget {
+            Budget::Chars(max) => max * 3 / (2 * spans),
+            Budget::Sentences(_) => usize::MAX,
+        };
+        for span in 0..spans {
+            let range = span * n / spans..(span + 1) * n / spans;
+            let in_span = |i: &&usize| range.contains(*i);
+            let candidates: Vec<usize> = order.iter().filter(in_span).copied().collect();
+            let mut taken = false;
+            if span == 0 && !cast.is_empty() {
+                taken = candidates
+                    .iter()
+                    .filter(|&&i| named(i) > 0)
+                    .any(|&i| take(i, &mut chosen, share));
+            }
+            if !taken {
+                candidates.iter().any(|&i| take(i, &mut chosen, share));
+            }
+        }
+    }
+    for &i in &order {
+        if let Budget::Sentences(max) = options.budget
+            && chosen.len() >= max
+        {
+            break;
+        }
+        take(i, &mut chosen, usize::MAX);
     }
     // A text of only short sentences still gets its best one.
     if chosen.is_empty()
-        && let Some(best) = (0..sentences.len())
+        && let Some(best) = (0..n)
             .filter(|&i| eligible[i])
             .max_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(b.cmp(&a)))
     {
@@ -364,6 +431,27 @@ fn select_among(
     }
     chosen.sort_unstable();
     chosen
+}
+
+/// Central characters a long text's selection favours.
+const CAST: usize = 5;
+/// How much each central character named adds to a sentence's weight (relative to its centrality).
+const CAST_BONUS: f64 = 0.5;
+/// Spans need this many sentences each before a text is read as a story in spans.
+const MIN_SENTENCES_PER_SPAN: usize = 20;
+
+/// How many of `cast` a sentence names (whole words; "Darcy's" names Darcy).
+fn cast_named(sentence: &str, cast: &[String]) -> usize {
+    if cast.is_empty() {
+        return 0;
+    }
+    cast.iter()
+        .filter(|name| {
+            sentence
+                .split(|c: char| !c.is_alphanumeric())
+                .any(|w| w == name.as_str())
+        })
+        .count()
 }
 
 /// PageRank over the similarity graph of `nodes`; returns a score per node, in `nodes` order.
@@ -907,5 +995,70 @@ mod tests {
         let e = extract("   ", &ExtractOptions::default());
         assert!(e.sentences.is_empty());
         assert_eq!(e.text(), "");
+    }
+
+    /// A story of five acts whose most central sentences all sit in the first act.
+    fn five_acts() -> String {
+        let mut text = String::new();
+        let acts = [
+            "the village market",
+            "the long winter road",
+            "the burning mill",
+            "the flooded valley",
+            "the quiet wedding",
+        ];
+        for (a, act) in acts.iter().enumerate() {
+            for i in 0..40 {
+                let line = match (a, i % 4) {
+                    (_, 0) => format!(
+                        "Then Anna and Boris reached {act}, where everything changed for them in part {a}. "
+                    ),
+                    // The first act repeats the story's common words: TextRank loves it.
+                    (0, _) => format!(
+                        "The old farmer counted the sacks of grain at {act} and counted them again on day {i}. "
+                    ),
+                    _ => format!(
+                        "Somewhere near {act} a dog barked while rain kept falling on roof number {i}. "
+                    ),
+                };
+                text.push_str(&line);
+            }
+            // The cast is named often enough to be found.
+            text.push_str("Anna looked at Boris. Boris nodded to Anna. ");
+        }
+        text
+    }
+
+    #[test]
+    fn a_long_story_is_covered_from_beginning_to_end_with_its_cast_named_early() {
+        let text = five_acts();
+        let sentences = split_sentences(&text);
+        let summary = extract(
+            &text,
+            &ExtractOptions {
+                budget: Budget::Chars(900),
+                ..ExtractOptions::default()
+            },
+        );
+        let n = sentences.len();
+        let spans: Vec<usize> = summary.sentences.iter().map(|s| s.index * 5 / n).collect();
+        for span in 0..5 {
+            assert!(
+                spans.contains(&span),
+                "no sentence from span {span}: {:?}",
+                summary.text()
+            );
+        }
+        let first = &summary.sentences[0].text;
+        assert!(
+            first.contains("Anna") || first.contains("Boris"),
+            "the first sentence names the cast: {first}"
+        );
+        assert!(
+            summary
+                .sentences
+                .windows(2)
+                .all(|w| w[0].index < w[1].index)
+        );
     }
 }

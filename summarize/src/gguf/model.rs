@@ -359,7 +359,7 @@ impl LlamaWeights {
 /// bandwidth bounds it), but a prompt applies each matrix to hundreds of tokens and is bound by
 /// arithmetic, where a cache-blocked GEMM (candle's f32 `matmul`, the `gemm` crate) does 2–3 times
 /// better. The weights are dequantized for the pass and dropped after it: no second copy of the
-/// model is kept (`ops` has the figures: `gguf_bench`, prefill beside llama.cpp's).
+/// model is kept. `ops/gguf-vs-llama-cpp.sh` measures prefill beside llama.cpp's.
 pub(crate) const DENSE_MIN_ROWS: usize = 32;
 
 /// `input · Wᵀ`: quantized, or `dense` (see [`DENSE_MIN_ROWS`]).
