@@ -79,7 +79,8 @@ impl BackendArgs {
 pub(crate) enum SummarizeCommand {
     /// Summarize every `.txt` file in DIR with the configured summarizer and measure each summary:
     /// words, sentences, the share of them that is dialogue, layout artifacts, how many of the
-    /// text's five most mentioned characters it names, time and fallback.
+    /// text's five most mentioned characters it names and at which word it first names one, time
+    /// and fallback.
     Eval {
         dir: PathBuf,
         #[command(flatten)]
@@ -104,6 +105,8 @@ struct EvalRow {
     /// The text's most mentioned characters, and those the summary names.
     characters: Vec<String>,
     named: Vec<String>,
+    /// The word of the summary at which one of them is first named (0 = the first word).
+    first_named_at: Option<usize>,
     secs: f64,
     backend: String,
     fallback_reason: Option<String>,
@@ -190,6 +193,10 @@ async fn eval(settings: &Settings, dir: &std::path::Path, json: bool) -> anyhow:
         let spoken = dialogue(&sentences).iter().filter(|&&d| d).count();
         let summary_words: std::collections::HashSet<&str> =
             summary.text.split(|c: char| !c.is_alphanumeric()).collect();
+        let first_named_at = summary.text.split_whitespace().position(|w| {
+            w.split(|c: char| !c.is_alphanumeric())
+                .any(|part| cast.iter().any(|c| c == part))
+        });
         rows.push(EvalRow {
             file: path
                 .file_name()
@@ -206,6 +213,7 @@ async fn eval(settings: &Settings, dir: &std::path::Path, json: bool) -> anyhow:
                 .cloned()
                 .collect(),
             characters: cast,
+            first_named_at,
             secs: summary.elapsed.as_secs_f64(),
             backend: summary.backend.backend.clone(),
             fallback_reason: summary.fallback_reason.clone(),
@@ -216,12 +224,12 @@ async fn eval(settings: &Settings, dir: &std::path::Path, json: bool) -> anyhow:
         return Ok(());
     }
     println!(
-        "{:<16} {:>9} {:>6} {:>5} {:>9} {:>9} {:>7} {:>7}  backend (fallback)  characters named",
-        "file", "chars in", "words", "sent", "dialogue", "artifact", "named", "secs"
+        "{:<16} {:>9} {:>6} {:>5} {:>9} {:>9} {:>7} {:>6} {:>7}  backend (fallback)  characters named",
+        "file", "chars in", "words", "sent", "dialogue", "artifact", "named", "first", "secs"
     );
     for r in &rows {
         println!(
-            "{:<16} {:>9} {:>6} {:>5} {:>8.0}% {:>9} {:>4}/{:<2} {:>7.2}  {}{}  {}",
+            "{:<16} {:>9} {:>6} {:>5} {:>8.0}% {:>9} {:>4}/{:<2} {:>6} {:>7.2}  {}{}  {}",
             r.file,
             r.source_chars,
             r.words,
@@ -230,6 +238,8 @@ async fn eval(settings: &Settings, dir: &std::path::Path, json: bool) -> anyhow:
             r.artifacts,
             r.named.len(),
             r.characters.len(),
+            r.first_named_at
+                .map_or_else(|| "-".to_string(), |w| format!("w{w}")),
             r.secs,
             r.backend,
             r.fallback_reason

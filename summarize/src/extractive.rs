@@ -84,8 +84,30 @@ impl Extract {
 /// Summarizes `text` by extraction.
 pub fn extract(text: &str, options: &ExtractOptions) -> Extract {
     let body = strip_gutenberg_boilerplate(text);
-    let sentences = split_sentences(body);
+    let sentences: Vec<String> = split_sentences(body)
+        .iter()
+        .map(|s| unmark_emphasis(s))
+        .collect();
     extract_sentences(&sentences, options)
+}
+
+/// `text` without plain-text emphasis marks: Gutenberg's `_italics_` (an underscore at a word's
+/// edge; one inside a word, as in `snake_case`, stays).
+pub fn unmark_emphasis(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    chars
+        .iter()
+        .enumerate()
+        .filter(|&(i, &c)| {
+            if c != '_' {
+                return true;
+            }
+            let before = i > 0 && chars[i - 1].is_alphanumeric();
+            let after = chars.get(i + 1).is_some_and(|c| c.is_alphanumeric());
+            before && after
+        })
+        .map(|(_, &c)| c)
+        .collect()
 }
 
 /// Summarizes pre-split `sentences` (e.g. many reviews' sentences together).
@@ -319,7 +341,7 @@ fn select(
     let narrative: Vec<bool> = sentences
         .iter()
         .zip(&spoken)
-        .map(|(s, &spoken)| !spoken && !is_artifact(s))
+        .map(|(s, &spoken)| !spoken && !is_artifact(s) && !is_lead_in(s))
         .collect();
     let chosen = select_among(sentences, vectors, scores, options, &narrative);
     if !chosen.is_empty() {
@@ -327,6 +349,12 @@ fn select(
     }
     let any: Vec<bool> = sentences.iter().map(|s| !is_artifact(s)).collect();
     select_among(sentences, vectors, scores, options, &any)
+}
+
+/// A sentence that only introduces what follows ("He handed me the following letter:"): it
+/// says nothing once the letter is left out.
+fn is_lead_in(sentence: &str) -> bool {
+    sentence.trim_end().ends_with([':', ';', '—', '-', ','])
 }
 
 fn select_among(
@@ -353,7 +381,7 @@ fn select_among(
     };
     let named = |i: usize| cast_named(&sentences[i], &cast);
     let weight: Vec<f64> = (0..n)
-        .map(|i| scores[i] * (1.0 + CAST_BONUS * named(i) as f64))
+        .map(|i| scores[i] * (1.0 + CAST_BONUS * named(i).min(2) as f64))
         .collect();
     let mut order: Vec<usize> = (0..n).filter(|&i| eligible[i]).collect();
     order.sort_by(|&a, &b| weight[b].total_cmp(&weight[a]).then(a.cmp(&b)));
@@ -361,33 +389,34 @@ fn select_among(
     let mut chosen: Vec<usize> = Vec::new();
     let mut chars = 0usize;
     // Whether sentence `i` may join: its length, not a near-copy of one taken, within budget.
-    let mut take = |i: usize, chosen: &mut Vec<usize>, max_chars_each: usize| -> bool {
-        let words = sentences[i].split_whitespace().count();
-        let len = sentences[i].chars().count();
-        if words < options.min_words || words > options.max_words || len > max_chars_each {
-            return false;
-        }
-        if chosen.contains(&i)
-            || chosen
-                .iter()
-                .any(|&c| vectors.cosine(c, i) > options.redundancy)
-        {
-            return false;
-        }
-        match options.budget {
-            Budget::Sentences(max) if chosen.len() >= max => return false,
-            Budget::Sentences(_) => {}
-            Budget::Chars(max) => {
-                let add = len + usize::from(!chosen.is_empty());
-                if chars + add > max {
-                    return false;
-                }
-                chars += add;
+    let mut take =
+        |i: usize, chosen: &mut Vec<usize>, min_words: usize, max_chars_each: usize| -> bool {
+            let words = sentences[i].split_whitespace().count();
+            let len = sentences[i].chars().count();
+            if words < min_words || words > options.max_words || len > max_chars_each {
+                return false;
             }
-        }
-        chosen.push(i);
-        true
-    };
+            if chosen.contains(&i)
+                || chosen
+                    .iter()
+                    .any(|&c| vectors.cosine(c, i) > options.redundancy)
+            {
+                return false;
+            }
+            match options.budget {
+                Budget::Sentences(max) if chosen.len() >= max => return false,
+                Budget::Sentences(_) => {}
+                Budget::Chars(max) => {
+                    let add = len + usize::from(!chosen.is_empty());
+                    if chars + add > max {
+                        return false;
+                    }
+                    chars += add;
+                }
+            }
+            chosen.push(i);
+            true
+        };
     // Coverage first: the best sentence of each span of the text, so the beginning, the middle
     // and the end all appear; the first span's names a central character when one can, so the
     // reader meets them early. A span's sentence may take a little more than its share of the
@@ -397,6 +426,9 @@ fn select_among(
             Budget::Chars(max) => max * 3 / (2 * spans),
             Budget::Sentences(_) => usize::MAX,
         };
+        // A span stands for a fifth of the story: "Holmes had not come back yet." is too slight.
+        let span_min_words = options.min_words.max(SPAN_MIN_WORDS);
+
         for span in 0..spans {
             let range = span * n / spans..(span + 1) * n / spans;
             let in_span = |i: &&usize| range.contains(*i);
@@ -406,20 +438,28 @@ fn select_among(
                 taken = candidates
                     .iter()
                     .filter(|&&i| named(i) > 0)
-                    .any(|&i| take(i, &mut chosen, share));
+                    .any(|&i| take(i, &mut chosen, span_min_words, share));
             }
             if !taken {
-                candidates.iter().any(|&i| take(i, &mut chosen, share));
+                candidates
+                    .iter()
+                    .any(|&i| take(i, &mut chosen, span_min_words, share));
             }
         }
     }
+    // The rest by weight; in a story, no slighter sentences than the spans'.
+    let fill_min_words = if spans > 1 {
+        options.min_words.max(SPAN_MIN_WORDS)
+    } else {
+        options.min_words
+    };
     for &i in &order {
         if let Budget::Sentences(max) = options.budget
             && chosen.len() >= max
         {
             break;
         }
-        take(i, &mut chosen, usize::MAX);
+        take(i, &mut chosen, fill_min_words, usize::MAX);
     }
     // A text of only short sentences still gets its best one.
     if chosen.is_empty()
@@ -435,8 +475,11 @@ fn select_among(
 
 /// Central characters a long text's selection favours.
 const CAST: usize = 5;
-/// How much each central character named adds to a sentence's weight (relative to its centrality).
+/// How much each central character named (two at most: "Sherlock Holmes" is two names) adds to
+/// a sentence's weight, relative to its centrality.
 const CAST_BONUS: f64 = 0.5;
+/// The fewest words of a span's sentence.
+const SPAN_MIN_WORDS: usize = 12;
 /// Spans need this many sentences each before a text is read as a story in spans.
 const MIN_SENTENCES_PER_SPAN: usize = 20;
 
@@ -1059,6 +1102,14 @@ mod tests {
                 .sentences
                 .windows(2)
                 .all(|w| w[0].index < w[1].index)
+        );
+    }
+
+    #[test]
+    fn emphasis_marks_go_but_underscores_inside_words_stay() {
+        assert_eq!(
+            unmark_emphasis("which was _father._ The _sister_ of snake_case."),
+            "which was father. The sister of snake_case."
         );
     }
 }

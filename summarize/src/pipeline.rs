@@ -740,6 +740,9 @@ fn fit(text: &str, tokens: usize, generator: &dyn TextGenerator) -> String {
             &ExtractOptions {
                 budget: Budget::Chars(chars),
                 min_words: 4,
+                // The model's passages: the most central sentences, short ones too (the
+                // synopsis in spans is for readers).
+                spans: 0,
                 ..ExtractOptions::default()
             },
         );
