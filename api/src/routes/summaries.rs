@@ -2,19 +2,110 @@
 //! summarizer (extractive by default, or the local model), with the same guardrails as the
 //! summaries the platform keeps for its books.
 
-use axum::extract::State;
+use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use quire_summarize::{BookFacts, Subject, SummaryRequest};
+use serde::Deserialize;
 
 use crate::AppState;
 use crate::dto::{GenerateSummary, GeneratedSummary};
-use crate::error::{ApiError, Problem, Validation};
-use crate::extract::{Json, User};
+use crate::error::{ApiError, FieldError, Problem, Validation};
+use crate::extract::{Json, Query, User};
 
-/// Summarizes the posted content (members and admins).
+/// The book facts of a `text/plain` request, as query parameters.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TextParams {
+    title: Option<String>,
+    author: Option<String>,
+    genre: Option<String>,
+    year_published: Option<i32>,
+}
+
+/// What to summarize: a JSON body (the seed shape), or the text itself as `text/plain` (a whole
+/// novel posted as it is, read once into one buffer as it streams in, and refused as soon as it
+/// passes the limit) with the book facts in the query.
+pub(crate) struct SummaryInput(GenerateSummary);
+
+impl FromRequest<AppState> for SummaryInput {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let plain = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("text/plain")
+            });
+        if !plain {
+            let Json(body) = Json::<GenerateSummary>::from_request(req, state).await?;
+            return Ok(Self(body));
+        }
+        let (mut parts, body) = req.into_parts();
+        let Query(params) = Query::<TextParams>::from_request_parts(&mut parts, state).await?;
+        // Characters are at most four bytes of UTF-8: more bytes than that are over the limit
+        // whatever they hold.
+        let max_bytes = state.config.generate_limit.saturating_mul(4);
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+        let too_large = || {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the text is over {max_bytes} bytes"),
+            )
+        };
+        if declared.is_some_and(|n| n > max_bytes) {
+            return Err(too_large());
+        }
+        let mut bytes = Vec::with_capacity(declared.unwrap_or(0));
+        let mut stream = body.into_data_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                ApiError::new(StatusCode::BAD_REQUEST, "unreadable_body", e.to_string())
+            })?;
+            if bytes.len() + chunk.len() > max_bytes {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        let content = String::from_utf8(bytes).map_err(|e| {
+            ApiError::invalid_fields(vec![FieldError {
+                field: "content".into(),
+                message: format!(
+                    "the text is not UTF-8 (at byte {})",
+                    e.utf8_error().valid_up_to()
+                ),
+            }])
+        })?;
+        Ok(Self(GenerateSummary {
+            content: Some(content),
+            text: None,
+            title: params.title,
+            author: params.author,
+            genre: params.genre,
+            year_published: params.year_published,
+        }))
+    }
+}
+
+/// Summarizes the posted content (members and admins): JSON, or a whole text as `text/plain`.
 #[utoipa::path(
     post, path = "/generate-summary", tag = "summaries",
-    request_body = GenerateSummary,
+    request_body(
+        description = "JSON, or the text itself as `text/plain` with the book facts (`title`, `author`, `genre`, `year_published`) in the query.",
+        content(
+            (GenerateSummary = "application/json"),
+            (String = "text/plain"),
+        )
+    ),
     responses(
         (status = 200, body = GeneratedSummary),
         (status = 401, body = Problem, content_type = "application/problem+json"),
@@ -27,7 +118,7 @@ use crate::extract::{Json, User};
 pub(crate) async fn generate(
     State(state): State<AppState>,
     User(_caller): User,
-    Json(body): Json<GenerateSummary>,
+    SummaryInput(body): SummaryInput,
 ) -> Result<Response, ApiError> {
     let mut v = Validation::default();
     let content = body.content.or(body.text).unwrap_or_default();
