@@ -242,6 +242,11 @@ pub struct SummarySettings {
     pub summary_chars: usize,
     /// Tokens the model may generate per summary.
     pub max_tokens: usize,
+    /// Parts a text too long for the model is cut into and summarized one by one before the
+    /// synopsis (map-reduce); below 2, one prompt of its most salient sentences instead.
+    pub sections: usize,
+    /// Tokens of each part's salient sentences the model reads.
+    pub section_tokens: usize,
     /// The most characters `POST /generate-summary` accepts (2,000,000: a whole novel; *Moby
     /// Dick* is 1.2 million).
     pub generate_max_chars: usize,
@@ -486,6 +491,8 @@ impl Default for Settings {
                 timeout_secs: 600,
                 summary_chars: 900,
                 max_tokens: 256,
+                sections: 6,
+                section_tokens: 480,
                 generate_max_chars: 2_000_000,
                 debounce_secs: 30,
                 max_wait_secs: 600,
@@ -665,6 +672,11 @@ impl Settings {
             ),
             at_least("summaries.max_tokens", self.summaries.max_tokens as u64, 16),
             at_least("summaries.threads", self.summaries.threads as u64, 1),
+            at_least(
+                "summaries.section_tokens",
+                self.summaries.section_tokens as u64,
+                64,
+            ),
             at_least(
                 "summaries.max_concurrency",
                 self.summaries.max_concurrency as u64,

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use quire_summarize::gguf::{GgufGenerator, GgufOptions};
 use quire_summarize::http::{Api, HttpGenerator, HttpOptions};
+use quire_summarize::pipeline::MapReduce;
 use quire_summarize::{Summarizer, SummarizerOptions, TextGenerator};
 
 use crate::config::{Settings, SummaryBackend};
@@ -13,10 +14,17 @@ use crate::config::{Settings, SummaryBackend};
 /// The summarizer `[summaries]` describes; loading a model file can take seconds.
 pub(crate) async fn build(settings: &Settings) -> anyhow::Result<Summarizer> {
     let s = &settings.summaries;
+    let defaults = SummarizerOptions::default();
     let options = SummarizerOptions {
         summary_chars: s.summary_chars,
         max_tokens: s.max_tokens,
-        ..SummarizerOptions::default()
+        map_reduce: MapReduce {
+            sections: s.sections,
+            section_tokens: s.section_tokens,
+            concurrency: s.max_concurrency,
+            ..defaults.map_reduce
+        },
+        ..defaults
     };
     let generator: Arc<dyn TextGenerator> = match s.backend {
         SummaryBackend::Extractive => return Ok(Summarizer::extractive(options)),
