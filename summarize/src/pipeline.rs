@@ -1052,9 +1052,11 @@ mod tests {
         assert_eq!(summary.text, "No reviews yet.");
     }
 
+    type Answer = Box<dyn Fn(&str) -> Result<String, GenerateError> + Send + Sync>;
+
     /// A model that answers each user message with `answer(message)` and records the messages.
     struct Answering {
-        answer: Box<dyn Fn(&str) -> Result<String, GenerateError> + Send + Sync>,
+        answer: Answer,
         seen: Mutex<Vec<String>>,
     }
 
@@ -1218,10 +1220,9 @@ mod tests {
             .summarize(journey())
             .await;
         assert_eq!(summary.fallback_reason, None, "{summary:?}");
-        let seen = model.seen.lock().unwrap();
+        let seen = model.seen.lock().unwrap().clone();
         assert_eq!(seen.len(), 7);
         assert!(seen[6].contains("salient excerpts"), "{}", seen[6]);
-        drop(seen);
 
         // And when that fails too, both reasons are given.
         let model = Answering::new(|_| Ok("Victor travels.".into()));
