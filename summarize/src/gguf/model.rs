@@ -29,9 +29,9 @@ pub(crate) struct LlamaWeights {
     output_norm: Vec<f32>,
     output: QMatMul,
     dim: usize,
-    heads: usize,
-    kv_heads: usize,
-    head_dim: usize,
+    pub(crate) heads: usize,
+    pub(crate) kv_heads: usize,
+    pub(crate) head_dim: usize,
     eps: f32,
     /// cos and sin of each position's rotary angles, `[position][head_dim / 2]`.
     cos: Vec<f32>,
@@ -265,7 +265,11 @@ impl LlamaWeights {
             values.truncate(start * kv_dim);
             keys.extend_from_slice(&k);
             values.extend_from_slice(&v);
-            self.attention(&q, keys, values, start, seq, &mut attn);
+            if dense {
+                self.dense_attention(&q, keys, values, start, seq, &mut attn)?;
+            } else {
+                self.attention(&q, keys, values, start, seq, &mut attn);
+            }
 
             let attn_in = Tensor::from_slice(&attn, (seq, dim), &Device::Cpu)?;
             let out = project(&layer.o, &attn_in, dense)?;
@@ -305,8 +309,79 @@ impl LlamaWeights {
         }
     }
 
+    /// [`Self::attention`] as matrix products, for a prompt: per KV head, the queries of the
+    /// heads that share it against all its keys at once (one GEMM for the scores, one for the
+    /// weighted values), with the causal mask and softmax in between. Per query and head, as
+    /// `attention` does it, a 2,048-token prompt spends as long in attention as in all the
+    /// projections together.
+    pub(crate) fn dense_attention(
+        &self,
+        q: &[f32],
+        keys: &[f32],
+        values: &[f32],
+        start: usize,
+        seq: usize,
+        out: &mut [f32],
+    ) -> candle_core::Result<()> {
+        let hd = self.head_dim;
+        let kv_dim = self.kv_heads * hd;
+        let group = self.heads / self.kv_heads;
+        let dim = self.heads * hd;
+        let total = start + seq;
+        let scale = 1.0 / (hd as f32).sqrt();
+        for kvh in 0..self.kv_heads {
+            let gather = |cache: &[f32]| -> Vec<f32> {
+                let mut rows = Vec::with_capacity(total * hd);
+                for j in 0..total {
+                    rows.extend_from_slice(&cache[j * kv_dim + kvh * hd..][..hd]);
+                }
+                rows
+            };
+            let k = Tensor::from_vec(gather(keys), (total, hd), &Device::Cpu)?;
+            let v = Tensor::from_vec(gather(values), (total, hd), &Device::Cpu)?;
+            // The group's queries stacked: row g * seq + i is head (kvh * group + g), token i.
+            let mut stacked = Vec::with_capacity(group * seq * hd);
+            for g in 0..group {
+                let h = kvh * group + g;
+                for i in 0..seq {
+                    stacked.extend_from_slice(&q[i * dim + h * hd..][..hd]);
+                }
+            }
+            let queries = Tensor::from_vec(stacked, (group * seq, hd), &Device::Cpu)?;
+            let mut scores = to_vec(queries.matmul(&k.t()?)?)?;
+            scores
+                .par_chunks_mut(total)
+                .enumerate()
+                .for_each(|(row, s)| {
+                    let visible = start + row % seq + 1;
+                    let max = s[..visible]
+                        .iter()
+                        .fold(f32::NEG_INFINITY, |m, &x| m.max(x * scale));
+                    let mut sum = 0f32;
+                    for x in &mut s[..visible] {
+                        *x = (*x * scale - max).exp();
+                        sum += *x;
+                    }
+                    for x in &mut s[..visible] {
+                        *x /= sum;
+                    }
+                    s[visible..].fill(0.0);
+                });
+            let weights = Tensor::from_vec(scores, (group * seq, total), &Device::Cpu)?;
+            let mixed = to_vec(weights.matmul(&v)?)?;
+            for g in 0..group {
+                let h = kvh * group + g;
+                for i in 0..seq {
+                    out[i * dim + h * hd..][..hd]
+                        .copy_from_slice(&mixed[(g * seq + i) * hd..][..hd]);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Causal attention of `seq` queries (at positions `start..`) over the cache.
-    fn attention(
+    pub(crate) fn attention(
         &self,
         q: &[f32],
         keys: &[f32],

@@ -522,6 +522,33 @@ fn dense_prefill_matches_the_quantized_kernels() {
     assert!(worst <= 0.05 * scale.max(1.0), "after the prompt: {worst}");
 }
 
+/// Attention as matrix products (a prompt's) equals attention query by query (a token's).
+#[test]
+fn dense_attention_equals_attention_query_by_query() {
+    let f = tiny_file(&Tiny::default());
+    let g = GgufGenerator::load(&f.path, options()).unwrap();
+    let w = &g.inner.weights;
+    let (start, seq) = (7, 40);
+    let dim = w.heads * w.head_dim;
+    let kv_dim = w.kv_heads * w.head_dim;
+    // Deterministic values of both signs.
+    let wave = |n: usize, k: f32| -> Vec<f32> { (0..n).map(|i| ((i as f32) * k).sin()).collect() };
+    let q = wave(seq * dim, 0.37);
+    let keys = wave((start + seq) * kv_dim, 0.11);
+    let values = wave((start + seq) * kv_dim, 0.23);
+    let mut a = vec![0f32; seq * dim];
+    let mut b = vec![0f32; seq * dim];
+    w.attention(&q, &keys, &values, start, seq, &mut a);
+    w.dense_attention(&q, &keys, &values, start, seq, &mut b)
+        .unwrap();
+    let worst = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(worst < 1e-4, "differ by {worst}");
+}
+
 /// The forward pass computes what candle's own quantized Llama computes.
 #[test]
 fn matches_candles_quantized_llama() {
