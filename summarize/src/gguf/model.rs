@@ -354,17 +354,10 @@ impl LlamaWeights {
                 .enumerate()
                 .for_each(|(row, s)| {
                     let visible = start + row % seq + 1;
-                    let max = s[..visible]
-                        .iter()
-                        .fold(f32::NEG_INFINITY, |m, &x| m.max(x * scale));
-                    let mut sum = 0f32;
                     for x in &mut s[..visible] {
-                        *x = (*x * scale - max).exp();
-                        sum += *x;
+                        *x *= scale;
                     }
-                    for x in &mut s[..visible] {
-                        *x /= sum;
-                    }
+                    softmax(&mut s[..visible]);
                     s[visible..].fill(0.0);
                 });
             let weights = Tensor::from_vec(scores, (group * seq, total), &Device::Cpu)?;
@@ -402,15 +395,9 @@ impl LlamaWeights {
             let mut scores: Vec<f32> = (0..visible)
                 .map(|j| dot(query, &keys[j * kv_dim + kvh * hd..][..hd]) * scale)
                 .collect();
-            let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0f32;
-            for s in &mut scores {
-                *s = (*s - max).exp();
-                sum += *s;
-            }
+            softmax(&mut scores);
             out.fill(0.0);
-            for (j, s) in scores.iter().enumerate() {
-                let w = s / sum;
+            for (j, &w) in scores.iter().enumerate() {
                 let value = &values[j * kv_dim + kvh * hd..][..hd];
                 for (o, v) in out.iter_mut().zip(value) {
                     *o += w * v;
@@ -445,6 +432,19 @@ fn project(weights: &QMatMul, input: &Tensor, dense: bool) -> candle_core::Resul
             input.matmul(&dense.t()?)
         }
         _ => weights.forward(input),
+    }
+}
+
+/// Attention scores into weights that sum to 1 (shifted by the largest, so `exp` cannot overflow).
+fn softmax(scores: &mut [f32]) {
+    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0f32;
+    for s in scores.iter_mut() {
+        *s = (*s - max).exp();
+        sum += *s;
+    }
+    for s in scores.iter_mut() {
+        *s /= sum;
     }
 }
 
