@@ -110,6 +110,8 @@ struct EvalRow {
     secs: f64,
     backend: String,
     fallback_reason: Option<String>,
+    /// The summary itself (in `--json`), to read beside the figures.
+    summary: String,
 }
 
 pub(crate) async fn run(settings: &Settings, args: SummarizeArgs) -> anyhow::Result<()> {
@@ -217,6 +219,7 @@ async fn eval(settings: &Settings, dir: &std::path::Path, json: bool) -> anyhow:
             secs: summary.elapsed.as_secs_f64(),
             backend: summary.backend.backend.clone(),
             fallback_reason: summary.fallback_reason.clone(),
+            summary: summary.text.clone(),
         });
     }
     if json {

@@ -639,6 +639,11 @@ impl Summarizer {
                     .iter()
                     .flat_map(|(_, t)| extractive::split_sentences(t))
                     .collect();
+                // Reviews one after another are no story to read in spans.
+                let options = ExtractOptions {
+                    spans: 0,
+                    ..options
+                };
                 extractive::extract_sentences(&sentences, &options).text()
             }
             Subject::Book | Subject::Text => match &prepared.text {
