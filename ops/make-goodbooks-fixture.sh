@@ -5,9 +5,9 @@
 # those books (the first 40 of each book, plus every row of a duplicated (book_id, user_id) pair,
 # so the fixture keeps the dataset's real duplicates, some with conflicting ratings).
 #
-# Usage: ops/make-goodbooks-fixture.sh [SOURCE_DIR] [OUT_DIR]
+# Usage: ops/make-goodbooks-fixture.sh GOODBOOKS_DIR [OUT_DIR]
 set -euo pipefail
-src=${1:-/work/shared/data/goodbooks-10k}
+src=${1:?usage: ops/make-goodbooks-fixture.sh GOODBOOKS_DIR [OUT_DIR]}
 out=${2:-"$(dirname "$0")/../tests/fixtures/goodbooks-mini"}
 mkdir -p "$out"
 python3 - "$src" "$out" <<'PY'

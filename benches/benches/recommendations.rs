@@ -5,9 +5,8 @@
 //! serves `GET /recommendations`, measured over real HTTP for random raters (collaborative) and
 //! for members without interactions (cold start).
 //!
-//! Run: `cargo bench -p quire-benches --bench recommendations` (QUIRE_BENCH_GOODBOOKS: the
-//! goodbooks-10k directory, default `../shared/data/goodbooks-10k`; QUIRE_BENCH_SECONDS per timed
-//! scenario, default 5).
+//! Run: `QUIRE_BENCH_GOODBOOKS=DIR cargo bench -p quire-benches --bench recommendations` (DIR:
+//! the goodbooks-10k directory; QUIRE_BENCH_SECONDS per timed scenario, default 5).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -67,12 +66,7 @@ async fn append_all(
 async fn main() {
     let dir: PathBuf = std::env::var("QUIRE_BENCH_GOODBOOKS")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../shared/data/goodbooks-10k"
-            ))
-        });
+        .expect("set QUIRE_BENCH_GOODBOOKS to the goodbooks-10k directory");
     // One rating per (book, user), the last row winning: the goodbooks reader the importer uses.
     let read = quire_recs::goodbooks::read_rating_rows_file(
         &dir.join("ratings.csv"),

@@ -2,8 +2,8 @@
 //! model, and the same model behind the OpenAI-compatible HTTP server (`serve::router`) reached
 //! through the HTTP backend over a local socket.
 //!
-//! `cargo run --release -p quire-summarize --example novels -- MODEL.gguf [DIR]`
-//! (DIR: a folder of UTF-8 `.txt` novels, default `../shared/data/gutenberg`).
+//! `cargo run --release -p quire-summarize --example novels -- MODEL.gguf DIR`
+//! (DIR: a folder of UTF-8 `.txt` novels, e.g. Project Gutenberg's).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,10 +15,9 @@ use quire_summarize::{Subject, Summarizer, SummarizerOptions, SummaryRequest, Te
 #[tokio::main]
 async fn main() {
     let mut args = std::env::args().skip(1);
-    let model_path = args.next().expect("usage: novels MODEL.gguf [DIR]");
-    let dir = args.next().unwrap_or_else(|| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/data/gutenberg").into()
-    });
+    let usage = "usage: novels MODEL.gguf DIR";
+    let model_path = args.next().expect(usage);
+    let dir = args.next().expect(usage);
     let mut novels: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{dir}: {e}"))
         .filter_map(|e| e.ok().map(|e| e.path()))
