@@ -51,28 +51,25 @@ impl FromRequest<AppState> for SummaryInput {
         // Characters are at most four bytes of UTF-8: more bytes than that are over the limit
         // whatever they hold.
         let max_bytes = state.config.generate_limit.saturating_mul(4);
+        // Read up to the limit, as axum's own limit reads a JSON body: refusing on a declared
+        // length alone, before reading, leaves the client writing into a closed connection (it
+        // sees a broken pipe, not the 413). The declared length only sizes the buffer.
         let declared = parts
             .headers
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-        let too_large = || {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                format!("the text is over {max_bytes} bytes"),
-            )
-        };
-        if declared.is_some_and(|n| n > max_bytes) {
-            return Err(too_large());
-        }
-        let mut bytes = Vec::with_capacity(declared.unwrap_or(0));
+        let mut bytes = Vec::with_capacity(declared.unwrap_or(0).min(max_bytes));
         let mut stream = body.into_data_stream();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| {
                 ApiError::new(StatusCode::BAD_REQUEST, "unreadable_body", e.to_string())
             })?;
             if bytes.len() + chunk.len() > max_bytes {
-                return Err(too_large());
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    format!("the text is over {max_bytes} bytes"),
+                ));
             }
             bytes.extend_from_slice(&chunk);
         }
