@@ -1116,51 +1116,37 @@ async fn generate_summary_summarizes_posted_content_with_guardrails(backend: Bac
     assert_eq!(too_big.status(), StatusCode::PAYLOAD_TOO_LARGE);
 
     // The text itself, as text/plain, with the book facts in the query.
-    let response = app
-        .as_user(&member)
-        .post(app.url("/generate-summary?title=Frankenstein&author=Mary%20Shelley"))
-        .header("content-type", "text/plain; charset=utf-8")
-        .body(novel.clone())
-        .send()
-        .await
-        .unwrap();
+    let post_text = |query: &str, body: reqwest::Body| {
+        app.as_user(&member)
+            .post(app.url(&format!("/generate-summary{query}")))
+            .header("content-type", "text/plain; charset=utf-8")
+            .body(body)
+            .send()
+    };
+    let response = post_text(
+        "?title=Frankenstein&author=Mary%20Shelley",
+        novel.clone().into(),
+    )
+    .await
+    .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.unwrap();
     assert!(
         body["summary"].as_str().unwrap().contains("Frankenstein"),
         "{body}"
     );
-    let not_utf8 = app
-        .as_user(&member)
-        .post(app.url("/generate-summary"))
-        .header("content-type", "text/plain")
-        .body(vec![b'a', 0xff, b'b'])
-        .send()
-        .await
-        .unwrap();
+    let not_utf8 = post_text("", vec![b'a', 0xff, b'b'].into()).await.unwrap();
     assert_problem(
         not_utf8,
         StatusCode::UNPROCESSABLE_ENTITY,
         "validation_failed",
     )
     .await;
-    let unknown = app
-        .as_user(&member)
-        .post(app.url("/generate-summary?titel=Frankenstein"))
-        .header("content-type", "text/plain")
-        .body(content)
-        .send()
+    let unknown = post_text("?titel=Frankenstein", content.into())
         .await
         .unwrap();
     assert_problem(unknown, StatusCode::BAD_REQUEST, "invalid_query").await;
-    let too_big = app
-        .as_user(&member)
-        .post(app.url("/generate-summary"))
-        .header("content-type", "text/plain")
-        .body("x".repeat(8_000_001))
-        .send()
-        .await
-        .unwrap();
+    let too_big = post_text("", "x".repeat(8_000_001).into()).await.unwrap();
     assert_problem(too_big, StatusCode::PAYLOAD_TOO_LARGE, "body_too_large").await;
 }
 
