@@ -1,17 +1,18 @@
-//! The Llama forward pass: candle's quantized matmul kernels for the weights, plain Rust for the
-//! rest.
+//! The Llama forward pass: candle's quantized matmul kernels for a decoded token's weights, dense
+//! f32 GEMMs for a prompt's, plain Rust for the rest.
 //!
 //! Same arithmetic as `candle_transformers::models::quantized_llama::ModelWeights` (a test checks
-//! the logits against it), with what decoding needs to stay fast on a long prompt:
+//! the logits of the quantized path against it, and the dense path against the quantized one),
+//! with what decoding needs to stay fast on a long prompt:
 //!
 //! - a KV cache appended in place (candle's concatenates the whole cache, and copies it again per
 //!   query head, at every token: at a 1,000-token context that halves decode speed);
-//! - attention computed directly over the cache, grouped-query heads reading their shared KV head,
-//!   no mask tensor, in parallel over heads on the generator's rayon pool;
-//! - a prompt's projections as dense f32 GEMMs over all its tokens at once ([`DENSE_MIN_ROWS`]),
-//!   a token's through the quantized kernels. (Decoding uses no f32 `Tensor::matmul`: with
-//!   `RAYON_NUM_THREADS` unset, candle re-reads `/proc/cpuinfo` at every one to choose its thread
-//!   count, which a prompt's few large GEMMs absorb and a token's many small steps would not.)
+//! - a decoded token's attention computed directly over the cache, grouped-query heads reading
+//!   their shared KV head, no mask tensor, in parallel over heads on the generator's rayon pool;
+//! - a prompt's projections and attention as matrix products over all its tokens at once
+//!   ([`DENSE_MIN_ROWS`]). (Decoding uses no f32 `Tensor::matmul`: with `RAYON_NUM_THREADS`
+//!   unset, candle re-reads `/proc/cpuinfo` at every one to choose its thread count, which a
+//!   prompt's few large products absorb and a token's many small steps would not.)
 
 use std::io::{Read, Seek};
 use std::sync::Arc;
@@ -212,7 +213,7 @@ impl LlamaWeights {
         self.forward_with(tokens, cache, DENSE_MIN_ROWS)
     }
 
-    /// [`Self::forward`], with projections of `dense_min_rows` or more rows run dense.
+    /// [`Self::forward`], with passes of `dense_min_rows` or more tokens run dense.
     pub(crate) fn forward_with(
         &self,
         tokens: &[u32],
@@ -414,7 +415,8 @@ impl LlamaWeights {
     }
 }
 
-/// Rows (prompt tokens in one forward pass) from which a projection runs as a dense f32 GEMM.
+/// Rows (prompt tokens in one forward pass) from which the projections run as dense f32 GEMMs
+/// (and attention as matrix products, [`LlamaWeights::dense_attention`]).
 ///
 /// candle's quantized kernel computes one dot product per row and column; that is the fastest way
 /// to apply a weight matrix to one token (decoding reads the weights once, quantized, so memory
