@@ -798,20 +798,42 @@ mod tests {
     use super::*;
     use crate::{FinishReason, GenerateError, Generation};
 
-    /// A test double of a model: answers a fixed reply and records the prompt it saw.
+    type Answer = Box<dyn Fn(&str) -> Result<String, GenerateError> + Send + Sync>;
+
+    /// A test double of a model: answers each user message with `answer(message)` and records
+    /// the requests it saw.
     struct Scripted {
-        reply: Result<String, GenerateError>,
+        answer: Answer,
         seen: Mutex<Vec<ChatRequest>>,
         context: usize,
     }
 
     impl Scripted {
+        /// A model that answers every prompt with `reply`.
         fn new(reply: Result<&str, GenerateError>, context: usize) -> Arc<Self> {
+            let reply = reply.map(str::to_string);
+            Self::answering(context, move |_| reply.clone())
+        }
+
+        fn answering(
+            context: usize,
+            answer: impl Fn(&str) -> Result<String, GenerateError> + Send + Sync + 'static,
+        ) -> Arc<Self> {
             Arc::new(Self {
-                reply: reply.map(str::to_string),
+                answer: Box::new(answer),
                 seen: Mutex::new(Vec::new()),
                 context,
             })
+        }
+
+        /// The user messages it was sent, in order.
+        fn prompts(&self) -> Vec<String> {
+            self.seen
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|r| r.messages[1].content.clone())
+                .collect()
         }
     }
 
@@ -830,8 +852,9 @@ mod tests {
             text.split_whitespace().count()
         }
         async fn generate(&self, request: ChatRequest) -> Result<Generation, GenerateError> {
+            let answer = (self.answer)(&request.messages[1].content);
             self.seen.lock().unwrap().push(request);
-            self.reply.clone().map(|text| Generation {
+            answer.map(|text| Generation {
                 text,
                 prompt_tokens: 100,
                 completion_tokens: 20,
@@ -1057,52 +1080,8 @@ mod tests {
         assert_eq!(summary.text, "No reviews yet.");
     }
 
-    type Answer = Box<dyn Fn(&str) -> Result<String, GenerateError> + Send + Sync>;
-
-    /// A model that answers each user message with `answer(message)` and records the messages.
-    struct Answering {
-        answer: Answer,
-        seen: Mutex<Vec<String>>,
-    }
-
-    impl Answering {
-        fn new(
-            answer: impl Fn(&str) -> Result<String, GenerateError> + Send + Sync + 'static,
-        ) -> Arc<Self> {
-            Arc::new(Self {
-                answer: Box::new(answer),
-                seen: Mutex::new(Vec::new()),
-            })
-        }
-    }
-
-    #[async_trait]
-    impl TextGenerator for Answering {
-        fn info(&self) -> BackendInfo {
-            BackendInfo {
-                backend: "test".into(),
-                model: "answering".into(),
-            }
-        }
-        fn context_window(&self) -> usize {
-            900
-        }
-        fn count_tokens(&self, text: &str) -> usize {
-            text.split_whitespace().count()
-        }
-        async fn generate(&self, request: ChatRequest) -> Result<Generation, GenerateError> {
-            let user = request.messages[1].content.clone();
-            self.seen.lock().unwrap().push(user.clone());
-            (self.answer)(&user).map(|text| Generation {
-                text,
-                prompt_tokens: 100,
-                completion_tokens: 20,
-                finish_reason: FinishReason::Stop,
-                prefill: Duration::from_millis(1),
-                elapsed: Duration::from_millis(2),
-            })
-        }
-    }
+    /// The context of the model that reads [`journey`].
+    const JOURNEY_CONTEXT: usize = 900;
 
     /// A journey of 60 stages, each with its own place name: far too long for a 900-token model.
     fn journey() -> SummaryRequest {
@@ -1135,7 +1114,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_long_text_is_summarized_part_by_part_then_as_a_whole() {
-        let model = Answering::new(|prompt| {
+        let model = Scripted::answering(JOURNEY_CONTEXT, |prompt| {
             Ok(match part_of(prompt) {
                 Some(k) => format!("In part {k} Victor Frankenstein travels on with Clerval."),
                 None => SYNOPSIS.to_string(),
@@ -1147,7 +1126,7 @@ mod tests {
         assert_eq!(summary.backend.backend, "test", "{summary:?}");
         assert_eq!(summary.fallback_reason, None);
         assert_eq!(summary.text, SYNOPSIS);
-        let seen = model.seen.lock().unwrap();
+        let seen = model.prompts();
         assert_eq!(seen.len(), 7, "six parts and the synopsis");
         assert_eq!(
             summary.prompt_tokens, 700,
@@ -1184,7 +1163,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_part_is_replaced_by_its_central_sentences() {
-        let model = Answering::new(|prompt| {
+        let model = Scripted::answering(JOURNEY_CONTEXT, |prompt| {
             Ok(match part_of(prompt) {
                 Some(2) => "Victor travels and travels and travels and travels and travels and \
                     travels and travels and travels."
@@ -1197,7 +1176,7 @@ mod tests {
             .summarize(journey())
             .await;
         assert_eq!(summary.fallback_reason, None, "{summary:?}");
-        let seen = model.seen.lock().unwrap();
+        let seen = model.prompts();
         let reduce = seen.last().unwrap();
         let summaries = reduce
             .split("<<<BEGIN part summaries>>>")
@@ -1214,7 +1193,7 @@ mod tests {
     #[tokio::test]
     async fn when_map_reduce_fails_one_prompt_of_salient_passages_is_tried_then_extraction() {
         // Every part loops: map-reduce fails, and one prompt of passages is asked.
-        let model = Answering::new(|prompt| {
+        let model = Scripted::answering(JOURNEY_CONTEXT, |prompt| {
             Ok(if part_of(prompt).is_some() {
                 "Victor travels and travels and travels and travels and travels.".into()
             } else {
@@ -1225,12 +1204,12 @@ mod tests {
             .summarize(journey())
             .await;
         assert_eq!(summary.fallback_reason, None, "{summary:?}");
-        let seen = model.seen.lock().unwrap().clone();
+        let seen = model.prompts();
         assert_eq!(seen.len(), 7);
         assert!(seen[6].contains("salient excerpts"), "{}", seen[6]);
 
         // And when that fails too, both reasons are given.
-        let model = Answering::new(|_| Ok("Victor travels.".into()));
+        let model = Scripted::answering(JOURNEY_CONTEXT, |_| Ok("Victor travels.".into()));
         let summary = Summarizer::with_model(model.clone(), SummarizerOptions::default())
             .summarize(journey())
             .await;
@@ -1243,7 +1222,9 @@ mod tests {
         );
 
         // A model that cannot answer is not asked again.
-        let model = Answering::new(|_| Err(GenerateError::Unavailable("down".into())));
+        let model = Scripted::answering(JOURNEY_CONTEXT, |_| {
+            Err(GenerateError::Unavailable("down".into()))
+        });
         let summary = Summarizer::with_model(model.clone(), SummarizerOptions::default())
             .summarize(journey())
             .await;
