@@ -151,6 +151,10 @@ impl Application {
         );
         let info = summarizer.info();
         tracing::info!(backend = %info.backend, model = %info.model, "summaries");
+        let texts = settings
+            .text_store()
+            .context("opening the book text store ([texts])")?;
+        tracing::info!(location = %texts.location(), "book texts");
 
         let roles = settings.cluster.roles.clone();
         let local = settings
@@ -229,6 +233,7 @@ impl Application {
                 read: read.clone(),
                 bus: bus.clone(),
                 summarizer: summarizer.clone(),
+                texts: texts.clone(),
                 job_options: settings.job_options(),
                 recs: Arc::new(settings.recs.clone()),
                 clock: clock.clone(),
@@ -364,6 +369,7 @@ impl Application {
                     settings.api_config(),
                 )
                 .with_summarizer(summarizer)
+                .with_texts(texts.clone(), settings.texts.max_bytes)
                 .with_recommender(recommender.clone())
                 .with_as_of_limits(settings.as_of_limits())
                 .with_live(quire_api::live::Hub::with_limits(
@@ -551,6 +557,7 @@ struct NodeWork {
     read: ReadModels,
     bus: Arc<dyn CommandBus>,
     summarizer: Arc<Summarizer>,
+    texts: quire_store::texts::TextStore,
     job_options: summary_jobs::JobOptions,
     recs: Arc<crate::config::RecsSettings>,
     clock: DynClock,
@@ -589,6 +596,7 @@ impl LeaseOwner for NodeWork {
                 self.read.clone(),
                 self.bus.clone(),
                 self.summarizer.clone(),
+                self.texts.clone(),
                 self.job_options.clone(),
             )),
             Duty::Worker(Worker::RecsTrainer) => {

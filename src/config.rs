@@ -57,6 +57,8 @@ pub struct Settings {
     pub club: ClubSettings,
     /// `[search]`: the node's catalogue search index.
     pub search: SearchSettings,
+    /// `[texts]`: where books' full texts are kept (outside the event log).
+    pub texts: TextSettings,
     /// How long shutdown waits for in-flight commands.
     pub shutdown_timeout_secs: u64,
 }
@@ -291,6 +293,43 @@ pub struct SearchSettings {
     pub dir: Option<PathBuf>,
 }
 
+/// `[texts]` settings: the book text store. Texts are content-addressed by SHA-256; the log records
+/// only hash, size and source (see ARCHITECTURE.md, "Book texts").
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TextSettings {
+    /// `s3://bucket/prefix` for S3-compatible object storage, or a directory; by default
+    /// `<data_dir>/texts`. Nodes of one deployment must share it.
+    pub url: Option<String>,
+    /// The S3-compatible service's URL when it is not AWS (MinIO, Ceph, …), e.g.
+    /// `http://10.0.0.5:9000`.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    /// Allow an `http://` endpoint.
+    pub allow_http: bool,
+    /// S3 credentials; without them the standard AWS environment variables or the instance
+    /// profile are used.
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<Secret>,
+    /// The largest text `PUT /books/{id}/text` accepts, in bytes (8 MB: the longest novels are
+    /// 3 to 4 MB of text).
+    pub max_bytes: usize,
+}
+
+impl Default for TextSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            endpoint: None,
+            region: None,
+            allow_http: false,
+            access_key_id: None,
+            secret_access_key: None,
+            max_bytes: 8_000_000,
+        }
+    }
+}
+
 /// `[live]` settings: what one live connection (WebSocket or SSE) may cost the node.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -503,6 +542,7 @@ impl Default for Settings {
             live: LiveSettings::default(),
             club: ClubSettings::default(),
             search: SearchSettings::default(),
+            texts: TextSettings::default(),
             shutdown_timeout_secs: 10,
         }
     }
@@ -651,6 +691,7 @@ impl Settings {
                 1024,
             ),
             at_least("store.max_batch", self.store.max_batch as u64, 1),
+            at_least("texts.max_bytes", self.texts.max_bytes as u64, 1),
             at_least(
                 "store.read_connections",
                 u64::from(self.store.read_connections),
@@ -911,6 +952,32 @@ impl Settings {
         }
     }
 
+    /// Opens the book text store `[texts]` names: S3-compatible for an `s3://` URL, else a
+    /// directory (by default `<data_dir>/texts`).
+    pub(crate) fn text_store(&self) -> anyhow::Result<quire_store::texts::TextStore> {
+        use quire_store::texts::{S3Location, TextStore};
+        let t = &self.texts;
+        let url = t.url.as_deref().map(str::trim).filter(|u| !u.is_empty());
+        let store = match url {
+            Some(url) if url.starts_with("s3://") => {
+                let rest = &url["s3://".len()..];
+                let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+                TextStore::s3(&S3Location {
+                    bucket: bucket.to_owned(),
+                    prefix: prefix.to_owned(),
+                    endpoint: t.endpoint.clone(),
+                    region: t.region.clone(),
+                    allow_http: t.allow_http,
+                    access_key_id: t.access_key_id.clone(),
+                    secret_access_key: t.secret_access_key.as_ref().map(|s| s.expose().to_owned()),
+                })?
+            }
+            Some(dir) => TextStore::local(dir.strip_prefix("file://").unwrap_or(dir))?,
+            None => TextStore::local(self.data_dir.join("texts"))?,
+        };
+        Ok(store)
+    }
+
     /// The directory of this node's search index.
     pub(crate) fn search_dir(&self) -> PathBuf {
         self.search
@@ -1015,6 +1082,7 @@ impl Settings {
         s.admin_password = s.admin_password.map(|_| hidden());
         s.api.token_secret = s.api.token_secret.map(|_| hidden());
         s.summaries.api_key = s.summaries.api_key.map(|_| hidden());
+        s.texts.secret_access_key = s.texts.secret_access_key.map(|_| hidden());
         s.cluster.nats_url = s
             .cluster
             .nats_url

@@ -10,11 +10,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use quire_actors::{Command, CommandBus, CommandEnvelope, CommandError, RejectionKind};
 use quire_domain::Principal;
 use quire_domain::book::{BookCommand, SummaryProvenance};
 use quire_domain::values::SummaryText;
-use quire_projections::{PageRequest, ProjectionName, ReadModels, SummaryJob, SummaryKind};
+use quire_projections::{
+    BookView, PageRequest, ProjectionName, ReadModels, SummaryJob, SummaryKind,
+};
+use quire_store::texts::TextStore;
 use quire_summarize::{BookFacts, ReviewInput, Subject, Summarizer, SummaryRequest};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -64,6 +68,7 @@ pub(crate) fn spawn(
     read: ReadModels,
     bus: Arc<dyn CommandBus>,
     summarizer: Arc<Summarizer>,
+    texts: TextStore,
     options: JobOptions,
 ) -> JobsHandle {
     let (stop, stopped) = watch::channel(false);
@@ -71,6 +76,7 @@ pub(crate) fn spawn(
         read,
         bus,
         summarizer,
+        texts,
         options,
         backoff: HashMap::new(),
     };
@@ -84,6 +90,8 @@ struct Worker {
     read: ReadModels,
     bus: Arc<dyn CommandBus>,
     summarizer: Arc<Summarizer>,
+    /// Books' full texts: a book summary is made from the text when the book has one.
+    texts: TextStore,
     options: JobOptions,
     /// Failed jobs: when they may be tried again, and the last delay.
     backoff: HashMap<SummaryJob, (Instant, Duration)>,
@@ -177,6 +185,32 @@ impl Worker {
         Ok(attempted)
     }
 
+    /// What a book summary is made from: the full text when the book has one, else its
+    /// description. A text the store cannot give is an error (the job is retried), not a reason
+    /// to summarise the description instead: that summary would then be recorded as covering
+    /// this version.
+    async fn book_text(&self, book: &BookView) -> anyhow::Result<Option<String>> {
+        let Some(text) = &book.text else {
+            return Ok(book.description.clone());
+        };
+        let bytes = self
+            .texts
+            .get(&text.sha256)
+            .await
+            .with_context(|| format!("reading the text of book {}", book.id))?
+            .with_context(|| {
+                format!(
+                    "the text of book {} ({}) is not in the text store at {}",
+                    book.id,
+                    text.sha256,
+                    self.texts.location()
+                )
+            })?;
+        let text = String::from_utf8(bytes.to_vec())
+            .with_context(|| format!("the text of book {} is not UTF-8", book.id))?;
+        Ok(Some(text))
+    }
+
     #[tracing::instrument(name = "summary.job", skip(self), fields(book_id = %job.book_id, kind = job.kind.as_str(), covers = job.covers_version))]
     async fn make(&self, job: SummaryJob) -> anyhow::Result<()> {
         let Some(book) = self.read.book(job.book_id).await? else {
@@ -209,7 +243,7 @@ impl Worker {
             SummaryKind::Book => SummaryRequest {
                 subject: Subject::Book,
                 book: Some(facts),
-                text: book.description.clone(),
+                text: self.book_text(&book).await?,
                 reviews,
             },
             SummaryKind::Reviews => SummaryRequest {

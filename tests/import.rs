@@ -273,3 +273,78 @@ fn a_missing_file_is_named() {
     let err = import_fails(dir.path());
     assert!(err.contains("tags.csv"), "{err}");
 }
+
+// Project Gutenberg texts (tests/fixtures/gutenberg: openings of public-domain eBooks).
+
+fn gutenberg(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/gutenberg")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn gutenberg_books_come_in_with_their_texts_and_a_rerun_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ["--data-dir", dir.path().to_str().unwrap()];
+    let files = [
+        gutenberg("pg84.txt"),
+        gutenberg("pg74.txt"),
+        gutenberg("pg2701.txt"),
+    ];
+    let mut args = vec!["import", "gutenberg", "--genre", "classics", "--json"];
+    args.extend(files.iter().map(String::as_str));
+    let first = json_ok(&store, &args);
+    let books = first.as_array().unwrap();
+    let row = |i: usize, key: &str| books[i][key].clone();
+    assert_eq!(row(0, "title"), "Frankenstein; or, the Modern Prometheus");
+    assert_eq!(
+        row(0, "authors"),
+        serde_json::json!(["Mary Wollstonecraft (Godwin) Shelley"])
+    );
+    assert_eq!(row(0, "ebook"), 84, "from the file name");
+    assert_eq!(row(1, "title"), "The Adventures of Tom Sawyer");
+    assert_eq!(row(1, "authors"), serde_json::json!(["Mark Twain"]));
+    assert_eq!(row(2, "title"), "Moby-Dick; or, The Whale");
+    assert_eq!(row(2, "ebook"), 2701, "from the START marker");
+    for book in books {
+        assert_eq!(book["book"], "added", "{book}");
+        assert_eq!(book["text"], "attached", "{book}");
+    }
+    // The text stored is the book without Gutenberg's license: hash what the store holds.
+    let sha = row(1, "sha256");
+    let sha = sha.as_str().unwrap();
+    let stored = std::fs::read_to_string(
+        dir.path()
+            .join("texts")
+            .join(&sha[..2])
+            .join(format!("{sha}.txt")),
+    )
+    .unwrap();
+    assert!(
+        stored.starts_with("THE ADVENTURES OF TOM SAWYER"),
+        "{stored}"
+    );
+    assert!(!stored.contains("PROJECT GUTENBERG"), "{stored}");
+
+    let again = json_ok(&store, &args);
+    for book in again.as_array().unwrap() {
+        assert_eq!(book["book"], "present", "{book}");
+        assert_eq!(book["text"], "unchanged", "{book}");
+    }
+    let stats = stats(&store);
+    assert_eq!(count_of(&stats, "BookAdded"), 3);
+    assert_eq!(count_of(&stats, "BookTextSet"), 3);
+
+    // A title names one book.
+    let mut several = vec!["import", "gutenberg", "--title", "Two Books"];
+    several.extend(files.iter().map(String::as_str));
+    let out = run(&store, &several);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("one FILE"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -148,3 +148,52 @@ async fn sqlite_summaries_follow_the_book() {
 async fn postgres_summaries_follow_the_book() {
     summaries_follow_the_book(Backend::Postgres).await;
 }
+
+/// A book imported with its full text is summarised from the text (here the opening of
+/// *Frankenstein*, Project Gutenberg eBook #84): the summary covers the version that attached it.
+async fn a_books_full_text_is_what_it_is_summarised_from(backend: Backend) {
+    let store = Store::new(backend).await;
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/gutenberg/modern-header-pg84.txt");
+    let out = store.run(&["import", "gutenberg", fixture.to_str().unwrap(), "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let imported: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let book = imported[0]["book_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        imported[0]["title"],
+        "Frankenstein; Or, The Modern Prometheus"
+    );
+
+    let server = Server::start(&store, &[]);
+    let api = Api::new(&server.url);
+    let (status, shown) = api.get(&format!("/books/{book}"), None).await;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    assert_eq!(shown["text"]["source"], "gutenberg:84");
+    let made = eventually(
+        "the summary of the text",
+        Duration::from_secs(30),
+        || async {
+            let body = summary(&api, &book).await;
+            body["summary_provenance"].is_object().then_some(body)
+        },
+    )
+    .await;
+    assert_eq!(made["summary_provenance"]["covers_version"], 2, "{made}");
+    let text = made["summary"].as_str().unwrap();
+    assert!(text.contains("disaster"), "made from the text: {made}");
+    assert!(!text.contains("Gutenberg"), "without the license: {made}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_books_full_text_is_what_it_is_summarised_from() {
+    a_books_full_text_is_what_it_is_summarised_from(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_books_full_text_is_what_it_is_summarised_from() {
+    a_books_full_text_is_what_it_is_summarised_from(Backend::Postgres).await;
+}

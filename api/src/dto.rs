@@ -96,6 +96,42 @@ pub struct BookDto {
     pub version: u64,
     pub added_at: Option<String>,
     pub updated_at: Option<String>,
+    /// The book's full text, if it has one (read it at `/books/{id}/text`).
+    pub text: Option<BookTextDto>,
+}
+
+/// What is known of a book's full text without reading it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BookTextDto {
+    /// The SHA-256 of the UTF-8 text, lowercase hex; also the `ETag` of `/books/{id}/text`.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// Where it came from: `upload`, `gutenberg:84`, …
+    pub source: String,
+}
+
+impl From<quire_domain::book::BookText> for BookTextDto {
+    fn from(text: quire_domain::book::BookText) -> Self {
+        Self {
+            sha256: text.sha256,
+            bytes: text.bytes,
+            source: text.source,
+        }
+    }
+}
+
+/// A full text attached to a book.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AttachedText {
+    #[schema(value_type = String, format = Uuid)]
+    pub book_id: BookId,
+    #[serde(flatten)]
+    pub text: BookTextDto,
+    /// Its length in characters.
+    pub chars: u64,
+    /// The book's version after the write.
+    pub version: u64,
 }
 
 impl From<BookView> for BookDto {
@@ -117,6 +153,7 @@ impl From<BookView> for BookDto {
             version: view.version,
             added_at: Some(rfc3339(view.added_at)),
             updated_at: Some(rfc3339(view.updated_at)),
+            text: view.text.map(BookTextDto::from),
         }
     }
 }
@@ -144,6 +181,7 @@ impl BookDto {
             version,
             added_at: None,
             updated_at: None,
+            text: book.text().cloned().map(BookTextDto::from),
         })
     }
 }

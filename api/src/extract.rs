@@ -211,3 +211,62 @@ pub fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
 pub fn etag(version: u64) -> String {
     format!("\"{version}\"")
 }
+
+/// Whether a request's body is declared `text/plain` (any charset parameter; UTF-8 is checked when
+/// it is read).
+pub(crate) fn is_plain_text(headers: &HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("text/plain")
+        })
+}
+
+/// Reads a request body of at most `max_bytes` into one buffer as it streams in (413
+/// `body_too_large`, naming `what`, past the limit).
+///
+/// It reads up to the limit, as axum's own limit reads a JSON body: refusing on a declared length
+/// alone, before reading, leaves the client writing into a closed connection (it sees a broken
+/// pipe, not the 413). The declared length only sizes the buffer.
+pub(crate) async fn read_limited(
+    headers: &HeaderMap,
+    body: axum::body::Body,
+    max_bytes: usize,
+    what: &str,
+) -> Result<Vec<u8>, ApiError> {
+    use futures::StreamExt;
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    let mut bytes = Vec::with_capacity(declared.unwrap_or(0).min(max_bytes));
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "unreadable_body",
+                e.to_string(),
+            )
+        })?;
+        if bytes.len() + chunk.len() > max_bytes {
+            return Err(ApiError::new(
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("{what} is over {max_bytes} bytes"),
+            ));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+/// The 422 for a body that is not UTF-8, on `field`.
+pub(crate) fn not_utf8(field: &str, error: std::str::Utf8Error) -> ApiError {
+    ApiError::invalid_fields(vec![crate::error::FieldError {
+        field: field.into(),
+        message: format!("the text is not UTF-8 (at byte {})", error.valid_up_to()),
+    }])
+}

@@ -120,6 +120,10 @@ pub struct AppState {
     pub live: live::Hub,
     /// The node's catalogue search index (`/search`); absent, searches answer 503.
     pub search: Option<Arc<quire_search::SearchEngine>>,
+    /// Where books' full texts are kept (`/books/{id}/text`); absent, those answer 503.
+    pub texts: Option<quire_store::texts::TextStore>,
+    /// The largest text `PUT /books/{id}/text` accepts, in bytes.
+    pub text_limit: usize,
     limiter: Arc<RateLimiter>,
 }
 
@@ -150,6 +154,8 @@ impl AppState {
             lending: Arc::new(LendingPolicy::default()),
             live,
             search: None,
+            texts: None,
+            text_limit: 8_000_000,
             limiter,
         }
     }
@@ -163,6 +169,13 @@ impl AppState {
     /// Answers `/search` from `engine` (the node's index).
     pub fn with_search(mut self, engine: Option<Arc<quire_search::SearchEngine>>) -> Self {
         self.search = engine;
+        self
+    }
+
+    /// Keeps books' full texts in `texts`, refusing texts over `limit` bytes.
+    pub fn with_texts(mut self, texts: quire_store::texts::TextStore, limit: usize) -> Self {
+        self.texts = Some(texts);
+        self.text_limit = limit;
         self
     }
 
@@ -221,6 +234,13 @@ pub fn app(state: AppState) -> Router {
                 .delete(routes::books::delete),
         )
         .route("/books/{id}/history", get(routes::books::history))
+        // The text reads its own body, up to `text_limit` bytes, as it streams in.
+        .route(
+            "/books/{id}/text",
+            get(routes::texts::get)
+                .put(routes::texts::put)
+                .delete(routes::texts::delete),
+        )
         .route(
             "/books/{id}/reviews",
             get(routes::reviews::list).post(routes::reviews::create),

@@ -1,7 +1,7 @@
 //! Given/when/then tests for the book aggregate, one rule per test, plus its stored event schema.
 
 use quire_domain::book::{
-    Book, BookChanges, BookCommand, BookError, BookEvent, MAX_AUTHORS, MAX_GENRES,
+    Book, BookChanges, BookCommand, BookError, BookEvent, BookText, MAX_AUTHORS, MAX_GENRES,
 };
 use quire_domain::ids::{BookId, ReviewId, UserId};
 use quire_domain::testing::{Given, assert_round_trips};
@@ -1334,4 +1334,168 @@ fn a_summary_source_is_one_line_without_control_characters() {
             .when(set_summary("Spice.", source), CommandContext::system())
             .then_error("invalid_summary_source");
     }
+}
+
+// Full texts: the log records the hash, size and source; the bytes live in the text store.
+
+fn novel(source: &str) -> BookText {
+    BookText {
+        sha256: "a".repeat(64),
+        bytes: 144_600,
+        source: source.to_owned(),
+    }
+}
+
+#[test]
+fn an_admin_attaches_a_text_and_it_makes_the_summary_stale() {
+    let book = Given::<Book>::events(vec![dune_added()])
+        .when(
+            BookCommand::SetText {
+                text: novel("gutenberg:11"),
+            },
+            admin(),
+        )
+        .then_events(vec![BookEvent::BookTextSet {
+            text: novel("gutenberg:11"),
+        }]);
+    assert_eq!(book.text(), Some(&novel("gutenberg:11")));
+    assert_eq!(
+        book.content_version(),
+        2,
+        "a new text is a content change: the book summary is due again"
+    );
+}
+
+#[test]
+fn attaching_the_same_text_again_is_a_no_op_and_another_replaces_it() {
+    let set = |text| BookEvent::BookTextSet { text };
+    Given::<Book>::events(vec![dune_added(), set(novel("upload"))])
+        .when(
+            BookCommand::SetText {
+                text: novel("upload"),
+            },
+            CommandContext::system(),
+        )
+        .then_no_events();
+    let other = BookText {
+        sha256: "b".repeat(64),
+        ..novel("upload")
+    };
+    let book = Given::<Book>::events(vec![dune_added(), set(novel("upload"))])
+        .when(
+            BookCommand::SetText {
+                text: other.clone(),
+            },
+            admin(),
+        )
+        .then_events(vec![set(other.clone())]);
+    assert_eq!(book.text(), Some(&other));
+}
+
+#[test]
+fn members_may_not_attach_or_remove_texts() {
+    Given::<Book>::events(vec![dune_added()])
+        .when(
+            BookCommand::SetText {
+                text: novel("upload"),
+            },
+            CommandContext::member(alice()),
+        )
+        .then_error("forbidden");
+    Given::<Book>::events(vec![
+        dune_added(),
+        BookEvent::BookTextSet {
+            text: novel("upload"),
+        },
+    ])
+    .when(BookCommand::RemoveText, CommandContext::member(alice()))
+    .then_error("forbidden");
+}
+
+#[test]
+fn a_text_reference_must_be_a_sha256_a_size_and_a_one_line_source() {
+    let refused = |text: BookText| {
+        Given::<Book>::events(vec![dune_added()])
+            .when(BookCommand::SetText { text }, admin())
+            .then_error("invalid_text")
+    };
+    refused(BookText {
+        sha256: "A".repeat(64),
+        ..novel("upload")
+    });
+    refused(BookText {
+        sha256: "a".repeat(63),
+        ..novel("upload")
+    });
+    refused(BookText {
+        bytes: 0,
+        ..novel("upload")
+    });
+    refused(novel(""));
+    refused(novel(" upload"));
+    refused(novel("up\nload"));
+    refused(novel(&"s".repeat(201)));
+}
+
+#[test]
+fn texts_belong_to_live_books() {
+    Given::<Book>::nothing()
+        .when(
+            BookCommand::SetText {
+                text: novel("upload"),
+            },
+            admin(),
+        )
+        .then_error("not_found");
+    Given::<Book>::events(vec![dune_added(), BookEvent::BookRemoved])
+        .when(
+            BookCommand::SetText {
+                text: novel("upload"),
+            },
+            admin(),
+        )
+        .then_error("book_removed");
+}
+
+#[test]
+fn removing_a_text_detaches_it_and_removing_none_is_not_found() {
+    let book = Given::<Book>::events(vec![
+        dune_added(),
+        BookEvent::BookTextSet {
+            text: novel("upload"),
+        },
+    ])
+    .when(BookCommand::RemoveText, admin())
+    .then_events(vec![BookEvent::BookTextRemoved]);
+    assert_eq!(book.text(), None);
+    assert_eq!(book.content_version(), 3);
+    Given::<Book>::events(vec![dune_added()])
+        .when(BookCommand::RemoveText, admin())
+        .then_error("no_text");
+}
+
+#[test]
+fn text_events_keep_their_stored_schema() {
+    let event = BookEvent::from_stored(
+        "BookTextSet",
+        1,
+        &json!({"sha256": "c".repeat(64), "bytes": 7, "source": "upload"}),
+    )
+    .unwrap();
+    assert_eq!(
+        event,
+        BookEvent::BookTextSet {
+            text: BookText {
+                sha256: "c".repeat(64),
+                bytes: 7,
+                source: "upload".into(),
+            }
+        }
+    );
+    assert_round_trips(&event);
+    assert_round_trips(&BookEvent::BookTextRemoved);
+    assert_eq!(
+        BookEvent::from_stored("BookTextRemoved", 1, &json!({})).unwrap(),
+        BookEvent::BookTextRemoved
+    );
 }

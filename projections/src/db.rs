@@ -427,6 +427,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "bookstore: stock, orders, order lines and sales buckets",
         include_str!("../migrations/sqlite/0008_store.sql"),
     ),
+    (
+        9,
+        "book texts: the hash, size and source of a book's full text",
+        include_str!("../migrations/sqlite/0009_book_texts.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -468,6 +473,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         8,
         "bookstore: stock, orders, order lines and sales buckets",
         include_str!("../migrations/postgres/0008_store.sql"),
+    ),
+    (
+        9,
+        "book texts: the hash, size and source of a book's full text",
+        include_str!("../migrations/postgres/0009_book_texts.sql"),
     ),
 ];
 

@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 
 use quire_domain::Role;
+use quire_domain::book::BookText;
 use quire_domain::ids::{BookId, ReviewId, UserId};
 use quire_domain::values::Genre;
 use serde::{Deserialize, Serialize};
@@ -44,6 +45,7 @@ const RATING: &str = "(CASE WHEN s.count > 0 THEN CAST(s.sum AS DOUBLE PRECISION
 
 const BOOK_COLUMNS: &str = "b.id, b.title, b.title_sort, b.authors, b.genres, b.year_published, \
     b.isbn, b.description, b.summary, b.summary_source, b.version, b.added_at, b.updated_at, \
+    b.text_sha256, b.text_bytes, b.text_source, \
     COALESCE(s.count, 0) AS r_count, COALESCE(s.sum, 0) AS r_sum, COALESCE(s.r1, 0) AS r1, \
     COALESCE(s.r2, 0) AS r2, COALESCE(s.r3, 0) AS r3, COALESCE(s.r4, 0) AS r4, \
     COALESCE(s.r5, 0) AS r5";
@@ -63,6 +65,9 @@ struct BookRow {
     version: i64,
     added_at: i64,
     updated_at: i64,
+    text_sha256: Option<String>,
+    text_bytes: Option<i64>,
+    text_source: Option<String>,
     r_count: i64,
     r_sum: i64,
     r1: i64,
@@ -188,6 +193,14 @@ impl BookRow {
             version: self.version as u64,
             added_at: self.added_at,
             updated_at: self.updated_at,
+            text: match (self.text_sha256, self.text_bytes, self.text_source) {
+                (Some(sha256), Some(bytes), Some(source)) => Some(BookText {
+                    sha256,
+                    bytes: bytes as u64,
+                    source,
+                }),
+                _ => None,
+            },
         })
     }
 }

@@ -2,6 +2,7 @@
 //! its own DTOs.
 
 use quire_domain::Role;
+use quire_domain::book::BookText;
 use quire_domain::ids::{BookId, ReviewId, UserId};
 
 use crate::ProjectionName;
@@ -78,6 +79,8 @@ pub struct BookView {
     /// Microseconds since the epoch.
     pub added_at: i64,
     pub updated_at: i64,
+    /// The full text's hash, size and source, if the book has one (the text is in the text store).
+    pub text: Option<BookText>,
 }
 
 /// A review of a book.

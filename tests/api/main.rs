@@ -14,6 +14,7 @@ mod live;
 mod search;
 mod social;
 mod store;
+mod texts;
 
 use std::time::Duration;
 

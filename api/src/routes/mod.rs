@@ -13,6 +13,7 @@ pub(crate) mod social;
 pub(crate) mod status;
 pub(crate) mod store;
 pub(crate) mod summaries;
+pub(crate) mod texts;
 pub(crate) mod users;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};

@@ -3,16 +3,14 @@
 //! summaries the platform keeps for its books.
 
 use axum::extract::{FromRequest, FromRequestParts, Request, State};
-use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
 use quire_summarize::{BookFacts, Subject, SummaryRequest};
 use serde::Deserialize;
 
 use crate::AppState;
 use crate::dto::{GenerateSummary, GeneratedSummary};
-use crate::error::{ApiError, FieldError, Problem, Validation};
-use crate::extract::{Json, Query, User};
+use crate::error::{ApiError, Problem, Validation};
+use crate::extract::{Json, Query, User, is_plain_text, not_utf8, read_limited};
 
 /// The book facts of a `text/plain` request, as query parameters.
 #[derive(Debug, Default, Deserialize)]
@@ -33,16 +31,7 @@ impl FromRequest<AppState> for SummaryInput {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        let plain = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                v.trim_start()
-                    .to_ascii_lowercase()
-                    .starts_with("text/plain")
-            });
-        if !plain {
+        if !is_plain_text(req.headers()) {
             let Json(body) = Json::<GenerateSummary>::from_request(req, state).await?;
             return Ok(Self(body));
         }
@@ -51,37 +40,8 @@ impl FromRequest<AppState> for SummaryInput {
         // Characters are at most four bytes of UTF-8: more bytes than that are over the limit
         // whatever they hold.
         let max_bytes = state.config.generate_limit.saturating_mul(4);
-        // Read up to the limit, as axum's own limit reads a JSON body: refusing on a declared
-        // length alone, before reading, leaves the client writing into a closed connection (it
-        // sees a broken pipe, not the 413). The declared length only sizes the buffer.
-        let declared = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-        let mut bytes = Vec::with_capacity(declared.unwrap_or(0).min(max_bytes));
-        let mut stream = body.into_data_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| {
-                ApiError::new(StatusCode::BAD_REQUEST, "unreadable_body", e.to_string())
-            })?;
-            if bytes.len() + chunk.len() > max_bytes {
-                return Err(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
-                    format!("the text is over {max_bytes} bytes"),
-                ));
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        let content = String::from_utf8(bytes).map_err(|e| {
-            ApiError::invalid_fields(vec![FieldError {
-                field: "content".into(),
-                message: format!(
-                    "the text is not UTF-8 (at byte {})",
-                    e.utf8_error().valid_up_to()
-                ),
-            }])
-        })?;
+        let bytes = read_limited(&parts.headers, body, max_bytes, "the text").await?;
+        let content = String::from_utf8(bytes).map_err(|e| not_utf8("content", e.utf8_error()))?;
         Ok(Self(GenerateSummary {
             content: Some(content),
             text: None,

@@ -18,6 +18,8 @@ const BOOK_UPDATED: &str = "BookUpdated";
 const BOOK_REMOVED: &str = "BookRemoved";
 const BOOK_SUMMARY_SET: &str = "BookSummarySet";
 const REVIEW_SUMMARY_SET: &str = "ReviewSummarySet";
+const BOOK_TEXT_SET: &str = "BookTextSet";
+const BOOK_TEXT_REMOVED: &str = "BookTextRemoved";
 const REVIEW_POSTED: &str = "ReviewPosted";
 const REVIEW_EDITED: &str = "ReviewEdited";
 const REVIEW_DELETED: &str = "ReviewDeleted";
@@ -39,6 +41,10 @@ pub enum BookEvent {
     BookUpdated(BookChanges),
     /// The book left the catalogue.
     BookRemoved,
+    /// The book's full text was attached (or replaced); the text is stored outside the log.
+    BookTextSet { text: BookText },
+    /// The book's full text was detached.
+    BookTextRemoved,
     /// A summary was set for the book (schema version 2: with provenance).
     BookSummarySet {
         summary: SummaryText,
@@ -99,6 +105,32 @@ impl BookChanges {
             && self.description.is_none()
     }
 }
+
+/// A book's full text as the log records it. The text itself is kept in a text store outside the
+/// log (a directory, or S3-compatible object storage), addressed by `sha256`: a novel is megabytes,
+/// which would make every replay of the book's stream read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookText {
+    /// The SHA-256 of the UTF-8 text, in lowercase hex: its address in the text store, and proof
+    /// that what is read back is what was attached.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// Where it came from: `upload`, `gutenberg:84`, …
+    pub source: String,
+}
+
+/// `BookTextSet` version 1.
+#[derive(Serialize, Deserialize)]
+struct BookTextSetV1 {
+    sha256: String,
+    bytes: u64,
+    source: String,
+}
+
+/// `BookTextRemoved` version 1 carries nothing; the stream says which book.
+#[derive(Serialize, Deserialize)]
+struct BookTextRemovedV1 {}
 
 /// `BookAdded` version 1, from the seed design: a single author and at most one genre, as plain
 /// strings.
@@ -327,6 +359,8 @@ impl DomainEvent for BookEvent {
             Self::BookAdded { .. } => BOOK_ADDED,
             Self::BookUpdated(_) => BOOK_UPDATED,
             Self::BookRemoved => BOOK_REMOVED,
+            Self::BookTextSet { .. } => BOOK_TEXT_SET,
+            Self::BookTextRemoved => BOOK_TEXT_REMOVED,
             Self::BookSummarySet { .. } => BOOK_SUMMARY_SET,
             Self::ReviewSummarySet { .. } => REVIEW_SUMMARY_SET,
             Self::ReviewPosted { .. } => REVIEW_POSTED,
@@ -371,6 +405,12 @@ impl DomainEvent for BookEvent {
                 description: changes.description.clone(),
             }),
             Self::BookRemoved => encode_payload(&BookRemovedV1 {}),
+            Self::BookTextSet { text } => encode_payload(&BookTextSetV1 {
+                sha256: text.sha256.clone(),
+                bytes: text.bytes,
+                source: text.source.clone(),
+            }),
+            Self::BookTextRemoved => encode_payload(&BookTextRemovedV1 {}),
             Self::BookSummarySet {
                 summary,
                 source,
@@ -488,6 +528,20 @@ impl DomainEvent for BookEvent {
                 let BookRemovedV1 {} = decode_payload(event_type, schema_version, payload)?;
                 Ok(Self::BookRemoved)
             }
+            (BOOK_TEXT_SET, 1) => {
+                let v1: BookTextSetV1 = decode_payload(event_type, schema_version, payload)?;
+                Ok(Self::BookTextSet {
+                    text: BookText {
+                        sha256: v1.sha256,
+                        bytes: v1.bytes,
+                        source: v1.source,
+                    },
+                })
+            }
+            (BOOK_TEXT_REMOVED, 1) => {
+                let BookTextRemovedV1 {} = decode_payload(event_type, schema_version, payload)?;
+                Ok(Self::BookTextRemoved)
+            }
             (BOOK_SUMMARY_SET, 1) => {
                 let v1: BookSummarySetV1 = decode_payload(event_type, schema_version, payload)?;
                 Ok(Self::BookSummarySet {
@@ -537,8 +591,9 @@ impl DomainEvent for BookEvent {
                 })
             }
             (
-                BOOK_ADDED | BOOK_UPDATED | BOOK_REMOVED | BOOK_SUMMARY_SET | REVIEW_SUMMARY_SET
-                | REVIEW_POSTED | REVIEW_EDITED | REVIEW_DELETED,
+                BOOK_ADDED | BOOK_UPDATED | BOOK_REMOVED | BOOK_TEXT_SET | BOOK_TEXT_REMOVED
+                | BOOK_SUMMARY_SET | REVIEW_SUMMARY_SET | REVIEW_POSTED | REVIEW_EDITED
+                | REVIEW_DELETED,
                 version,
             ) => Err(EventDecodeError::unsupported_version(event_type, version)),
             _ => Err(EventDecodeError::unknown_type(event_type)),

@@ -17,10 +17,13 @@ use crate::values::{
     AuthorName, Description, Genre, Isbn, Rating, ReviewText, SummaryText, Title, Year,
 };
 
-pub use events::{BookChanges, BookEvent, SummaryProvenance};
+pub use events::{BookChanges, BookEvent, BookText, SummaryProvenance};
 
 /// The longest summary source label, in characters.
 pub const MAX_SUMMARY_SOURCE_CHARS: usize = 200;
+
+/// The longest label of where a book's text came from (`upload`, `gutenberg:84`), in characters.
+pub const MAX_TEXT_SOURCE_CHARS: usize = 200;
 
 /// The most authors a book may list. Anthologies credit dozens of contributors (the largest in
 /// goodbooks-10k lists 47); thousands are abuse, which every reader of the book would pay for.
@@ -86,6 +89,14 @@ pub enum BookCommand {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         provenance: Option<SummaryProvenance>,
     },
+    /// Attaches the book's full text (admin or system only). The text itself is kept outside the
+    /// log, addressed by its SHA-256 (see ARCHITECTURE.md, "Book texts"); the command carries only
+    /// what the event records. Attaching the text the book already has, from the same source, is a
+    /// no-op.
+    SetText { text: BookText },
+    /// Detaches the book's full text (admin or system only); the stored bytes are left to the
+    /// text store, which may share them with another book.
+    RemoveText,
     /// Records a generated summary of the book's reviews (system or admin).
     SetReviewSummary {
         summary: SummaryText,
@@ -157,6 +168,12 @@ pub enum BookError {
     /// The summary source label is blank, too long or not one line.
     #[error("summary source must be 1 to 200 characters on one line")]
     InvalidSummarySource,
+    /// A text reference that cannot describe a stored text.
+    #[error("invalid book text: {reason}")]
+    InvalidText { reason: &'static str },
+    /// The book has no full text to remove.
+    #[error("the book has no full text")]
+    NoText,
 }
 
 impl DomainError for BookError {
@@ -176,12 +193,14 @@ impl DomainError for BookError {
             Self::TooManyGenres { .. } => "too_many_genres",
             Self::ReviewerRequired => "reviewer_required",
             Self::InvalidSummarySource => "invalid_summary_source",
+            Self::InvalidText { .. } => "invalid_text",
+            Self::NoText => "no_text",
         }
     }
 
     fn kind(&self) -> ErrorKind {
         match self {
-            Self::NotFound | Self::ReviewNotFound { .. } => ErrorKind::NotFound,
+            Self::NotFound | Self::ReviewNotFound { .. } | Self::NoText => ErrorKind::NotFound,
             Self::AlreadyExists | Self::ReviewAlreadyExists { .. } | Self::ReviewIdTaken { .. } => {
                 ErrorKind::Conflict
             }
@@ -191,7 +210,8 @@ impl DomainError for BookError {
             | Self::TooManyAuthors { .. }
             | Self::TooManyGenres { .. }
             | Self::ReviewerRequired
-            | Self::InvalidSummarySource => ErrorKind::Invalid,
+            | Self::InvalidSummarySource
+            | Self::InvalidText { .. } => ErrorKind::Invalid,
         }
     }
 }
@@ -250,6 +270,7 @@ pub struct Book {
     summary_provenance: Option<SummaryProvenance>,
     review_summary: Option<SummaryText>,
     review_summary_provenance: Option<SummaryProvenance>,
+    text: Option<BookText>,
     /// Events applied: the stream version.
     version: u64,
     /// The version of the last change to the book's own data (added, updated).
@@ -319,6 +340,11 @@ impl Book {
     /// Where the latest summary came from, when it was generated.
     pub fn summary_provenance(&self) -> Option<&SummaryProvenance> {
         self.summary_provenance.as_ref()
+    }
+
+    /// The book's full text as the log records it (hash, size, source), if it has one.
+    pub fn text(&self) -> Option<&BookText> {
+        self.text.as_ref()
     }
 
     /// The latest summary of the reviews, and where it came from.
@@ -459,9 +485,33 @@ fn check_genres(genres: &[Genre]) -> Result<(), BookError> {
 
 /// Whether a summary source label is 1 to [`MAX_SUMMARY_SOURCE_CHARS`] characters on one line.
 fn valid_summary_source(source: &str) -> bool {
-    !source.is_empty()
-        && source.chars().count() <= MAX_SUMMARY_SOURCE_CHARS
-        && !source.chars().any(char::is_control)
+    valid_label(source, MAX_SUMMARY_SOURCE_CHARS)
+}
+
+/// Whether `label` is 1 to `max` characters on one line.
+fn valid_label(label: &str, max: usize) -> bool {
+    !label.is_empty() && label.chars().count() <= max && !label.chars().any(char::is_control)
+}
+
+/// Checks what a `SetText` records: a SHA-256 in lowercase hex, a size, a one-line source.
+fn check_text(text: &BookText) -> Result<(), BookError> {
+    let hex = |c: char| c.is_ascii_digit() || ('a'..='f').contains(&c);
+    if text.sha256.len() != 64 || !text.sha256.chars().all(hex) {
+        return Err(BookError::InvalidText {
+            reason: "sha256 must be 64 lowercase hex digits",
+        });
+    }
+    if text.bytes == 0 {
+        return Err(BookError::InvalidText {
+            reason: "a text must not be empty",
+        });
+    }
+    if text.source.trim() != text.source || !valid_label(&text.source, MAX_TEXT_SOURCE_CHARS) {
+        return Err(BookError::InvalidText {
+            reason: "source must be 1 to 200 characters on one line, without surrounding spaces",
+        });
+    }
+    Ok(())
 }
 
 /// Removes repeated genres, keeping the first occurrence of each.
@@ -570,6 +620,23 @@ impl Aggregate for Book {
                     provenance: provenance.clone(),
                 }])
             }
+            BookCommand::SetText { text } => {
+                require_privileged(principal, "attach texts")?;
+                self.ensure_live()?;
+                check_text(text)?;
+                if self.text.as_ref() == Some(text) {
+                    return Ok(Vec::new());
+                }
+                Ok(vec![BookEvent::BookTextSet { text: text.clone() }])
+            }
+            BookCommand::RemoveText => {
+                require_privileged(principal, "remove texts")?;
+                self.ensure_live()?;
+                if self.text.is_none() {
+                    return Err(BookError::NoText);
+                }
+                Ok(vec![BookEvent::BookTextRemoved])
+            }
             BookCommand::SetReviewSummary {
                 summary,
                 provenance,
@@ -658,7 +725,11 @@ impl Aggregate for Book {
     fn apply(&mut self, event: &BookEvent) {
         self.version += 1;
         match event {
-            BookEvent::BookAdded { .. } | BookEvent::BookUpdated(_) => {
+            // The text is content too: a new text makes the book's summary stale.
+            BookEvent::BookAdded { .. }
+            | BookEvent::BookUpdated(_)
+            | BookEvent::BookTextSet { .. }
+            | BookEvent::BookTextRemoved => {
                 self.content_version = self.version;
             }
             BookEvent::ReviewPosted { .. }
@@ -706,6 +777,8 @@ impl Aggregate for Book {
                 }
             }
             BookEvent::BookRemoved => self.removed = true,
+            BookEvent::BookTextSet { text } => self.text = Some(text.clone()),
+            BookEvent::BookTextRemoved => self.text = None,
             BookEvent::BookSummarySet {
                 summary,
                 source,

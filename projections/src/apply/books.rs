@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use quire_domain::book::{BookChanges, BookEvent, SummaryProvenance};
+use quire_domain::book::{BookChanges, BookEvent, BookText, SummaryProvenance};
 use quire_domain::values::{AuthorName, Description, Genre, Isbn, SummaryText, Title, Year};
 use quire_store::RecordedEvent;
 use serde_json::{Value, json};
@@ -84,6 +84,8 @@ pub(super) async fn apply(
             }
             BookEvent::BookUpdated(changes) => book_updated(tx, &row, changes).await?,
             BookEvent::BookRemoved => book_removed(tx, &row).await?,
+            BookEvent::BookTextSet { text } => book_text(tx, &row, Some(text)).await?,
+            BookEvent::BookTextRemoved => book_text(tx, &row, None).await?,
             BookEvent::BookSummarySet {
                 summary,
                 source,
@@ -223,6 +225,33 @@ async fn book_removed(tx: &mut Tx, row: &Stamp<'_>) -> Result<(), ReadModelError
         ),
         &[
             Arg::Text(row.book_id.clone()),
+            Arg::I64(row.version),
+            Arg::I64(row.at),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A text attached (`Some`) or detached: a content change, so the book summary is due again.
+async fn book_text(
+    tx: &mut Tx,
+    row: &Stamp<'_>,
+    text: Option<BookText>,
+) -> Result<(), ReadModelError> {
+    let s = row.s;
+    tx.exec(
+        "projecting a book's text",
+        &format!(
+            "UPDATE rm_books{s} SET text_sha256 = $2, text_bytes = $3, text_source = $4, \
+             version = $5, updated_at = $6, content_version = $5 \
+             WHERE id = $1 AND version < $5"
+        ),
+        &[
+            Arg::Text(row.book_id.clone()),
+            Arg::OptText(text.as_ref().map(|t| t.sha256.clone())),
+            Arg::OptI64(text.as_ref().map(|t| t.bytes as i64)),
+            Arg::OptText(text.map(|t| t.source)),
             Arg::I64(row.version),
             Arg::I64(row.at),
         ],

@@ -5,6 +5,7 @@
 //! the store answers each with its recorded outcome and appends nothing.
 
 pub(crate) mod goodbooks;
+pub(crate) mod gutenberg;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -31,6 +32,32 @@ pub(crate) enum ImportCommand {
     /// their top genres, every rater as a patron without login, and their ratings as reviews.
     /// Safe to re-run: a second run changes nothing.
     Goodbooks(GoodbooksArgs),
+    /// Import Project Gutenberg plain-text books (FILE…): each becomes a catalogue book (title and
+    /// author from the Gutenberg header or title page) with its full text attached; the header
+    /// and license are left out of the text. Safe to re-run.
+    Gutenberg(GutenbergArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct GutenbergArgs {
+    /// The text files (UTF-8, e.g. `pg84.txt`).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Attach the text to this existing book instead of adding one (one FILE only).
+    #[arg(long)]
+    book_id: Option<quire_domain::ids::BookId>,
+    /// The title, when the file does not say it (one FILE only).
+    #[arg(long)]
+    title: Option<String>,
+    /// The author, when the file does not say it (one FILE only).
+    #[arg(long)]
+    author: Option<String>,
+    /// Genres of the books added (repeatable).
+    #[arg(long = "genre")]
+    genres: Vec<String>,
+    /// Print what was imported as JSON on stdout.
+    #[arg(long)]
+    json: bool,
 }
 
 /// A count flag that must be at least 1: refused by name rather than silently raised.
@@ -63,6 +90,7 @@ pub(crate) struct GoodbooksArgs {
 pub(crate) async fn run(settings: &Settings, command: ImportCommand) -> anyhow::Result<()> {
     match command {
         ImportCommand::Goodbooks(args) => import_goodbooks(settings, args).await,
+        ImportCommand::Gutenberg(args) => import_gutenberg(settings, args).await,
     }
 }
 
@@ -201,6 +229,202 @@ async fn import_goodbooks(settings: &Settings, args: GoodbooksArgs) -> anyhow::R
         "{bad} commands were rejected or failed (see the summary)"
     );
     Ok(())
+}
+
+/// The namespace of the ids the Gutenberg importer derives. Fixed forever, like goodbooks'.
+const GUTENBERG_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x9a41_2f6c_5b0e_4c3d_8e17_d2c4_61b9_03fa);
+
+/// One imported Gutenberg file.
+#[derive(Debug, Serialize)]
+struct GutenbergImported {
+    file: String,
+    book_id: String,
+    title: String,
+    authors: Vec<String>,
+    ebook: Option<u32>,
+    sha256: String,
+    bytes: u64,
+    /// `added`, or `present` when the book was in the catalogue before.
+    book: &'static str,
+    /// `attached`, or `unchanged` when the book had this text already.
+    text: &'static str,
+}
+
+async fn import_gutenberg(settings: &Settings, args: GutenbergArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.files.len() == 1
+            || (args.book_id.is_none() && args.title.is_none() && args.author.is_none()),
+        "--book-id, --title and --author name one book: give them with one FILE"
+    );
+    let genres = args
+        .genres
+        .iter()
+        .map(|g| quire_domain::values::Genre::parse(g.clone()))
+        .collect::<Result<Vec<_>, _>>()
+        .context("--genre")?;
+    let url = settings.store_url();
+    settings.prepare_data_dir()?;
+    let texts = settings
+        .text_store()
+        .context("opening the book text store ([texts])")?;
+    let store = quire_store::open(&url, settings.store_options(false))
+        .await
+        .with_context(|| format!("opening event store at {}", redact_url(&url)))?;
+    let bus = LocalBus::new(store.clone(), settings.actor_config());
+    let mut imported = Vec::new();
+    let mut result = Ok(());
+    for file in &args.files {
+        match import_gutenberg_file(&bus, &texts, &args, &genres, file).await {
+            Ok(done) => imported.push(done),
+            Err(error) => {
+                result = Err(error.context(format!("importing {}", file.display())));
+                break;
+            }
+        }
+    }
+    bus.shutdown(Duration::from_secs(settings.shutdown_timeout_secs))
+        .await;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&imported)?);
+    } else if !imported.is_empty() {
+        let mut table = new_table();
+        table.set_header(vec![
+            "file", "title", "author", "eBook", "book", "text", "bytes",
+        ]);
+        for i in &imported {
+            table.add_row(vec![
+                i.file.clone(),
+                i.title.clone(),
+                i.authors.join(", "),
+                i.ebook.map_or_else(String::new, |n| n.to_string()),
+                format!("{} ({})", i.book_id, i.book),
+                format!("{}… ({})", &i.sha256[..12], i.text),
+                i.bytes.to_string(),
+            ]);
+        }
+        println!("{table}");
+        eprintln!("texts are in {}", texts.location());
+    }
+    result
+}
+
+/// Reads one file, adds its book (unless `--book-id`), stores its text and attaches it. The text
+/// is stored before the command that records it, so a recorded text is always there.
+async fn import_gutenberg_file(
+    bus: &LocalBus,
+    texts: &quire_store::texts::TextStore,
+    args: &GutenbergArgs,
+    genres: &[quire_domain::values::Genre],
+    file: &std::path::Path,
+) -> anyhow::Result<GutenbergImported> {
+    let raw = tokio::fs::read(file)
+        .await
+        .with_context(|| format!("reading {}", file.display()))?;
+    let raw = String::from_utf8(raw).context("the file is not UTF-8")?;
+    let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let ebook_from_name = gutenberg::ebook_from_file_name(name);
+    let parsed = tokio::task::spawn_blocking(move || gutenberg::parse(&raw)).await?;
+    let ebook = parsed.ebook.or(ebook_from_name);
+    let title = args
+        .title
+        .clone()
+        .or(parsed.title)
+        .context("no title found in the Gutenberg header or title page: pass --title")?;
+    let authors = match &args.author {
+        Some(author) => vec![author.clone()],
+        None => parsed.authors,
+    };
+    anyhow::ensure!(
+        !authors.is_empty(),
+        "no author found in the Gutenberg header or title page: pass --author"
+    );
+    anyhow::ensure!(!parsed.body.trim().is_empty(), "the file holds no text");
+    let sha256 = quire_store::texts::TextStore::address_of(parsed.body.as_bytes());
+    // The same eBook is the same book on every run; a file without a number is known by its text.
+    let key = match ebook {
+        Some(n) => format!("ebook:{n}"),
+        None => format!("sha256:{sha256}"),
+    };
+    let derive = |what: &str| {
+        uuid::Uuid::new_v5(&GUTENBERG_NAMESPACE, format!("gutenberg:{what}").as_bytes())
+    };
+    let (book_id, book) = match args.book_id {
+        Some(book_id) => (book_id, "present"),
+        None => {
+            let book_id = quire_domain::ids::BookId::from_uuid(derive(&format!("book:{key}")));
+            let add = CommandEnvelope::new(
+                Principal::system(),
+                Command::Book {
+                    book_id,
+                    command: BookCommand::AddBook {
+                        book_id,
+                        title: quire_domain::values::Title::parse(title.clone())
+                            .context("the title")?,
+                        authors: authors
+                            .iter()
+                            .map(|a| quire_domain::values::AuthorName::parse(a.clone()))
+                            .collect::<Result<_, _>>()
+                            .context("the author")?,
+                        genres: genres.to_vec(),
+                        year_published: None,
+                        isbn: None,
+                        description: None,
+                    },
+                },
+            )
+            .with_command_id(derive(&format!("cmd:add-book:{key}")));
+            let added = match dispatch_with_retry(bus, add).await.1 {
+                // A replayed command was applied by an earlier run.
+                Ok(outcome) if outcome.event_count > 0 && !outcome.replayed => "added",
+                Ok(_) => "present",
+                Err(CommandError::Rejected(r)) if r.code == "already_exists" => "present",
+                Err(error) => return Err(anyhow::Error::new(error).context("adding the book")),
+            };
+            (book_id, added)
+        }
+    };
+    let stored = texts
+        .put(bytes::Bytes::from(parsed.body.into_bytes()))
+        .await
+        .context("storing the text")?;
+    let source = match ebook {
+        Some(n) => format!("gutenberg:{n}"),
+        None => "gutenberg".to_owned(),
+    };
+    let attach = CommandEnvelope::new(
+        Principal::system(),
+        Command::Book {
+            book_id,
+            command: BookCommand::SetText {
+                text: quire_domain::book::BookText {
+                    sha256: stored.sha256.clone(),
+                    bytes: stored.bytes,
+                    source,
+                },
+            },
+        },
+    )
+    .with_command_id(derive(&format!("cmd:set-text:{book_id}:{}", stored.sha256)));
+    let outcome = dispatch_with_retry(bus, attach)
+        .await
+        .1
+        .context("attaching the text")?;
+    Ok(GutenbergImported {
+        file: file.display().to_string(),
+        book_id: book_id.to_string(),
+        title,
+        authors,
+        ebook,
+        sha256: stored.sha256,
+        bytes: stored.bytes,
+        book,
+        text: if outcome.event_count > 0 && !outcome.replayed {
+            "attached"
+        } else {
+            "unchanged"
+        },
+    })
 }
 
 fn add_book(book: &GbBook) -> CommandEnvelope<Command> {
