@@ -51,7 +51,7 @@ forbid quire-projections "projections read the log and write read models, nothin
 # The API reaches storage only through the ports of quire-store and quire-actors, and commands
 # only through the CommandBus trait (it does not know whether they cross NATS).
 direct=$(deps quire-api --depth 1)
-for pkg in sqlx eventstore async-nats; do
+for pkg in sqlx eventstore object_store async-nats; do
   if grep -qx "$pkg" <<<"$direct"; then
     echo "architecture invariant broken: quire-api depends on $pkg directly" >&2
     failed=1

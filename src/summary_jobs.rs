@@ -1,5 +1,6 @@
 //! The summary worker: makes the summaries the books read model says are due, and records each as
-//! a command, so summaries are events like everything else, with their provenance.
+//! a command, so summaries are events like everything else, with their provenance. A book with a
+//! full text is summarised from the text (read from the text store), else from its description.
 //!
 //! One worker runs per deployment (in a cluster, on the node holding the `summaries` lease). Its
 //! commands have ids derived from the book, the kind, the version covered, the prompt version and
