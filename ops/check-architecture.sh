@@ -39,6 +39,8 @@ forbid quire-domain "domain does no IO" \
 # (axum is absent from this list on purpose: the KurrentDB gRPC client, tonic, pulls it in.)
 forbid quire-store "the store knows events, not the domain or the actors" \
   quire-domain quire-actors quire-api ractor async-nats
+forbid quire-texts "the text store keeps bytes: no domain, events, actors or HTTP server" \
+  quire-domain quire-store quire-actors quire-projections quire-api sqlx axum ractor async-nats
 forbid quire-actors "actors know no HTTP" \
   axum hyper reqwest quire-api
 forbid quire-summarize "the summary engine does no storage and sends no commands" \

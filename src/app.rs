@@ -557,7 +557,7 @@ struct NodeWork {
     read: ReadModels,
     bus: Arc<dyn CommandBus>,
     summarizer: Arc<Summarizer>,
-    texts: quire_store::texts::TextStore,
+    texts: quire_texts::TextStore,
     job_options: summary_jobs::JobOptions,
     recs: Arc<crate::config::RecsSettings>,
     clock: DynClock,

@@ -954,8 +954,8 @@ impl Settings {
 
     /// Opens the book text store `[texts]` names: S3-compatible for an `s3://` URL, else a
     /// directory (by default `<data_dir>/texts`).
-    pub(crate) fn text_store(&self) -> anyhow::Result<quire_store::texts::TextStore> {
-        use quire_store::texts::{S3Location, TextStore};
+    pub(crate) fn text_store(&self) -> anyhow::Result<quire_texts::TextStore> {
+        use quire_texts::{S3Location, TextStore};
         let t = &self.texts;
         let url = t.url.as_deref().map(str::trim).filter(|u| !u.is_empty());
         let store = match url {

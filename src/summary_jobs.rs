@@ -19,8 +19,8 @@ use quire_domain::values::SummaryText;
 use quire_projections::{
     BookView, PageRequest, ProjectionName, ReadModels, SummaryJob, SummaryKind,
 };
-use quire_store::texts::TextStore;
 use quire_summarize::{BookFacts, ReviewInput, Subject, Summarizer, SummaryRequest};
+use quire_texts::TextStore;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;

@@ -121,7 +121,7 @@ pub struct AppState {
     /// The node's catalogue search index (`/search`); absent, searches answer 503.
     pub search: Option<Arc<quire_search::SearchEngine>>,
     /// Where books' full texts are kept (`/books/{id}/text`); absent, those answer 503.
-    pub texts: Option<quire_store::texts::TextStore>,
+    pub texts: Option<quire_texts::TextStore>,
     /// The largest text `PUT /books/{id}/text` accepts, in bytes.
     pub text_limit: usize,
     limiter: Arc<RateLimiter>,
@@ -173,7 +173,7 @@ impl AppState {
     }
 
     /// Keeps books' full texts in `texts`, refusing texts over `limit` bytes.
-    pub fn with_texts(mut self, texts: quire_store::texts::TextStore, limit: usize) -> Self {
+    pub fn with_texts(mut self, texts: quire_texts::TextStore, limit: usize) -> Self {
         self.texts = Some(texts);
         self.text_limit = limit;
         self

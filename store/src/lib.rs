@@ -1,5 +1,4 @@
-//! The event store port: append with an expected version, read streams and the global log, subscribe;
-//! and beside it the book text store ([`texts`]), which keeps what is too large for an event.
+//! The event store port: append with an expected version, read streams and the global log, subscribe.
 //!
 //! Backends (adapters) live in their own modules and all pass the same contract suite
 //! (`tests/contract.rs`): SQLite (embedded default), Postgres, and KurrentDB behind the `kurrentdb` feature.
@@ -16,7 +15,6 @@ mod redact;
 pub mod sqlite;
 mod subscribe;
 pub mod testing;
-pub mod texts;
 mod types;
 
 use std::sync::Arc;

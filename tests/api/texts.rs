@@ -33,7 +33,7 @@ async fn put_text(
 }
 
 fn sha256(text: &str) -> String {
-    quire_store::texts::TextStore::address_of(text.as_bytes())
+    quire_texts::TextStore::address_of(text.as_bytes())
 }
 
 async fn an_admin_attaches_reads_and_detaches_a_text(backend: Backend) {
@@ -266,7 +266,7 @@ on_backends!(
 /// The scaled shape: texts in S3-compatible object storage, events in Postgres.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn texts_live_in_s3_compatible_storage_when_scaled() {
-    let location = quire_store::testing::fresh_s3_location().await;
+    let location = quire_texts::testing::fresh_s3_location().await;
     let configured = location.clone();
     let app = spawn_app_with(Backend::Postgres, move |s| {
         let t = &mut s.texts;
@@ -286,7 +286,7 @@ async fn texts_live_in_s3_compatible_storage_when_scaled() {
         "not kept locally"
     );
     // In the bucket, read straight from it (as another node would)…
-    let bucket = quire_store::texts::TextStore::s3(&location).unwrap();
+    let bucket = quire_texts::TextStore::s3(&location).unwrap();
     assert_eq!(
         bucket.get(&sha256(TEXT)).await.unwrap().as_deref(),
         Some(TEXT.as_bytes())

@@ -33,7 +33,7 @@ pub(crate) struct TextSource {
 }
 
 /// The text store, or 503 on a node without one.
-fn store(state: &AppState) -> Result<&quire_store::texts::TextStore, ApiError> {
+fn store(state: &AppState) -> Result<&quire_texts::TextStore, ApiError> {
     state.texts.as_ref().ok_or_else(|| {
         ApiError::unavailable(
             "texts_unavailable",
@@ -44,7 +44,7 @@ fn store(state: &AppState) -> Result<&quire_store::texts::TextStore, ApiError> {
 }
 
 /// The 503 for a text store that failed; the cause goes to the log, not to the client.
-fn store_failed(context: &str, error: &quire_store::texts::TextStoreError) -> ApiError {
+fn store_failed(context: &str, error: &quire_texts::TextStoreError) -> ApiError {
     tracing::error!(error = %error, "{context}");
     ApiError::unavailable(
         "text_store_unavailable",

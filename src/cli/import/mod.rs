@@ -313,7 +313,7 @@ async fn import_gutenberg(settings: &Settings, args: GutenbergArgs) -> anyhow::R
 /// is stored before the command that records it, so a recorded text is always there.
 async fn import_gutenberg_file(
     bus: &LocalBus,
-    texts: &quire_store::texts::TextStore,
+    texts: &quire_texts::TextStore,
     args: &GutenbergArgs,
     genres: &[quire_domain::values::Genre],
     file: &std::path::Path,
@@ -340,7 +340,7 @@ async fn import_gutenberg_file(
         "no author found in the Gutenberg header or title page: pass --author"
     );
     anyhow::ensure!(!parsed.body.trim().is_empty(), "the file holds no text");
-    let sha256 = quire_store::texts::TextStore::address_of(parsed.body.as_bytes());
+    let sha256 = quire_texts::TextStore::address_of(parsed.body.as_bytes());
     // The same eBook is the same book on every run; a file without a number is known by its text.
     let key = match ebook {
         Some(n) => format!("ebook:{n}"),

@@ -28,6 +28,8 @@ use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, PutPayload};
 use sha2::{Digest, Sha256};
 
+pub mod testing;
+
 /// Why the text store failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TextStoreError {
@@ -177,7 +179,7 @@ impl TextStore {
         let location = match &at.endpoint {
             Some(endpoint) => format!(
                 "{}/{}/{prefix}",
-                crate::redact_url(endpoint).trim_end_matches('/'),
+                without_credentials(endpoint).trim_end_matches('/'),
                 at.bucket
             ),
             None => format!("s3://{}/{prefix}", at.bucket),
@@ -298,6 +300,18 @@ impl TextStore {
     }
 }
 
+/// `url` without a user name or password, for logs.
+fn without_credentials(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        Err(_) => "(an endpoint that is not a URL)".to_owned(),
+    }
+}
+
 /// Whether `s` is a SHA-256 in lowercase hex.
 pub fn is_sha256(s: &str) -> bool {
     s.len() == 64
@@ -359,6 +373,14 @@ mod tests {
         assert_eq!(
             key_of(&TextStore::address_of(b"abc")).as_ref(),
             "ba/ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad.txt"
+        );
+    }
+
+    #[test]
+    fn locations_never_show_credentials() {
+        assert_eq!(
+            without_credentials("http://key:secret@127.0.0.1:9000"),
+            "http://127.0.0.1:9000/"
         );
     }
 }

@@ -2,8 +2,8 @@
 //! (`QUIRE_TEST_S3_URL`, default the moto server `ops/services.sh` starts).
 
 use bytes::Bytes;
-use quire_store::testing::fresh_s3_location;
-use quire_store::texts::{TextStore, TextStoreError};
+use quire_texts::testing::fresh_s3_location;
+use quire_texts::{TextStore, TextStoreError};
 
 /// A text larger than one network read, with multi-byte characters.
 fn novel() -> Bytes {
