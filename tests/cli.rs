@@ -381,10 +381,17 @@ fn cluster_settings_are_checked_and_redacted() {
 #[test]
 fn summarize_eval_measures_every_text_in_a_directory() {
     let dir = tempfile::tempdir().unwrap();
-    let story = "Then Ahab climbed to the deck of the ship before dawn. The crew watched Ahab and \
-        waited for the whale. “Lower the boats!” cried Ahab. * * * * * \n\nBut Starbuck \
-        doubted the hunt while Ahab paced the deck for many days. "
-        .repeat(12);
+    // Twelve scenes, each told in its own words (a sentence a text holds twice is a heading).
+    let story: String = (1..=12)
+        .map(|day| {
+            format!(
+                "Then Ahab climbed to the deck of the ship before dawn on day {day}. The crew \
+                 watched Ahab and waited for whale number {day}. “Lower the boats!” cried Ahab \
+                 for the {day} time. * * * * * \n\nBut Starbuck doubted hunt {day} while Ahab \
+                 paced the deck for many days. "
+            )
+        })
+        .collect();
     std::fs::write(dir.path().join("whale.txt"), &story).unwrap();
     std::fs::write(dir.path().join("notes.md"), "not a text").unwrap();
     let out = run_ok(quire().args(["summarize", "eval", dir.path().to_str().unwrap(), "--json"]));

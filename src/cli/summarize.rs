@@ -169,7 +169,10 @@ pub(crate) async fn run(settings: &Settings, args: SummarizeArgs) -> anyhow::Res
 }
 
 async fn eval(settings: &Settings, dir: &std::path::Path, json: bool) -> anyhow::Result<()> {
-    use quire_summarize::extractive::{characters, dialogue, is_artifact, split_sentences};
+    use quire_summarize::extractive::{
+        characters, dialogue, is_artifact, sentence_key, split_sentences,
+        strip_gutenberg_boilerplate,
+    };
     let summarizer = crate::summaries::build(settings).await?;
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("reading {}", dir.display()))?
@@ -183,6 +186,12 @@ async fn eval(settings: &Settings, dir: &std::path::Path, json: bool) -> anyhow:
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
         let cast: Vec<String> = characters(&text, 5).into_iter().map(|(n, _)| n).collect();
+        // A summary sentence the source holds twice is a heading (a chapter title that is also
+        // in the table of contents), whatever it looks like.
+        let mut in_source: std::collections::HashMap<String, usize> = Default::default();
+        for sentence in split_sentences(strip_gutenberg_boilerplate(&text)) {
+            *in_source.entry(sentence_key(&sentence)).or_default() += 1;
+        }
         let summary = summarizer
             .summarize(SummaryRequest {
                 subject: Subject::Text,
@@ -208,7 +217,12 @@ async fn eval(settings: &Settings, dir: &std::path::Path, json: bool) -> anyhow:
             words: summary.text.split_whitespace().count(),
             sentences: sentences.len(),
             dialogue_share: spoken as f64 / sentences.len().max(1) as f64,
-            artifacts: sentences.iter().filter(|s| is_artifact(s)).count(),
+            artifacts: sentences
+                .iter()
+                .filter(|s| {
+                    is_artifact(s) || in_source.get(&sentence_key(s)).is_some_and(|&n| n > 1)
+                })
+                .count(),
             named: cast
                 .iter()
                 .filter(|c| summary_words.contains(c.as_str()))

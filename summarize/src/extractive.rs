@@ -334,9 +334,35 @@ pub fn is_artifact(sentence: &str) -> bool {
             .all(|w| w.chars().next().is_some_and(char::is_uppercase))
 }
 
+/// Which sentences occur more than once in the text, compared without case, spacing and closing
+/// punctuation. A table of contents repeats its chapter titles as the chapters' headings ("Stubb
+/// and Flask kill a Right Whale; and Then Have a Talk over Him." in *Moby-Dick*), which no rule on
+/// the sentence alone tells from prose; and a refrain is no synopsis either.
+pub fn repeated(sentences: &[String]) -> Vec<bool> {
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for sentence in sentences {
+        *counts.entry(sentence_key(sentence)).or_default() += 1;
+    }
+    sentences
+        .iter()
+        .map(|s| counts[&sentence_key(s)] > 1)
+        .collect()
+}
+
+/// A sentence as [`repeated`] compares it: without case, spacing and closing punctuation.
+pub fn sentence_key(sentence: &str) -> String {
+    sentence
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .trim_end_matches(|c: char| !c.is_alphanumeric())
+        .to_lowercase()
+}
+
 /// Greedy choice by score, skipping redundant and ill-sized sentences, within the budget. Narrative
-/// sentences are chosen first: dialogue and layout (see [`dialogue`], [`is_artifact`]) only when
-/// nothing else fits (a text of reviews may be all quotes).
+/// sentences are chosen first: dialogue, layout and repeated sentences (see [`dialogue`],
+/// [`is_artifact`], [`repeated`]) only when nothing else fits (a text of reviews may be all
+/// quotes).
 fn select(
     sentences: &[String],
     vectors: &Vectors,
@@ -344,10 +370,11 @@ fn select(
     options: &ExtractOptions,
 ) -> Vec<usize> {
     let spoken = dialogue(sentences);
+    let twice = repeated(sentences);
     let narrative: Vec<bool> = sentences
         .iter()
-        .zip(&spoken)
-        .map(|(s, &spoken)| !spoken && !is_artifact(s) && !is_lead_in(s))
+        .zip(spoken.iter().zip(&twice))
+        .map(|(s, (&spoken, &twice))| !spoken && !twice && !is_artifact(s) && !is_lead_in(s))
         .collect();
     let chosen = select_among(sentences, vectors, scores, options, &narrative);
     if !chosen.is_empty() {
@@ -990,6 +1017,15 @@ mod tests {
         ] {
             assert!(!is_artifact(prose), "{prose}");
         }
+        // A chapter title from the table of contents is its heading again later.
+        let toc: Vec<String> = [
+            "Stubb and Flask kill a Right Whale; and Then Have a Talk over Him.",
+            "Stubb hailed the mate across the water.",
+            "stubb and flask kill a right whale;  and then have a talk over him",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(repeated(&toc), [true, false, true]);
         // A summary is told, not quoted, when it can be.
         let text = sentences.join(" ");
         let told = extract(&text, &ExtractOptions::default());
@@ -1053,7 +1089,7 @@ mod tests {
             for i in 0..40 {
                 let line = match (a, i % 4) {
                     (_, 0) => format!(
-                        "Then Anna and Boris reached {act}, where everything changed for them in part {a}. "
+                        "Then Anna and Boris reached {act}, where everything changed for them on day {i}. "
                     ),
                     // The first act repeats the story's common words: TextRank loves it.
                     (0, _) => format!(
