@@ -14,6 +14,7 @@ pub mod postgres;
 mod redact;
 pub mod sqlite;
 mod subscribe;
+pub mod tail;
 pub mod testing;
 mod types;
 
@@ -133,9 +134,9 @@ pub async fn read_stream_to_end(
 /// feature is compiled in.
 pub async fn open(url: &str, options: StoreOptions) -> Result<DynEventStore, StoreError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(
+        Ok(tail_cached(Arc::new(
             postgres::PostgresStore::connect(url, options).await?,
-        ))
+        )))
     } else if url.starts_with("kurrentdb://") || url.starts_with("esdb://") {
         #[cfg(feature = "kurrentdb")]
         {
@@ -149,10 +150,19 @@ pub async fn open(url: &str, options: StoreOptions) -> Result<DynEventStore, Sto
         }
     } else {
         let path = url.strip_prefix("sqlite://").unwrap_or(url);
-        Ok(Arc::new(
+        Ok(tail_cached(Arc::new(
             sqlite::SqliteStore::open(std::path::Path::new(path), options).await?,
-        ))
+        )))
     }
+}
+
+/// Events of the log's tail kept in memory for the process's readers ([`tail`]).
+pub const TAIL_CACHE_EVENTS: usize = 8192;
+
+/// A SQL store behind the shared tail cache: its positions are gap-free and in commit order, which
+/// the cache relies on.
+fn tail_cached(store: DynEventStore) -> DynEventStore {
+    Arc::new(tail::TailCached::new(store, TAIL_CACHE_EVENTS))
 }
 
 /// Tuning shared by the SQL backends.

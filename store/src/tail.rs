@@ -1,0 +1,330 @@
+//! A read-through cache of the log's tail, shared by every reader of one process.
+//!
+//! A node runs eight projections, the search indexer and the live-update hub, each a reader of the
+//! global log. After every commit all of them wake and ask for the same few new events: without
+//! this cache the database served each of those reads itself (nine queries returning the same
+//! JSON payloads per commit batch, and as many "nothing new" queries after), which under write
+//! load cost the database more than the writes did.
+//!
+//! The cache keeps a contiguous window of recently read events, filled only from what the store
+//! returned (never from what was appended, so an event is cached exactly as stored). Positions are
+//! gap-free and assigned in commit order in the SQL backends, so a read that returned position `b`
+//! proves every position up to `b` is committed: serving `(after, b]` from the window is what the
+//! database would have said, or a prefix of it (a reader then reads on from the window's end, as
+//! after any short batch).
+//!
+//! Reads at the window's end go through one fetch at a time: the first reader after a commit reads
+//! the database, the others find the events it brought. A read that just found nothing new is
+//! remembered briefly, until the head moves. Reads far behind the window (a rebuild, a projection
+//! catching up) go straight to the database, in parallel, and are not cached.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::{
+    AppendOutcome, AppendRequest, CommandRecord, DynEventStore, EventStore, Position,
+    RecordedEvent, StoreError, StoreStats, StreamInfo,
+};
+
+/// How long "nothing after the window" is believed without a new head.
+const EMPTY_TTL: Duration = Duration::from_millis(20);
+
+/// An event store whose `read_all` of recent positions is served from memory.
+pub struct TailCached {
+    inner: DynEventStore,
+    capacity: usize,
+    window: Mutex<Window>,
+    /// One database fetch at the window's end at a time.
+    fetching: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct Window {
+    /// Contiguous events, oldest first.
+    events: VecDeque<RecordedEvent>,
+    /// When a read after the window's last position last came back empty.
+    empty_at: Option<(Position, Instant)>,
+    hits: u64,
+    misses: u64,
+}
+
+impl Window {
+    fn first(&self) -> Option<Position> {
+        self.events.front().map(|e| e.position)
+    }
+
+    fn last(&self) -> Option<Position> {
+        self.events.back().map(|e| e.position)
+    }
+
+    /// The cached events after `after`, up to `limit`; `None` when the window does not hold
+    /// `after + 1`.
+    fn serve(&self, after: Position, limit: usize) -> Option<Vec<RecordedEvent>> {
+        let (first, last) = (self.first()?, self.last()?);
+        if after + 1 < first || after >= last {
+            return None;
+        }
+        let start = (after + 1 - first) as usize;
+        Some(
+            self.events
+                .iter()
+                .skip(start)
+                .take(limit)
+                .cloned()
+                .collect(),
+        )
+    }
+
+    /// Adds what a read of `(after, …]` returned.
+    fn fill(&mut self, after: Position, read: &[RecordedEvent], capacity: usize) {
+        let Some(first_read) = read.first().map(|e| e.position) else {
+            return;
+        };
+        // Only a read that starts where it was asked to proves there is no gap before it.
+        if first_read != after + 1 {
+            return;
+        }
+        let contiguous = read
+            .windows(2)
+            .all(|pair| pair[1].position == pair[0].position + 1);
+        if !contiguous {
+            return;
+        }
+        match self.last() {
+            Some(last) if first_read <= last + 1 && first_read >= self.first().unwrap_or(0) => {
+                let new = read.iter().filter(|e| e.position > last);
+                self.events.extend(new.cloned());
+            }
+            _ => {
+                self.events.clear();
+                self.events.extend(read.iter().cloned());
+            }
+        }
+        while self.events.len() > capacity {
+            self.events.pop_front();
+        }
+    }
+}
+
+impl TailCached {
+    /// Wraps `inner`, keeping up to `capacity` recent events. Only for stores whose positions are
+    /// gap-free and in commit order (the SQL backends).
+    pub fn new(inner: DynEventStore, capacity: usize) -> Self {
+        Self {
+            inner,
+            capacity: capacity.max(1),
+            window: Mutex::new(Window::default()),
+            fetching: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Reads served from memory and from the database so far.
+    pub fn hits_and_misses(&self) -> (u64, u64) {
+        let w = self.window.lock().expect("tail window lock");
+        (w.hits, w.misses)
+    }
+
+    /// Serves `(after, …]` from the window, or says it cannot.
+    fn cached(&self, after: Position, limit: usize) -> Cached {
+        let head = *self.inner.head_watch().borrow();
+        let mut w = self.window.lock().expect("tail window lock");
+        if let Some(events) = w.serve(after, limit) {
+            w.hits += 1;
+            return Cached::Events(events);
+        }
+        match (w.first(), w.last()) {
+            (Some(first), _) if after + 1 < first => Cached::Behind,
+            (_, last) => {
+                // Nothing new a moment ago, and no commit heard of since.
+                if let Some((at, when)) = w.empty_at
+                    && at == after
+                    && head <= after
+                    && when.elapsed() < EMPTY_TTL
+                    && last.is_none_or(|l| l <= after)
+                {
+                    w.hits += 1;
+                    return Cached::Events(Vec::new());
+                }
+                Cached::AtEnd
+            }
+        }
+    }
+}
+
+enum Cached {
+    Events(Vec<RecordedEvent>),
+    /// Before the window: read the database directly.
+    Behind,
+    /// At (or past) the window's end: fetch, one reader at a time.
+    AtEnd,
+}
+
+#[async_trait]
+impl EventStore for TailCached {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+
+    async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, StoreError> {
+        self.inner.append(request).await
+    }
+
+    async fn read_stream(
+        &self,
+        stream_id: &str,
+        after_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner
+            .read_stream(stream_id, after_version, limit)
+            .await
+    }
+
+    async fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        match self.cached(after, limit) {
+            Cached::Events(events) => return Ok(events),
+            Cached::Behind => {
+                self.window.lock().expect("tail window lock").misses += 1;
+                return self.inner.read_all(after, limit).await;
+            }
+            Cached::AtEnd => {}
+        }
+        let _one = self.fetching.lock().await;
+        // Another reader may have fetched these while this one waited.
+        if let Cached::Events(events) = self.cached(after, limit) {
+            return Ok(events);
+        }
+        let read = self.inner.read_all(after, limit).await?;
+        let mut w = self.window.lock().expect("tail window lock");
+        w.misses += 1;
+        if read.is_empty() {
+            w.empty_at = Some((after, Instant::now()));
+        } else {
+            w.empty_at = None;
+            w.fill(after, &read, self.capacity);
+        }
+        Ok(read)
+    }
+
+    async fn head(&self) -> Result<Position, StoreError> {
+        self.inner.head().await
+    }
+
+    fn head_watch(&self) -> watch::Receiver<Position> {
+        self.inner.head_watch()
+    }
+
+    fn observe_head(&self, position: Position) {
+        self.inner.observe_head(position);
+    }
+
+    fn write_failure(&self) -> Option<String> {
+        self.inner.write_failure()
+    }
+
+    async fn command(&self, command_id: Uuid) -> Result<Option<CommandRecord>, StoreError> {
+        self.inner.command(command_id).await
+    }
+
+    async fn streams(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StreamInfo>, StoreError> {
+        self.inner.streams(prefix, after, limit).await
+    }
+
+    async fn stats(&self) -> Result<StoreStats, StoreError> {
+        self.inner.stats().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(position: Position) -> RecordedEvent {
+        RecordedEvent {
+            position,
+            stream_id: format!("book-{position}"),
+            version: 1,
+            event_id: Uuid::from_u128(u128::from(position)),
+            event_type: "BookAdded".into(),
+            schema_version: 1,
+            payload: serde_json::json!({"n": position}),
+            metadata: Default::default(),
+            recorded_at: position as i64,
+        }
+    }
+
+    fn events(range: std::ops::RangeInclusive<Position>) -> Vec<RecordedEvent> {
+        range.map(event).collect()
+    }
+
+    fn positions(events: &[RecordedEvent]) -> Vec<Position> {
+        events.iter().map(|e| e.position).collect()
+    }
+
+    #[test]
+    fn serves_what_a_read_brought_and_nothing_it_did_not_see() {
+        let mut w = Window::default();
+        assert!(w.serve(0, 10).is_none(), "an empty window serves nothing");
+        w.fill(10, &events(11..=15), 100);
+        assert_eq!(
+            positions(&w.serve(10, 10).unwrap()),
+            vec![11, 12, 13, 14, 15]
+        );
+        assert_eq!(positions(&w.serve(12, 2).unwrap()), vec![13, 14]);
+        assert!(w.serve(15, 10).is_none(), "after the window: ask the store");
+        assert!(w.serve(9, 10).is_none(), "before the window: ask the store");
+        // A read that continues the window extends it; one that overlaps adds only what is new.
+        w.fill(15, &events(16..=17), 100);
+        w.fill(16, &events(17..=18), 100);
+        assert_eq!(
+            positions(&w.serve(10, 100).unwrap()),
+            (11..=18).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn a_read_that_does_not_start_where_asked_is_not_cached() {
+        let mut w = Window::default();
+        // Asked after 10, got 12…: position 11 was not seen, so nothing proves there is no gap.
+        w.fill(10, &events(12..=13), 100);
+        assert!(w.serve(11, 10).is_none());
+        let mut gapped = events(21..=22);
+        gapped.push(event(24));
+        w.fill(20, &gapped, 100);
+        assert!(
+            w.serve(20, 10).is_none(),
+            "a batch with a gap is not cached"
+        );
+    }
+
+    #[test]
+    fn a_read_far_from_the_window_replaces_it_and_the_window_keeps_its_capacity() {
+        let mut w = Window::default();
+        w.fill(0, &events(1..=5), 4);
+        assert_eq!(
+            positions(&w.serve(0, 10).unwrap_or_default()),
+            Vec::<u64>::new()
+        );
+        assert_eq!(positions(&w.serve(1, 10).unwrap()), vec![2, 3, 4, 5]);
+        w.fill(100, &events(101..=102), 4);
+        assert!(w.serve(3, 10).is_none());
+        assert_eq!(positions(&w.serve(100, 10).unwrap()), vec![101, 102]);
+    }
+}
