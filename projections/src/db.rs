@@ -36,10 +36,12 @@ pub(crate) enum Backend {
 
 impl Backend {
     /// A row source over the JSON array of arrays in parameter `n`; columns are `j.value->>k`.
+    /// In Postgres it is `rm_rows` (migration 0010), which tells the planner a batch is a few rows,
+    /// so joins with read-model tables go through their keys.
     pub(crate) fn rows(self, n: usize) -> String {
         match self {
             Self::Sqlite => format!("json_each(${n}) AS j"),
-            Self::Postgres => format!("json_array_elements(${n}::json) AS j(value)"),
+            Self::Postgres => format!("rm_rows(${n}::json) AS j(value)"),
         }
     }
 
@@ -47,7 +49,7 @@ impl Backend {
     pub(crate) fn texts(self, n: usize) -> String {
         match self {
             Self::Sqlite => format!("json_each(${n}) AS j"),
-            Self::Postgres => format!("json_array_elements_text(${n}::json) AS j(value)"),
+            Self::Postgres => format!("rm_texts(${n}::json) AS j(value)"),
         }
     }
 
@@ -363,9 +365,18 @@ impl Db {
                 if *read_only {
                     return Err(ReadModelError::ReadOnly);
                 }
-                Ok(Tx::Postgres(pool.begin().await.map_err(
-                    ReadModelError::db("beginning read-model transaction"),
-                )?))
+                // Read-model writes are batches keyed by primary key (at most a few hundred rows
+                // joined with tables of up to millions): a nested loop over the key is always the
+                // plan. Prepared statements keep the generic plan made while a table was small
+                // (a hash join over all of it, measured growing to milliseconds per batch within
+                // seconds of a load), so the other joins are ruled out for these transactions.
+                Ok(Tx::Postgres(
+                    pool.begin_with(
+                        "BEGIN; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off",
+                    )
+                    .await
+                    .map_err(ReadModelError::db("beginning read-model transaction"))?,
+                ))
             }
         }
     }
@@ -478,6 +489,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         9,
         "book texts: the hash, size and source of a book's full text",
         include_str!("../migrations/postgres/0009_book_texts.sql"),
+    ),
+    (
+        10,
+        "row sources that tell the planner a batch is small",
+        include_str!("../migrations/postgres/0010_row_sources.sql"),
     ),
 ];
 

@@ -21,7 +21,8 @@ use crate::db::{Arg, Tx, json_text};
 use crate::decode::{book_of, decode_book, decode_user, user_of};
 use crate::{ProjectionName, ReadModelError, ReadModels};
 
-const TYPES: [&str; 7] = [
+/// The events this projection reads.
+pub(crate) const TYPES: [&str; 7] = [
     "ReviewPosted",
     "ReviewEdited",
     "ReviewDeleted",

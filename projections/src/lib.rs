@@ -91,6 +91,22 @@ struct Inner {
     db: Db,
     /// One per projection, in [`ProjectionName::ALL`] order; moved after each local commit.
     checkpoints: Vec<watch::Sender<u64>>,
+    /// One per projection: how many runners of it this process has (0 or 1 outside a handover).
+    /// A projection run here moves its watch itself, so waiting for it needs no database polls.
+    running: Vec<std::sync::atomic::AtomicUsize>,
+}
+
+/// Marks a projection as run by this process while it lives.
+pub(crate) struct RunningHere {
+    models: ReadModels,
+    projection: ProjectionName,
+}
+
+impl Drop for RunningHere {
+    fn drop(&mut self) {
+        self.models.inner.running[self.projection.index()]
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl std::fmt::Debug for ReadModels {
@@ -127,8 +143,25 @@ impl ReadModels {
                     .iter()
                     .map(|_| watch::channel(0).0)
                     .collect(),
+                running: ProjectionName::ALL
+                    .iter()
+                    .map(|_| std::sync::atomic::AtomicUsize::new(0))
+                    .collect(),
             }),
         }
+    }
+
+    /// Records that this process runs `projection` until the guard is dropped.
+    pub(crate) fn running_here(&self, projection: ProjectionName) -> RunningHere {
+        self.inner.running[projection.index()].fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        RunningHere {
+            models: self.clone(),
+            projection,
+        }
+    }
+
+    fn is_run_here(&self, projection: ProjectionName) -> bool {
+        self.inner.running[projection.index()].load(std::sync::atomic::Ordering::SeqCst) > 0
     }
 
     pub(crate) fn db(&self) -> &Db {
@@ -150,7 +183,8 @@ impl ReadModels {
 
     /// Records that another node's runner committed `projection`'s checkpoint at `position` (a
     /// cluster notification), so [`wait_for`](Self::wait_for) returns without waiting for its next
-    /// poll. It must only be called with a checkpoint already committed to the read-model database.
+    /// poll. It must only be called with a checkpoint the read-model database already reflects
+    /// (committed, or moved over events the projection does not read).
     pub fn observe_checkpoint(&self, projection: ProjectionName, position: u64) {
         self.advance(projection, position);
     }
@@ -194,6 +228,21 @@ impl ReadModels {
                 .unwrap_or(0);
             if local >= position {
                 return Ok(());
+            }
+            // Projections run by this process move their watches themselves: polling the
+            // database for them would only cost it a query per waiter every 25 ms.
+            if projections.iter().all(|p| self.is_run_here(*p)) {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(WaitError::Timeout { reached: local });
+                }
+                let changed = futures::future::select_all(
+                    receivers.iter_mut().map(|r| Box::pin(r.changed())),
+                );
+                tokio::select! {
+                    _ = changed => {}
+                    _ = tokio::time::sleep_until(deadline) => {}
+                }
+                continue;
             }
             let stored = self.statuses().await.map_err(WaitError::ReadModel)?;
             for status in &stored {

@@ -2,8 +2,12 @@
 //!
 //! A task reads a batch after its checkpoint, applies it in one read-model transaction that starts
 //! by reading (and locking) the stored checkpoint and ends by moving it, then reads on. When caught
-//! up it waits for the store's head watch (or a poll interval, for commits of other nodes). A
-//! failing batch (an undecodable event, a database error) is recorded in the checkpoint row and
+//! up it waits for the store's head watch (or a poll interval, for commits of other nodes). A batch
+//! with none of the events the projection reads (`apply::reads`: a review for the users
+//! projection, say) needs no transaction: the checkpoint moves in memory, where waiters see it,
+//! and is stored at most every 250 ms and before the runner waits or stops. The projection's
+//! tables are then as of that position all the same, since those events do not touch them; a
+//! restart merely reads them again. A failing batch (an undecodable event, a database error) is recorded in the checkpoint row and
 //! logged, then retried with backoff; nothing is skipped.
 
 use std::time::Duration;
@@ -12,7 +16,7 @@ use quire_store::{DynEventStore, RecordedEvent};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::apply::{Target, apply_batch};
+use crate::apply::{Target, apply_batch, reads};
 use crate::db::Arg;
 use crate::{ProjectionName, ReadModelError, ReadModels};
 
@@ -20,6 +24,11 @@ use crate::{ProjectionName, ReadModelError, ReadModels};
 /// disk full): an outage ends by itself, and the projection should resume within seconds of it,
 /// since writes wait for their read model.
 const OUTAGE_BACKOFF: Duration = Duration::from_secs(2);
+
+/// How often a checkpoint moved only in memory (over batches the projection does not read) is
+/// stored: often enough that `/status` and a restart see it soon, rarely enough that the events of
+/// other projections cost this one no writes.
+const STORE_SKIPPED_EVERY: Duration = Duration::from_millis(250);
 
 /// Tuning for the runner.
 #[derive(Debug, Clone)]
@@ -103,6 +112,13 @@ pub fn spawn_one(
     }
 }
 
+/// Where a step left the projection: its new checkpoint, and whether the batch was skipped (none
+/// of its events read, the checkpoint moved in memory only).
+struct Step {
+    position: u64,
+    skipped: bool,
+}
+
 struct Runner {
     store: DynEventStore,
     read: ReadModels,
@@ -125,12 +141,16 @@ impl Runner {
     }
 
     async fn run(mut self) {
+        let _here = self.read.running_here(self.target.projection);
         let mut head = self.store.head_watch();
         let mut backoff = self.options.initial_backoff;
         let mut after: Option<u64> = None;
         let mut prefetched = None;
         // Whether the last step failed (and so may have left its error in the checkpoint row).
         let mut failed = false;
+        // A checkpoint moved past batches this projection does not read, not yet stored.
+        let mut unstored: Option<u64> = None;
+        let mut stored_at = tokio::time::Instant::now();
         tracing::info!(projection = self.name(), "projection started");
         while !*self.stopped.borrow() {
             // Mark the head as seen before reading, so a commit after the read still wakes us.
@@ -141,7 +161,12 @@ impl Runner {
                     .read
                     .stored_checkpoint(self.target.projection)
                     .await
-                    .map(Some),
+                    .map(|position| {
+                        Some(Step {
+                            position,
+                            skipped: false,
+                        })
+                    }),
                 Some(position) => self.step(position, &mut prefetched).await,
             };
             if failed && stepped && step.is_ok() {
@@ -155,6 +180,19 @@ impl Runner {
                     }
                 }
             }
+            if let Ok(Some(Step { position, skipped })) = step {
+                if skipped {
+                    unstored = Some(position);
+                } else {
+                    unstored = None;
+                    stored_at = tokio::time::Instant::now();
+                }
+            }
+            if unstored.is_some() && stored_at.elapsed() >= STORE_SKIPPED_EVERY {
+                self.store_skipped(&mut unstored).await;
+                stored_at = tokio::time::Instant::now();
+            }
+            let step = step.map(|s| s.map(|s| s.position));
             match step {
                 Ok(Some(position)) => {
                     let moved = after != Some(position);
@@ -195,7 +233,12 @@ impl Runner {
                     continue;
                 }
             }
-            // Caught up: wait for a commit, the poll interval, or the stop signal.
+            // Caught up: store a checkpoint moved in memory, then wait for a commit, the poll
+            // interval, or the stop signal.
+            if unstored.is_some() {
+                self.store_skipped(&mut unstored).await;
+                stored_at = tokio::time::Instant::now();
+            }
             let poll = self.options.poll_interval;
             tokio::select! {
                 _ = self.stopped.wait_for(|s| *s) => break,
@@ -203,7 +246,22 @@ impl Runner {
                 _ = tokio::time::sleep(poll) => {}
             }
         }
+        self.store_skipped(&mut unstored).await;
         tracing::info!(projection = self.name(), "projection stopped");
+    }
+
+    /// Stores a checkpoint moved in memory only; on failure it stays pending (the next batch the
+    /// projection reads stores its own checkpoint anyway).
+    async fn store_skipped(&self, unstored: &mut Option<u64>) {
+        let Some(position) = *unstored else {
+            return;
+        };
+        match self.read.store_checkpoint(&self.target, position).await {
+            Ok(()) => *unstored = None,
+            Err(error) => {
+                tracing::warn!(projection = self.name(), error = %error.chain(), "cannot store the checkpoint");
+            }
+        }
     }
 
     /// Applies the next batch after `after`; `Ok(Some(p))` is the new checkpoint, `Ok(None)` means
@@ -214,7 +272,7 @@ impl Runner {
         &self,
         after: u64,
         prefetched: &mut Option<Vec<RecordedEvent>>,
-    ) -> Result<Option<u64>, ReadModelError> {
+    ) -> Result<Option<Step>, ReadModelError> {
         let events = match prefetched.take() {
             Some(events) if events.first().is_some_and(|e| e.position > after) => events,
             _ => self.read_after(after).await?,
@@ -222,6 +280,15 @@ impl Runner {
         let Some(last) = events.last().map(|e| e.position) else {
             return Ok(None);
         };
+        // Nothing here for this projection: no transaction, the checkpoint moves in memory (and
+        // is stored soon after). Waiters see it move at once.
+        if !events.iter().any(|e| reads(self.target.projection, e)) {
+            self.read.advance(self.target.projection, last);
+            return Ok(Some(Step {
+                position: last,
+                skipped: true,
+            }));
+        }
         let (applied, next) = tokio::join!(
             self.read.apply_live(&self.target, &events),
             self.read_after(last)
@@ -229,7 +296,10 @@ impl Runner {
         match applied {
             Ok(position) => {
                 *prefetched = next.ok().filter(|n| !n.is_empty());
-                Ok(Some(position))
+                Ok(Some(Step {
+                    position,
+                    skipped: false,
+                }))
             }
             Err(error) => {
                 if let ReadModelError::Decode { position, .. } = &error
@@ -282,6 +352,24 @@ impl ReadModels {
         tx.commit().await?;
         self.advance(target.projection, position);
         Ok(position)
+    }
+
+    /// Stores a checkpoint the runner moved in memory over batches the projection does not read.
+    /// It never moves a stored checkpoint back.
+    async fn store_checkpoint(&self, target: &Target, position: u64) -> Result<(), ReadModelError> {
+        let mut tx = self.db().begin().await?;
+        tx.exec(
+            "storing a skipped checkpoint",
+            "UPDATE rm_checkpoints SET position = $2, updated_at = $3 \
+             WHERE projection = $1 AND position < $2",
+            &[
+                Arg::Text(target.checkpoint.clone()),
+                Arg::I64(position as i64),
+                Arg::I64(quire_store::now_micros()),
+            ],
+        )
+        .await?;
+        tx.commit().await
     }
 
     /// Clears the error a projection recorded, once it applies again.

@@ -23,7 +23,7 @@ use crate::decode::{decode_lending, decode_user, lending_book_of, user_of};
 
 /// The event types of a user stream that concern circulation; the other user events are not
 /// decoded at all.
-const SLOT_TYPES: [&str; 5] = [
+pub(super) const SLOT_TYPES: [&str; 5] = [
     "LoanSlotTaken",
     "LoanSlotReleased",
     "LoanFlaggedOverdue",

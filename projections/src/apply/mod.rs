@@ -47,6 +47,28 @@ impl Target {
     }
 }
 
+/// Whether `projection` reads `event`: a superset of what its handler acts on, by stream and type
+/// alone (no decoding). A batch none of whose events it reads needs no transaction: the runner
+/// moves the projection's checkpoint in memory and stores it later (see `runner`).
+pub(crate) fn reads(projection: ProjectionName, event: &RecordedEvent) -> bool {
+    let stream = event.stream_id.as_str();
+    let kind = event.event_type.as_str();
+    match projection {
+        ProjectionName::Books => stream.starts_with("book-"),
+        ProjectionName::Reviews => crate::decode::REVIEW_TYPES.contains(&kind),
+        ProjectionName::Users => stream.starts_with("user-"),
+        ProjectionName::Interactions => crate::interactions::TYPES.contains(&kind),
+        ProjectionName::Lending => {
+            stream.starts_with("lending-") || lending::SLOT_TYPES.contains(&kind)
+        }
+        ProjectionName::Club => stream.starts_with("club-") || stream.starts_with("thread-"),
+        ProjectionName::Social => {
+            crate::decode::REVIEW_TYPES.contains(&kind) || social::USER_TYPES.contains(&kind)
+        }
+        ProjectionName::Store => stream.starts_with("stock-") || stream.starts_with("order-"),
+    }
+}
+
 /// Applies the events after the target's checkpoint, inside `tx`, and moves the checkpoint to the
 /// batch's last position. The checkpoint row is read (and in Postgres locked) first, so events that
 /// another runner or a rebuild already applied are skipped. Returns the new checkpoint.

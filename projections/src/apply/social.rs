@@ -26,7 +26,7 @@ use crate::db::{Arg, Tx, json_text};
 use crate::decode::{REVIEW_TYPES, book_of, decode_book, decode_user, user_of};
 
 /// The user events this projection reads; others are not decoded at all.
-const USER_TYPES: [&str; 6] = [
+pub(super) const USER_TYPES: [&str; 6] = [
     "BookLiked",
     "BookUnliked",
     "BookRated",
