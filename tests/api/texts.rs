@@ -32,6 +32,24 @@ async fn put_text(
         .unwrap()
 }
 
+/// The admin's `GET` (or `DELETE`) of the book's text, with an optional header.
+async fn admin_text(
+    app: &TestApp,
+    method: reqwest::Method,
+    book: &str,
+    header: Option<(&str, &str)>,
+) -> reqwest::Response {
+    let url = app.url(&format!("/books/{book}/text"));
+    let mut request = match method {
+        reqwest::Method::DELETE => app.admin().delete(url),
+        _ => app.admin().get(url),
+    };
+    if let Some((name, value)) = header {
+        request = request.header(name, value);
+    }
+    request.send().await.unwrap()
+}
+
 fn sha256(text: &str) -> String {
     quire_texts::TextStore::address_of(text.as_bytes())
 }
@@ -75,24 +93,19 @@ async fn an_admin_attaches_reads_and_detaches_a_text(backend: Backend) {
         .unwrap();
     assert_eq!(shown["text"]["sha256"], sha256(TEXT));
     assert_eq!(shown["text"]["source"], "gutenberg:84");
-    let read = app
-        .admin()
-        .get(app.url(&format!("/books/{book}/text")))
-        .send()
-        .await
-        .unwrap();
+    let read = admin_text(&app, reqwest::Method::GET, &book, None).await;
     assert_eq!(read.status(), StatusCode::OK);
     assert_eq!(header(&read, "content-type"), "text/plain; charset=utf-8");
     let etag = header(&read, "etag");
     assert_eq!(etag, format!("\"{}\"", sha256(TEXT)));
     assert_eq!(read.text().await.unwrap(), TEXT);
-    let unchanged = app
-        .admin()
-        .get(app.url(&format!("/books/{book}/text")))
-        .header("if-none-match", &etag)
-        .send()
-        .await
-        .unwrap();
+    let unchanged = admin_text(
+        &app,
+        reqwest::Method::GET,
+        &book,
+        Some(("if-none-match", &etag)),
+    )
+    .await;
     assert_eq!(unchanged.status(), StatusCode::NOT_MODIFIED);
 
     // The same text again records nothing new.
@@ -104,28 +117,18 @@ async fn an_admin_attaches_reads_and_detaches_a_text(backend: Backend) {
     );
 
     // Detached: the book has no text any more.
-    let removed = app
-        .admin()
-        .delete(app.url(&format!("/books/{book}/text")))
-        .send()
-        .await
-        .unwrap();
+    let removed = admin_text(&app, reqwest::Method::DELETE, &book, None).await;
     assert_eq!(removed.status(), StatusCode::NO_CONTENT);
     let token = header(&removed, "consistency-token");
-    let gone = app
-        .admin()
-        .get(app.url(&format!("/books/{book}/text")))
-        .header("consistency-token", &token)
-        .send()
-        .await
-        .unwrap();
+    let gone = admin_text(
+        &app,
+        reqwest::Method::GET,
+        &book,
+        Some(("consistency-token", &token)),
+    )
+    .await;
     assert_problem(gone, StatusCode::NOT_FOUND, "no_text").await;
-    let twice = app
-        .admin()
-        .delete(app.url(&format!("/books/{book}/text")))
-        .send()
-        .await
-        .unwrap();
+    let twice = admin_text(&app, reqwest::Method::DELETE, &book, None).await;
     assert_problem(twice, StatusCode::NOT_FOUND, "no_text").await;
 }
 
@@ -292,12 +295,13 @@ async fn texts_live_in_s3_compatible_storage_when_scaled() {
         Some(TEXT.as_bytes())
     );
     // …and through the API.
-    let read = app
-        .admin()
-        .get(app.url(&format!("/books/{book}/text")))
-        .header("consistency-token", header(&response, "consistency-token"))
-        .send()
-        .await
-        .unwrap();
+    let token = header(&response, "consistency-token");
+    let read = admin_text(
+        &app,
+        reqwest::Method::GET,
+        &book,
+        Some(("consistency-token", &token)),
+    )
+    .await;
     assert_eq!(read.text().await.unwrap(), TEXT);
 }
