@@ -240,6 +240,7 @@ impl<A: Aggregate> EntityState<A> {
                     stream_version,
                     first_position,
                     last_position,
+                    recorded_at,
                 }) => {
                     if let Some(rejection) = rejection {
                         return Err(CommandError::Rejected(rejection));
@@ -257,6 +258,7 @@ impl<A: Aggregate> EntityState<A> {
                         last_position,
                         event_count: events.len() as u32,
                         replayed: false,
+                        recorded_at,
                     });
                 }
                 Ok(AppendOutcome::Duplicate(record)) => {

@@ -96,6 +96,10 @@ pub struct CommandOutcome {
     pub event_count: u32,
     /// True when this is the recorded outcome of an earlier identical command.
     pub replayed: bool,
+    /// When the command was recorded: its events' `recorded_at`, microseconds since the epoch (0
+    /// from a node that predates the field).
+    #[serde(default)]
+    pub recorded_at: i64,
 }
 
 /// A refusal by the domain, in a form that can be stored and replayed identically.
@@ -254,6 +258,7 @@ pub(crate) fn replay(record: &CommandRecord) -> Result<CommandOutcome, CommandEr
             last_position: *last_position,
             event_count: *event_count,
             replayed: true,
+            recorded_at: record.recorded_at,
         }),
         CommandResult::Rejected { error } => match serde_json::from_value(error.clone()) {
             Ok(rejection) => Err(CommandError::Rejected(rejection)),

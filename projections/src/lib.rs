@@ -31,6 +31,7 @@ pub mod runner;
 mod social;
 mod store;
 mod summaries;
+mod users_cache;
 mod views;
 
 use std::sync::Arc;
@@ -94,6 +95,8 @@ struct Inner {
     /// One per projection: how many runners of it this process has (0 or 1 outside a handover).
     /// A projection run here moves its watch itself, so waiting for it needs no database polls.
     running: Vec<std::sync::atomic::AtomicUsize>,
+    /// Users rows for authentication, while the users projection runs here.
+    users: users_cache::UsersCache,
 }
 
 /// Marks a projection as run by this process while it lives.
@@ -147,6 +150,7 @@ impl ReadModels {
                     .iter()
                     .map(|_| std::sync::atomic::AtomicUsize::new(0))
                     .collect(),
+                users: users_cache::UsersCache::default(),
             }),
         }
     }
@@ -158,6 +162,20 @@ impl ReadModels {
             models: self.clone(),
             projection,
         }
+    }
+
+    /// A projection's tables changed (a batch committed, a rebuild swapped in).
+    pub(crate) fn tables_changed(&self, projection: ProjectionName) {
+        if projection == ProjectionName::Users {
+            self.inner.users.changed();
+        }
+    }
+
+    /// The users cache, when this process runs the users projection (else reads go to the
+    /// database).
+    pub(crate) fn users_cache(&self) -> Option<&users_cache::UsersCache> {
+        self.is_run_here(ProjectionName::Users)
+            .then_some(&self.inner.users)
     }
 
     fn is_run_here(&self, projection: ProjectionName) -> bool {

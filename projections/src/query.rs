@@ -613,6 +613,24 @@ impl ReadModels {
         .transpose()
     }
 
+    /// [`user`](Self::user) for a check that races writes anyway (is the member a review is
+    /// posted for still active?): from memory while this process runs the users projection and
+    /// its tables have not changed since (see `users_cache`), else from the table. Authentication
+    /// does not use it: a revocation must hold on every node at once, and another node's
+    /// projection may not have applied it yet.
+    pub async fn user_for_check(&self, id: UserId) -> Result<Option<UserView>, ReadModelError> {
+        let Some(cache) = self.users_cache() else {
+            return self.user(id).await;
+        };
+        if let Some(row) = cache.user(id) {
+            return Ok(row);
+        }
+        let generation = cache.generation();
+        let row = self.user(id).await?;
+        cache.store_user(id, generation, row.clone());
+        Ok(row)
+    }
+
     /// Users in registration order.
     #[tracing::instrument(skip_all, fields(backend = self.backend()))]
     pub async fn list_users(&self, page: &PageRequest) -> Result<Page<UserView>, ReadModelError> {

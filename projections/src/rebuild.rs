@@ -162,6 +162,7 @@ async fn rebuild_aside(
     )
     .await?;
     tx.commit().await?;
+    read.tables_changed(projection);
     read.advance(projection, position);
     progress(RebuildProgress {
         position,

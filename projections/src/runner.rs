@@ -350,6 +350,7 @@ impl ReadModels {
         let mut tx = self.db().begin().await?;
         let position = apply_batch(&mut tx, target, events).await?;
         tx.commit().await?;
+        self.tables_changed(target.projection);
         self.advance(target.projection, position);
         Ok(position)
     }

@@ -178,6 +178,7 @@ pub(crate) fn plan(
             stream_version: version,
             first_position: first,
             last_position: last,
+            recorded_at: now,
         }));
     }
     touched.sort_unstable();
@@ -589,6 +590,7 @@ mod tests {
                         stream_version: r.events.len() as u64,
                         first_position: first,
                         last_position: self.head,
+                        recorded_at: 0,
                     })
                 })
                 .collect();

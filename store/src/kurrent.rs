@@ -390,6 +390,8 @@ impl EventStore for KurrentStore {
             let last = settled.last_position;
             self.head.send_if_modified(|h| bump(h, last));
         }
+        // The server stamps the events itself; this is when their append returned, close to it.
+        let recorded_at = now_micros();
         if let Some(command) = &request.command {
             let record = command.record(
                 &request.stream_id,
@@ -399,7 +401,7 @@ impl EventStore for KurrentStore {
                     settled.last_position,
                 ),
                 request.events.len(),
-                now_micros(),
+                recorded_at,
             );
             if let Some(first) = self.record_command(&record).await? {
                 return Ok(AppendOutcome::Duplicate(first));
@@ -409,6 +411,7 @@ impl EventStore for KurrentStore {
             stream_version: settled.stream_version,
             first_position: settled.first_position,
             last_position: settled.last_position,
+            recorded_at,
         })
     }
 

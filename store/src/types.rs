@@ -164,6 +164,8 @@ pub enum AppendOutcome {
         stream_version: u64,
         first_position: Position,
         last_position: Position,
+        /// The commit time the new events carry as their `recorded_at`.
+        recorded_at: Timestamp,
     },
     /// The command id was recorded before: nothing was appended, here is the first outcome.
     Duplicate(CommandRecord),

@@ -40,6 +40,7 @@ fn appended(outcome: AppendOutcome) -> (u64, u64, u64) {
             stream_version,
             first_position,
             last_position,
+            ..
         } => (stream_version, first_position, last_position),
         other => panic!("expected an append, got {other:?}"),
     }

@@ -357,6 +357,15 @@ async fn reviews_aggregate_and_one_per_member_holds_under_concurrency(backend: B
         let review: Value = response.json().await.unwrap();
         assert_eq!(review["rating"], stars);
         assert_eq!(review["book_id"], book.as_str());
+        assert_eq!(review["user_id"], member.id.as_str());
+        // The answer is made from what was recorded; reading the review back gives the same.
+        let stored = app
+            .get_json(&format!(
+                "/books/{book}/reviews/{}",
+                review["id"].as_str().unwrap()
+            ))
+            .await;
+        assert_eq!(review, stored);
         members.push(member);
     }
     let summary: Value = app.get_json(&format!("/books/{book}/summary")).await;
