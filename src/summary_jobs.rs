@@ -207,7 +207,7 @@ impl Worker {
                     self.texts.location()
                 )
             })?;
-        let text = String::from_utf8(bytes.to_vec())
+        let text = String::from_utf8(Vec::from(bytes))
             .with_context(|| format!("the text of book {} is not UTF-8", book.id))?;
         Ok(Some(text))
     }

@@ -37,6 +37,8 @@ const EMPTY_TTL: Duration = Duration::from_millis(20);
 /// An event store whose `read_all` of recent positions is served from memory.
 pub struct TailCached {
     inner: DynEventStore,
+    /// The inner store's head, read on every `read_all` (one subscription, not one per read).
+    head: watch::Receiver<Position>,
     capacity: usize,
     window: Mutex<Window>,
     /// One database fetch at the window's end at a time.
@@ -116,6 +118,7 @@ impl TailCached {
     /// gap-free and in commit order (the SQL backends).
     pub fn new(inner: DynEventStore, capacity: usize) -> Self {
         Self {
+            head: inner.head_watch(),
             inner,
             capacity: capacity.max(1),
             window: Mutex::new(Window::default()),
@@ -131,7 +134,7 @@ impl TailCached {
 
     /// Serves `(after, …]` from the window, or says it cannot.
     fn cached(&self, after: Position, limit: usize) -> Cached {
-        let head = *self.inner.head_watch().borrow();
+        let head = *self.head.borrow();
         let mut w = self.window.lock().expect("tail window lock");
         if let Some(events) = w.serve(after, limit) {
             w.hits += 1;

@@ -9,7 +9,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use quire_actors::Command;
-use quire_domain::book::{BookCommand, BookText, MAX_TEXT_SOURCE_CHARS};
+use quire_domain::book::{BookCommand, BookText, MAX_TEXT_SOURCE_CHARS, valid_text_source};
 use quire_domain::ids::BookId;
 use serde::Deserialize;
 
@@ -99,11 +99,7 @@ pub(crate) async fn put(
         ));
     }
     let source = params.source.unwrap_or_else(|| "upload".to_owned());
-    if source.is_empty()
-        || source.trim() != source
-        || source.chars().count() > MAX_TEXT_SOURCE_CHARS
-        || source.chars().any(char::is_control)
-    {
+    if !valid_text_source(&source) {
         return Err(ApiError::bad_request(
             "invalid_query",
             format!(

@@ -493,6 +493,12 @@ fn valid_label(label: &str, max: usize) -> bool {
     !label.is_empty() && label.chars().count() <= max && !label.chars().any(char::is_control)
 }
 
+/// Whether a text's source label is 1 to [`MAX_TEXT_SOURCE_CHARS`] characters on one line,
+/// without surrounding spaces (the API checks it before storing any bytes).
+pub fn valid_text_source(source: &str) -> bool {
+    source.trim() == source && valid_label(source, MAX_TEXT_SOURCE_CHARS)
+}
+
 /// Checks what a `SetText` records: a SHA-256 in lowercase hex, a size, a one-line source.
 fn check_text(text: &BookText) -> Result<(), BookError> {
     let hex = |c: char| c.is_ascii_digit() || ('a'..='f').contains(&c);
@@ -506,7 +512,7 @@ fn check_text(text: &BookText) -> Result<(), BookError> {
             reason: "a text must not be empty",
         });
     }
-    if text.source.trim() != text.source || !valid_label(&text.source, MAX_TEXT_SOURCE_CHARS) {
+    if !valid_text_source(&text.source) {
         return Err(BookError::InvalidText {
             reason: "source must be 1 to 200 characters on one line, without surrounding spaces",
         });

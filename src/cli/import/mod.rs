@@ -309,8 +309,8 @@ async fn import_gutenberg(settings: &Settings, args: GutenbergArgs) -> anyhow::R
     result
 }
 
-/// Reads one file, adds its book (unless `--book-id`), stores its text and attaches it. The text
-/// is stored before the command that records it, so a recorded text is always there.
+/// Reads one file, stores its text, adds its book (unless `--book-id`) and attaches the text. The
+/// text is stored before the commands that record it, so a recorded text is always there.
 async fn import_gutenberg_file(
     bus: &LocalBus,
     texts: &quire_texts::TextStore,
@@ -340,11 +340,22 @@ async fn import_gutenberg_file(
         "no author found in the Gutenberg header or title page: pass --author"
     );
     anyhow::ensure!(!parsed.body.trim().is_empty(), "the file holds no text");
-    let sha256 = quire_texts::TextStore::address_of(parsed.body.as_bytes());
+    let catalogue_title = quire_domain::values::Title::parse(title.clone()).context("the title")?;
+    let catalogue_authors = authors
+        .iter()
+        .map(|a| quire_domain::values::AuthorName::parse(a.clone()))
+        .collect::<Result<Vec<_>, _>>()
+        .context("the author")?;
+    // Stored first (it is then found, not written, by a re-run): a recorded text is always there,
+    // and its address names a file without an eBook number.
+    let stored = texts
+        .put(bytes::Bytes::from(parsed.body.into_bytes()))
+        .await
+        .context("storing the text")?;
     // The same eBook is the same book on every run; a file without a number is known by its text.
     let key = match ebook {
         Some(n) => format!("ebook:{n}"),
-        None => format!("sha256:{sha256}"),
+        None => format!("sha256:{}", stored.sha256),
     };
     let derive = |what: &str| {
         uuid::Uuid::new_v5(&GUTENBERG_NAMESPACE, format!("gutenberg:{what}").as_bytes())
@@ -359,13 +370,8 @@ async fn import_gutenberg_file(
                     book_id,
                     command: BookCommand::AddBook {
                         book_id,
-                        title: quire_domain::values::Title::parse(title.clone())
-                            .context("the title")?,
-                        authors: authors
-                            .iter()
-                            .map(|a| quire_domain::values::AuthorName::parse(a.clone()))
-                            .collect::<Result<_, _>>()
-                            .context("the author")?,
+                        title: catalogue_title,
+                        authors: catalogue_authors,
                         genres: genres.to_vec(),
                         year_published: None,
                         isbn: None,
@@ -384,10 +390,6 @@ async fn import_gutenberg_file(
             (book_id, added)
         }
     };
-    let stored = texts
-        .put(bytes::Bytes::from(parsed.body.into_bytes()))
-        .await
-        .context("storing the text")?;
     let source = match ebook {
         Some(n) => format!("gutenberg:{n}"),
         None => "gutenberg".to_owned(),
