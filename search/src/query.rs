@@ -28,7 +28,7 @@ use crate::SearchError;
 use crate::facets::FacetCounter;
 use crate::highlight::{Highlights, highlight};
 use crate::index::{BookDoc, Fields, SearchIndex};
-use crate::terms::{TermsQuery, TypoWords, Typos, most_frequent, typo_prefix_words};
+use crate::terms::{TermsQuery, TypoWords, Typos, most_frequent, starts_any, typo_prefix_words};
 use crate::text::{normalized, tokens, typo_budget};
 
 /// The most hits a page may hold.
@@ -589,9 +589,11 @@ impl<'a> TokenTypos<'a> {
         token: &'a str,
         unknown: bool,
     ) -> Result<Self, SearchError> {
-        let words = match Typos::for_word(token) {
-            Some(automaton) if unknown => Some(automaton.words(searcher, f.words)?),
-            _ => None,
+        // Only a word no title or author holds is looked up for typos: building its automata
+        // and walking the dictionary is most of a query's cost.
+        let words = match unknown.then(|| Typos::for_word(token)).flatten() {
+            Some(typos) => Some(typos.words(searcher, f.words)?),
+            None => None,
         };
         Ok(Self {
             words,
@@ -602,9 +604,20 @@ impl<'a> TokenTypos<'a> {
         })
     }
 
+    /// What the token may become with a typo, if it is still being typed. Nothing when a title
+    /// or author word starts with it as typed or is one edit from it: then that is what is
+    /// being typed, and walking the dictionary for mistyped prefixes would only add noise (and
+    /// is a large part of such a query's cost).
     fn prefix(&mut self) -> Result<&[String], SearchError> {
         if self.prefix.is_none() {
-            self.prefix = Some(typo_prefix_words(self.searcher, self.field, self.token)?);
+            let near = self.words.as_ref().is_some_and(|w| !w.one.is_empty());
+            self.prefix = Some(
+                if near || starts_any(self.searcher, self.field, self.token)? {
+                    Vec::new()
+                } else {
+                    typo_prefix_words(self.searcher, self.field, self.token)?
+                },
+            );
         }
         Ok(self.prefix.as_deref().unwrap_or_default())
     }

@@ -123,12 +123,12 @@ fn builder(budget: u8) -> Option<&'static LevenshteinAutomatonBuilder> {
     Some(slot.get_or_init(|| LevenshteinAutomatonBuilder::new(budget, true)))
 }
 
-/// A mistyped word's automaton: matches the words within its typo budget ([`typo_budget`]), a
-/// swap of neighbours counting as one edit.
-pub(crate) struct Typos {
-    one: DFA,
-    /// For words long enough for two typos.
-    two: Option<DFA>,
+/// A mistyped word and its typo budget ([`typo_budget`]). Its automata (a swap of neighbours
+/// counting as one edit) are built when a walk needs them: the two-edit one costs several times
+/// the one-edit one to build, and is needed only when nothing is one edit away.
+pub(crate) struct Typos<'a> {
+    word: &'a str,
+    budget: u8,
 }
 
 /// The words a mistyped word may have meant, one edit away and two.
@@ -138,18 +138,11 @@ pub(crate) struct TypoWords {
     pub two: Vec<String>,
 }
 
-impl Typos {
+impl<'a> Typos<'a> {
     /// None for a word too short for typos.
-    pub(crate) fn for_word(word: &str) -> Option<Self> {
+    pub(crate) fn for_word(word: &'a str) -> Option<Self> {
         let budget = typo_budget(word).min(2);
-        Some(Self {
-            one: builder(1)?.build_dfa(word),
-            two: if budget >= 2 {
-                Some(builder(2)?.build_dfa(word))
-            } else {
-                None
-            },
-        })
+        (budget >= 1).then_some(Self { word, budget })
     }
 
     /// The words of `field` one edit away (never the word itself), the most frequent first, at
@@ -161,14 +154,18 @@ impl Typos {
         searcher: &Searcher,
         field: Field,
     ) -> Result<TypoWords, SearchError> {
+        let Some(one) = builder(1) else {
+            return Ok(TypoWords::default());
+        };
         let mut words = TypoWords {
-            one: within(searcher, field, &self.one, 1)?,
+            one: within(searcher, field, &one.build_dfa(self.word), 1)?,
             two: Vec::new(),
         };
-        if let Some(two) = &self.two
+        if self.budget >= 2
             && words.one.is_empty()
+            && let Some(two) = builder(2)
         {
-            words.two = within(searcher, field, two, 2)?;
+            words.two = within(searcher, field, &two.build_dfa(self.word), 2)?;
         }
         Ok(words)
     }
@@ -206,6 +203,27 @@ pub(crate) fn typo_prefix_words(
         *found.entry(key.to_vec()).or_default() += df;
     })?;
     Ok(most_frequent(found, TYPO_PREFIX_EXPANSIONS))
+}
+
+/// Whether any word of `field` starts with `prefix`.
+pub(crate) fn starts_any(
+    searcher: &Searcher,
+    field: Field,
+    prefix: &str,
+) -> Result<bool, SearchError> {
+    for segment in searcher.segment_readers() {
+        let inverted = segment.inverted_index(field)?;
+        let mut stream = inverted
+            .terms()
+            .range()
+            .ge(prefix.as_bytes())
+            .into_stream()
+            .map_err(|e| SearchError::Corrupt(e.to_string()))?;
+        if stream.advance() && stream.key().starts_with(prefix.as_bytes()) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Walks each segment's dictionary of `field` with `dfa`, reading at most `limit` matches per
