@@ -12,7 +12,6 @@ use std::collections::HashMap;
 
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::fastfield::FacetReader;
-use tantivy::schema::Facet;
 use tantivy::{DocId, Score, SegmentOrdinal, SegmentReader, TantivyError};
 
 /// Counts the values of one facet field and keeps the `top` most frequent.
@@ -114,14 +113,23 @@ fn counted((value, (_, count)): (String, (u64, u32))) -> (String, u64) {
     (value, u64::from(count))
 }
 
+/// The byte between a facet path's segments in its encoded form (tantivy's, which it does not
+/// export; `facet_values_are_the_last_path_segment` checks it).
+const FACET_SEP_BYTE: u8 = 0;
+
 /// The last path segment of each counted ordinal (in increasing order).
 fn names(reader: &FacetReader, counted: &[(u64, u32)]) -> tantivy::Result<Vec<String>> {
     let ords: Vec<u64> = counted.iter().map(|(ord, _)| *ord).collect();
     let mut out = Vec::with_capacity(ords.len());
     let mut failed = None;
+    // An encoded facet is its path's segments joined by a separator byte: the value is the last.
     reader.facet_dict().sorted_ords_to_term_cb(&ords, |bytes| {
-        match Facet::from_encoded(bytes.to_vec()) {
-            Ok(facet) => out.push(facet.to_path().last().copied().unwrap_or("").to_string()),
+        let last = bytes
+            .rsplit(|b| *b == FACET_SEP_BYTE)
+            .next()
+            .unwrap_or_default();
+        match std::str::from_utf8(last) {
+            Ok(value) => out.push(value.to_string()),
             Err(e) => failed = Some(e),
         }
     })?;
@@ -140,6 +148,18 @@ fn names(reader: &FacetReader, counted: &[(u64, u32)]) -> tantivy::Result<Vec<St
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn facet_values_are_the_last_path_segment() {
+        let facet = tantivy::schema::Facet::from_path(["decade", "1990s"]);
+        let last = facet
+            .encoded_str()
+            .as_bytes()
+            .rsplit(|b| *b == super::FACET_SEP_BYTE)
+            .next()
+            .unwrap();
+        assert_eq!(last, b"1990s");
+    }
+
     use crate::index::{BookDoc, SearchIndex};
     use crate::query::{SearchRequest, Weights};
 

@@ -127,15 +127,17 @@ pub(crate) fn token_matches(q: &str, w: &str, prefix: bool) -> bool {
     if budget == 0 {
         return false;
     }
-    if levenshtein(q, w) <= budget {
+    // Most of a title's words are nowhere near the token: their lengths say so without
+    // comparing them (this runs for every word of every hit shown).
+    let (q_len, w_len) = (q.chars().count(), w.chars().count());
+    if q_len.abs_diff(w_len) <= budget && levenshtein(q, w) <= budget {
         return true;
     }
     // A prefix typed with a typo: compare with the word's start of the same length (±1).
-    if prefix && q.chars().count() >= 5 {
-        let n = q.chars().count();
-        return (n.saturating_sub(1)..=n + 1).any(|len| {
-            let head: String = w.chars().take(len).collect();
-            levenshtein(q, &head) <= 1
+    if prefix && q_len >= 5 && w_len + 1 >= q_len {
+        return (q_len - 1..=q_len + 1).any(|len| {
+            let end = w.char_indices().nth(len).map_or(w.len(), |(i, _)| i);
+            levenshtein(q, &w[..end]) <= 1
         });
     }
     false

@@ -157,29 +157,41 @@ impl<'a> Typos<'a> {
         let Some(one) = builder(1) else {
             return Ok(TypoWords::default());
         };
+        let first = self.word.as_bytes().first().copied();
+        let one = one.build_dfa(self.word);
         let mut words = TypoWords {
-            one: within(searcher, field, &one.build_dfa(self.word), 1)?,
+            one: within(searcher, field, &one, 1, first)?,
             two: Vec::new(),
         };
-        if self.budget >= 2
-            && words.one.is_empty()
-            && let Some(two) = builder(2)
-        {
-            words.two = within(searcher, field, &two.build_dfa(self.word), 2)?;
+        if words.one.is_empty() {
+            if self.budget >= 2
+                && let Some(two) = builder(2)
+            {
+                words.two = within(searcher, field, &two.build_dfa(self.word), 2, first)?;
+            }
+            if words.two.is_empty() {
+                // A typo in the first letter, which people rarely make (Meilisearch counts one
+                // as two typos): looked for last, over the whole dictionary, and weighed as two.
+                words.two = within(searcher, field, &one, 1, None)?;
+            }
         }
         Ok(words)
     }
 }
 
-/// The words of `field` exactly `distance` edits away by `dfa`, the most frequent first.
+/// The words of `field` exactly `distance` edits away by `dfa`, the most frequent first; only
+/// those starting with `first`, if given. Walking only the words that share the first letter
+/// reads a small part of the dictionary; a walk that may change the first letter reads all of
+/// it.
 fn within(
     searcher: &Searcher,
     field: Field,
     dfa: &DFA,
     distance: u8,
+    first: Option<u8>,
 ) -> Result<Vec<String>, SearchError> {
     let mut found: HashMap<Vec<u8>, u64> = HashMap::new();
-    walk(searcher, field, dfa, usize::MAX, |key, df| {
+    walk(searcher, field, dfa, first, usize::MAX, |key, df| {
         if dfa.eval(key) == Distance::Exact(distance) {
             *found.entry(key.to_vec()).or_default() += df;
         }
@@ -199,7 +211,10 @@ pub(crate) fn typo_prefix_words(
     };
     let dfa = builder.build_prefix_dfa(prefix);
     let mut found: HashMap<Vec<u8>, u64> = HashMap::new();
-    walk(searcher, field, &dfa, TYPO_PREFIX_SCAN, |key, df| {
+    // Words with the typed first letter only: a mistyped first letter is not guessed while
+    // typing (see `Typos::words`).
+    let first = prefix.as_bytes().first().copied();
+    walk(searcher, field, &dfa, first, TYPO_PREFIX_SCAN, |key, df| {
         *found.entry(key.to_vec()).or_default() += df;
     })?;
     Ok(most_frequent(found, TYPO_PREFIX_EXPANSIONS))
@@ -226,12 +241,14 @@ pub(crate) fn starts_any(
     Ok(false)
 }
 
-/// Walks each segment's dictionary of `field` with `dfa`, reading at most `limit` matches per
-/// segment, and hands each matched word and its document frequency to `found`.
+/// Walks each segment's dictionary of `field` with `dfa` (only the words starting with
+/// `first`, if given), reading at most `limit` matches per segment, and hands each matched word
+/// and its document frequency to `found`.
 fn walk(
     searcher: &Searcher,
     field: Field,
     dfa: &DFA,
+    first: Option<u8>,
     limit: usize,
     mut found: impl FnMut(&[u8], u64),
 ) -> Result<(), SearchError> {
@@ -239,7 +256,7 @@ fn walk(
         let inverted = segment.inverted_index(field)?;
         let mut stream = inverted
             .terms()
-            .search(Walk(dfa))
+            .search(Walk { dfa, first })
             .into_stream()
             .map_err(|e| SearchError::Corrupt(e.to_string()))?;
         let mut read = 0;
@@ -266,18 +283,29 @@ pub(crate) fn most_frequent(words: HashMap<Vec<u8>, u64>, limit: usize) -> Vec<S
         .collect()
 }
 
-/// A Levenshtein automaton driving a walk of the term dictionary.
-struct Walk<'a>(&'a DFA);
+/// A Levenshtein automaton driving a walk of the term dictionary, held to words starting with
+/// `first` when given.
+struct Walk<'a> {
+    dfa: &'a DFA,
+    first: Option<u8>,
+}
+
+/// The walk's state before its first byte (the DFA's states are small numbers).
+const BEFORE_FIRST: u32 = u32::MAX;
 
 impl Automaton for Walk<'_> {
     type State = u32;
 
     fn start(&self) -> u32 {
-        self.0.initial_state()
+        if self.first.is_some() {
+            BEFORE_FIRST
+        } else {
+            self.dfa.initial_state()
+        }
     }
 
     fn is_match(&self, state: &u32) -> bool {
-        matches!(self.0.distance(*state), Distance::Exact(_))
+        *state != BEFORE_FIRST && matches!(self.dfa.distance(*state), Distance::Exact(_))
     }
 
     fn can_match(&self, state: &u32) -> bool {
@@ -285,6 +313,12 @@ impl Automaton for Walk<'_> {
     }
 
     fn accept(&self, state: &u32, byte: u8) -> u32 {
-        self.0.transition(*state, byte)
+        if *state == BEFORE_FIRST {
+            if Some(byte) != self.first {
+                return SINK_STATE;
+            }
+            return self.dfa.transition(self.dfa.initial_state(), byte);
+        }
+        self.dfa.transition(*state, byte)
     }
 }
