@@ -28,7 +28,9 @@ use crate::SearchError;
 use crate::facets::FacetCounter;
 use crate::highlight::{Highlights, highlight};
 use crate::index::{BookDoc, Fields, SearchIndex};
-use crate::terms::{TermsQuery, TypoWords, Typos, most_frequent, starts_any, typo_prefix_words};
+use crate::terms::{
+    TermsQuery, TypoWords, Typos, completions, most_frequent, starts_any, typo_prefix_words,
+};
 use crate::text::{normalized, tokens, typo_budget};
 
 /// The most hits a page may hold.
@@ -544,23 +546,9 @@ const PREFIX_SCAN: usize = 20_000;
 /// [`PREFIX_EXPANSIONS`] (as Typesense and Meilisearch bound theirs).
 fn prefix_terms(searcher: &Searcher, field: Field, prefix: &str) -> Result<Vec<Term>, SearchError> {
     let mut found: std::collections::HashMap<Vec<u8>, u64> = std::collections::HashMap::new();
-    for segment in searcher.segment_readers() {
-        let inverted = segment.inverted_index(field)?;
-        let mut stream = inverted
-            .terms()
-            .range()
-            .ge(prefix.as_bytes())
-            .into_stream()
-            .map_err(|e| SearchError::Corrupt(e.to_string()))?;
-        let mut scanned = 0;
-        while scanned < PREFIX_SCAN && stream.advance() {
-            if !stream.key().starts_with(prefix.as_bytes()) {
-                break;
-            }
-            *found.entry(stream.key().to_vec()).or_default() += u64::from(stream.value().doc_freq);
-            scanned += 1;
-        }
-    }
+    completions(searcher, field, prefix, PREFIX_SCAN, |word, df| {
+        *found.entry(word.to_vec()).or_default() += df;
+    })?;
     // The most frequent first; among equals (every whole title is one), the shortest: the
     // completion closest to what was typed.
     Ok(most_frequent(found, PREFIX_EXPANSIONS)
@@ -873,6 +861,49 @@ fn with_filters(query: Box<dyn Query>, filters: &[Box<dyn Query>]) -> Box<dyn Qu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn titled(id: &str, title: &str) -> BookDoc {
+        BookDoc {
+            book_id: id.into(),
+            title: title.into(),
+            authors: vec!["Some Author".into()],
+            ..BookDoc::default()
+        }
+    }
+
+    /// Typos are looked for among the words that share the typed first letter first; a
+    /// mistyped first letter is still forgiven, but only when nothing else fits, and below a
+    /// word that kept it.
+    #[test]
+    fn a_mistyped_first_letter_is_forgiven_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = SearchIndex::open(dir.path()).unwrap();
+        index.upsert(&titled("m", "The Mountain")).unwrap();
+        index.upsert(&titled("f", "The Fountain")).unwrap();
+        index.upsert(&titled("s", "Silmarillion")).unwrap();
+        index.commit(1).unwrap();
+        let ids = |q: &str| -> Vec<String> {
+            let request = SearchRequest {
+                q: q.into(),
+                limit: 10,
+                ..SearchRequest::default()
+            };
+            index
+                .search(&request, &Weights::default())
+                .unwrap()
+                .hits
+                .into_iter()
+                .map(|h| h.book.book_id)
+                .collect()
+        };
+        // "mointain" is one edit from "mountain", which keeps the first letter: only it.
+        assert_eq!(ids("mointain "), ["m"]);
+        // "zilmarillion": nothing starting with "z" is near, so the first letter is the typo.
+        assert_eq!(ids("zilmarillion "), ["s"]);
+        // "bountain": one edit from both, neither keeping the "b": both, as two typos.
+        let both = ids("bountain ");
+        assert_eq!(both.len(), 2, "{both:?}");
+    }
 
     #[test]
     fn queries_are_read_into_tokens_phrases_and_a_prefix() {

@@ -191,11 +191,17 @@ fn within(
     first: Option<u8>,
 ) -> Result<Vec<String>, SearchError> {
     let mut found: HashMap<Vec<u8>, u64> = HashMap::new();
-    walk(searcher, field, dfa, first, usize::MAX, |key, df| {
-        if dfa.eval(key) == Distance::Exact(distance) {
-            *found.entry(key.to_vec()).or_default() += df;
-        }
-    })?;
+    walk(
+        searcher,
+        field,
+        Walk { dfa, first },
+        usize::MAX,
+        |key, df| {
+            if dfa.eval(key) == Distance::Exact(distance) {
+                *found.entry(key.to_vec()).or_default() += df;
+            }
+        },
+    )?;
     Ok(most_frequent(found, TYPO_EXPANSIONS))
 }
 
@@ -214,7 +220,8 @@ pub(crate) fn typo_prefix_words(
     // Words with the typed first letter only: a mistyped first letter is not guessed while
     // typing (see `Typos::words`).
     let first = prefix.as_bytes().first().copied();
-    walk(searcher, field, &dfa, first, TYPO_PREFIX_SCAN, |key, df| {
+    let automaton = Walk { dfa: &dfa, first };
+    walk(searcher, field, automaton, TYPO_PREFIX_SCAN, |key, df| {
         *found.entry(key.to_vec()).or_default() += df;
     })?;
     Ok(most_frequent(found, TYPO_PREFIX_EXPANSIONS))
@@ -226,6 +233,22 @@ pub(crate) fn starts_any(
     field: Field,
     prefix: &str,
 ) -> Result<bool, SearchError> {
+    let mut any = false;
+    completions(searcher, field, prefix, 1, |_, _| any = true)?;
+    Ok(any)
+}
+
+/// Hands the words of `field` that start with `prefix`, at most `limit` per segment, and their
+/// document frequencies to `found`, segment by segment, each in dictionary order. A range read
+/// from the prefix, not a walk with a prefix automaton: measured over HTTP, the automaton cost
+/// about a seventh of the searches per second.
+pub(crate) fn completions(
+    searcher: &Searcher,
+    field: Field,
+    prefix: &str,
+    limit: usize,
+    mut found: impl FnMut(&[u8], u64),
+) -> Result<(), SearchError> {
     for segment in searcher.segment_readers() {
         let inverted = segment.inverted_index(field)?;
         let mut stream = inverted
@@ -234,21 +257,21 @@ pub(crate) fn starts_any(
             .ge(prefix.as_bytes())
             .into_stream()
             .map_err(|e| SearchError::Corrupt(e.to_string()))?;
-        if stream.advance() && stream.key().starts_with(prefix.as_bytes()) {
-            return Ok(true);
+        let mut read = 0;
+        while read < limit && stream.advance() && stream.key().starts_with(prefix.as_bytes()) {
+            found(stream.key(), u64::from(stream.value().doc_freq));
+            read += 1;
         }
     }
-    Ok(false)
+    Ok(())
 }
 
-/// Walks each segment's dictionary of `field` with `dfa` (only the words starting with
-/// `first`, if given), reading at most `limit` matches per segment, and hands each matched word
-/// and its document frequency to `found`.
+/// Walks each segment's dictionary of `field` with `automaton`, reading at most `limit` matches
+/// per segment, and hands each matched word and its document frequency to `found`.
 fn walk(
     searcher: &Searcher,
     field: Field,
-    dfa: &DFA,
-    first: Option<u8>,
+    automaton: Walk<'_>,
     limit: usize,
     mut found: impl FnMut(&[u8], u64),
 ) -> Result<(), SearchError> {
@@ -256,7 +279,7 @@ fn walk(
         let inverted = segment.inverted_index(field)?;
         let mut stream = inverted
             .terms()
-            .search(Walk { dfa, first })
+            .search(automaton)
             .into_stream()
             .map_err(|e| SearchError::Corrupt(e.to_string()))?;
         let mut read = 0;
@@ -285,6 +308,7 @@ pub(crate) fn most_frequent(words: HashMap<Vec<u8>, u64>, limit: usize) -> Vec<S
 
 /// A Levenshtein automaton driving a walk of the term dictionary, held to words starting with
 /// `first` when given.
+#[derive(Clone, Copy)]
 struct Walk<'a> {
     dfa: &'a DFA,
     first: Option<u8>,
