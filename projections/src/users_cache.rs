@@ -42,36 +42,20 @@ impl UsersCache {
     }
 
     pub(crate) fn user(&self, id: UserId) -> Option<Option<UserView>> {
-        fresh(&self.by_id, &id, self.generation())
+        let generation = self.generation();
+        let rows = self.by_id.lock().expect("users cache lock");
+        rows.get(&id)
+            .filter(|(at, _)| *at == generation)
+            .map(|(_, row)| row.clone())
     }
 
     pub(crate) fn store_user(&self, id: UserId, generation: u64, row: Option<UserView>) {
-        store(&self.by_id, id, generation, row);
+        let mut rows = self.by_id.lock().expect("users cache lock");
+        if rows.len() >= MAX_ROWS {
+            rows.clear();
+        }
+        rows.insert(id, (generation, row));
     }
-}
-
-fn fresh<K: std::hash::Hash + Eq, V: Clone>(
-    map: &Mutex<HashMap<K, (u64, Option<V>)>>,
-    key: &K,
-    generation: u64,
-) -> Option<Option<V>> {
-    let map = map.lock().expect("users cache lock");
-    map.get(key)
-        .filter(|(at, _)| *at == generation)
-        .map(|(_, row)| row.clone())
-}
-
-fn store<K: std::hash::Hash + Eq, V>(
-    map: &Mutex<HashMap<K, (u64, Option<V>)>>,
-    key: K,
-    generation: u64,
-    row: Option<V>,
-) {
-    let mut map = map.lock().expect("users cache lock");
-    if map.len() >= MAX_ROWS {
-        map.clear();
-    }
-    map.insert(key, (generation, row));
 }
 
 #[cfg(test)]

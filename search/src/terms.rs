@@ -227,15 +227,20 @@ pub(crate) fn typo_prefix_words(
     Ok(most_frequent(found, TYPO_PREFIX_EXPANSIONS))
 }
 
-/// Whether any word of `field` starts with `prefix`.
+/// Whether any word of `field` starts with `prefix` (stopping at the first segment with one).
 pub(crate) fn starts_any(
     searcher: &Searcher,
     field: Field,
     prefix: &str,
 ) -> Result<bool, SearchError> {
-    let mut any = false;
-    completions(searcher, field, prefix, 1, |_, _| any = true)?;
-    Ok(any)
+    for segment in searcher.segment_readers() {
+        let mut any = false;
+        completions_in(segment, field, prefix, 1, &mut |_, _| any = true)?;
+        if any {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Hands the words of `field` that start with `prefix`, at most `limit` per segment, and their
@@ -250,18 +255,30 @@ pub(crate) fn completions(
     mut found: impl FnMut(&[u8], u64),
 ) -> Result<(), SearchError> {
     for segment in searcher.segment_readers() {
-        let inverted = segment.inverted_index(field)?;
-        let mut stream = inverted
-            .terms()
-            .range()
-            .ge(prefix.as_bytes())
-            .into_stream()
-            .map_err(|e| SearchError::Corrupt(e.to_string()))?;
-        let mut read = 0;
-        while read < limit && stream.advance() && stream.key().starts_with(prefix.as_bytes()) {
-            found(stream.key(), u64::from(stream.value().doc_freq));
-            read += 1;
-        }
+        completions_in(segment, field, prefix, limit, &mut found)?;
+    }
+    Ok(())
+}
+
+/// [`completions`] in one segment.
+fn completions_in(
+    segment: &SegmentReader,
+    field: Field,
+    prefix: &str,
+    limit: usize,
+    found: &mut impl FnMut(&[u8], u64),
+) -> Result<(), SearchError> {
+    let inverted = segment.inverted_index(field)?;
+    let mut stream = inverted
+        .terms()
+        .range()
+        .ge(prefix.as_bytes())
+        .into_stream()
+        .map_err(|e| SearchError::Corrupt(e.to_string()))?;
+    let mut read = 0;
+    while read < limit && stream.advance() && stream.key().starts_with(prefix.as_bytes()) {
+        found(stream.key(), u64::from(stream.value().doc_freq));
+        read += 1;
     }
     Ok(())
 }
