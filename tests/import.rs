@@ -113,9 +113,12 @@ fn imports_the_fixture_once(store_args: &[&str]) {
     assert_eq!(first["events_appended"], BOOKS + USERS + RATINGS);
     assert_eq!(first["isbn"]["from_isbn10"], BOOKS);
 
+    // Every fact is one event of its entity; the batch's own stream holds its start and end.
     let after_first = stats(store_args);
-    assert_eq!(after_first["events"], BOOKS + USERS + RATINGS);
-    assert_eq!(after_first["streams"], BOOKS + USERS);
+    assert_eq!(after_first["events"], BOOKS + USERS + RATINGS + 2);
+    assert_eq!(after_first["streams"], BOOKS + USERS + 1);
+    assert_eq!(count_of(&after_first, "ImportStarted"), 1);
+    assert_eq!(count_of(&after_first, "ImportCompleted"), 1);
     assert_eq!(count_of(&after_first, "BookAdded"), BOOKS);
     assert_eq!(count_of(&after_first, "UserRegistered"), USERS);
     assert_eq!(count_of(&after_first, "ReviewPosted"), RATINGS);
@@ -124,8 +127,18 @@ fn imports_the_fixture_once(store_args: &[&str]) {
     assert_eq!(stored_rating(store_args, 30, 24582), 3);
     assert_eq!(stored_rating(store_args, 38, 31198), 5);
 
-    // Again: every command is answered from the store's records, nothing is appended.
+    let batches = json_ok(store_args, &["import", "list", "--json"]);
+    let batches = batches.as_array().unwrap();
+    assert_eq!(batches.len(), 1, "{batches:?}");
+    assert_eq!(batches[0]["batch"], first["batch"]);
+    assert_eq!(batches[0]["kind"], "import");
+    assert_eq!(batches[0]["status"], "complete");
+    assert_eq!(batches[0]["events"], BOOKS + USERS + RATINGS);
+    assert_eq!(batches[0]["streams"], BOOKS + USERS);
+
+    // Again: the same batch, finished, so nothing is appended.
     let second = import(store_args, &fixture(), &[]);
+    assert_eq!(second["batch"], first["batch"]);
     assert_phase(&second, "books", 0, BOOKS, 0);
     assert_phase(&second, "users", 0, USERS, 0);
     assert_phase(&second, "ratings", 0, RATINGS, 0);
@@ -192,6 +205,190 @@ async fn a_book_added_through_the_api_counts_as_already_present() {
     assert_phase(&summary, "books", 4, 0, 1);
     assert_phase(&summary, "users", 0, 0, 0);
     assert_phase(&summary, "ratings", 0, 0, 0);
+}
+
+/// An import whose streams partly exist already (here from a smaller import of the same
+/// goodbooks ids; an interrupted run leaves the same) decides those again against what is stored:
+/// what is there is replayed, the rest appended, and every review still exists once.
+fn a_larger_import_completes_a_smaller_one(store_args: &[&str]) {
+    let small = import(store_args, &fixture(), &["--limit-books", "3"]);
+    let small_ratings = small["ratings"]["new"].as_u64().unwrap();
+    let small_users = small["users"]["new"].as_u64().unwrap();
+    let full = import(store_args, &fixture(), &[]);
+    assert_ne!(
+        full["batch"], small["batch"],
+        "another source is another batch"
+    );
+    assert_phase(&full, "books", BOOKS - 3, 3, 0);
+    assert_phase(&full, "ratings", RATINGS - small_ratings, small_ratings, 0);
+    assert_phase(&full, "users", USERS - small_users, small_users, 0);
+    let after = stats(store_args);
+    assert_eq!(count_of(&after, "ReviewPosted"), RATINGS);
+    assert_eq!(count_of(&after, "BookAdded"), BOOKS);
+    assert_eq!(count_of(&after, "UserRegistered"), USERS);
+    assert_eq!(stored_rating(store_args, 30, 24582), 3);
+}
+
+#[test]
+fn a_larger_import_completes_a_smaller_one_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    a_larger_import_completes_a_smaller_one(&["--data-dir", dir.path().to_str().unwrap()]);
+}
+
+#[tokio::test]
+async fn a_larger_import_completes_a_smaller_one_on_postgres() {
+    let url = quire_store::testing::fresh_postgres_database().await;
+    tokio::task::spawn_blocking(move || {
+        a_larger_import_completes_a_smaller_one(&["--database-url", &url])
+    })
+    .await
+    .unwrap();
+}
+
+/// Waits (up to 60 s) until `check` holds on the server's answers.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !check().await {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+async fn book_count(api: &common::Api) -> usize {
+    let mut count = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut url = api.url("/books?limit=100");
+        if let Some(c) = &cursor {
+            url.push_str(&format!("&cursor={c}"));
+        }
+        let page: Value = api
+            .http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        count += page["books"].as_array().unwrap().len();
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => return count,
+        }
+    }
+}
+
+/// Import and revert while a server serves the same store: the server's read models show the
+/// import, then its reversal; members who did something since the import stay active; the
+/// history keeps both; neither the revert nor the import can be reverted again.
+async fn an_import_is_reverted_on_a_live_server(backend: common::Backend) {
+    let store = common::Store::new(backend).await;
+    let server = common::Server::start(&store, &[]);
+    let api = common::Api::new(&server.url);
+    let args: Vec<&str> = store.args.iter().map(String::as_str).collect();
+    let imported = {
+        let args: Vec<String> = store.args.clone();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            import(&args, &fixture(), &[])
+        })
+        .await
+        .unwrap()
+    };
+    let batch = imported["batch"].as_str().unwrap().to_string();
+    eventually("the server shows every imported book", || async {
+        book_count(&api).await == BOOKS as usize
+    })
+    .await;
+
+    // One imported member does something after the import: an admin sets their preferences.
+    let active = derive("goodbooks:user:24582");
+    let response = api
+        .admin(
+            api.http
+                .put(api.url(&format!("/users/{active}/preferences"))),
+        )
+        .json(&serde_json::json!({ "favourite_genres": ["fantasy"] }))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+
+    let reverted = json_ok(&args, &["import", "revert", &batch, "--json"]);
+    assert_eq!(reverted["reviews"]["new"], RATINGS, "{reverted}");
+    assert_eq!(reverted["books"]["new"], BOOKS, "{reverted}");
+    assert_eq!(reverted["users"]["new"], USERS - 1, "{reverted}");
+    assert_eq!(reverted["users_kept"], 1, "{reverted}");
+    let revert = reverted["revert"].as_str().unwrap().to_string();
+
+    eventually("the server shows no imported book", || async {
+        book_count(&api).await == 0
+    })
+    .await;
+    let book = derive("goodbooks:book:30");
+    let response = api
+        .http
+        .get(api.url(&format!("/books/{book}")))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_client_error(),
+        "a removed book: {}",
+        response.status()
+    );
+
+    // The history keeps both: the imported facts and their compensations.
+    let after = stats(&args);
+    assert_eq!(count_of(&after, "ReviewPosted"), RATINGS);
+    assert_eq!(count_of(&after, "ReviewDeleted"), RATINGS);
+    assert_eq!(count_of(&after, "BookRemoved"), BOOKS);
+    assert_eq!(count_of(&after, "UserDeactivated"), USERS - 1);
+    let batches = json_ok(&args, &["import", "list", "--json"]);
+    let status_of = |id: &str| {
+        batches
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["batch"] == id)
+            .map(|b| (b["status"].clone(), b["reverted_by"].clone()))
+    };
+    assert_eq!(
+        status_of(&batch),
+        Some((Value::from("reverted"), Value::from(revert.clone())))
+    );
+    assert_eq!(
+        status_of(&revert).map(|s| s.0),
+        Some(Value::from("complete"))
+    );
+
+    // Reverting again, or reverting the revert, is refused and appends nothing.
+    for (id, why) in [(&batch, "reverted by"), (&revert, "cannot be reverted")] {
+        let out = run(&args, &["import", "revert", id]);
+        assert!(!out.status.success(), "revert {id} must be refused");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(why), "{err}");
+    }
+    assert_eq!(stats(&args)["head"], after["head"]);
+    // Re-running the import brings nothing back: its facts stay reverted.
+    let again = import(&args, &fixture(), &[]);
+    assert_eq!(again["events_appended"], 0);
+    drop(server);
+}
+
+#[tokio::test]
+async fn an_import_is_reverted_on_a_live_server_on_sqlite() {
+    an_import_is_reverted_on_a_live_server(common::Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn an_import_is_reverted_on_a_live_server_on_postgres() {
+    an_import_is_reverted_on_a_live_server(common::Backend::Postgres).await;
 }
 
 #[test]

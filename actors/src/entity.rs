@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use futures::FutureExt;
 use quire_domain::{Aggregate, CommandContext, DomainEvent};
 use quire_store::{
-    AppendOutcome, AppendRequest, DynEventStore, EventMetadata, ExpectedVersion, NewEvent,
-    PendingCommand, StoreError, now_micros,
+    AppendOutcome, AppendRequest, DynEventStore, EventMetadata, EventStore, ExpectedVersion,
+    NewEvent, PendingCommand, RecordedEvent, StoreError, now_micros,
 };
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::oneshot;
@@ -166,19 +166,14 @@ impl<A: Aggregate> EntityState<A> {
             Some(a) => (a, self.version),
             None => (A::default(), 0),
         };
-        let events =
-            quire_store::read_stream_to_end(&*self.args.store, &self.stream_id, after).await?;
-        let mut version = after;
-        for stored in &events {
-            let event =
-                A::Event::from_stored(&stored.event_type, stored.schema_version, &stored.payload)
-                    .map_err(|e| CommandError::Corrupt {
-                    stream_id: self.stream_id.clone(),
-                    reason: format!("event at version {}: {e}", stored.version),
-                })?;
-            aggregate.apply(&event);
-            version = stored.version;
-        }
+        let version = fold_stream(
+            &*self.args.store,
+            &self.stream_id,
+            &mut aggregate,
+            after,
+            |_| {},
+        )
+        .await?;
         self.aggregate = Some(aggregate);
         self.version = version;
         Ok(())
@@ -285,9 +280,34 @@ impl<A: Aggregate> EntityState<A> {
     }
 }
 
+/// Applies the events of `stream_id` after version `after` to `aggregate`, showing each stored
+/// event to `seen` too, and returns the version reached.
+pub(crate) async fn fold_stream<A: Aggregate>(
+    store: &dyn EventStore,
+    stream_id: &str,
+    aggregate: &mut A,
+    after: u64,
+    mut seen: impl FnMut(&RecordedEvent),
+) -> Result<u64, CommandError> {
+    let events = quire_store::read_stream_to_end(store, stream_id, after).await?;
+    let mut version = after;
+    for stored in &events {
+        let event =
+            A::Event::from_stored(&stored.event_type, stored.schema_version, &stored.payload)
+                .map_err(|e| CommandError::Corrupt {
+                    stream_id: stream_id.to_owned(),
+                    reason: format!("event at version {}: {e}", stored.version),
+                })?;
+        aggregate.apply(&event);
+        seen(stored);
+        version = stored.version;
+    }
+    Ok(version)
+}
+
 /// Builds the stored form of a decided event. Event ids derive from the command id, so a command
 /// re-decided after a crash produces the same ids (which backends such as KurrentDB dedupe).
-fn to_new_event<C, E: DomainEvent>(
+pub(crate) fn to_new_event<C, E: DomainEvent>(
     envelope: &CommandEnvelope<C>,
     index: usize,
     event: &E,

@@ -4,6 +4,7 @@
 //! decides with the pure domain, appends the events with the expected version, and records the command
 //! id with them, so a retried command returns its first outcome and appends nothing.
 
+pub mod bulk;
 mod bus;
 pub mod clock;
 pub mod cluster;

@@ -14,6 +14,7 @@ mod auth;
 pub mod book;
 pub mod club;
 pub mod ids;
+pub mod import;
 pub mod lending;
 mod serde_util;
 pub mod store;

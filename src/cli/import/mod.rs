@@ -4,6 +4,7 @@
 //! Command ids derive from the data (UUIDv5), so running an import again sends identical commands:
 //! the store answers each with its recorded outcome and appends nothing.
 
+mod batch;
 pub(crate) mod goodbooks;
 pub(crate) mod gutenberg;
 
@@ -15,16 +16,19 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
+use quire_actors::bulk::{self, Decision};
 use quire_actors::{Command, CommandBus, CommandEnvelope, CommandError, CommandOutcome, LocalBus};
 use quire_domain::book::BookCommand;
+use quire_domain::import::{self, BatchKind, ImportBatch};
 use quire_domain::user::UserCommand;
 use quire_domain::values::{PersonName, ReviewText};
 use quire_domain::{Principal, Role};
 use serde::Serialize;
+use uuid::Uuid;
 
 use crate::cli::events::new_table;
 use crate::config::{Settings, redact_url};
-use goodbooks::{Dataset, GbBook};
+use goodbooks::GbBook;
 
 #[derive(Subcommand)]
 pub(crate) enum ImportCommand {
@@ -36,6 +40,18 @@ pub(crate) enum ImportCommand {
     /// author from the Gutenberg header or title page) with its full text attached; the header
     /// and license are left out of the text. Safe to re-run.
     Gutenberg(GutenbergArgs),
+    /// List the import batches in the log: what each imported, when, how much, and whether it
+    /// was reverted.
+    List {
+        /// Print the batches as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revert an import batch: append the compensating events (its reviews withdrawn, its books
+    /// removed, its members deactivated unless they did anything since). The history keeps both;
+    /// the revert is a batch of its own, which cannot be reverted. Safe on a live server, and to
+    /// re-run after an interruption.
+    Revert(batch::RevertArgs),
 }
 
 #[derive(Args)]
@@ -91,6 +107,8 @@ pub(crate) async fn run(settings: &Settings, command: ImportCommand) -> anyhow::
     match command {
         ImportCommand::Goodbooks(args) => import_goodbooks(settings, args).await,
         ImportCommand::Gutenberg(args) => import_gutenberg(settings, args).await,
+        ImportCommand::List { json } => batch::list(settings, json).await,
+        ImportCommand::Revert(args) => batch::revert(settings, args).await,
     }
 }
 
@@ -104,7 +122,7 @@ const ATTEMPTS: u32 = 4;
 
 /// What happened to one phase's commands.
 #[derive(Debug, Default, Clone, Serialize)]
-struct PhaseStats {
+pub(crate) struct PhaseStats {
     sent: u64,
     /// Accepted now (events appended, or none when there was nothing to change).
     new: u64,
@@ -121,9 +139,34 @@ struct PhaseStats {
     elapsed_secs: f64,
 }
 
+impl PhaseStats {
+    /// `n` commands answered from an earlier run.
+    fn replayed(n: u64) -> Self {
+        Self {
+            sent: n,
+            replayed: n,
+            ..Self::default()
+        }
+    }
+
+    fn count(&mut self, decision: &Decision) {
+        match decision {
+            Decision::New { events } => {
+                self.new += 1;
+                self.events += u64::from(*events);
+            }
+            Decision::Replayed => self.replayed += 1,
+            Decision::Present => self.already_present += 1,
+            Decision::Rejected { .. } => self.rejected += 1,
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct Summary {
     dataset: String,
+    /// The import batch (`quire import list`, `quire import revert`).
+    batch: String,
     backend: String,
     books: PhaseStats,
     users: PhaseStats,
@@ -161,48 +204,79 @@ async fn import_goodbooks(settings: &Settings, args: GoodbooksArgs) -> anyhow::R
         .await
         .with_context(|| format!("opening event store at {}", redact_url(&url)))?;
     let backend = store.backend().to_string();
-    let bus = LocalBus::new(store.clone(), settings.actor_config());
     let concurrency = args.concurrency;
     let mut errors = Vec::new();
 
-    let books = run_phase(
-        &bus,
-        "books",
-        data.books.len() as u64,
-        data.books.iter().map(add_book),
-        concurrency,
-        &mut errors,
-    )
-    .await?;
-    let users = run_phase(
-        &bus,
-        "users",
-        data.users.len() as u64,
-        data.users.iter().map(|&id| register_user(id)),
-        concurrency,
-        &mut errors,
-    )
-    .await?;
-    let ratings = run_phase(
-        &bus,
-        "ratings",
-        data.rating_stats.unique,
-        interleaved_ratings(&data),
-        concurrency,
-        &mut errors,
-    )
-    .await?;
+    // The batch is named by what is imported, so a re-run is the same batch.
+    let source = format!(
+        "goodbooks-10k: {}, {}",
+        args.limit_books.map_or_else(
+            || "all books".to_owned(),
+            |n| format!("the first {n} books")
+        ),
+        if with_ratings {
+            "with raters and ratings"
+        } else {
+            "books only"
+        }
+    );
+    let batch_id = goodbooks::derive(&format!("goodbooks:batch:{source}"));
+    batch::start(&*store, batch_id, BatchKind::Import, &source, None).await?;
+    eprintln!("import batch {batch_id} ({source})");
+    // A finished batch holds every fact already: answer the re-run from its record instead of
+    // reading every stream. (A reverted import stays reverted: its command ids are in the log.)
+    let (recorded, _) = bulk::load::<ImportBatch>(&*store, &import::stream_id(batch_id))
+        .await
+        .context("reading the import batch")?;
+    let finished = recorded.completed().is_some();
+    if let Some(by) = recorded.reverted_by() {
+        eprintln!("this import was reverted by batch {by}; its facts stay reverted");
+    } else if finished {
+        eprintln!("this import finished before: nothing to do");
+    }
 
-    bus.shutdown(Duration::from_secs(settings.shutdown_timeout_secs))
-        .await;
+    let mut users = [PhaseStats::default(), PhaseStats::default()];
+    let mut books_ratings = [PhaseStats::default(), PhaseStats::default()];
+    if finished {
+        users[0] = PhaseStats::replayed(data.users.len() as u64);
+        books_ratings = [
+            PhaseStats::replayed(data.books.len() as u64),
+            PhaseStats::replayed(data.rating_stats.unique),
+        ];
+    } else {
+        import_streams(
+            &*store,
+            &data,
+            batch_id,
+            concurrency,
+            &mut users,
+            &mut books_ratings,
+            &mut errors,
+        )
+        .await?;
+    }
+    let [books, ratings] = books_ratings;
+    let [users, _] = users;
+    let events = books.events + users.events + ratings.events;
+    let failed: u64 = [&books, &users, &ratings].iter().map(|p| p.failed).sum();
+    if failed == 0 && !finished {
+        batch::complete(
+            &*store,
+            batch_id,
+            (data.books.len() + data.users.len()) as u64,
+            events,
+        )
+        .await?;
+    }
     drop(store);
 
     let elapsed_secs = started.elapsed().as_secs_f64();
     let commands = books.sent + users.sent + ratings.sent;
     let summary = Summary {
         dataset: args.dir.display().to_string(),
+        batch: batch_id.to_string(),
         backend,
-        events_appended: books.events + users.events + ratings.events,
+        events_appended: events,
         books,
         users,
         ratings,
@@ -429,125 +503,183 @@ async fn import_gutenberg_file(
     })
 }
 
-fn add_book(book: &GbBook) -> CommandEnvelope<Command> {
-    let book_id = goodbooks::book_id(book.id);
-    CommandEnvelope::new(
-        Principal::system(),
-        Command::Book {
-            book_id,
-            command: BookCommand::AddBook {
-                book_id,
-                title: book.title.clone(),
-                authors: book.authors.clone(),
-                genres: book.genres.clone(),
-                year_published: book.year,
-                isbn: book.isbn.clone(),
-                description: None,
-            },
-        },
+/// Writes the raters' streams, then each book's stream (the book and its ratings as reviews).
+async fn import_streams(
+    store: &dyn quire_store::EventStore,
+    data: &goodbooks::Dataset,
+    batch_id: Uuid,
+    concurrency: usize,
+    users: &mut [PhaseStats; 2],
+    books_ratings: &mut [PhaseStats; 2],
+    errors: &mut Vec<String>,
+) -> anyhow::Result<()> {
+    // Raters first: every review's author exists before the review.
+    let user_streams = data.users.iter().map(|&id| {
+        let stream = goodbooks::user_id(id).stream_id();
+        (stream, vec![register_user(id, batch_id)], usize::MAX)
+    });
+    let phase = Phase::new("users", data.users.len() as u64, ALREADY_PRESENT, true);
+    run_streams::<quire_domain::user::User>(store, phase, user_streams, concurrency, users, errors)
+        .await?;
+    // Each book's stream is written whole: the book, then its ratings as reviews.
+    let book_streams = data.books.iter().zip(&data.ratings).map(|(book, ratings)| {
+        let (stream, commands) = book_commands(book, ratings, batch_id);
+        (stream, commands, 1)
+    });
+    let phase = Phase::new("books", data.books.len() as u64, ALREADY_PRESENT, true);
+    run_streams::<quire_domain::book::Book>(
+        store,
+        phase,
+        book_streams,
+        concurrency,
+        books_ratings,
+        errors,
     )
-    .with_command_id(goodbooks::derive(&format!(
-        "goodbooks:cmd:add-book:{}",
-        book.id
-    )))
+    .await?;
+    Ok(())
 }
 
-fn register_user(id: u32) -> CommandEnvelope<Command> {
+/// A goodbooks command: its id derives from `name`, and it is correlated with the batch, as
+/// everything an import brings in is.
+fn imported<C>(principal: Principal, command: C, name: &str, batch: Uuid) -> CommandEnvelope<C> {
+    let mut envelope =
+        CommandEnvelope::new(principal, command).with_command_id(goodbooks::derive(name));
+    envelope.correlation_id = batch;
+    envelope
+}
+
+/// A book's stream: the book, then its ratings as reviews by their members.
+fn book_commands(
+    book: &GbBook,
+    ratings: &[(u32, quire_domain::values::Rating)],
+    batch: Uuid,
+) -> (String, Vec<CommandEnvelope<BookCommand>>) {
+    let book_id = goodbooks::book_id(book.id);
+    let mut commands = Vec::with_capacity(1 + ratings.len());
+    commands.push(imported(
+        Principal::system(),
+        BookCommand::AddBook {
+            book_id,
+            title: book.title.clone(),
+            authors: book.authors.clone(),
+            genres: book.genres.clone(),
+            year_published: book.year,
+            isbn: book.isbn.clone(),
+            description: None,
+        },
+        &format!("goodbooks:cmd:add-book:{}", book.id),
+        batch,
+    ));
+    commands.extend(ratings.iter().map(|&(user, rating)| {
+        imported(
+            Principal::member(goodbooks::user_id(user)),
+            BookCommand::PostReview {
+                review_id: goodbooks::review_id(book.id, user),
+                rating,
+                text: ReviewText::empty(),
+            },
+            &format!("goodbooks:cmd:post-review:{}:{user}", book.id),
+            batch,
+        )
+    }));
+    (book_id.stream_id(), commands)
+}
+
+fn register_user(id: u32, batch: Uuid) -> CommandEnvelope<UserCommand> {
     let user_id = goodbooks::user_id(id);
     let name = PersonName::parse(format!("Goodbooks reader {id}")).expect("a valid name");
-    CommandEnvelope::new(
+    imported(
         Principal::system(),
-        Command::User {
+        UserCommand::Register {
             user_id,
-            command: UserCommand::Register {
-                user_id,
-                name,
-                username: None,
-                email: None,
-                role: Role::Member,
-                password_hash: None,
-            },
+            name,
+            username: None,
+            email: None,
+            role: Role::Member,
+            password_hash: None,
         },
+        &format!("goodbooks:cmd:register-user:{id}"),
+        batch,
     )
-    .with_command_id(goodbooks::derive(&format!(
-        "goodbooks:cmd:register-user:{id}"
-    )))
-}
-
-/// The ratings as `PostReview`s by their members, round-robin over the books: one book's
-/// commands run one at a time in its actor, so sending a book's ratings back to back (the file's
-/// order) would serialize the import; interleaving keeps every in-flight command on another book.
-fn interleaved_ratings(data: &Dataset) -> impl Iterator<Item = CommandEnvelope<Command>> + '_ {
-    let rounds = data.ratings.iter().map(Vec::len).max().unwrap_or(0);
-    (0..rounds).flat_map(move |round| {
-        data.books
-            .iter()
-            .zip(&data.ratings)
-            .filter_map(move |(book, ratings)| {
-                let &(user, rating) = ratings.get(round)?;
-                let user_id = goodbooks::user_id(user);
-                let envelope = CommandEnvelope::new(
-                    Principal::member(user_id),
-                    Command::Book {
-                        book_id: goodbooks::book_id(book.id),
-                        command: BookCommand::PostReview {
-                            review_id: goodbooks::review_id(book.id, user),
-                            rating,
-                            text: ReviewText::empty(),
-                        },
-                    },
-                )
-                .with_command_id(goodbooks::derive(&format!(
-                    "goodbooks:cmd:post-review:{}:{user}",
-                    book.id
-                )));
-                Some(envelope)
-            })
-    })
 }
 
 /// Rejection codes that mean "this is already there", not an error.
 const ALREADY_PRESENT: &[&str] = &["already_exists", "review_already_exists", "review_id_taken"];
 
-async fn run_phase(
-    bus: &LocalBus,
-    phase: &'static str,
-    total: u64,
-    envelopes: impl Iterator<Item = CommandEnvelope<Command>>,
+/// One pass of bulk writes: its name (for progress and errors), how many streams it writes,
+/// the refusals that count as "already there", and whether its streams are expected to be new.
+pub(crate) struct Phase {
+    name: &'static str,
+    streams: u64,
+    present: &'static [&'static str],
+    new_streams: bool,
+}
+
+impl Phase {
+    pub(crate) fn new(
+        name: &'static str,
+        streams: u64,
+        present: &'static [&'static str],
+        new_streams: bool,
+    ) -> Self {
+        Self {
+            name,
+            streams,
+            present,
+            new_streams,
+        }
+    }
+}
+
+/// Writes each stream's commands straight to the store (`quire_actors::bulk`), `concurrency`
+/// streams at a time; concurrent streams' appends share the store's group commits. A stream comes
+/// with the index of its first command counted in `stats[1]`; those before count in `stats[0]`.
+pub(crate) async fn run_streams<A: quire_domain::Aggregate>(
+    store: &dyn quire_store::EventStore,
+    phase: Phase,
+    streams: impl Iterator<Item = (String, Vec<CommandEnvelope<A::Command>>, usize)>,
     concurrency: usize,
+    stats: &mut [PhaseStats; 2],
     errors: &mut Vec<String>,
-) -> anyhow::Result<PhaseStats> {
+) -> anyhow::Result<()> {
     let started = Instant::now();
-    let mut progress = Progress::new(phase, total);
-    let mut stats = PhaseStats::default();
-    let mut results = futures::stream::iter(envelopes)
-        .map(|envelope| dispatch_with_retry(bus, envelope))
+    let name = phase.name;
+    let mut progress = Progress::new(name, phase.streams);
+    let phase = &phase;
+    let mut results = futures::stream::iter(streams)
+        .map(|(stream_id, commands, split)| async move {
+            let result = write_with_retry::<A>(store, &stream_id, &commands, phase).await;
+            (stream_id, commands.len(), split, result)
+        })
         .buffer_unordered(concurrency);
-    while let Some((stream_id, result)) = results.next().await {
-        stats.sent += 1;
+    while let Some((stream_id, sent, split, result)) = results.next().await {
+        let slot = |index: usize| usize::from(index >= split);
         match result {
-            Ok(outcome) if outcome.replayed => stats.replayed += 1,
-            Ok(outcome) => {
-                stats.new += 1;
-                stats.events += u64::from(outcome.event_count);
-            }
-            Err(CommandError::Rejected(r)) if ALREADY_PRESENT.contains(&r.code.as_str()) => {
-                stats.already_present += 1;
+            Ok(write) => {
+                for (index, decision) in write.decisions.iter().enumerate() {
+                    let stats = &mut stats[slot(index)];
+                    stats.sent += 1;
+                    stats.count(decision);
+                    if let Decision::Rejected { code, message } = decision
+                        && errors.len() < FIRST_ERRORS
+                    {
+                        errors.push(format!("{name}: {stream_id}: {code}: {message}"));
+                    }
+                }
             }
             Err(error) => {
-                if matches!(error, CommandError::Rejected(_)) {
-                    stats.rejected += 1;
-                } else {
-                    stats.failed += 1;
+                for index in 0..sent {
+                    stats[slot(index)].sent += 1;
+                    stats[slot(index)].failed += 1;
                 }
                 if errors.len() < FIRST_ERRORS {
-                    errors.push(format!("{phase}: {stream_id}: {error}"));
+                    errors.push(format!("{name}: {stream_id}: {error}"));
                 }
-                if stats.failed >= MAX_FAILURES {
+                let failed: u64 = stats.iter().map(|s| s.failed).sum();
+                if failed >= MAX_FAILURES {
                     progress.finish();
                     anyhow::bail!(
-                        "stopping the import after {} failed {phase} commands; first: {}",
-                        stats.failed,
+                        "stopping after {failed} failed {name} commands; first: {}",
                         errors.first().map_or("", String::as_str)
                     );
                 }
@@ -556,8 +688,35 @@ async fn run_phase(
         progress.inc();
     }
     progress.finish();
-    stats.elapsed_secs = started.elapsed().as_secs_f64();
-    Ok(stats)
+    for stats in stats.iter_mut() {
+        stats.elapsed_secs = started.elapsed().as_secs_f64();
+    }
+    Ok(())
+}
+
+/// One stream's bulk write, retried (it is idempotent) when the store failed for a transient
+/// reason.
+async fn write_with_retry<A: quire_domain::Aggregate>(
+    store: &dyn quire_store::EventStore,
+    stream_id: &str,
+    commands: &[CommandEnvelope<A::Command>],
+    phase: &Phase,
+) -> Result<bulk::StreamWrite, CommandError> {
+    let mut attempt = 1;
+    loop {
+        let new_stream = phase.new_streams && attempt == 1;
+        let result =
+            bulk::write_stream::<A>(store, stream_id, commands, new_stream, phase.present).await;
+        let transient = matches!(
+            result,
+            Err(CommandError::Store(_) | CommandError::Contention { .. })
+        );
+        if !transient || attempt >= ATTEMPTS {
+            return result;
+        }
+        tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+        attempt += 1;
+    }
 }
 
 async fn dispatch_with_retry(
