@@ -1,8 +1,11 @@
-//! `quire import …`: bulk imports that send every change as a command through the bus, exactly as
-//! the HTTP API does, so imported entities obey the same rules and produce the same events.
+//! `quire import …`: bulk imports.
 //!
-//! Command ids derive from the data (UUIDv5), so running an import again sends identical commands:
-//! the store answers each with its recorded outcome and appends nothing.
+//! `goodbooks` decides each entity's commands with the domain and appends them straight to the
+//! store (`quire_actors::bulk`), as one import batch (`batch.rs`, ARCHITECTURE.md "Bulk
+//! imports"): the same events the commands would produce through the API, a fraction of the cost.
+//! `gutenberg` (a few books with their texts) sends its commands through the bus like the API.
+//!
+//! Command ids derive from the data (UUIDv5), so running an import again appends nothing.
 
 mod batch;
 pub(crate) mod goodbooks;
