@@ -534,7 +534,15 @@ async fn open_sqlite(path: &Path, read_only: bool, connections: u32) -> Result<D
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(120))
-            .connect_with(base.clone().create_if_missing(true))
+            // Every projection writes through this one connection, into indexes keyed by random
+            // ids (user, book, review); with SQLite's default 2 MB page cache, catching up a large
+            // log re-read index pages from the OS for most rows (profiled). 32 MB is a bound,
+            // reached only by large read models.
+            .connect_with(
+                base.clone()
+                    .create_if_missing(true)
+                    .pragma("cache_size", "-32768"),
+            )
             .await
             .map_err(ReadModelError::db("opening sqlite read models"))?;
         let mut tx = Tx::Sqlite(
