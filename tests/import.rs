@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::quire;
+use common::{eventually, quire};
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -26,6 +26,9 @@ const RATING_ROWS: u64 = 2013;
 const RATINGS: u64 = 2003;
 const DUPLICATE_PAIRS: u64 = 10;
 const CONFLICTING_PAIRS: u64 = 3;
+
+/// How long a server may take to show an import or its revert.
+const WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/goodbooks-mini")
@@ -245,19 +248,6 @@ async fn a_larger_import_completes_a_smaller_one_on_postgres() {
     .unwrap();
 }
 
-/// Waits (up to 60 s) until `check` holds on the server's answers.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while !check().await {
-        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
-}
-
 async fn book_count(api: &common::Api) -> usize {
     let mut count = 0;
     let mut cursor: Option<String> = None;
@@ -301,8 +291,8 @@ async fn an_import_is_reverted_on_a_live_server(backend: common::Backend) {
         .unwrap()
     };
     let batch = imported["batch"].as_str().unwrap().to_string();
-    eventually("the server shows every imported book", || async {
-        book_count(&api).await == BOOKS as usize
+    eventually("the server to show every imported book", WAIT, || async {
+        (book_count(&api).await == BOOKS as usize).then_some(())
     })
     .await;
 
@@ -326,8 +316,8 @@ async fn an_import_is_reverted_on_a_live_server(backend: common::Backend) {
     assert_eq!(reverted["users_kept"], 1, "{reverted}");
     let revert = reverted["revert"].as_str().unwrap().to_string();
 
-    eventually("the server shows no imported book", || async {
-        book_count(&api).await == 0
+    eventually("the server to show no imported book", WAIT, || async {
+        (book_count(&api).await == 0).then_some(())
     })
     .await;
     let book = derive("goodbooks:book:30");

@@ -14,7 +14,6 @@ use std::collections::HashSet;
 
 use quire_domain::{Aggregate, CommandContext, DomainError};
 use quire_store::{AppendRequest, EventStore, ExpectedVersion, StoreError};
-use serde::Serialize;
 use uuid::Uuid;
 
 use crate::entity::{fold_stream, to_new_event};
@@ -37,32 +36,6 @@ pub enum Decision {
     Present,
     /// Refused for another reason.
     Rejected { code: String, message: String },
-}
-
-/// Counts of [`Decision`]s.
-#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
-pub struct BulkCounts {
-    pub new: u64,
-    pub replayed: u64,
-    pub already_present: u64,
-    pub rejected: u64,
-    /// Events appended.
-    pub events: u64,
-}
-
-impl BulkCounts {
-    /// Counts one decision.
-    pub fn count(&mut self, decision: &Decision) {
-        match decision {
-            Decision::New { events } => {
-                self.new += 1;
-                self.events += u64::from(*events);
-            }
-            Decision::Replayed => self.replayed += 1,
-            Decision::Present => self.already_present += 1,
-            Decision::Rejected { .. } => self.rejected += 1,
-        }
-    }
 }
 
 /// The outcome of one stream's bulk write.
