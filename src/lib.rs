@@ -103,7 +103,8 @@ enum Command {
     /// Audit and replay tools over the event log (safe on a live store).
     #[command(subcommand)]
     Events(cli::events::EventsCommand),
-    /// Bulk imports of public datasets, sent as commands like the API's.
+    /// Bulk imports of public datasets as batches (decided like the API's commands), and their
+    /// listing and revert.
     #[command(subcommand)]
     Import(cli::import::ImportCommand),
     /// Summarize a text file with the configured summarizer (or --backend).
@@ -117,6 +118,10 @@ enum Command {
     /// Catalogue search: evaluate its quality offline on goodbooks-10k beside SQLite FTS5.
     #[command(subcommand)]
     Search(cli::search::SearchCommand),
+    /// Copy the embedded store's event log to FILE, consistently while a server runs.
+    Backup(cli::backup::BackupArgs),
+    /// Put a backup's event log in the data directory; read models rebuild from it on start.
+    Restore(cli::backup::RestoreArgs),
     /// Print the effective configuration, secrets redacted.
     Config {
         /// Print JSON instead of TOML.
@@ -188,6 +193,8 @@ pub fn cli_main() -> std::process::ExitCode {
             Command::Events(command) => cli::events::run(&settings, command).await,
             Command::Projections(command) => cli::projections::run(&settings, command).await,
             Command::Import(command) => cli::import::run(&settings, command).await,
+            Command::Backup(args) => cli::backup::backup(&settings, args).await,
+            Command::Restore(args) => cli::backup::restore(&settings, args).await,
             Command::Cluster(command) => cli::cluster::run(&settings, command).await,
             Command::Summarize(args) => cli::summarize::run(&settings, args).await,
             Command::Recs(command) => cli::recs::run(&settings, command).await,

@@ -1,4 +1,5 @@
 //! Operator subcommands.
+pub(crate) mod backup;
 pub(crate) mod cluster;
 pub(crate) mod events;
 pub(crate) mod import;

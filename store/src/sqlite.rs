@@ -528,3 +528,64 @@ impl EventStore for SqliteStore {
         })
     }
 }
+
+/// Copies the SQLite event store at `from` to a new file `to`, consistently while writers run
+/// (`VACUUM INTO` reads one snapshot: every committed event up to a point, nothing after), and
+/// returns the head position the copy holds. `to` must not exist.
+#[tracing::instrument(fields(from = %from.display(), to = %to.display()))]
+pub async fn backup(from: &Path, to: &Path) -> Result<Position, StoreError> {
+    if to.exists() {
+        return Err(StoreError::Config(format!(
+            "{} exists already: a backup never overwrites",
+            to.display()
+        )));
+    }
+    let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", from.display()))
+        .map_err(StoreError::db("parsing sqlite path"))?
+        .read_only(true)
+        .busy_timeout(Duration::from_secs(10));
+    let mut conn = SqliteConnection::connect_with(&options)
+        .await
+        .map_err(StoreError::db("opening the event store to back up"))?;
+    sqlx::query("VACUUM INTO ?1")
+        .bind(to.display().to_string())
+        .execute(&mut conn)
+        .await
+        .map_err(StoreError::db("copying the event store"))?;
+    drop(conn);
+    verify(to).await
+}
+
+/// Checks that `path` is a whole, uncorrupted SQLite event store (`PRAGMA integrity_check` and
+/// the store's schema), puts it in WAL mode as the store runs it (`VACUUM INTO` writes a
+/// rollback-journal file, which read-only connections could not then open), and returns its head
+/// position.
+pub async fn verify(path: &Path) -> Result<Position, StoreError> {
+    let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+        .map_err(StoreError::db("parsing sqlite path"))?
+        .create_if_missing(false)
+        .journal_mode(SqliteJournalMode::Wal);
+    let mut conn = SqliteConnection::connect_with(&options)
+        .await
+        .map_err(StoreError::db("opening the event store file"))?;
+    let check: String = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_one(&mut conn)
+        .await
+        .map_err(StoreError::db("checking the event store file"))?;
+    if check != "ok" {
+        return Err(StoreError::Corrupt(format!(
+            "{} fails SQLite's integrity check: {check}",
+            path.display()
+        )));
+    }
+    let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM es_events")
+        .fetch_one(&mut conn)
+        .await
+        .map_err(|_| {
+            StoreError::Config(format!("{} is not a Quire event store", path.display()))
+        })?;
+    conn.close()
+        .await
+        .map_err(StoreError::db("closing the event store file"))?;
+    Ok(head as Position)
+}
