@@ -161,7 +161,16 @@ pub async fn load<A: Aggregate>(
     store: &dyn EventStore,
     stream_id: &str,
 ) -> Result<(A, u64), CommandError> {
+    load_seeing(store, stream_id, |_| {}).await
+}
+
+/// [`load`], showing each stored event (its position, time, metadata) to `seen` as it is applied.
+pub async fn load_seeing<A: Aggregate>(
+    store: &dyn EventStore,
+    stream_id: &str,
+    seen: impl FnMut(&quire_store::RecordedEvent),
+) -> Result<(A, u64), CommandError> {
     let mut aggregate = A::default();
-    let version = fold_stream(store, stream_id, &mut aggregate, 0, |_| {}).await?;
+    let version = fold_stream(store, stream_id, &mut aggregate, 0, seen).await?;
     Ok((aggregate, version))
 }

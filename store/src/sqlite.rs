@@ -59,8 +59,7 @@ impl SqliteStore {
                 path.display()
             )));
         }
-        let base = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
-            .map_err(StoreError::db("parsing sqlite path"))?
+        let base = file_options(path)?
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
@@ -529,6 +528,12 @@ impl EventStore for SqliteStore {
     }
 }
 
+/// Connection options for the SQLite file at `path`.
+fn file_options(path: &Path) -> Result<SqliteConnectOptions, StoreError> {
+    SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+        .map_err(StoreError::db("parsing sqlite path"))
+}
+
 /// Copies the SQLite event store at `from` to a new file `to`, consistently while writers run
 /// (`VACUUM INTO` reads one snapshot: every committed event up to a point, nothing after), and
 /// returns the head position the copy holds. `to` must not exist.
@@ -540,8 +545,7 @@ pub async fn backup(from: &Path, to: &Path) -> Result<Position, StoreError> {
             to.display()
         )));
     }
-    let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", from.display()))
-        .map_err(StoreError::db("parsing sqlite path"))?
+    let options = file_options(from)?
         .read_only(true)
         .busy_timeout(Duration::from_secs(10));
     let mut conn = SqliteConnection::connect_with(&options)
@@ -561,8 +565,7 @@ pub async fn backup(from: &Path, to: &Path) -> Result<Position, StoreError> {
 /// rollback-journal file, which read-only connections could not then open), and returns its head
 /// position.
 pub async fn verify(path: &Path) -> Result<Position, StoreError> {
-    let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
-        .map_err(StoreError::db("parsing sqlite path"))?
+    let options = file_options(path)?
         .create_if_missing(false)
         .journal_mode(SqliteJournalMode::Wal);
     let mut conn = SqliteConnection::connect_with(&options)

@@ -24,9 +24,9 @@ use quire_store::{EventStore, Position};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{Phase, PhaseStats, run_streams};
+use super::{Phase, PhaseStats, open_store, run_streams};
 use crate::cli::events::{format_time, new_table};
-use crate::config::{Settings, redact_url};
+use crate::config::Settings;
 
 /// Refusals that mean the fact is undone already (by a person, or by an interrupted run).
 const UNDONE: &[&str] = &[
@@ -39,14 +39,6 @@ const UNDONE: &[&str] = &[
 
 /// Events read from the log per page while looking for a batch's facts.
 const SCAN_PAGE: usize = 5_000;
-
-async fn open_store(settings: &Settings) -> anyhow::Result<quire_store::DynEventStore> {
-    let url = settings.store_url();
-    settings.prepare_data_dir()?;
-    quire_store::open(&url, settings.store_options(false))
-        .await
-        .with_context(|| format!("opening event store at {}", redact_url(&url)))
-}
 
 /// Sends one command to batch `id`'s stream; a refusal is an error.
 async fn record(
@@ -131,21 +123,17 @@ pub(super) async fn list(settings: &Settings, json: bool) -> anyhow::Result<()> 
             let id: Uuid = info.stream_id[prefix.len()..]
                 .parse()
                 .with_context(|| format!("stream {} is not an import batch", info.stream_id))?;
-            let events = quire_store::read_stream_to_end(&*store, &info.stream_id, 0).await?;
-            let mut batch = ImportBatch::default();
-            let mut finished_at = None;
-            for stored in &events {
-                let event = import::ImportEvent::from_stored(
-                    &stored.event_type,
-                    stored.schema_version,
-                    &stored.payload,
-                )
-                .with_context(|| format!("decoding {}", info.stream_id))?;
-                if matches!(event, import::ImportEvent::ImportCompleted { .. }) {
-                    finished_at = Some(format_time(stored.recorded_at));
+            let (mut started_at, mut finished_at) = (None, None);
+            let (batch, _) = bulk::load_seeing::<ImportBatch>(&*store, &info.stream_id, |e| {
+                let at = Some(format_time(e.recorded_at));
+                if e.version == 1 {
+                    started_at = at;
+                } else if e.event_type == "ImportCompleted" {
+                    finished_at = at;
                 }
-                batch.apply(&event);
-            }
+            })
+            .await
+            .with_context(|| format!("reading {}", info.stream_id))?;
             let Some((kind, source, reverts)) = batch.started() else {
                 continue;
             };
@@ -154,10 +142,7 @@ pub(super) async fn list(settings: &Settings, json: bool) -> anyhow::Result<()> 
                 kind,
                 source: source.to_owned(),
                 reverts,
-                started_at: events
-                    .first()
-                    .map(|e| format_time(e.recorded_at))
-                    .unwrap_or_default(),
+                started_at: started_at.unwrap_or_default(),
                 status: match (batch.reverted_by(), batch.completed()) {
                     (Some(_), _) => "reverted",
                     (None, Some(_)) => "complete",

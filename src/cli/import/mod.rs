@@ -115,6 +115,15 @@ pub(crate) async fn run(settings: &Settings, command: ImportCommand) -> anyhow::
     }
 }
 
+/// Opens the configured event store for writing (creating the data directory if needed).
+async fn open_store(settings: &Settings) -> anyhow::Result<quire_store::DynEventStore> {
+    let url = settings.store_url();
+    settings.prepare_data_dir()?;
+    quire_store::open(&url, settings.store_options(false))
+        .await
+        .with_context(|| format!("opening event store at {}", redact_url(&url)))
+}
+
 /// How many rejected or failed commands are described in the summary.
 const FIRST_ERRORS: usize = 5;
 /// An import stops after this many failed commands: something is broken, not the data.
@@ -201,11 +210,7 @@ async fn import_goodbooks(settings: &Settings, args: GoodbooksArgs) -> anyhow::R
         args.dir.display()
     );
 
-    let url = settings.store_url();
-    settings.prepare_data_dir()?;
-    let store = quire_store::open(&url, settings.store_options(false))
-        .await
-        .with_context(|| format!("opening event store at {}", redact_url(&url)))?;
+    let store = open_store(settings).await?;
     let backend = store.backend().to_string();
     let concurrency = args.concurrency;
     let mut errors = Vec::new();
@@ -340,14 +345,10 @@ async fn import_gutenberg(settings: &Settings, args: GutenbergArgs) -> anyhow::R
         .map(|g| quire_domain::values::Genre::parse(g.clone()))
         .collect::<Result<Vec<_>, _>>()
         .context("--genre")?;
-    let url = settings.store_url();
-    settings.prepare_data_dir()?;
+    let store = open_store(settings).await?;
     let texts = settings
         .text_store()
         .context("opening the book text store ([texts])")?;
-    let store = quire_store::open(&url, settings.store_options(false))
-        .await
-        .with_context(|| format!("opening event store at {}", redact_url(&url)))?;
     let bus = LocalBus::new(store.clone(), settings.actor_config());
     let mut imported = Vec::new();
     let mut result = Ok(());
