@@ -203,6 +203,11 @@ impl IntoResponse for ApiError {
         if let Some(seconds) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
+        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The rest of the body is left unread, so this connection cannot carry another
+            // request; saying so keeps a client from sending its next request into it.
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if self.www_authenticate {
             headers.insert(
                 header::WWW_AUTHENTICATE,
