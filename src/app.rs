@@ -43,11 +43,16 @@ use crate::config::{Settings, redact_url};
 use crate::summary_jobs::{self, JobsHandle};
 
 /// `quire serve`: builds the node and runs it until SIGINT or SIGTERM.
-pub(crate) async fn serve(settings: Settings) -> anyhow::Result<()> {
-    Application::build(settings)
-        .await?
-        .run_until_stopped()
-        .await
+/// `metrics` renders `GET /metrics` (from the process's telemetry).
+pub(crate) async fn serve(
+    settings: Settings,
+    metrics: Option<quire_api::metrics::Render>,
+) -> anyhow::Result<()> {
+    let mut app = Application::build(settings).await?;
+    if let (Some(render), Some(http)) = (metrics, app.http.as_mut()) {
+        http.state.metrics = Some(render);
+    }
+    app.run_until_stopped().await
 }
 
 /// A running Quire node: its store, read models, command bus, leased work and (with the `api`
@@ -361,6 +366,7 @@ impl Application {
                     read.clone(),
                     settings.recs.serving(),
                 ));
+                observe_model_age(&recommender);
                 let state = AppState::new(
                     store.clone(),
                     bus.clone(),
@@ -468,6 +474,23 @@ impl Application {
         drop(self.store);
         tracing::info!("stopped cleanly");
     }
+}
+
+/// Reports the age of the recommendation model this node serves as `quire.recs.model.age`, for
+/// as long as the recommender exists.
+fn observe_model_age(recommender: &Arc<quire_api::Recommender>) {
+    let recommender = Arc::downgrade(recommender);
+    quire_store::telemetry::meter()
+        .f64_observable_gauge("quire.recs.model.age")
+        .with_unit("s")
+        .with_description("Time since the recommendation model served here was trained")
+        .with_callback(move |observer| {
+            if let Some(trained_at) = recommender.upgrade().and_then(|r| r.trained_at()) {
+                let age = (quire_store::now_micros() - trained_at).max(0) as f64 / 1e6;
+                observer.observe(age, &[]);
+            }
+        })
+        .build();
 }
 
 fn projection_names() -> Vec<&'static str> {

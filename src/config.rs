@@ -59,8 +59,45 @@ pub struct Settings {
     pub search: SearchSettings,
     /// `[texts]`: where books' full texts are kept (outside the event log).
     pub texts: TextSettings,
+    /// `[telemetry]`: OpenTelemetry traces and metrics.
+    pub telemetry: TelemetrySettings,
     /// How long shutdown waits for in-flight commands.
     pub shutdown_timeout_secs: u64,
+}
+
+/// `[telemetry]` settings: where a serving node sends its traces and metrics (ARCHITECTURE.md,
+/// "Telemetry"). Nothing leaves the process unless `otlp_endpoint` is set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// An OpenTelemetry collector's OTLP/HTTP address, such as `http://otel-collector:4318`:
+    /// spans go to `<endpoint>/v1/traces`, metrics to `<endpoint>/v1/metrics` (protobuf).
+    /// Unset, nothing is exported.
+    pub otlp_endpoint: Option<String>,
+    /// The `service.name` of this node's telemetry (the node id is its `service.instance.id`).
+    pub service_name: String,
+    /// The share of new traces recorded, 0 to 1. A request that arrives in a trace follows its
+    /// caller's decision.
+    pub sampling_ratio: f64,
+    /// How often spans and metrics are sent to the collector, in milliseconds.
+    pub export_interval_ms: u64,
+    /// Which spans are exported: a `tracing` filter, separate from `log`.
+    pub spans: String,
+    /// Serve `GET /metrics` in the Prometheus text format.
+    pub prometheus: bool,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: "quire".into(),
+            sampling_ratio: 1.0,
+            export_interval_ms: 5_000,
+            spans: "info".into(),
+            prometheus: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -540,6 +577,7 @@ impl Default for Settings {
             lending: quire_actors::lending::LendingPolicy::default(),
             scheduler: SchedulerSettings::default(),
             live: LiveSettings::default(),
+            telemetry: TelemetrySettings::default(),
             club: ClubSettings::default(),
             search: SearchSettings::default(),
             texts: TextSettings::default(),
@@ -635,6 +673,14 @@ impl Settings {
         }
         if blank(&settings.cluster.nats_url) {
             settings.cluster.nats_url = None;
+        }
+        if settings
+            .telemetry
+            .otlp_endpoint
+            .as_ref()
+            .is_some_and(|u| u.trim().is_empty())
+        {
+            settings.telemetry.otlp_endpoint = None;
         }
         settings.validate()?;
         Ok(settings)
@@ -755,6 +801,42 @@ impl Settings {
             at_least("live.send_timeout_secs", self.live.send_timeout_secs, 1),
         ] {
             need(ok, message);
+        }
+        let telemetry = &self.telemetry;
+        need(
+            (0.0..=1.0).contains(&telemetry.sampling_ratio),
+            format!(
+                "telemetry.sampling_ratio must be between 0 and 1 (it is {})",
+                telemetry.sampling_ratio
+            ),
+        );
+        need(
+            telemetry.export_interval_ms >= 100,
+            format!(
+                "telemetry.export_interval_ms must be at least 100 (it is {})",
+                telemetry.export_interval_ms
+            ),
+        );
+        need(
+            !telemetry.service_name.trim().is_empty(),
+            "telemetry.service_name must not be empty".to_string(),
+        );
+        need(
+            tracing_subscriber::EnvFilter::try_new(&telemetry.spans).is_ok(),
+            format!(
+                "telemetry.spans is not a tracing filter: {:?}",
+                telemetry.spans
+            ),
+        );
+        if let Some(endpoint) = &telemetry.otlp_endpoint {
+            let ok = url::Url::parse(endpoint)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+            need(
+                ok,
+                format!(
+                    "telemetry.otlp_endpoint must be an http:// or https:// URL (it is {endpoint:?})"
+                ),
+            );
         }
         need(
             self.lending.implicit_copies <= 1000,
@@ -1039,7 +1121,7 @@ impl Settings {
             tls_key: c.nats_tls_key.clone(),
             require_tls: c.nats_require_tls,
         };
-        let node_id = c.node_id.clone().unwrap_or_else(default_node_id);
+        let node_id = self.node_id();
         let mut config = quire_actors::cluster::ClusterConfig::new(c.name.clone(), node_id);
         config.partitions = c.partitions;
         config.lease_ttl = Duration::from_millis(c.lease_ttl_ms);
@@ -1088,6 +1170,13 @@ impl Settings {
             .nats_url
             .map(|u| Secret(quire_actors::cluster::redact(u.expose())));
         s
+    }
+}
+
+impl Settings {
+    /// This node's id: `cluster.node_id`, or one made of the host name and process id.
+    pub(crate) fn node_id(&self) -> String {
+        self.cluster.node_id.clone().unwrap_or_else(default_node_id)
     }
 }
 

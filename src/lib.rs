@@ -176,7 +176,6 @@ pub fn cli_main() -> std::process::ExitCode {
     } else {
         "warn".to_string()
     };
-    telemetry::init(&log, settings.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -187,9 +186,22 @@ pub fn cli_main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
+    // Inside the runtime: the telemetry exporters send through it.
+    let telemetry = {
+        let _inside = runtime.enter();
+        telemetry::init(
+            &log,
+            settings.log_format,
+            serving.then(|| telemetry::Serving {
+                settings: &settings.telemetry,
+                node_id: settings.node_id(),
+            }),
+        )
+    };
+    let metrics = telemetry.prometheus();
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve { .. } => app::serve(settings).await,
+            Command::Serve { .. } => app::serve(settings, metrics).await,
             Command::Events(command) => cli::events::run(&settings, command).await,
             Command::Projections(command) => cli::projections::run(&settings, command).await,
             Command::Import(command) => cli::import::run(&settings, command).await,
@@ -210,6 +222,8 @@ pub fn cli_main() -> std::process::ExitCode {
             }
         }
     });
+    // The runtime still runs: the exporters' last sends go through it.
+    telemetry.shutdown();
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

@@ -75,6 +75,47 @@ impl Command {
     }
 }
 
+impl Command {
+    /// The command's name, such as `book.add_book`: its entity and its `type`.
+    pub fn name(&self) -> String {
+        let (entity, tag) = match self {
+            Command::Book { command, .. } => ("book", type_tag(command)),
+            Command::User { command, .. } => ("user", type_tag(command)),
+            Command::Lending { command, .. } => ("lending", type_tag(command)),
+            Command::Club { command, .. } => ("club", type_tag(command)),
+            Command::Thread { command, .. } => ("thread", type_tag(command)),
+            Command::Stock { command, .. } => ("stock", type_tag(command)),
+            Command::Order { command, .. } => ("order", type_tag(command)),
+        };
+        format!("{entity}.{tag}")
+    }
+}
+
+/// The `type` tag of an internally tagged command, which serde writes first: only the start of
+/// the JSON is produced (a review's text is not copied to learn that it is `add_review`).
+fn type_tag<T: Serialize>(command: &T) -> String {
+    struct Prefix(Vec<u8>);
+    impl std::io::Write for Prefix {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            if self.0.len() >= 64 {
+                return Err(std::io::Error::other("enough of the command read"));
+            }
+            self.0.extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut prefix = Prefix(Vec::with_capacity(96));
+    let _ = serde_json::to_writer(&mut prefix, command);
+    let text = String::from_utf8_lossy(&prefix.0);
+    text.strip_prefix("{\"type\":\"")
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or("unknown")
+        .to_string()
+}
+
 /// Delivers commands to entities and returns their outcome.
 #[async_trait]
 pub trait CommandBus: Send + Sync + 'static {
@@ -98,7 +139,7 @@ pub struct LocalBus {
 
 impl LocalBus {
     pub fn new(store: DynEventStore, config: ActorConfig) -> Self {
-        Self {
+        let bus = Self {
             books: Entities::new(store.clone(), config.clone()),
             users: Entities::new(store.clone(), config.clone()),
             lendings: Entities::new(store.clone(), config.clone()),
@@ -106,7 +147,37 @@ impl LocalBus {
             threads: Entities::new(store.clone(), config.clone()),
             stocks: Entities::new(store.clone(), config.clone()),
             orders: Entities::new(store, config),
-        }
+        };
+        bus.observe_live_actors();
+        bus
+    }
+
+    /// Reports the live actors per entity type as the gauge `quire.actors.live`. The callback
+    /// holds the registries weakly, so a dropped bus stops reporting.
+    fn observe_live_actors(&self) {
+        let kinds: Vec<(&'static str, crate::registry::LiveCount)> = vec![
+            ("book", self.books.live_weak()),
+            ("user", self.users.live_weak()),
+            ("lending", self.lendings.live_weak()),
+            ("club", self.clubs.live_weak()),
+            ("thread", self.threads.live_weak()),
+            ("stock", self.stocks.live_weak()),
+            ("order", self.orders.live_weak()),
+        ];
+        quire_store::telemetry::meter()
+            .u64_observable_gauge("quire.actors.live")
+            .with_description("Entity actors alive on this node, by entity type")
+            .with_callback(move |observer| {
+                for (kind, live) in &kinds {
+                    if let Some(count) = live() {
+                        observer.observe(
+                            count as u64,
+                            &[opentelemetry::KeyValue::new("entity", *kind)],
+                        );
+                    }
+                }
+            })
+            .build();
     }
 
     /// Live actors per entity type (books, users), for status pages and tests.
@@ -135,8 +206,50 @@ impl LocalBus {
 
 #[async_trait]
 impl CommandBus for LocalBus {
-    #[tracing::instrument(name = "bus.dispatch", skip_all, fields(bus = "local", command_id = %envelope.command_id))]
+    #[tracing::instrument(name = "bus.dispatch", skip_all, fields(bus = "local", command_id = %envelope.command_id, command))]
     async fn dispatch(
+        &self,
+        mut envelope: CommandEnvelope<Command>,
+    ) -> Result<CommandOutcome, CommandError> {
+        // The actor runs on its own task: it continues the trace from this span.
+        envelope.traceparent = quire_store::telemetry::pass_on(envelope.traceparent.take());
+        let name = envelope.command.name();
+        tracing::Span::current().record("command", name.as_str());
+        let result = self.deliver(envelope).await;
+        COMMANDS.add(
+            1,
+            &[
+                opentelemetry::KeyValue::new("command", name),
+                opentelemetry::KeyValue::new("outcome", outcome_label(&result)),
+            ],
+        );
+        result
+    }
+}
+
+/// Commands executed here, by command and outcome.
+static COMMANDS: std::sync::LazyLock<opentelemetry::metrics::Counter<u64>> =
+    std::sync::LazyLock::new(|| {
+        quire_store::telemetry::meter()
+            .u64_counter("quire.commands")
+            .with_description("Commands executed by this node's actors, by command and outcome")
+            .build()
+    });
+
+/// The `outcome` of a command for telemetry: `ok`, `replayed` (an identical retry), or why not.
+fn outcome_label(result: &Result<CommandOutcome, CommandError>) -> &'static str {
+    match result {
+        Ok(outcome) if outcome.replayed => "replayed",
+        Ok(_) => "ok",
+        Err(CommandError::Rejected(_)) => "rejected",
+        Err(CommandError::KeyReused(_)) => "key_reused",
+        Err(CommandError::Unavailable(_)) => "unavailable",
+        Err(_) => "failed",
+    }
+}
+
+impl LocalBus {
+    async fn deliver(
         &self,
         envelope: CommandEnvelope<Command>,
     ) -> Result<CommandOutcome, CommandError> {

@@ -112,13 +112,22 @@ impl<A: Aggregate> Actor for EntityActor<A> {
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            EntityMsg::Execute { envelope, reply } => {
+            EntityMsg::Execute {
+                mut envelope,
+                reply,
+            } => {
                 let span = tracing::info_span!(
                     "actor.execute",
                     stream = %state.stream_id,
                     command_id = %envelope.command_id,
                     correlation_id = %envelope.correlation_id,
                 );
+                // The dispatcher's span (another task's, maybe another node's) is the parent;
+                // the events written carry this span, for the projections to link to.
+                quire_store::telemetry::adopt(&span, envelope.traceparent.as_deref());
+                if let Some(own) = quire_store::telemetry::traceparent(&span) {
+                    envelope.traceparent = Some(own);
+                }
                 // A panicking `decide` or `apply` fails this command only: the actor drops its
                 // possibly half-applied state, reloads it on the next command, and lives on.
                 let result = AssertUnwindSafe(state.execute(envelope))

@@ -14,6 +14,9 @@ use crate::entity::{ActorConfig, EntityActor, EntityArgs, EntityMsg, EntityRef};
 use crate::envelope::{CommandEnvelope, CommandError, CommandOutcome};
 use crate::slots::Slots;
 
+/// Reads a registry's live actors while it exists.
+pub(crate) type LiveCount = Box<dyn Fn() -> Option<usize> + Send + Sync>;
+
 /// All entities of one aggregate type on this node.
 pub struct Entities<A: Aggregate> {
     slots: Arc<Slots<EntityRef<A>>>,
@@ -43,6 +46,12 @@ impl<A: Aggregate> Entities<A> {
     /// How many entity actors are live.
     pub fn live(&self) -> usize {
         self.slots.len()
+    }
+
+    /// [`live`](Self::live) for as long as the registry exists.
+    pub(crate) fn live_weak(&self) -> LiveCount {
+        let slots = std::sync::Arc::downgrade(&self.slots);
+        Box::new(move || slots.upgrade().map(|s| s.len()))
     }
 
     /// Runs a command on the entity `key` (its id as text), starting its actor if needed.

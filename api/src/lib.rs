@@ -7,6 +7,7 @@ pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod live;
+pub mod metrics;
 mod openapi;
 pub mod ratelimit;
 mod routes;
@@ -124,6 +125,8 @@ pub struct AppState {
     pub texts: Option<quire_texts::TextStore>,
     /// The largest text `PUT /books/{id}/text` accepts, in bytes.
     pub text_limit: usize,
+    /// Renders the node's metrics for `GET /metrics` (Prometheus text); absent, it answers 404.
+    pub metrics: Option<metrics::Render>,
     limiter: Arc<RateLimiter>,
 }
 
@@ -156,6 +159,7 @@ impl AppState {
             search: None,
             texts: None,
             text_limit: 8_000_000,
+            metrics: None,
             limiter,
         }
     }
@@ -176,6 +180,12 @@ impl AppState {
     pub fn with_texts(mut self, texts: quire_texts::TextStore, limit: usize) -> Self {
         self.texts = Some(texts);
         self.text_limit = limit;
+        self
+    }
+
+    /// Serves `GET /metrics` from `render`.
+    pub fn with_metrics(mut self, render: metrics::Render) -> Self {
+        self.metrics = Some(render);
         self
     }
 
@@ -216,6 +226,7 @@ pub fn app(state: AppState) -> Router {
     // Both `/books` and `/books/` (one seed design used trailing slashes).
     let api = Router::new()
         .route("/status", get(routes::status::status))
+        .route("/metrics", get(metrics::scrape))
         .route("/search", get(routes::search::search))
         .route("/search/suggest", get(routes::search::suggest))
         .route(
@@ -438,14 +449,29 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(state.config.body_limit))
         .layer(axum::middleware::from_fn(trace::propagate))
         .layer(CatchPanicLayer::custom(panicked))
+        .layer(axum::middleware::from_fn(metrics::record))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
-                tracing::info_span!(
+                // Layers of the router run after routing, so the route template is known.
+                let route = metrics::route(request);
+                let span = tracing::info_span!(
                     "http.request",
                     method = %request.method(),
                     path = %request.uri().path(),
+                    route,
                     trace_id = tracing::field::Empty,
-                )
+                    otel.name = format!("{} {route}", request.method()),
+                    otel.kind = "server",
+                );
+                // The caller's trace, when it sent one.
+                quire_store::telemetry::adopt(
+                    &span,
+                    request
+                        .headers()
+                        .get("traceparent")
+                        .and_then(|v| v.to_str().ok()),
+                );
+                span
             }),
         );
     api.with_state(state)

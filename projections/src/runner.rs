@@ -15,6 +15,7 @@ use std::time::Duration;
 use quire_store::{DynEventStore, RecordedEvent};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 use crate::apply::{Target, apply_batch, reads};
 use crate::db::Arg;
@@ -29,6 +30,18 @@ const OUTAGE_BACKOFF: Duration = Duration::from_secs(2);
 /// stored: often enough that `/status` and a restart see it soon, rarely enough that the events of
 /// other projections cost this one no writes.
 const STORE_SKIPPED_EVERY: Duration = Duration::from_millis(250);
+
+/// The most links a `projection.apply` span carries to the spans that wrote its events.
+const MAX_LINKS: usize = 32;
+
+/// How far each projection is behind the head of the log, in events, as this node last saw it.
+static LAG: std::sync::LazyLock<opentelemetry::metrics::Gauge<u64>> =
+    std::sync::LazyLock::new(|| {
+        quire_store::telemetry::meter()
+            .u64_gauge("quire.projection.lag")
+            .with_description("Events in the log that a projection has not applied yet")
+            .build()
+    });
 
 /// Tuning for the runner.
 #[derive(Debug, Clone)]
@@ -193,6 +206,13 @@ impl Runner {
                 stored_at = tokio::time::Instant::now();
             }
             let step = step.map(|s| s.map(|s| s.position));
+            if let Ok(Some(position)) = step {
+                let lag = head.borrow().saturating_sub(position);
+                LAG.record(
+                    lag,
+                    &[opentelemetry::KeyValue::new("projection", self.name())],
+                );
+            }
             match step {
                 Ok(Some(position)) => {
                     let moved = after != Some(position);
@@ -289,8 +309,24 @@ impl Runner {
                 skipped: true,
             }));
         }
+        // The apply is caused by the requests that wrote these events, not part of them: it links
+        // to the spans that wrote them (the first few: a catch-up batch holds hundreds).
+        let span = tracing::info_span!(
+            "projection.apply",
+            projection = self.name(),
+            events = events.len(),
+            first = events[0].position,
+            last,
+        );
+        for event in events
+            .iter()
+            .filter(|e| reads(self.target.projection, e))
+            .take(MAX_LINKS)
+        {
+            quire_store::telemetry::link(&span, event.metadata.traceparent.as_deref());
+        }
         let (applied, next) = tokio::join!(
-            self.read.apply_live(&self.target, &events),
+            self.read.apply_live(&self.target, &events).instrument(span),
             self.read_after(last)
         );
         match applied {

@@ -229,6 +229,40 @@ pub(crate) fn database_error(error: &StoreError) -> Option<&dyn sqlx::error::Dat
 /// connection lost): a read still works then, so a health check must ask the writer.
 pub(crate) type WriteHealth = std::sync::Arc<std::sync::Mutex<Option<String>>>;
 
+/// The group commit's instruments: how long a batch transaction takes and how much it carries.
+struct CommitMetrics {
+    duration: opentelemetry::metrics::Histogram<f64>,
+    appends: opentelemetry::metrics::Histogram<u64>,
+    events: opentelemetry::metrics::Histogram<u64>,
+}
+
+static COMMIT_METRICS: std::sync::LazyLock<CommitMetrics> = std::sync::LazyLock::new(|| {
+    let meter = crate::telemetry::meter();
+    let sizes = vec![
+        1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0, 16384.0,
+    ];
+    CommitMetrics {
+        duration: meter
+            .f64_histogram("quire.store.commit.duration")
+            .with_unit("s")
+            .with_description("Time to commit one group-commit batch")
+            .with_boundaries(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ])
+            .build(),
+        appends: meter
+            .u64_histogram("quire.store.commit.appends")
+            .with_description("Appends (commands) committed together in one batch")
+            .with_boundaries(sizes.clone())
+            .build(),
+        events: meter
+            .u64_histogram("quire.store.commit.events")
+            .with_description("Events committed together in one batch")
+            .with_boundaries(sizes)
+            .build(),
+    }
+});
+
 /// Runs the writer: takes whatever is queued (up to `max_batch`), commits it, answers each caller.
 pub(crate) async fn run_writer<W: BatchWriter>(
     mut writer: W,
@@ -246,8 +280,15 @@ pub(crate) async fn run_writer<W: BatchWriter>(
         // Callers that gave up (dropped their receiver) still get their events written: the write may
         // be a retry's first half, and idempotency makes the retry safe either way.
         let requests: Vec<&AppendRequest> = batch.iter().map(|p| &p.request).collect();
+        let started = std::time::Instant::now();
         let outcomes = commit(&mut writer, &requests, &head_tx).await;
         drop(requests);
+        let metrics = &*COMMIT_METRICS;
+        metrics
+            .duration
+            .record(started.elapsed().as_secs_f64(), &[]);
+        metrics.appends.record(batch.len() as u64, &[]);
+        metrics.events.record(events as u64, &[]);
         let failure = outcomes.iter().find_map(|o| match o {
             Err(StoreError::Unavailable(reason)) => Some(reason.clone()),
             _ => None,

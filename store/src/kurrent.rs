@@ -441,7 +441,12 @@ impl EventStore for KurrentStore {
             .collect()
     }
 
-    #[tracing::instrument(name = "store.read_all", skip(self), fields(backend = "kurrentdb"))]
+    #[tracing::instrument(
+        name = "store.read_all",
+        level = "debug",
+        skip(self),
+        fields(backend = "kurrentdb")
+    )]
     async fn read_all(
         &self,
         after: Position,

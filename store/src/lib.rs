@@ -15,6 +15,7 @@ mod redact;
 pub mod sqlite;
 mod subscribe;
 pub mod tail;
+pub mod telemetry;
 pub mod testing;
 mod types;
 

@@ -396,7 +396,12 @@ impl EventStore for PostgresStore {
         rows.iter().map(event_from_row).collect()
     }
 
-    #[tracing::instrument(name = "store.read_all", skip(self), fields(backend = "postgres"))]
+    #[tracing::instrument(
+        name = "store.read_all",
+        level = "debug",
+        skip(self),
+        fields(backend = "postgres")
+    )]
     async fn read_all(
         &self,
         after: Position,

@@ -419,7 +419,12 @@ impl EventStore for SqliteStore {
         rows.iter().map(event_from_row).collect()
     }
 
-    #[tracing::instrument(name = "store.read_all", skip(self), fields(backend = "sqlite"))]
+    #[tracing::instrument(
+        name = "store.read_all",
+        level = "debug",
+        skip(self),
+        fields(backend = "sqlite")
+    )]
     async fn read_all(
         &self,
         after: Position,

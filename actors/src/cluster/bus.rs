@@ -38,11 +38,13 @@ impl NatsBus {
 
 #[async_trait]
 impl CommandBus for NatsBus {
-    #[tracing::instrument(name = "bus.dispatch", skip_all, fields(bus = "nats", command_id = %envelope.command_id, partition, attempts))]
+    #[tracing::instrument(name = "bus.dispatch", skip_all, fields(bus = "nats", command_id = %envelope.command_id, partition, attempts, otel.kind = "client"))]
     async fn dispatch(
         &self,
-        envelope: CommandEnvelope<Command>,
+        mut envelope: CommandEnvelope<Command>,
     ) -> Result<CommandOutcome, CommandError> {
+        // The owning node continues the trace from this span.
+        envelope.traceparent = quire_store::telemetry::pass_on(envelope.traceparent.take());
         let partition = partition_of(&envelope.command.stream_id(), self.config.partitions);
         tracing::Span::current().record("partition", partition);
         let subject = self.config.command_subject(partition);

@@ -191,7 +191,10 @@ impl PartitionServer {
                         command_id = %envelope.command_id,
                         stream = %stream_id,
                         traceparent = envelope.traceparent.as_deref().unwrap_or(""),
+                        otel.kind = "server",
                     );
+                    // A child of the sending node's dispatch span: one trace across the nodes.
+                    quire_store::telemetry::adopt(&span, envelope.traceparent.as_deref());
                     match self.bus.dispatch(envelope).instrument(span).await {
                         Ok(outcome) => {
                             let last = outcome.last_position;

@@ -277,6 +277,11 @@ impl Recommender {
             .clone()
     }
 
+    /// When the model being served was trained, microseconds since the epoch.
+    pub fn trained_at(&self) -> Option<i64> {
+        self.current().model.as_ref().map(|m| m.trained_at)
+    }
+
     /// The version of the model being served.
     pub fn model_version(&self) -> Option<u64> {
         self.current().model.as_ref().map(|m| m.version)
