@@ -27,7 +27,15 @@ use crate::types::{
 };
 use crate::{EventStore, StoreError, StoreOptions};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+/// The event store's migrations. A newer release's migrations already applied are tolerated, so
+/// that during a rolling upgrade (or a rollback) an older node still starts: migrations are
+/// additive, and a release only drops what the release before it stopped using (README,
+/// "Upgrading").
+static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> = std::sync::LazyLock::new(|| {
+    let mut migrator = sqlx::migrate!("./migrations/postgres");
+    migrator.set_ignore_missing(true);
+    migrator
+});
 
 /// The NOTIFY channel on which commits announce the new head position (also named in `WRITES`).
 const CHANNEL: &str = "quire_es_head";

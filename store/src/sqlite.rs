@@ -28,7 +28,15 @@ use crate::types::{
 };
 use crate::{EventStore, StoreError, StoreOptions};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+/// The event store's migrations. A newer release's migrations already applied are tolerated, so
+/// that during a rolling upgrade (or a rollback) an older node still starts: migrations are
+/// additive, and a release only drops what the release before it stopped using (README,
+/// "Upgrading").
+static MIGRATOR: std::sync::LazyLock<sqlx::migrate::Migrator> = std::sync::LazyLock::new(|| {
+    let mut migrator = sqlx::migrate!("./migrations/sqlite");
+    migrator.set_ignore_missing(true);
+    migrator
+});
 
 const EVENT_COLUMNS: &str = "position, stream_id, version, event_id, event_type, schema_version, payload, metadata, recorded_at";
 

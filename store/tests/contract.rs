@@ -480,6 +480,51 @@ mod refused_data {
     }
 }
 
+/// A rolling upgrade or a rollback starts an older node on a store a newer one has migrated: the
+/// migrations it does not know are tolerated (they are additive), and it works as before.
+async fn a_store_migrated_by_a_newer_release_still_opens(h: Harness) {
+    let store = h.open().await;
+    store
+        .append(append(
+            "book-1",
+            ExpectedVersion::NoStream,
+            vec![event("A", 1)],
+        ))
+        .await
+        .unwrap();
+    drop(store);
+    let newer = "INSERT INTO _sqlx_migrations \
+                 (version, description, success, checksum, execution_time) \
+                 VALUES (99999999999999, 'a newer release', TRUE, X'00', 0)";
+    match &h {
+        Harness::Sqlite(_) => {
+            let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", h.url()))
+                .await
+                .unwrap();
+            sqlx::query(newer).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+        Harness::Postgres(url) => {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            sqlx::query(&newer.replace("X'00'", "'\\x00'::bytea"))
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+        }
+    }
+    let store = h.open().await;
+    store
+        .append(append(
+            "book-1",
+            ExpectedVersion::Exact(1),
+            vec![event("B", 2)],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(store.read_stream("book-1", 0, 10).await.unwrap().len(), 2);
+}
+
 macro_rules! contract {
     ($backend:ident: $($test:ident),* $(,)?) => {
         mod $backend {
@@ -511,4 +556,5 @@ contract_all!(
     a_stored_event_id_is_refused_alone,
     streams_and_stats_describe_the_store,
     a_read_only_store_reads_a_live_store_and_refuses_writes,
+    a_store_migrated_by_a_newer_release_still_opens,
 );
