@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Validates the deployment files without a Docker engine (the dev machines have none):
 #   - every YAML file of the repository parses (yamllint: syntax, duplicate keys, anchors);
-#   - ops/docker/compose.yaml, alone, with the `llm` profile, and with compose.llm.yaml, is a valid
+#   - ops/docker/compose.yaml, alone, with the `llm` profile, with compose.llm.yaml and with
+#     compose.otel.yaml (profile `otel`), is a valid
 #     Compose project (`docker compose config`), with no unset variable; the Quire nodes agree on
 #     the settings a cluster shares;
 #   - with a built `quire` (QUIRE_BIN, else target/release or target/debug), each node's settings
@@ -97,6 +98,7 @@ compose_config() { # LABEL ARGS... ; the JSON model goes to $work/LABEL.json
 compose_config base
 compose_config profile-llm --profile llm
 compose_config llm-override -f ops/docker/compose.llm.yaml --profile llm
+compose_config otel-override -f ops/docker/compose.otel.yaml --profile otel
 
 # The nodes' container environments (the image's ENV, then the service's), and checks that the
 # nodes agree on what a cluster shares.
@@ -110,7 +112,7 @@ image_env = {}
 for line in re.findall(r"^ENV\s+(.*)$", runtime, re.M):
     image_env.update(word.split("=", 1) for word in shlex.split(line))
 ok = True
-for label in ("base", "llm-override"):
+for label in ("base", "llm-override", "otel-override"):
     services = json.load(open(os.path.join(work, label + ".json")))["services"]
     nodes = {n: s for n, s in services.items() if s.get("image") == "quire:local"}
     envs = {n: {**image_env, **{k: v for k, v in (s.get("environment") or {}).items() if v is not None}}
