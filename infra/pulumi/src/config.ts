@@ -49,6 +49,17 @@ export interface StackConfig {
   modelFetchImage: string;
   /** How long a deleted secret can be restored (0: deleted at once; else 7–30 days). */
   secretRecoveryWindowDays: number;
+  /** Where Quire sends its traces and metrics (`[telemetry]`); unset: nothing is exported. */
+  telemetry?: TelemetryConfig;
+}
+
+export interface TelemetryConfig {
+  /** An OpenTelemetry collector's OTLP/HTTP base URL, e.g. `http://otel-collector:4318`. */
+  otlpEndpoint: string;
+  /** The endpoint's TCP port (explicit, or 80/443 by scheme): Quire's tasks may send to it. */
+  otlpPort: number;
+  /** The share of new traces recorded, 0 to 1. */
+  traceSampling: number;
 }
 
 /** Looks up a config key by its full name (`quire:domain`, `aws:region`); undefined when unset. */
@@ -186,6 +197,7 @@ export function loadConfig(stack: string, lookup: ConfigLookup): StackConfig {
     summaryModelKey: raw("summaryModelKey"),
     modelFetchImage: str("modelFetchImage", "public.ecr.aws/aws-cli/aws-cli:2.22.0"),
     secretRecoveryWindowDays: int("secretRecoveryWindowDays", 30),
+    telemetry: telemetry(raw("otlpEndpoint"), raw("traceSampling"), problems),
   };
 
   need(/^[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?$/.test(stack), `stack name ${JSON.stringify(stack)}: lowercase letters, digits and dashes`);
@@ -239,6 +251,40 @@ export function loadConfig(stack: string, lookup: ConfigLookup): StackConfig {
 
   if (problems.length > 0) throw new ConfigError(problems);
   return config;
+}
+
+// As Quire checks `telemetry.otlp_endpoint` (an http or https URL with a host), and more: the URL
+// is plain text in the task definition, so no credentials, and Quire appends `/v1/traces` and
+// `/v1/metrics` to it, so no query or fragment.
+function telemetry(endpoint: string | undefined, sampling: string | undefined, problems: string[]): TelemetryConfig | undefined {
+  if (endpoint === undefined) {
+    if (sampling !== undefined) problems.push("quire:traceSampling is set, but quire:otlpEndpoint is not (nothing is exported)");
+    return undefined;
+  }
+  let url: URL | undefined;
+  try {
+    url = new URL(endpoint);
+  } catch {
+    url = undefined;
+  }
+  if (url === undefined || (url.protocol !== "http:" && url.protocol !== "https:") || url.hostname === "") {
+    problems.push(`quire:otlpEndpoint must be an http:// or https:// URL with a host (it is ${JSON.stringify(endpoint)})`);
+  } else if (url.username !== "" || url.password !== "") {
+    problems.push("quire:otlpEndpoint must not carry credentials (the task's environment is plain text)");
+  } else if (url.search !== "" || url.hash !== "" || endpoint.includes("?") || endpoint.includes("#")) {
+    problems.push(`quire:otlpEndpoint is a base URL: no query or fragment (it is ${JSON.stringify(endpoint)})`);
+  }
+  let traceSampling = 1.0;
+  if (sampling !== undefined) {
+    // A plain decimal: Quire reads the variable as a number only when it looks like one.
+    if (!/^\d+(\.\d+)?$/.test(sampling) || Number(sampling) > 1) {
+      problems.push(`quire:traceSampling must be a number from 0 to 1 (it is ${JSON.stringify(sampling)})`);
+    } else {
+      traceSampling = Number(sampling);
+    }
+  }
+  const otlpPort = url?.port ? Number(url.port) : url?.protocol === "https:" ? 443 : 80;
+  return { otlpEndpoint: endpoint, otlpPort, traceSampling };
 }
 
 function checkFargate(key: string, cpu: number, memory: number, problems: string[]) {

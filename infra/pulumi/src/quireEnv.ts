@@ -38,6 +38,8 @@ export interface QuireEnvOptions {
   trustedProxies: string[];
   /** A GGUF model copied into MODELS_DIR before start (file name), or none. */
   modelFile?: string;
+  /** Where to send traces and metrics, or none (nothing is exported). */
+  telemetry?: { otlpEndpoint: string; serviceName: string; traceSampling: number };
 }
 
 export interface EnvVar {
@@ -73,7 +75,24 @@ export function quireEnvironment(o: QuireEnvOptions): EnvVar[] {
     env.QUIRE_SUMMARIES__BACKEND = "gguf";
     env.QUIRE_SUMMARIES__MODEL_PATH = `${MODELS_DIR}/${o.modelFile}`;
   }
+  if (o.telemetry !== undefined) {
+    // Traces and metrics over OTLP/HTTP. `GET /metrics` (Prometheus) stays on, as by default;
+    // the ALB answers 404 for it, so it is not served to the internet.
+    env.QUIRE_TELEMETRY__OTLP_ENDPOINT = o.telemetry.otlpEndpoint;
+    env.QUIRE_TELEMETRY__SERVICE_NAME = o.telemetry.serviceName;
+    env.QUIRE_TELEMETRY__SAMPLING_RATIO = decimal(o.telemetry.traceSampling);
+  }
   return Object.entries(env)
     .sort(([a], [b]) => a.localeCompare(b))
     .map(([name, value]) => ({ name, value }));
+}
+
+/**
+ * A number as Quire's settings loader reads a float from the environment: with a decimal point
+ * and no exponent (`1` would do, but `1e-7` would be taken for a string).
+ */
+export function decimal(x: number): string {
+  let s = String(x);
+  if (/e/i.test(s)) s = x.toFixed(20).replace(/0+$/, "");
+  return s.includes(".") ? s : `${s}.0`;
 }

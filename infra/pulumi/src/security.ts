@@ -2,8 +2,9 @@
 // groups can refer to each other. Only the ALB's group admits anything from the internet.
 //
 //   internet ──80/443──▶ alb ──8080──▶ quire ──5432──▶ db
-//                                        └───4222──▶ nats ◀─6222─▶ nats
-//                                                      └──2049──▶ efs
+//                                        ├───4222──▶ nats ◀─6222─▶ nats
+//                                        │             └──2049──▶ efs
+//                                        └───OTLP──▶ a collector in the VPC (with otlpEndpoint)
 
 import * as aws from "@pulumi/aws";
 import * as pulumi from "@pulumi/pulumi";
@@ -67,6 +68,11 @@ export function createSecurityGroups(cfg: StackConfig, net: Network): SecurityGr
   egress("quire-out-db", groups.quire, PORTS.postgres, { group: groups.db }, "to PostgreSQL");
   egress("quire-out-nats", groups.quire, PORTS.natsClient, { group: groups.nats }, "to NATS");
   egress("quire-out-https", groups.quire, PORTS.https, { cidr: "0.0.0.0/0" }, "HTTPS to AWS APIs");
+  // With an OpenTelemetry collector on another port than 443: to that port inside the VPC only
+  // (OTLP over plain HTTP must not leave it).
+  if (cfg.telemetry !== undefined && cfg.telemetry.otlpPort !== PORTS.https) {
+    egress("quire-out-otlp", groups.quire, cfg.telemetry.otlpPort, { cidr: cfg.vpcCidr }, "OTLP/HTTP to the telemetry collector");
+  }
 
   // PostgreSQL: from Quire tasks only; no egress.
   ingress("db-in-quire", groups.db, PORTS.postgres, { group: groups.quire }, "PostgreSQL from Quire tasks");

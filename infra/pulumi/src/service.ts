@@ -18,6 +18,8 @@ import type { Storage } from "./storage";
 
 export const TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06";
 export const HEALTH_CHECK_PATH = "/status";
+/** Quire's Prometheus endpoint (`[telemetry] prometheus`, on by default), on the API's port. */
+export const METRICS_PATH = "/metrics";
 
 export interface QuireServices {
   alb: aws.lb.LoadBalancer;
@@ -25,6 +27,8 @@ export interface QuireServices {
   targetGroup: aws.lb.TargetGroup;
   httpsListener: aws.lb.Listener;
   httpListener: aws.lb.Listener;
+  /** Answers 404 for METRICS_PATH on the HTTPS listener. */
+  metricsRule: aws.lb.ListenerRule;
   services: Record<QuireNodeKind, aws.ecs.Service>;
   taskDefinitions: Record<QuireNodeKind, aws.ecs.TaskDefinition>;
   logGroups: Record<QuireNodeKind, aws.cloudwatch.LogGroup>;
@@ -115,6 +119,24 @@ export function createQuireServices(
     certificateArn: validation.certificateArn,
     defaultActions: [{ type: "forward", targetGroupArn: targetGroup.arn }],
   });
+  // Quire serves its metrics on the API's port, where everything else is forwarded: keep them
+  // from the internet. The body is Quire's own 404 (as a problem, in the content types the ALB
+  // can send). Path patterns are case-sensitive, as Quire's routes are.
+  const metricsRule = new aws.lb.ListenerRule("https-metrics", {
+    listenerArn: httpsListener.arn,
+    priority: 1,
+    conditions: [{ pathPattern: { values: [METRICS_PATH, `${METRICS_PATH}/*`] } }],
+    actions: [
+      {
+        type: "fixed-response",
+        fixedResponse: {
+          statusCode: "404",
+          contentType: "application/json",
+          messageBody: JSON.stringify({ type: "/problems/not-found", title: "Not Found", status: 404, detail: "no such endpoint", code: "not_found" }),
+        },
+      },
+    ],
+  });
   const httpListener = new aws.lb.Listener("http", {
     loadBalancerArn: alb.arn,
     port: 80,
@@ -165,6 +187,11 @@ export function createQuireServices(
   const trustedProxies = net.publicCidrs.flatMap(addresses);
   const image = pulumi.interpolate`${storage.repository.repositoryUrl}:${cfg.imageTag}`;
   const modelFile = cfg.summaryModelKey?.split("/").pop();
+  const telemetry = cfg.telemetry && {
+    otlpEndpoint: cfg.telemetry.otlpEndpoint,
+    serviceName: name,
+    traceSampling: cfg.telemetry.traceSampling,
+  };
 
   const secretEntries = pulumi.all(
     Object.entries(secretArns).map(([secretName, arn]) => arn.apply((valueFrom) => ({ name: secretName, valueFrom }))),
@@ -185,7 +212,15 @@ export function createQuireServices(
             essential: true,
             // The image's entrypoint is the `quire` binary.
             command: ["serve"],
-            environment: quireEnvironment({ kind, bucket, region: cfg.region, adminUser: cfg.adminUser, trustedProxies, modelFile }),
+            environment: quireEnvironment({
+              kind,
+              bucket,
+              region: cfg.region,
+              adminUser: cfg.adminUser,
+              trustedProxies,
+              modelFile,
+              telemetry,
+            }),
             secrets,
             portMappings: kind === "api" ? [{ containerPort: QUIRE_PORT, protocol: "tcp" }] : [],
             readonlyRootFilesystem: true,
@@ -308,6 +343,7 @@ export function createQuireServices(
     targetGroup,
     httpsListener,
     httpListener,
+    metricsRule,
     services,
     taskDefinitions,
     logGroups,

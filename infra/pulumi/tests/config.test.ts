@@ -7,8 +7,9 @@ import { describe, test } from "node:test";
 import { addresses, contains, parseCidr, subnetLayout } from "../src/cidr";
 import { ConfigError } from "../src/config";
 import { natsConfig } from "../src/nats";
-import { QUIRE_SECRET_NAMES, quireEnvironment } from "../src/quireEnv";
+import { decimal, QUIRE_SECRET_NAMES, quireEnvironment } from "../src/quireEnv";
 import { stackConfig } from "./harness";
+import { readStructs, unknownSetting } from "./settings";
 
 const problemsOf = (stack: string, overrides: Record<string, string>): string[] => {
   try {
@@ -73,6 +74,61 @@ describe("stack configuration", () => {
   });
 });
 
+describe("telemetry configuration", () => {
+  test("unset by default: nothing is exported", () => {
+    assert.equal(stackConfig("prod").telemetry, undefined);
+    assert.equal(stackConfig("dev").telemetry, undefined);
+  });
+
+  test("an OTLP endpoint, sampling every trace unless told otherwise", () => {
+    assert.deepEqual(stackConfig("dev", { "quire:otlpEndpoint": "http://otel-collector.dev.quire.internal:4318" }).telemetry, {
+      otlpEndpoint: "http://otel-collector.dev.quire.internal:4318",
+      otlpPort: 4318,
+      traceSampling: 1.0,
+    });
+    assert.deepEqual(stackConfig("prod", { "quire:otlpEndpoint": "https://otlp.example.org", "quire:traceSampling": "0.25" }).telemetry, {
+      otlpEndpoint: "https://otlp.example.org",
+      otlpPort: 443,
+      traceSampling: 0.25,
+    });
+    assert.equal(stackConfig("dev", { "quire:otlpEndpoint": "http://10.40.16.9" }).telemetry?.otlpPort, 80);
+    assert.equal(stackConfig("dev", { "quire:otlpEndpoint": "http://c:4318", "quire:traceSampling": "0" }).telemetry?.traceSampling, 0);
+    assert.equal(stackConfig("dev", { "quire:otlpEndpoint": "http://c:4318", "quire:traceSampling": "1" }).telemetry?.traceSampling, 1);
+  });
+
+  test("an endpoint that is not an http(s) URL with a host is refused", () => {
+    for (const endpoint of [
+      "otel-collector:4318",
+      "otel-collector",
+      "grpc://otel-collector:4317",
+      "ftp://otel-collector",
+      "http://",
+      "http://:4318",
+      "http://user:secret@otel-collector:4318",
+      "http://otel-collector:4318/?x=1",
+      "http://otel-collector:4318#v1",
+      "http://otel-collector:99999",
+    ]) {
+      const problems = problemsOf("dev", { "quire:otlpEndpoint": endpoint });
+      assert.equal(problems.length, 1, `${endpoint}: ${problems.join("; ")}`);
+      assert.match(problems[0], /^quire:otlpEndpoint /, endpoint);
+    }
+  });
+
+  test("sampling must be a number from 0 to 1, and needs an endpoint", () => {
+    for (const sampling of ["1.5", "-0.1", "2", "half", "1e-3", "0.5x", "NaN"]) {
+      const problems = problemsOf("dev", { "quire:otlpEndpoint": "http://c:4318", "quire:traceSampling": sampling });
+      assert.equal(problems.length, 1, `${sampling}: ${problems.join("; ")}`);
+      assert.match(problems[0], /^quire:traceSampling must be a number from 0 to 1/, sampling);
+    }
+    const problems = problemsOf("dev", { "quire:traceSampling": "0.5" });
+    assert.equal(problems.length, 1, problems.join("; "));
+    assert.match(problems[0], /^quire:traceSampling is set, but quire:otlpEndpoint is not/);
+    // reported with every other problem at once
+    assert.equal(problemsOf("dev", { "quire:otlpEndpoint": "collector", "quire:traceSampling": "7", "quire:imageTag": "latest" }).length, 3);
+  });
+});
+
 describe("subnet layout", () => {
   test("public /26 and private /20 subnets inside the VPC, none overlapping", () => {
     const layout = subnetLayout("10.40.0.0/16", 3);
@@ -132,5 +188,30 @@ describe("Quire's environment", () => {
     assert.equal(worker.QUIRE_LISTEN, undefined);
     assert.equal(worker.QUIRE_CLUSTER__ROLES, "actors,projections");
     assert.equal(worker.QUIRE_TEXTS__URL, "s3://b/texts");
+  });
+
+  test("telemetry: the collector, the service name and the sampling ratio on both kinds, only when set", () => {
+    const telemetry = { otlpEndpoint: "http://otel-collector:4318", serviceName: "quire-dev", traceSampling: 0.1 };
+    const structs = readStructs();
+    for (const kind of ["api", "worker"] as const) {
+      const env = Object.fromEntries(quireEnvironment({ ...base, kind, telemetry }).map((e) => [e.name, e.value]));
+      assert.equal(env.QUIRE_TELEMETRY__OTLP_ENDPOINT, "http://otel-collector:4318");
+      assert.equal(env.QUIRE_TELEMETRY__SERVICE_NAME, "quire-dev");
+      assert.equal(env.QUIRE_TELEMETRY__SAMPLING_RATIO, "0.1");
+      // Prometheus stays at Quire's default (on)
+      assert.equal(env.QUIRE_TELEMETRY__PROMETHEUS, undefined);
+      if (structs) {
+        assert.deepEqual(Object.keys(env).map((n) => unknownSetting(structs, n)).filter(Boolean), []);
+      }
+      const without = quireEnvironment({ ...base, kind }).map((e) => e.name);
+      assert.deepEqual(without.filter((n) => n.startsWith("QUIRE_TELEMETRY__")), [], `${kind} without telemetry`);
+    }
+  });
+
+  test("the sampling ratio is written as Quire reads a float: a decimal point, no exponent", () => {
+    assert.equal(decimal(1), "1.0");
+    assert.equal(decimal(0), "0.0");
+    assert.equal(decimal(0.25), "0.25");
+    assert.equal(decimal(1e-7), "0.0000001");
   });
 });

@@ -1,5 +1,5 @@
-// The dev stack with a hosted zone and a summary model, built with `buildStack` under mocks:
-// what changes with the configuration.
+// The dev stack with a hosted zone, a summary model and an OpenTelemetry collector, built with
+// `buildStack` under mocks: what changes with the configuration.
 
 import * as assert from "node:assert/strict";
 import { before, test } from "node:test";
@@ -10,10 +10,18 @@ import { readStructs, unknownSetting } from "./settings";
 
 const h = new Harness();
 const MODEL = "smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+const COLLECTOR = "http://otel-collector.dev.quire.internal:4318";
 
 before(async () => {
   await h.install("dev");
-  buildStack(stackConfig("dev", { "quire:hostedZoneId": "Z0HOSTEDZONE", "quire:summaryModelKey": MODEL }));
+  buildStack(
+    stackConfig("dev", {
+      "quire:hostedZoneId": "Z0HOSTEDZONE",
+      "quire:summaryModelKey": MODEL,
+      "quire:otlpEndpoint": COLLECTOR,
+      "quire:traceSampling": "0.2",
+    }),
+  );
   await h.settle();
 });
 
@@ -73,4 +81,34 @@ test("with a model: it is copied from the bucket before Quire starts, and Quire 
       assert.deepEqual(unknown, []);
     }
   }
+});
+
+test("with an OTLP endpoint: both kinds of node send their telemetry there, as quire-dev", () => {
+  const structs = readStructs();
+  for (const kind of ["api", "worker"]) {
+    const quire = containersOf(h.one("aws:ecs/taskDefinition:TaskDefinition", kind)).find((c) => c.name === "quire");
+    const env = Object.fromEntries(quire.environment.map((e: any) => [e.name, e.value]));
+    assert.equal(env.QUIRE_TELEMETRY__OTLP_ENDPOINT, COLLECTOR, kind);
+    assert.equal(env.QUIRE_TELEMETRY__SERVICE_NAME, "quire-dev", kind);
+    assert.equal(env.QUIRE_TELEMETRY__SAMPLING_RATIO, "0.2", kind);
+    assert.ok(!quire.secrets.some((s: any) => s.name.startsWith("QUIRE_TELEMETRY__")), `${kind}: telemetry is not a secret`);
+    if (structs) {
+      for (const name of ["QUIRE_TELEMETRY__OTLP_ENDPOINT", "QUIRE_TELEMETRY__SERVICE_NAME", "QUIRE_TELEMETRY__SAMPLING_RATIO"]) {
+        assert.equal(unknownSetting(structs, name), undefined, name);
+      }
+    }
+  }
+});
+
+test("with an OTLP endpoint on 4318: Quire's tasks may send to that port inside the VPC, nowhere else", () => {
+  const quireSg = h.one("aws:ec2/securityGroup:SecurityGroup", "quire-sg");
+  const otlp = h.ofType("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule").filter((r) => r.name === "quire-out-otlp");
+  assert.equal(otlp.length, 1);
+  assert.equal(otlp[0].inputs.securityGroupId, quireSg.id);
+  assert.deepEqual([otlp[0].inputs.ipProtocol, otlp[0].inputs.fromPort, otlp[0].inputs.toPort], ["tcp", 4318, 4318]);
+  assert.equal(otlp[0].inputs.cidrIpv4, h.one("aws:ec2/vpc:Vpc", "vpc").inputs.cidrBlock);
+  assert.equal(otlp[0].inputs.cidrIpv4, "10.40.0.0/16");
+  // and nothing may reach Quire's tasks but the ALB (metrics included)
+  const ingress = h.ofType("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule").filter((r) => r.inputs.securityGroupId === quireSg.id);
+  assert.deepEqual(ingress.map((r) => r.name), ["quire-in-alb"]);
 });

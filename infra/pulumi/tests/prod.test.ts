@@ -25,6 +25,7 @@ const T = {
   dbParams: "aws:rds/parameterGroup:ParameterGroup",
   lb: "aws:lb/loadBalancer:LoadBalancer",
   listener: "aws:lb/listener:Listener",
+  listenerRule: "aws:lb/listenerRule:ListenerRule",
   targetGroup: "aws:lb/targetGroup:TargetGroup",
   cert: "aws:acm/certificate:Certificate",
   certValidation: "aws:acm/certificateValidation:CertificateValidation",
@@ -281,6 +282,29 @@ describe("HTTPS", () => {
     assert.equal(action.redirect.port, "443");
     assert.equal(action.redirect.statusCode, "HTTP_301");
     assert.equal(h.ofType(T.listener).length, 2);
+    assert.ok(!h.ofType(T.listenerRule).some((r) => r.inputs.listenerArn === h.one(T.listener, "http").state.arn), "no rule on the HTTP listener");
+  });
+
+  test("the ALB answers 404 for /metrics itself: Quire's metrics are not served to the internet", () => {
+    const rules = h.ofType(T.listenerRule);
+    assert.equal(rules.length, 1, "one listener rule");
+    const [rule] = rules;
+    assert.equal(rule.inputs.listenerArn, h.one(T.listener, "https").state.arn);
+    // the only rule, so nothing is evaluated before it
+    assert.equal(rule.inputs.priority, 1);
+    assert.deepEqual(rule.inputs.conditions, [{ pathPattern: { values: ["/metrics", "/metrics/*"] } }]);
+    assert.equal(rule.inputs.actions.length, 1);
+    const [action] = rule.inputs.actions;
+    assert.equal(action.type, "fixed-response");
+    assert.equal(action.targetGroupArn, undefined);
+    assert.equal(action.fixedResponse.statusCode, "404");
+    assert.equal(action.fixedResponse.contentType, "application/json");
+    assert.equal(JSON.parse(action.fixedResponse.messageBody).code, "not_found");
+    // Quire still serves it (the default), for scrapers inside the VPC
+    for (const kind of ["api", "worker"]) {
+      const names = quireContainer(kind).environment.map((e: any) => e.name);
+      assert.ok(!names.includes("QUIRE_TELEMETRY__PROMETHEUS"), `${kind}: Prometheus left at its default`);
+    }
   });
 
   test("the target group checks GET /status on Quire's port, and only api tasks are behind it", () => {
@@ -320,6 +344,17 @@ describe("Quire's tasks", () => {
     }
   });
 
+  test("without otlpEndpoint: no telemetry is exported, and Quire's tasks get no port for it", () => {
+    for (const kind of ["api", "worker"]) {
+      const names = quireContainer(kind).environment.map((e: any) => e.name);
+      assert.deepEqual(names.filter((n: string) => n.startsWith("QUIRE_TELEMETRY__")), [], kind);
+    }
+    assert.deepEqual(
+      egressOf(sg("quire")).map((r) => r.inputs.fromPort).sort((a, b) => a - b),
+      [443, 4222, 5432],
+    );
+  });
+
   test("every QUIRE_ variable names a setting in src/config.rs", (t) => {
     const structs = readStructs();
     if (!structs) return t.skip("src/config.rs not found beside infra/pulumi");
@@ -327,6 +362,11 @@ describe("Quire's tasks", () => {
     assert.ok(unknownSetting(structs, "QUIRE_CLUSTER__NATS_URLS"), "a misspelt key is caught");
     assert.ok(unknownSetting(structs, "QUIRE_CLUSTER"), "a table is not a value");
     assert.equal(unknownSetting(structs, "QUIRE_API__TOKEN_SECRET"), undefined);
+    // the telemetry settings a stack with otlpEndpoint sets (tests/dev.test.ts builds one)
+    for (const n of ["QUIRE_TELEMETRY__OTLP_ENDPOINT", "QUIRE_TELEMETRY__SERVICE_NAME", "QUIRE_TELEMETRY__SAMPLING_RATIO"]) {
+      assert.equal(unknownSetting(structs, n), undefined, n);
+    }
+    assert.ok(unknownSetting(structs, "QUIRE_TELEMETRY__SAMPLING"), "a misspelt telemetry key is caught");
     const names = new Set<string>();
     for (const kind of ["api", "worker"]) {
       const c = quireContainer(kind);
