@@ -83,8 +83,10 @@ pub struct TelemetrySettings {
     pub export_interval_ms: u64,
     /// Which spans are exported: a `tracing` filter, separate from `log`.
     pub spans: String,
-    /// Serve `GET /metrics` in the Prometheus text format.
-    pub prometheus: bool,
+    /// Serve `GET /metrics` in the Prometheus text format. Unset, a node of a cluster
+    /// (`cluster.nats_url`) serves it and an embedded one does not: embedded, telemetry is off
+    /// unless asked for.
+    pub prometheus: Option<bool>,
 }
 
 impl Default for TelemetrySettings {
@@ -95,7 +97,7 @@ impl Default for TelemetrySettings {
             sampling_ratio: 1.0,
             export_interval_ms: 5_000,
             spans: "info".into(),
-            prometheus: true,
+            prometheus: None,
         }
     }
 }
@@ -1174,6 +1176,13 @@ impl Settings {
 }
 
 impl Settings {
+    /// Whether this node serves `GET /metrics` (`telemetry.prometheus`).
+    pub(crate) fn serves_metrics(&self) -> bool {
+        self.telemetry
+            .prometheus
+            .unwrap_or(self.cluster.nats_url.is_some())
+    }
+
     /// This node's id: `cluster.node_id`, or one made of the host name and process id.
     pub(crate) fn node_id(&self) -> String {
         self.cluster.node_id.clone().unwrap_or_else(default_node_id)

@@ -195,6 +195,7 @@ pub fn cli_main() -> std::process::ExitCode {
             serving.then(|| telemetry::Serving {
                 settings: &settings.telemetry,
                 node_id: settings.node_id(),
+                prometheus: settings.serves_metrics(),
             }),
         )
     };

@@ -36,6 +36,8 @@ pub(crate) struct Telemetry {
 pub(crate) struct Serving<'a> {
     pub settings: &'a TelemetrySettings,
     pub node_id: String,
+    /// Serve `GET /metrics` (see `Settings::serves_metrics`).
+    pub prometheus: bool,
 }
 
 impl Telemetry {
@@ -108,6 +110,10 @@ type SpanLayer = Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>;
 
 fn open_telemetry(serving: &Serving<'_>) -> anyhow::Result<(Telemetry, Option<SpanLayer>)> {
     let settings = serving.settings;
+    if !serving.prometheus && settings.otlp_endpoint.is_none() {
+        // Telemetry off: no provider, so every instrument is the no-op one.
+        return Ok((Telemetry::default(), None));
+    }
     let resource = Resource::builder()
         .with_service_name(settings.service_name.clone())
         .with_attributes([
@@ -120,7 +126,7 @@ fn open_telemetry(serving: &Serving<'_>) -> anyhow::Result<(Telemetry, Option<Sp
 
     let mut meters = SdkMeterProvider::builder().with_resource(resource.clone());
     let mut registry = None;
-    if settings.prometheus {
+    if serving.prometheus {
         let scraped = prometheus::Registry::new();
         meters = meters.with_reader(
             opentelemetry_prometheus::exporter()

@@ -393,9 +393,22 @@ async fn scrape(api: &Api) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn by_default_nothing_is_exported_and_metrics_are_served() {
+async fn embedded_telemetry_is_off_by_default_and_metrics_are_served_when_asked() {
+    // Embedded and unconfigured: nothing exported, no /metrics.
     let store = Store::new(Backend::Sqlite).await;
+    let config = store.run(&["config", "--json"]);
+    let config: Value = serde_json::from_slice(&config.stdout).unwrap();
+    assert_eq!(config["telemetry"]["otlp_endpoint"], Value::Null);
+    assert_eq!(config["telemetry"]["prometheus"], Value::Null);
     let server = Server::start(&store, &[]);
+    let api = Api::new(&server.url);
+    let response = api.http.get(api.url("/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::NOT_FOUND);
+    drop(server);
+
+    // Asked for: the node's metrics in the Prometheus text format.
+    let store = Store::new(Backend::Sqlite).await;
+    let server = Server::start_with_env(&store, &[], &[("QUIRE_TELEMETRY__PROMETHEUS", "true")]);
     let api = Api::new(&server.url);
     let (book, _) = api.create_book("Counted").await;
     let (status, _) = api.get(&format!("/books/{book}"), None).await;
@@ -407,20 +420,11 @@ async fn by_default_nothing_is_exported_and_metrics_are_served() {
             && scraped.contains("quire_store_commit_duration_seconds_bucket"),
         "{scraped}"
     );
-    // The settings say so.
-    let config = store.run(&["config", "--json"]);
-    let config: Value = serde_json::from_slice(&config.stdout).unwrap();
-    assert_eq!(config["telemetry"]["otlp_endpoint"], Value::Null);
-    assert_eq!(config["telemetry"]["prometheus"], true);
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn metrics_can_be_turned_off_and_bad_telemetry_settings_are_refused() {
+async fn bad_telemetry_settings_are_refused() {
     let store = Store::new(Backend::Sqlite).await;
-    let server = Server::start_with_env(&store, &[], &[("QUIRE_TELEMETRY__PROMETHEUS", "false")]);
-    let api = Api::new(&server.url);
-    let response = api.http.get(api.url("/metrics")).send().await.unwrap();
-    assert_eq!(response.status(), reqwest::StatusCode::NOT_FOUND);
     for (key, value, message) in [
         (
             "QUIRE_TELEMETRY__SAMPLING_RATIO",
@@ -437,6 +441,7 @@ async fn metrics_can_be_turned_off_and_bad_telemetry_settings_are_refused() {
             "5",
             "telemetry.export_interval_ms",
         ),
+        ("QUIRE_TELEMETRY__SPANS", "info,[", "telemetry.spans"),
     ] {
         let output = store
             .command()

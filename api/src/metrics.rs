@@ -78,7 +78,7 @@ pub(crate) async fn scrape(State(state): State<AppState>) -> Result<Response, Ap
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
-            "metrics are not served on this node ([telemetry] prometheus = false)",
+            "metrics are not served on this node (set [telemetry] prometheus = true)",
         ));
     };
     let text = tokio::task::spawn_blocking(move || render())
