@@ -258,7 +258,7 @@ impl Worker {
         Ok(Some(text))
     }
 
-    #[tracing::instrument(name = "summary.job", skip(self), fields(book_id = %job.book_id, kind = job.kind.as_str(), covers = job.covers_version))]
+    #[tracing::instrument(name = "summary.job", parent = None, skip(self), fields(otel.kind = "consumer", book_id = %job.book_id, kind = job.kind.as_str(), covers = job.covers_version))]
     async fn make(&self, job: SummaryJob) -> anyhow::Result<()> {
         let Some(book) = self.read.book(job.book_id).await? else {
             return Ok(());

@@ -165,8 +165,8 @@ fn open_telemetry(serving: &Serving<'_>) -> anyhow::Result<(Telemetry, Option<Sp
         tracer = Some(
             SdkTracerProvider::builder()
                 .with_resource(resource)
-                .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-                    settings.sampling_ratio,
+                .with_sampler(Sampler::ParentBased(Box::new(EntryPoints(
+                    Sampler::TraceIdRatioBased(settings.sampling_ratio),
                 ))))
                 .with_span_processor(processor)
                 .build(),
@@ -198,6 +198,40 @@ fn open_telemetry(serving: &Serving<'_>) -> anyhow::Result<(Telemetry, Option<Sp
         },
         layer,
     ))
+}
+
+/// Which traces may start: only those whose first span is work arriving from outside, a request
+/// (`otel.kind = "server"`) or an item taken from a queue or the log (`"consumer"`: a projection
+/// applying events, a summary job, a training run), and of those `sampling_ratio`. Everything
+/// else a node does on its own without doing any work (the scheduler's and workers' polls every
+/// second, start-up) would be a stream of one-span traces that bury the ones that matter. A
+/// span with a parent follows its parent's decision (`Sampler::ParentBased` around this).
+#[derive(Debug, Clone)]
+struct EntryPoints(Sampler);
+
+impl opentelemetry_sdk::trace::ShouldSample for EntryPoints {
+    fn should_sample(
+        &self,
+        parent_context: Option<&opentelemetry::Context>,
+        trace_id: opentelemetry::trace::TraceId,
+        name: &str,
+        span_kind: &opentelemetry::trace::SpanKind,
+        attributes: &[KeyValue],
+        links: &[opentelemetry::trace::Link],
+    ) -> opentelemetry_sdk::trace::SamplingResult {
+        use opentelemetry::trace::SpanKind;
+        match span_kind {
+            SpanKind::Server | SpanKind::Consumer => {
+                self.0
+                    .should_sample(parent_context, trace_id, name, span_kind, attributes, links)
+            }
+            _ => opentelemetry_sdk::trace::SamplingResult {
+                decision: opentelemetry_sdk::trace::SamplingDecision::Drop,
+                attributes: Vec::new(),
+                trace_state: Default::default(),
+            },
+        }
+    }
 }
 
 /// The OTLP exporters' HTTP client: the one HTTP client the rest of Quire uses, run on the

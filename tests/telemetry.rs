@@ -41,6 +41,8 @@ struct Received {
     trace_id: String,
     span_id: String,
     parent: String,
+    /// The OTLP span kind (2 server, 3 client, 5 consumer, …).
+    kind: i32,
     /// `trace_id-span_id` of each link.
     links: Vec<String>,
     attributes: HashMap<String, String>,
@@ -100,6 +102,7 @@ async fn traces(State(sink): State<Shared>, body: Bytes) -> Vec<u8> {
                     trace_id: hex(&span.trace_id),
                     span_id: hex(&span.span_id),
                     parent: hex(&span.parent_span_id),
+                    kind: span.kind,
                     links: span
                         .links
                         .iter()
@@ -341,6 +344,25 @@ async fn one_trace_spans_two_nodes_and_metrics_arrive() {
         },
     )
     .await;
+
+    // Only work that arrived starts a trace (a request, a projection applying events, a job):
+    // the nodes' own polls every second are not traced.
+    let roots: BTreeSet<(String, i32)> = sink
+        .lock()
+        .unwrap()
+        .spans
+        .iter()
+        .filter(|s| s.parent.is_empty())
+        .map(|s| (s.name.clone(), s.kind))
+        .collect();
+    assert!(
+        roots.iter().all(|(_, kind)| *kind == 2 || *kind == 5),
+        "roots that are not requests or consumed work: {roots:?}"
+    );
+    assert!(
+        roots.iter().any(|(name, _)| name == "projection.apply"),
+        "{roots:?}"
+    );
 
     // Metrics arrive over OTLP from both nodes: the request's on a, the command's on b.
     let expect_a = ["http.server.request.duration", "quire.projection.lag"];

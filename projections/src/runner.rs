@@ -317,6 +317,7 @@ impl Runner {
             events = events.len(),
             first = events[0].position,
             last,
+            otel.kind = "consumer",
         );
         for event in events
             .iter()

@@ -126,7 +126,7 @@ pub enum TrainError {
 impl ReadModels {
     /// Trains a model on the current interactions and stores it as the newest version; `None`
     /// when there is nothing to train on. Runs the engine on its own threads, off the runtime.
-    #[tracing::instrument(name = "recs.train", skip_all, fields(backend = self.backend()))]
+    #[tracing::instrument(name = "recs.train", parent = None, skip_all, fields(otel.kind = "consumer", backend = self.backend()))]
     pub async fn train_recs_model(
         &self,
         options: &TrainOptions,
