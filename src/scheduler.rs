@@ -26,6 +26,7 @@ use quire_domain::values::Timestamp;
 use quire_projections::ReadModels;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 
 /// How many due items one source handles per tick (the rest wait for the next tick).
 const BATCH: u32 = 200;
@@ -153,12 +154,18 @@ impl Deadlines for LendingDeadlines {
                         Timestamp::from_micros(loan.due_at),
                         now,
                     )
+                    .instrument(deadline("loan_due"))
                     .await,
             )?;
         }
         for loan in self.read.loans_to_flag_overdue(BATCH).await? {
             handled += 1;
-            settled(process.flag_overdue(loan.user_id, loan.loan_id).await)?;
+            settled(
+                process
+                    .flag_overdue(loan.user_id, loan.loan_id)
+                    .instrument(deadline("flag_overdue"))
+                    .await,
+            )?;
         }
         for hold in self.read.holds_expired(now.as_micros(), BATCH).await? {
             handled += 1;
@@ -171,6 +178,7 @@ impl Deadlines for LendingDeadlines {
                         now,
                         self.policy.pickup_until(now),
                     )
+                    .instrument(deadline("hold_expired"))
                     .await,
             )?;
         }
@@ -189,7 +197,12 @@ impl Deadlines for LendingDeadlines {
                 due_at: Timestamp::from_micros(loan.due_at),
                 implicit_copies: loan.implicit_copies,
             };
-            settled(process.complete_borrow(&request).await)?;
+            settled(
+                process
+                    .complete_borrow(&request)
+                    .instrument(deadline("interrupted_borrow"))
+                    .await,
+            )?;
         }
         for hold in self
             .read
@@ -205,15 +218,30 @@ impl Deadlines for LendingDeadlines {
                 requested_at: Timestamp::from_micros(hold.requested_at),
                 implicit_copies: hold.implicit_copies,
             };
-            settled(process.complete_hold(&request).await)?;
+            settled(
+                process
+                    .complete_hold(&request)
+                    .instrument(deadline("interrupted_hold"))
+                    .await,
+            )?;
         }
         for loan in self.read.unreleased_loan_slots(BATCH).await? {
             handled += 1;
-            settled(process.release_loan_slot(loan.user_id, loan.loan_id).await)?;
+            settled(
+                process
+                    .release_loan_slot(loan.user_id, loan.loan_id)
+                    .instrument(deadline("release_loan_slot"))
+                    .await,
+            )?;
         }
         for hold in self.read.unreleased_hold_slots(BATCH).await? {
             handled += 1;
-            settled(process.release_hold_slot(hold.user_id, hold.hold_id).await)?;
+            settled(
+                process
+                    .release_hold_slot(hold.user_id, hold.hold_id)
+                    .instrument(deadline("release_hold_slot"))
+                    .await,
+            )?;
         }
         Ok(handled)
     }
@@ -263,7 +291,11 @@ impl Deadlines for StoreDeadlines {
                 Some(request) => request,
                 None => continue,
             };
-            match process.complete(&request).await {
+            match process
+                .complete(&request)
+                .instrument(deadline("interrupted_order"))
+                .await
+            {
                 Ok(_) | Err(OrderFailure::Refused { .. }) => {}
                 // One order that cannot be finished now must not hold up the others: it is
                 // found again next tick.
@@ -276,7 +308,12 @@ impl Deadlines for StoreDeadlines {
         }
         for (order_id, book_id) in self.read.unreleased_cancelled_lines(BATCH).await? {
             handled += 1;
-            settled(process.release(order_id, book_id).await)?;
+            settled(
+                process
+                    .release(order_id, book_id)
+                    .instrument(deadline("release_order_lines"))
+                    .await,
+            )?;
         }
         Ok(handled)
     }
@@ -396,7 +433,12 @@ impl Deadlines for ClubDeadlines {
                 },
             )
             .with_command_id(uuid::Uuid::new_v5(&round.round_id.as_uuid(), b"close"));
-            settled(self.bus.dispatch(envelope).await)?;
+            settled(
+                self.bus
+                    .dispatch(envelope)
+                    .instrument(deadline("close_round"))
+                    .await,
+            )?;
         }
         if self.monthly_rounds {
             let club = quire_api::DEFAULT_CLUB;
@@ -408,6 +450,7 @@ impl Deadlines for ClubDeadlines {
             if !open
                 && self.read.club(club).await?.is_some()
                 && open_monthly_round(&self.read, &*self.bus, club, now)
+                    .instrument(deadline("open_monthly_round"))
                     .await?
                     .is_some()
             {
@@ -424,4 +467,11 @@ impl Deadlines for ClubDeadlines {
             .await?
             .map(Timestamp::from_micros))
     }
+}
+
+/// The span of one deadline the scheduler acts on (a loan fallen due, a round to close, an order
+/// to finish): a trace of its own (`otel.kind = consumer`), since the poll that found it is not
+/// traced (ARCHITECTURE.md, "Telemetry").
+fn deadline(what: &'static str) -> tracing::Span {
+    tracing::info_span!(parent: None, "scheduler.deadline", what, otel.kind = "consumer")
 }
