@@ -122,7 +122,6 @@ fn open_telemetry(serving: &Serving<'_>) -> anyhow::Result<(Telemetry, Option<Sp
         ])
         .build();
     let interval = Duration::from_millis(settings.export_interval_ms);
-    let client = Exporter::new()?;
 
     let mut meters = SdkMeterProvider::builder().with_resource(resource.clone());
     let mut registry = None;
@@ -138,6 +137,7 @@ fn open_telemetry(serving: &Serving<'_>) -> anyhow::Result<(Telemetry, Option<Sp
     let mut tracer = None;
     if let Some(endpoint) = &settings.otlp_endpoint {
         let base = endpoint.trim_end_matches('/');
+        let client = Exporter::new()?;
         let metrics = opentelemetry_otlp::MetricExporter::builder()
             .with_http()
             .with_http_client(client.clone())
@@ -234,8 +234,8 @@ impl opentelemetry_sdk::trace::ShouldSample for EntryPoints {
     }
 }
 
-/// The OTLP exporters' HTTP client: the one HTTP client the rest of Quire uses, run on the
-/// process's async runtime. The exporters call it from their own threads; each send is spawned
+/// The OTLP exporters' HTTP client: reqwest, the HTTP client library the rest of Quire uses, run
+/// on the process's async runtime (made only when an OTLP endpoint is set). The exporters call it from their own threads; each send is spawned
 /// onto the runtime and awaited from there.
 #[derive(Debug, Clone)]
 struct Exporter {

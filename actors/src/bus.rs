@@ -73,9 +73,7 @@ impl Command {
             Self::Order { order_id, .. } => order_id.stream_id(),
         }
     }
-}
 
-impl Command {
     /// The command's name, such as `book.add_book`: its entity and its `type`.
     pub fn name(&self) -> String {
         let (entity, tag) = match self {

@@ -183,12 +183,6 @@ impl AppState {
         self
     }
 
-    /// Serves `GET /metrics` from `render`.
-    pub fn with_metrics(mut self, render: metrics::Render) -> Self {
-        self.metrics = Some(render);
-        self
-    }
-
     /// Serves live updates from `hub` (built with the node's `[live]` limits).
     pub fn with_live(mut self, hub: live::Hub) -> Self {
         self.live = hub;
