@@ -29,9 +29,9 @@ pub use error::{StorageFault, StoreError};
 pub use redact::{redact_url, redact_url_credentials};
 pub use subscribe::{Subscription, subscribe};
 pub use types::{
-    AppendOutcome, AppendRequest, CommandRecord, CommandResult, EventMetadata, ExpectedVersion,
-    NewEvent, PendingCommand, Position, RecordedEvent, StoreStats, StreamInfo, Timestamp,
-    now_micros,
+    AppendOutcome, AppendRequest, CommandRecord, CommandResult, EventBatch, EventMetadata,
+    ExpectedVersion, NewEvent, PendingCommand, Position, RecordedEvent, StoreStats, StreamInfo,
+    Timestamp, now_micros,
 };
 
 /// A shared, dynamically dispatched event store.
@@ -71,6 +71,18 @@ pub trait EventStore: Send + Sync + 'static {
         after: Position,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// [`read_all`](Self::read_all) for readers that only look at the events: readers of one
+    /// process catching up on the same stretch of the log then share one read and decode of it
+    /// (the SQL backends' [`tail`] cache), where each would otherwise read and hold its own copy.
+    /// The answer is what `read_all` would give, or a prefix of it.
+    async fn read_all_shared(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<EventBatch, StoreError> {
+        self.read_all(after, limit).await.map(EventBatch::from)
+    }
 
     /// The position of the last committed event (0 for an empty store).
     async fn head(&self) -> Result<Position, StoreError>;

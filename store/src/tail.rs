@@ -15,11 +15,21 @@
 //!
 //! Reads at the window's end go through one fetch at a time: the first reader after a commit reads
 //! the database, the others find the events it brought. A read that just found nothing new is
-//! remembered briefly, until the head moves. Reads far behind the window (a rebuild, a projection
-//! catching up) go straight to the database, in parallel, and are not cached.
+//! remembered briefly, until the head moves. Plain reads far behind the window (a rebuild) go
+//! straight to the database, in parallel, and are not cached.
+//!
+//! **Catching up together.** A node started on a long log (after an import, a restore, a rebuild
+//! of every read model) has all its readers far behind the head at once, and each used to read and
+//! decode the whole log itself: nine decodes of every event, which on a small machine took more CPU
+//! than applying them. Readers that take shared batches ([`EventStore::read_all_shared`]) of a
+//! stretch of the log that is wholly committed are served from aligned *blocks* of
+//! [`BLOCK_EVENTS`] positions: the first reader of a block reads it from the database, readers
+//! arriving meanwhile wait for that read, and the last [`BLOCKS`] blocks stay in memory for the
+//! readers a little behind. Nobody copies the events: each reader holds a slice of the block. A
+//! reader further behind than that reads the block again, which costs a read, not correctness.
 
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -27,12 +37,58 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::{
-    AppendOutcome, AppendRequest, CommandRecord, DynEventStore, EventStore, Position,
+    AppendOutcome, AppendRequest, CommandRecord, DynEventStore, EventBatch, EventStore, Position,
     RecordedEvent, StoreError, StoreStats, StreamInfo,
 };
 
 /// How long "nothing after the window" is believed without a new head.
 const EMPTY_TTL: Duration = Duration::from_millis(20);
+
+/// Positions per shared catch-up block: block `k` holds `(k * BLOCK_EVENTS, (k + 1) * BLOCK_EVENTS]`.
+/// Large enough that a projection applies a block in one transaction (per-transaction costs
+/// dominated smaller batches), small enough that [`BLOCKS`] of them stay well under the memory a
+/// node is allowed.
+pub const BLOCK_EVENTS: u64 = 8192;
+
+/// Catch-up blocks kept after their readers moved on, for readers a little behind the first.
+const BLOCKS: usize = 4;
+
+/// One block: read once by whoever asks first, shared by everyone who asks meanwhile.
+type BlockCell = Arc<tokio::sync::OnceCell<Arc<[RecordedEvent]>>>;
+
+/// The catch-up blocks, most recently used last.
+#[derive(Default)]
+struct Blocks {
+    cells: VecDeque<(u64, BlockCell)>,
+    reads: u64,
+    shared: u64,
+}
+
+impl Blocks {
+    /// Block `k`'s cell, made if absent; it becomes the most recently used, and the least recently
+    /// used beyond [`BLOCKS`] are dropped (a reader still holding one keeps its events alive).
+    fn cell(&mut self, k: u64) -> BlockCell {
+        let cell = match self.cells.iter().position(|(b, _)| *b == k) {
+            Some(i) => {
+                self.shared += 1;
+                self.cells
+                    .remove(i)
+                    .map(|(_, cell)| cell)
+                    .unwrap_or_default()
+            }
+            None => BlockCell::default(),
+        };
+        self.cells.push_back((k, cell.clone()));
+        while self.cells.len() > BLOCKS {
+            self.cells.pop_front();
+        }
+        cell
+    }
+
+    fn forget(&mut self, k: u64) {
+        self.cells.retain(|(b, _)| *b != k);
+    }
+}
 
 /// An event store whose `read_all` of recent positions is served from memory.
 pub struct TailCached {
@@ -43,6 +99,7 @@ pub struct TailCached {
     window: Mutex<Window>,
     /// One database fetch at the window's end at a time.
     fetching: tokio::sync::Mutex<()>,
+    blocks: Mutex<Blocks>,
 }
 
 #[derive(Default)]
@@ -123,6 +180,7 @@ impl TailCached {
             capacity: capacity.max(1),
             window: Mutex::new(Window::default()),
             fetching: tokio::sync::Mutex::new(()),
+            blocks: Mutex::new(Blocks::default()),
         }
     }
 
@@ -130,6 +188,49 @@ impl TailCached {
     pub fn hits_and_misses(&self) -> (u64, u64) {
         let w = self.window.lock().expect("tail window lock");
         (w.hits, w.misses)
+    }
+
+    /// Catch-up blocks read from the database, and block reads served by a read another reader
+    /// made.
+    pub fn block_reads_and_shares(&self) -> (u64, u64) {
+        let b = self.blocks.lock().expect("tail blocks lock");
+        (b.reads, b.shared)
+    }
+
+    /// Serves `(after, …]` from the block holding `after + 1`, if that block is wholly committed
+    /// as far as this process knows; `None` sends the reader the usual way.
+    async fn serve_block(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<Option<EventBatch>, StoreError> {
+        let k = after / BLOCK_EVENTS;
+        let (start, end) = (k * BLOCK_EVENTS, (k + 1) * BLOCK_EVENTS);
+        if end > *self.head.borrow() {
+            return Ok(None);
+        }
+        let cell = self.blocks.lock().expect("tail blocks lock").cell(k);
+        let events = cell
+            .get_or_try_init(|| async {
+                self.blocks.lock().expect("tail blocks lock").reads += 1;
+                let read = self.inner.read_all(start, BLOCK_EVENTS as usize).await?;
+                Ok::<_, StoreError>(Arc::<[RecordedEvent]>::from(read))
+            })
+            .await?
+            .clone();
+        // What the database answered is a valid read of `(start, …]` whatever it holds, so it
+        // serves this reader; only a whole, gap-free block is kept for the next ones.
+        let whole = events.len() == BLOCK_EVENTS as usize
+            && events.first().is_some_and(|e| e.position == start + 1)
+            && events.last().is_some_and(|e| e.position == end);
+        if !whole {
+            self.blocks.lock().expect("tail blocks lock").forget(k);
+        }
+        let from = events.partition_point(|e| e.position <= after);
+        if from == events.len() {
+            return Ok(None);
+        }
+        Ok(Some(EventBatch::slice(events, from..from + limit)))
     }
 
     /// Serves `(after, …]` from the window, or says it cannot.
@@ -219,6 +320,20 @@ impl EventStore for TailCached {
             w.fill(after, &read, self.capacity);
         }
         Ok(read)
+    }
+
+    async fn read_all_shared(
+        &self,
+        after: Position,
+        limit: usize,
+    ) -> Result<EventBatch, StoreError> {
+        if limit == 0 {
+            return Ok(EventBatch::default());
+        }
+        if let Some(batch) = self.serve_block(after, limit).await? {
+            return Ok(batch);
+        }
+        self.read_all(after, limit).await.map(EventBatch::from)
     }
 
     async fn head(&self) -> Result<Position, StoreError> {
@@ -315,6 +430,32 @@ mod tests {
             w.serve(20, 10).is_none(),
             "a batch with a gap is not cached"
         );
+    }
+
+    #[test]
+    fn catch_up_blocks_are_shared_while_recent_and_dropped_after() {
+        let mut b = Blocks::default();
+        let first = b.cell(0);
+        assert!(
+            Arc::ptr_eq(&first, &b.cell(0)),
+            "a block asked again is the same read"
+        );
+        for k in 1..=BLOCKS as u64 {
+            b.cell(k);
+        }
+        assert!(
+            !Arc::ptr_eq(&first, &b.cell(0)),
+            "the least recently used block beyond the bound is dropped"
+        );
+        let kept: Vec<u64> = b.cells.iter().map(|(k, _)| *k).collect();
+        assert_eq!(kept.len(), BLOCKS);
+        assert_eq!(
+            kept.last(),
+            Some(&0),
+            "the block just asked is the most recent"
+        );
+        b.forget(0);
+        assert!(b.cells.iter().all(|(k, _)| *k != 0));
     }
 
     #[test]

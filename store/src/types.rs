@@ -79,6 +79,46 @@ pub struct RecordedEvent {
     pub recorded_at: Timestamp,
 }
 
+/// Events of the global log as one reader gets them: a slice of a shared, immutable read, so that
+/// readers of one process catching up on the same stretch of the log can share one read and decode
+/// of it ([`EventStore::read_all_shared`](crate::EventStore::read_all_shared)) instead of each
+/// holding a copy.
+#[derive(Debug, Clone, Default)]
+pub struct EventBatch {
+    events: std::sync::Arc<[RecordedEvent]>,
+    range: std::ops::Range<usize>,
+}
+
+impl EventBatch {
+    /// The events of `events` in `range` (clamped to it).
+    pub fn slice(events: std::sync::Arc<[RecordedEvent]>, range: std::ops::Range<usize>) -> Self {
+        let end = range.end.min(events.len());
+        let start = range.start.min(end);
+        Self {
+            events,
+            range: start..end,
+        }
+    }
+}
+
+impl From<Vec<RecordedEvent>> for EventBatch {
+    fn from(events: Vec<RecordedEvent>) -> Self {
+        let range = 0..events.len();
+        Self {
+            events: events.into(),
+            range,
+        }
+    }
+}
+
+impl std::ops::Deref for EventBatch {
+    type Target = [RecordedEvent];
+
+    fn deref(&self) -> &[RecordedEvent] {
+        &self.events[self.range.clone()]
+    }
+}
+
 /// The outcome of a command as recorded for idempotency.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CommandRecord {

@@ -38,6 +38,25 @@ impl Harness {
             .await
             .expect("open store")
     }
+
+    /// The backend alone, without the process's shared tail cache.
+    async fn open_backend(&self) -> DynEventStore {
+        match self {
+            Self::Sqlite(_) => std::sync::Arc::new(
+                quire_store::sqlite::SqliteStore::open(
+                    std::path::Path::new(&self.url()),
+                    StoreOptions::default(),
+                )
+                .await
+                .expect("open sqlite store"),
+            ),
+            Self::Postgres(url) => std::sync::Arc::new(
+                quire_store::postgres::PostgresStore::connect(url, StoreOptions::default())
+                    .await
+                    .expect("open postgres store"),
+            ),
+        }
+    }
 }
 
 async fn appends_and_reads_a_stream(h: Harness) {
@@ -272,6 +291,86 @@ async fn a_subscriber_sees_every_event_of_concurrent_writers_once_in_order(h: Ha
     }
     let ids: HashSet<Uuid> = seen.iter().map(|e| e.event_id).collect();
     assert_eq!(ids.len() as u64, total, "no event seen twice");
+}
+
+/// Readers of one process catching up on a long log together (a node started after an import):
+/// each gets exactly the log from its own checkpoint on, in order and as stored, whatever batch
+/// size it asks for and wherever it starts relative to the shared blocks; and the blocks are read
+/// from the database once for all of them, not once per reader.
+async fn readers_catching_up_together_share_one_read_and_see_the_log_exactly(h: Harness) {
+    use quire_store::tail::{BLOCK_EVENTS, TailCached};
+    let store = h.open().await;
+    // Two whole blocks and a part of a third, in appends of 500 events.
+    let total = 2 * BLOCK_EVENTS + 1_500;
+    let mut version = 0;
+    while version < total {
+        let n = 500.min(total - version);
+        let events = (version..version + n).map(|v| event("E", v)).collect();
+        store
+            .append(append("log-1", ExpectedVersion::Exact(version), events))
+            .await
+            .unwrap();
+        version += n;
+    }
+    let mut expected: Vec<quire_store::RecordedEvent> = Vec::new();
+    loop {
+        let after = expected.last().map_or(0, |e| e.position);
+        let page = store.read_all(after, 1_000).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        expected.extend(page);
+    }
+    assert_eq!(expected.len() as u64, total);
+
+    let shared = std::sync::Arc::new(TailCached::new(h.open_backend().await, 1_024));
+    // Starts at, just before and just after block boundaries; batches smaller and larger than a
+    // block.
+    let readers: Vec<(u64, usize)> = vec![
+        (0, BLOCK_EVENTS as usize),
+        (0, BLOCK_EVENTS as usize),
+        (0, 700),
+        (1, BLOCK_EVENTS as usize),
+        (BLOCK_EVENTS - 1, 3_000),
+        (BLOCK_EVENTS, BLOCK_EVENTS as usize),
+        (BLOCK_EVENTS + 17, 10_000),
+    ];
+    let tasks: Vec<_> = readers
+        .into_iter()
+        .map(|(start, limit)| {
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut after = start;
+                loop {
+                    let batch = quire_store::EventStore::read_all_shared(&*shared, after, limit)
+                        .await
+                        .unwrap();
+                    assert!(batch.len() <= limit, "a batch never exceeds its limit");
+                    let Some(last) = batch.last().map(|e| e.position) else {
+                        break;
+                    };
+                    seen.extend(batch.iter().cloned());
+                    after = last;
+                }
+                (start, seen)
+            })
+        })
+        .collect();
+    for task in tasks {
+        let (start, seen) = task.await.unwrap();
+        assert_eq!(
+            seen,
+            expected[start as usize..],
+            "a reader from {start} sees the log after it, exactly"
+        );
+    }
+    let (reads, shares) = shared.block_reads_and_shares();
+    assert_eq!(
+        reads, 2,
+        "each whole block is read once for all the readers, not once each"
+    );
+    assert!(shares > 0, "readers found blocks another reader read");
 }
 
 async fn the_head_watch_moves_when_events_commit(h: Harness) {
@@ -557,4 +656,5 @@ contract_all!(
     streams_and_stats_describe_the_store,
     a_read_only_store_reads_a_live_store_and_refuses_writes,
     a_store_migrated_by_a_newer_release_still_opens,
+    readers_catching_up_together_share_one_read_and_see_the_log_exactly,
 );
