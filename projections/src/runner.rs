@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use quire_store::{DynEventStore, RecordedEvent};
+use quire_store::{DynEventStore, EventBatch, RecordedEvent};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -46,7 +46,9 @@ static LAG: std::sync::LazyLock<opentelemetry::metrics::Gauge<u64>> =
 /// Tuning for the runner.
 #[derive(Debug, Clone)]
 pub struct RunnerOptions {
-    /// The most events one transaction applies.
+    /// The most events one transaction applies. Near the head batches are as small as what is
+    /// new; catching up, each is a whole shared block of the log (`quire_store::tail`), which
+    /// every projection of the node applies from one read.
     pub batch_size: usize,
     /// The longest wait before reading the log again without a wake-up.
     pub poll_interval: Duration,
@@ -58,7 +60,7 @@ pub struct RunnerOptions {
 impl Default for RunnerOptions {
     fn default() -> Self {
         Self {
-            batch_size: 500,
+            batch_size: quire_store::tail::BLOCK_EVENTS as usize,
             poll_interval: Duration::from_millis(500),
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(30),
@@ -291,7 +293,7 @@ impl Runner {
     async fn step(
         &self,
         after: u64,
-        prefetched: &mut Option<Vec<RecordedEvent>>,
+        prefetched: &mut Option<EventBatch>,
     ) -> Result<Option<Step>, ReadModelError> {
         let events = match prefetched.take() {
             Some(events) if events.first().is_some_and(|e| e.position > after) => events,
@@ -354,9 +356,9 @@ impl Runner {
         }
     }
 
-    async fn read_after(&self, after: u64) -> Result<Vec<RecordedEvent>, ReadModelError> {
+    async fn read_after(&self, after: u64) -> Result<EventBatch, ReadModelError> {
         self.store
-            .read_all(after, self.options.batch_size)
+            .read_all_shared(after, self.options.batch_size)
             .await
             .map_err(ReadModelError::Store)
     }

@@ -177,7 +177,7 @@ async fn step(
     }
     let index = engine.index();
     let from = engine.position().max(index.position()?);
-    let events = store.read_all(from, options.batch).await?;
+    let events = store.read_all_shared(from, options.batch).await?;
     let Some(last) = events.last().map(|e| e.position) else {
         return Ok(false);
     };
@@ -189,7 +189,9 @@ async fn step(
         commit(&index, last).await?;
     }
     engine.advance(last);
-    Ok(events.len() == options.batch)
+    // A shared batch may end at a block boundary short of `batch`: only an empty read says the
+    // log is exhausted.
+    Ok(true)
 }
 
 /// Applies the log from the index's position up to the store's head, committing along the way;
@@ -205,12 +207,12 @@ async fn catch_up(
     let mut position = index.position()?;
     let mut last_commit = Instant::now();
     let mut dirty = false;
-    let mut next = store.read_all(position, options.batch).await?;
+    let mut next = store.read_all_shared(position, options.batch).await?;
     while let Some(last) = next.last().map(|e| e.position) {
         let events = std::mem::take(&mut next);
         let (applied, fetched) = tokio::join!(
             apply(index, &events, ratings, bulk.as_deref_mut()),
-            store.read_all(last, options.batch)
+            store.read_all_shared(last, options.batch)
         );
         dirty |= applied?;
         next = fetched?;
