@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# From an empty data directory to a server whose read models hold all of goodbooks-10k: times
+# `quire import goodbooks` (wall clock, peak RSS), then starts `quire serve` on the result and
+# polls /status until every projection has applied the whole log, printing the time that took,
+# the events per second it amounts to and the server's peak RSS.
+#
+#   ops/goodbooks-ready.sh GOODBOOKS_DIR [QUIRE_BIN]   # default target/release/quire; needs curl, python3
+#
+# Embedded default (SQLite). With QUIRE_DATABASE_URL (and QUIRE_STORE__POSTGRES_URL, see README
+# "Configuration") set in the environment the same run measures Postgres.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+src=$(realpath "${1:?usage: ops/goodbooks-ready.sh GOODBOOKS_DIR [QUIRE_BIN]}")
+bin=$(realpath "${2:-target/release/quire}")
+port=${PORT:-18091}
+work=$(mktemp -d)
+pid=
+cleanup() {
+  if [ -n "$pid" ]; then
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+data="$work/data"
+
+now() { date +%s.%N; }
+t0=$(now)
+/usr/bin/time -f '%M' -o "$work/import.rss" "$bin" --data-dir "$data" import goodbooks "$src" \
+  >"$work/import.out" 2>"$work/import.err"
+t1=$(now)
+printf 'import      %6.1f s  peak RSS %4d MB\n' "$(echo "$t1 - $t0" | bc)" $(($(cat "$work/import.rss") / 1024))
+
+QUIRE_LOG=warn "$bin" --data-dir "$data" serve --listen "127.0.0.1:$port" >"$work/serve.out" 2>"$work/serve.err" &
+pid=$!
+status() { curl -sf "127.0.0.1:$port/status" 2>/dev/null || true; }
+ready=
+while kill -0 "$pid" 2>/dev/null; do
+  s=$(status)
+  if [ -n "$s" ]; then
+    lag=$(python3 -c 'import json, sys
+s = json.loads(sys.argv[1])
+ps = s["read_models"]["projections"]
+print(max((p["lag"] if p["lag"] is not None else 1 << 62) for p in ps) if ps else 1 << 62)' "$s")
+    if [ "$lag" = 0 ]; then ready=$(now); break; fi
+  fi
+  sleep 0.2
+done
+[ -n "$ready" ] || { echo "the server stopped:"; tail -20 "$work/serve.err"; exit 1; }
+head=$(status | python3 -c 'import json, sys; print(max(p["position"] for p in json.load(sys.stdin)["read_models"]["projections"]))')
+rss=$(awk '/VmHWM/ {print int($2 / 1024)}' "/proc/$pid/status")
+catch=$(echo "$ready - $t1" | bc)
+printf 'catch-up    %6.1f s  %d events, %.0f events/s per projection; server peak RSS %d MB\n' \
+  "$catch" "$head" "$(echo "$head / $catch" | bc -l)" "$rss"
+printf 'total       %6.1f s  (empty directory to every projection at the head)\n' "$(echo "$ready - $t0" | bc)"
