@@ -131,6 +131,15 @@ fn settled(result: Result<CommandOutcome, CommandError>) -> anyhow::Result<()> {
     }
 }
 
+/// Runs the step that acts on one deadline (`what`) in its own trace ([`deadline`]), and says
+/// whether it is [`settled`].
+async fn settle(
+    what: &'static str,
+    step: impl std::future::Future<Output = Result<CommandOutcome, CommandError>>,
+) -> anyhow::Result<()> {
+    settled(step.instrument(deadline(what)).await)
+}
+
 #[async_trait]
 impl Deadlines for LendingDeadlines {
     fn name(&self) -> &'static str {
@@ -145,42 +154,39 @@ impl Deadlines for LendingDeadlines {
 
         for loan in self.read.loans_due(now.as_micros(), BATCH).await? {
             handled += 1;
-            settled(
-                process
-                    .mark_overdue(
-                        loan.book_id,
-                        loan.loan_id,
-                        loan.user_id,
-                        Timestamp::from_micros(loan.due_at),
-                        now,
-                    )
-                    .instrument(deadline("loan_due"))
-                    .await,
-            )?;
+            settle(
+                "loan_due",
+                process.mark_overdue(
+                    loan.book_id,
+                    loan.loan_id,
+                    loan.user_id,
+                    Timestamp::from_micros(loan.due_at),
+                    now,
+                ),
+            )
+            .await?;
         }
         for loan in self.read.loans_to_flag_overdue(BATCH).await? {
             handled += 1;
-            settled(
-                process
-                    .flag_overdue(loan.user_id, loan.loan_id)
-                    .instrument(deadline("flag_overdue"))
-                    .await,
-            )?;
+            settle(
+                "flag_overdue",
+                process.flag_overdue(loan.user_id, loan.loan_id),
+            )
+            .await?;
         }
         for hold in self.read.holds_expired(now.as_micros(), BATCH).await? {
             handled += 1;
-            settled(
-                process
-                    .expire_hold(
-                        hold.book_id,
-                        hold.hold_id,
-                        hold.user_id,
-                        now,
-                        self.policy.pickup_until(now),
-                    )
-                    .instrument(deadline("hold_expired"))
-                    .await,
-            )?;
+            settle(
+                "hold_expired",
+                process.expire_hold(
+                    hold.book_id,
+                    hold.hold_id,
+                    hold.user_id,
+                    now,
+                    self.policy.pickup_until(now),
+                ),
+            )
+            .await?;
         }
         for loan in self
             .read
@@ -197,12 +203,7 @@ impl Deadlines for LendingDeadlines {
                 due_at: Timestamp::from_micros(loan.due_at),
                 implicit_copies: loan.implicit_copies,
             };
-            settled(
-                process
-                    .complete_borrow(&request)
-                    .instrument(deadline("interrupted_borrow"))
-                    .await,
-            )?;
+            settle("interrupted_borrow", process.complete_borrow(&request)).await?;
         }
         for hold in self
             .read
@@ -218,30 +219,23 @@ impl Deadlines for LendingDeadlines {
                 requested_at: Timestamp::from_micros(hold.requested_at),
                 implicit_copies: hold.implicit_copies,
             };
-            settled(
-                process
-                    .complete_hold(&request)
-                    .instrument(deadline("interrupted_hold"))
-                    .await,
-            )?;
+            settle("interrupted_hold", process.complete_hold(&request)).await?;
         }
         for loan in self.read.unreleased_loan_slots(BATCH).await? {
             handled += 1;
-            settled(
-                process
-                    .release_loan_slot(loan.user_id, loan.loan_id)
-                    .instrument(deadline("release_loan_slot"))
-                    .await,
-            )?;
+            settle(
+                "release_loan_slot",
+                process.release_loan_slot(loan.user_id, loan.loan_id),
+            )
+            .await?;
         }
         for hold in self.read.unreleased_hold_slots(BATCH).await? {
             handled += 1;
-            settled(
-                process
-                    .release_hold_slot(hold.user_id, hold.hold_id)
-                    .instrument(deadline("release_hold_slot"))
-                    .await,
-            )?;
+            settle(
+                "release_hold_slot",
+                process.release_hold_slot(hold.user_id, hold.hold_id),
+            )
+            .await?;
         }
         Ok(handled)
     }
@@ -308,12 +302,7 @@ impl Deadlines for StoreDeadlines {
         }
         for (order_id, book_id) in self.read.unreleased_cancelled_lines(BATCH).await? {
             handled += 1;
-            settled(
-                process
-                    .release(order_id, book_id)
-                    .instrument(deadline("release_order_lines"))
-                    .await,
-            )?;
+            settle("release_order_lines", process.release(order_id, book_id)).await?;
         }
         Ok(handled)
     }
@@ -433,12 +422,7 @@ impl Deadlines for ClubDeadlines {
                 },
             )
             .with_command_id(uuid::Uuid::new_v5(&round.round_id.as_uuid(), b"close"));
-            settled(
-                self.bus
-                    .dispatch(envelope)
-                    .instrument(deadline("close_round"))
-                    .await,
-            )?;
+            settle("close_round", self.bus.dispatch(envelope)).await?;
         }
         if self.monthly_rounds {
             let club = quire_api::DEFAULT_CLUB;
