@@ -6,8 +6,7 @@
 #
 #   ops/goodbooks-ready.sh GOODBOOKS_DIR [QUIRE_BIN]   # default target/release/quire; needs curl, python3
 #
-# Embedded default (SQLite). With QUIRE_DATABASE_URL (and QUIRE_STORE__POSTGRES_URL, see README
-# "Configuration") set in the environment the same run measures Postgres.
+# It measures the embedded default (SQLite) only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 src=$(realpath "${1:?usage: ops/goodbooks-ready.sh GOODBOOKS_DIR [QUIRE_BIN]}")
