@@ -443,6 +443,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "book texts: the hash, size and source of a book's full text",
         include_str!("../migrations/sqlite/0009_book_texts.sql"),
     ),
+    (
+        11,
+        "activity and interactions keyed by book first",
+        include_str!("../migrations/sqlite/0011_keyed_by_book.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -494,6 +499,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         10,
         "row sources that tell the planner a batch is small",
         include_str!("../migrations/postgres/0010_row_sources.sql"),
+    ),
+    (
+        11,
+        "activity and interactions keyed by book first",
+        include_str!("../migrations/postgres/0011_keyed_by_book.sql"),
     ),
 ];
 
@@ -718,4 +728,124 @@ async fn migrate(tx: &mut Tx, migrations: &[(i64, &str, &str)]) -> Result<(), Re
         .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::postgres::PgPoolOptions;
+    use sqlx::sqlite::SqlitePoolOptions;
+
+    use super::{Arg, POSTGRES_MIGRATIONS, SQLITE_MIGRATIONS, Tx, migrate};
+
+    /// A database migrated up to (not including) the re-keying by book, holding activity and
+    /// interaction rows in the old layout; migrated on, the tables have the new keys and the
+    /// social and interactions projections replay from the start, while the others stay.
+    async fn rekeying_by_book_replays_its_projections(
+        all: &[(i64, &str, &str)],
+        mut begin: impl AsyncFnMut() -> Tx,
+    ) {
+        let before = all
+            .iter()
+            .position(|(v, _, _)| *v == 11)
+            .expect("migration 11");
+        let mut tx = begin().await;
+        migrate(&mut tx, &all[..before]).await.unwrap();
+        tx.exec(
+            "old activity row",
+            "INSERT INTO rm_activity (activity_id, kind, user_id, book_id, rating, review_id, \
+             excerpt, live, at, seq, position) \
+             VALUES ('rating:u:b', 'rating', 'u', 'b', 4, NULL, NULL, TRUE, 1, 7, 7)",
+            &[],
+        )
+        .await
+        .unwrap();
+        tx.exec(
+            "old interaction row",
+            "INSERT INTO rm_interactions (user_id, book_id, rating, updated_at, position) \
+             VALUES ('u', 'b', 4, 1, 7)",
+            &[],
+        )
+        .await
+        .unwrap();
+        tx.exec(
+            "old checkpoints",
+            "UPDATE rm_checkpoints SET position = 7",
+            &[],
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+
+        let mut tx = begin().await;
+        migrate(&mut tx, all).await.unwrap();
+        let positions = tx
+            .fetch_pairs(
+                "checkpoints",
+                "SELECT projection, position FROM rm_checkpoints ORDER BY projection",
+                &[],
+            )
+            .await
+            .unwrap();
+        for (projection, position) in &positions {
+            let replays = ["social", "interactions"].contains(&projection.as_str());
+            let expected = if replays { 0 } else { 7 };
+            assert_eq!(*position, expected, "{projection}");
+        }
+        assert_eq!(positions.len(), crate::ProjectionName::ALL.len());
+        let rows = tx
+            .exec(
+                "new activity row",
+                "INSERT INTO rm_activity (book_id, kind, user_id, rating, live, at, seq, \
+                 position) VALUES ($1, 'rating', 'u', 4, TRUE, 1, 7, 7)",
+                &[Arg::Text("b".into())],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            rows, 1,
+            "the old row is gone and the new key takes the item"
+        );
+        let rows = tx
+            .exec(
+                "new interaction row",
+                "INSERT INTO rm_interactions (book_id, user_id, rating, updated_at, position) \
+                 VALUES ('b', 'u', 4, 1, 7) ON CONFLICT (book_id, user_id) DO NOTHING",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(rows, 1, "the old interaction row is gone");
+        tx.commit().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn sqlite_rekeying_by_book_replays_its_projections() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect(&format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("r.db").display()
+            ))
+            .await
+            .unwrap();
+        rekeying_by_book_replays_its_projections(SQLITE_MIGRATIONS, async || {
+            Tx::Sqlite(pool.begin().await.unwrap())
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn postgres_rekeying_by_book_replays_its_projections() {
+        let url = quire_store::testing::fresh_postgres_database().await;
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .unwrap();
+        rekeying_by_book_replays_its_projections(POSTGRES_MIGRATIONS, async || {
+            Tx::Postgres(pool.begin().await.unwrap())
+        })
+        .await;
+    }
 }

@@ -2,6 +2,10 @@
 //! the rating of the member's review, a rating given without a review, a like, and the number of
 //! views — and the queries training and serving make of it.
 //!
+//! Rows are keyed `(book_id, user_id)`: ratings arrive in bulk book by book (an import posts a
+//! book's reviews together), so their rows land on neighbouring pages; a member's reads go through
+//! the `(user_id, book_id)` index.
+//!
 //! A batch folds its events into one pending change per (member, book), in log order, and writes
 //! them with two statements: an insert of the missing rows, then one update from the JSON list.
 //! Like every projection, the batch commits together with the checkpoint it read under a lock.
@@ -342,7 +346,7 @@ async fn flush(tx: &mut Tx, s: &str, pending: Pending) -> Result<(), ReadModelEr
             "INSERT INTO {t} (user_id, book_id, liked, views, updated_at, position) \
              SELECT j.value->>0, j.value->>1, FALSE, 0, CAST(j.value->>10 AS BIGINT), \
              CAST(j.value->>11 AS BIGINT) FROM {} WHERE true \
-             ON CONFLICT (user_id, book_id) DO NOTHING",
+             ON CONFLICT (book_id, user_id) DO NOTHING",
             b.rows(1)
         ),
         &[Arg::Text(rows.clone())],
@@ -427,14 +431,17 @@ impl ReadModels {
         let rows: Vec<Row> = self
             .fetch_all(
                 "reading interactions",
-                &format!("SELECT {COLUMNS} {LIVE} ORDER BY i.user_id, i.book_id"),
+                &format!("SELECT {COLUMNS} {LIVE}"),
                 &[],
             )
             .await?;
-        let rows = rows
+        let mut rows = rows
             .into_iter()
             .map(Row::into_row)
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<Vec<_>, _>>()?;
+        // Sorted here rather than by the database: the table is keyed by book, and ordering a
+        // million rows by member in SQL would look each one up through the member index.
+        rows.sort_unstable_by_key(|r| (r.user_id, r.book_id));
         Ok((rows, covers))
     }
 

@@ -108,7 +108,6 @@ struct StoredFollow {
 
 #[derive(sqlx::FromRow)]
 struct StoredActivity {
-    activity_id: String,
     kind: String,
     user_id: String,
     user_name: Option<String>,
@@ -386,7 +385,7 @@ impl ReadModels {
     ) -> Result<Page<ActivityRow>, ReadModelError> {
         let mut args = vec![Arg::Text(user.to_string())];
         let mut sql = format!(
-            "SELECT a.activity_id, a.kind, a.user_id, u.name AS user_name, u.username, \
+            "SELECT a.kind, a.user_id, u.name AS user_name, u.username, \
              a.book_id, b.title AS book_title, a.rating, a.review_id, a.excerpt, a.at, a.seq \
              FROM {PUBLIC_FOLLOWEES} \
              JOIN rm_activity a ON a.user_id = f.followee_id AND a.live \
@@ -395,12 +394,16 @@ impl ReadModels {
              WHERE {PUBLIC_FOLLOWEES_WHERE} AND COALESCE(u.active, TRUE) \
              AND NOT COALESCE(b.removed, FALSE)"
         );
-        if let Some((seq, id)) = cursor_args(&mut args, page, FEED_LISTING)? {
-            sql += &format!(" AND (a.seq < {seq} OR (a.seq = {seq} AND a.activity_id < {id}))");
+        // `seq` is the position of the event that made the item: unique, so the whole order.
+        if let Some(text) = &page.cursor {
+            let cursor = Cursor::decode(text, FEED_LISTING)?;
+            let seq = cursor.k.as_i64().ok_or(ReadModelError::InvalidCursor)?;
+            let seq = param(&mut args, Arg::I64(seq));
+            sql += &format!(" AND a.seq < {seq}");
         }
         let limit = page_size(page);
         let n = param(&mut args, Arg::I64(limit as i64 + 1));
-        sql += &format!(" ORDER BY a.seq DESC, a.activity_id DESC LIMIT {n}");
+        sql += &format!(" ORDER BY a.seq DESC LIMIT {n}");
         let rows: Vec<StoredActivity> = self.fetch_all("reading a feed", &sql, &args).await?;
         into_page(
             rows,
@@ -408,7 +411,7 @@ impl ReadModels {
             |last| Cursor {
                 s: FEED_LISTING.into(),
                 k: Value::from(last.seq),
-                id: last.activity_id.clone(),
+                id: String::new(),
             },
             StoredActivity::row,
         )
@@ -438,8 +441,8 @@ impl ReadModels {
              AND NOT EXISTS (SELECT 1 FROM rm_interactions i WHERE i.user_id = $1 \
                  AND i.book_id = a.book_id \
                  AND (i.liked OR i.rating IS NOT NULL OR i.review_rating IS NOT NULL)) \
-             AND NOT EXISTS (SELECT 1 FROM rm_activity o WHERE o.user_id = $1 \
-                 AND o.book_id = a.book_id AND o.live) \
+             AND NOT EXISTS (SELECT 1 FROM rm_activity o WHERE o.book_id = a.book_id \
+                 AND o.kind IN ('review', 'rating', 'like') AND o.user_id = $1 AND o.live) \
              AND NOT EXISTS (SELECT 1 FROM rm_loans l WHERE l.user_id = $1 \
                  AND l.book_id = a.book_id AND l.checked_out_at IS NOT NULL) \
              GROUP BY a.book_id, a.user_id, u.name, u.username, b.title, b.title_sort, b.genres"

@@ -3,6 +3,11 @@
 //! (`rm_activity`): reviews from the books' streams, ratings without a review and likes from the
 //! users' streams.
 //!
+//! An activity row is keyed by `(book_id, kind, user_id)`: a member has at most one review, one
+//! rating and one like per book. Book first, because the bulk of activity arrives book by book
+//! (an import posts a book's reviews together) and so lands on neighbouring pages; the feed's
+//! user-first index carries the key too.
+//!
 //! Every row records the global position of the last event applied to it and every change is
 //! guarded by `position < event position` (inserts by `ON CONFLICT … WHERE`), so a replayed event
 //! changes nothing. An unfollow, an unlike or a deleted review keeps its row, switched off, so a
@@ -15,6 +20,7 @@
 //! so the batch keeps log order.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use quire_domain::book::BookEvent;
 use quire_domain::user::UserEvent;
@@ -50,55 +56,41 @@ fn excerpt(text: &str) -> Option<String> {
     }
 }
 
-fn review_item(review_id: &str) -> String {
-    format!("review:{review_id}")
-}
-
-fn rating_item(user: &str, book: &str) -> String {
-    format!("rating:{user}:{book}")
-}
-
-fn like_item(user: &str, book: &str) -> String {
-    format!("like:{user}:{book}")
-}
+/// An activity row's key: the book, the kind of item, the member.
+type Key = (String, &'static str, String);
 
 /// New or renewed activity items waiting for one multi-row upsert, in first-seen order; a later
-/// item with the same id replaces the earlier one (an upsert sets every column, so only the last
+/// item with the same key replaces the earlier one (an upsert sets every column, so only the last
 /// one matters).
 #[derive(Default)]
 struct Upserts {
     rows: Vec<Value>,
-    index: HashMap<String, usize>,
+    index: HashMap<Key, usize>,
 }
 
 impl Upserts {
-    #[allow(clippy::too_many_arguments)]
     fn push(
         &mut self,
-        id: String,
-        kind: &str,
-        user: &str,
-        book: &str,
+        (book, kind, user): Key,
         rating: Option<i64>,
         review_id: Option<String>,
         excerpt: Option<String>,
         event: &RecordedEvent,
     ) {
         let row = json!([
-            id,
+            book,
             kind,
             user,
-            book,
             rating,
             review_id,
             excerpt,
             event.recorded_at,
             event.position as i64
         ]);
-        match self.index.get(&id) {
-            Some(&i) => self.rows[i] = row,
-            None => {
-                self.index.insert(id, self.rows.len());
+        match self.index.entry((book, kind, user)) {
+            Entry::Occupied(at) => self.rows[*at.get()] = row,
+            Entry::Vacant(slot) => {
+                slot.insert(self.rows.len());
                 self.rows.push(row);
             }
         }
@@ -115,13 +107,12 @@ impl Upserts {
         tx.exec(
             "projecting activity",
             &format!(
-                "INSERT INTO {t} (activity_id, kind, user_id, book_id, rating, review_id, \
-                 excerpt, live, at, seq, position) SELECT j.value->>0, j.value->>1, \
-                 j.value->>2, j.value->>3, CAST(j.value->>4 AS BIGINT), j.value->>5, \
-                 j.value->>6, TRUE, CAST(j.value->>7 AS BIGINT), CAST(j.value->>8 AS BIGINT), \
-                 CAST(j.value->>8 AS BIGINT) FROM {} WHERE true \
-                 ON CONFLICT (activity_id) DO UPDATE SET kind = excluded.kind, \
-                 user_id = excluded.user_id, book_id = excluded.book_id, \
+                "INSERT INTO {t} (book_id, kind, user_id, rating, review_id, excerpt, live, at, \
+                 seq, position) SELECT j.value->>0, j.value->>1, j.value->>2, \
+                 CAST(j.value->>3 AS BIGINT), j.value->>4, j.value->>5, TRUE, \
+                 CAST(j.value->>6 AS BIGINT), CAST(j.value->>7 AS BIGINT), \
+                 CAST(j.value->>7 AS BIGINT) FROM {} WHERE true \
+                 ON CONFLICT (book_id, kind, user_id) DO UPDATE SET \
                  rating = excluded.rating, review_id = excluded.review_id, \
                  excerpt = excluded.excerpt, live = TRUE, at = excluded.at, seq = excluded.seq, \
                  position = excluded.position WHERE {t}.position < excluded.position",
@@ -134,21 +125,31 @@ impl Upserts {
     }
 }
 
-/// Switches an activity item off (an unlike; a deleted review also loses its words).
+/// Switches an activity item off (an unlike; a deleted review also loses its words). With
+/// `review_id`, only if the row is still that review (a member who deleted a review and posted
+/// another has the new one in the row).
 async fn switch_off(
     tx: &mut Tx,
     s: &str,
     context: &'static str,
-    id: String,
+    (book, kind, user): Key,
+    review_id: Option<String>,
     p: i64,
 ) -> Result<(), ReadModelError> {
     tx.exec(
         context,
         &format!(
-            "UPDATE rm_activity{s} SET live = FALSE, excerpt = NULL, position = $2 \
-             WHERE activity_id = $1 AND position < $2"
+            "UPDATE rm_activity{s} SET live = FALSE, excerpt = NULL, position = $4 \
+             WHERE book_id = $1 AND kind = $2 AND user_id = $3 AND position < $4 \
+             AND ($5 IS NULL OR review_id = $5)"
         ),
-        &[Arg::Text(id), Arg::I64(p)],
+        &[
+            Arg::Text(book),
+            Arg::Text(kind.to_string()),
+            Arg::Text(user),
+            Arg::I64(p),
+            Arg::OptText(review_id),
+        ],
     )
     .await?;
     Ok(())
@@ -174,14 +175,10 @@ pub(super) async fn apply(
                     rating,
                     text,
                 } => {
-                    let review_id = review_id.to_string();
                     upserts.push(
-                        review_item(&review_id),
-                        "review",
-                        &member_id.to_string(),
-                        &book,
+                        (book, "review", member_id.to_string()),
                         Some(i64::from(rating.value())),
-                        Some(review_id),
+                        Some(review_id.to_string()),
                         excerpt(text.as_str()),
                         event,
                     );
@@ -192,29 +189,38 @@ pub(super) async fn apply(
                     text,
                 } => {
                     upserts.flush(tx, s).await?;
-                    // The item keeps its place in feeds: an edit is not new activity.
+                    // The item keeps its place in feeds: an edit is not new activity. The event
+                    // does not name the member, so the row is found among the book's reviews
+                    // (a range of the key).
                     let excerpt = text.as_ref().map(|t| excerpt(t.as_str()));
                     tx.exec(
                         "projecting ReviewEdited",
                         &format!(
                             "UPDATE rm_activity{s} SET rating = COALESCE($2, rating), \
                              excerpt = CASE WHEN $3 THEN $4 ELSE excerpt END, position = $5 \
-                             WHERE activity_id = $1 AND live AND position < $5"
+                             WHERE book_id = $6 AND kind = 'review' AND review_id = $1 AND live \
+                             AND position < $5"
                         ),
                         &[
-                            Arg::Text(review_item(&review_id.to_string())),
+                            Arg::Text(review_id.to_string()),
                             Arg::OptI64(rating.map(|r| i64::from(r.value()))),
                             Arg::Bool(excerpt.is_some()),
                             Arg::OptText(excerpt.flatten()),
                             Arg::I64(p),
+                            Arg::Text(book),
                         ],
                     )
                     .await?;
                 }
-                BookEvent::ReviewDeleted { review_id, .. } => {
+                BookEvent::ReviewDeleted {
+                    review_id,
+                    member_id,
+                    ..
+                } => {
                     upserts.flush(tx, s).await?;
-                    let id = review_item(&review_id.to_string());
-                    switch_off(tx, s, "projecting ReviewDeleted", id, p).await?;
+                    let key = (book, "review", member_id.to_string());
+                    let review = Some(review_id.to_string());
+                    switch_off(tx, s, "projecting ReviewDeleted", key, review, p).await?;
                 }
                 _ => unreachable!("only review events pass the type filter"),
             }
@@ -224,31 +230,17 @@ pub(super) async fn apply(
             };
             match decode_user(event)? {
                 UserEvent::BookLiked { book_id } => {
-                    let book = book_id.to_string();
-                    upserts.push(
-                        like_item(&user, &book),
-                        "like",
-                        &user,
-                        &book,
-                        None,
-                        None,
-                        None,
-                        event,
-                    );
+                    upserts.push((book_id.to_string(), "like", user), None, None, None, event);
                 }
                 UserEvent::BookUnliked { book_id } => {
                     upserts.flush(tx, s).await?;
-                    let id = like_item(&user, &book_id.to_string());
-                    switch_off(tx, s, "projecting BookUnliked", id, p).await?;
+                    let key = (book_id.to_string(), "like", user);
+                    switch_off(tx, s, "projecting BookUnliked", key, None, p).await?;
                 }
                 UserEvent::BookRated { book_id, rating } => {
                     // A new rating replaces the old one and is new activity.
-                    let book = book_id.to_string();
                     upserts.push(
-                        rating_item(&user, &book),
-                        "rating",
-                        &user,
-                        &book,
+                        (book_id.to_string(), "rating", user),
                         Some(i64::from(rating.value())),
                         None,
                         None,

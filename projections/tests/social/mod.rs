@@ -353,6 +353,33 @@ async fn social_follows_feeds_and_recommends(env: Env) {
         .await
         .unwrap();
     assert!(recs.items.iter().all(|r| r.book_id != y));
+
+    // C, whose review of Y was deleted, reviews Y again and edits the new review: the item is
+    // back in A's feed, newest, with the new review's id and the edited rating.
+    let again = ReviewId::new();
+    env.append_book(y, vec![posted(again, c, 3)]).await;
+    let head = env
+        .append_book(
+            y,
+            vec![BookEvent::ReviewEdited {
+                review_id: again,
+                rating: Some(stars(2)),
+                text: None,
+            }],
+        )
+        .await;
+    env.read.wait_for(head, WAIT).await.unwrap();
+    let feed = read.feed(a, &page(1)).await.unwrap().items;
+    assert_eq!(
+        (
+            feed[0].kind,
+            feed[0].user_id,
+            feed[0].book_id,
+            feed[0].rating
+        ),
+        (ActivityKind::Review, c, y, Some(2))
+    );
+    assert_eq!(feed[0].review_id, Some(again));
     runner.shutdown().await;
 }
 
