@@ -252,6 +252,19 @@ const REVIEW_COLUMNS: &str = "id, book_id, member_id, rating, text, created_at, 
 const USER_COLUMNS: &str = "id, name, username, email, role, active, favourite_genres, \
      created_at, version, session_epoch";
 
+/// The integer key and the id of the page's cursor of `listing`, or `None` on the first page.
+fn integer_cursor(
+    page: &PageRequest,
+    listing: &str,
+) -> Result<Option<(i64, String)>, ReadModelError> {
+    let Some(text) = &page.cursor else {
+        return Ok(None);
+    };
+    let cursor = Cursor::decode(text, listing)?;
+    let key = cursor.k.as_i64().ok_or(ReadModelError::InvalidCursor)?;
+    Ok(Some((key, cursor.id)))
+}
+
 /// The key and id a cursor of `listing` carries, as arguments (placeholders), or `None` on the
 /// first page.
 pub(crate) fn cursor_args(
@@ -259,14 +272,18 @@ pub(crate) fn cursor_args(
     page: &PageRequest,
     listing: &str,
 ) -> Result<Option<(String, String)>, ReadModelError> {
-    let Some(text) = &page.cursor else {
-        return Ok(None);
-    };
-    let cursor = Cursor::decode(text, listing)?;
-    let key = cursor.k.as_i64().ok_or(ReadModelError::InvalidCursor)?;
-    let key = param(args, Arg::I64(key));
-    let id = param(args, Arg::Text(cursor.id));
-    Ok(Some((key, id)))
+    Ok(integer_cursor(page, listing)?
+        .map(|(key, id)| (param(args, Arg::I64(key)), param(args, Arg::Text(id)))))
+}
+
+/// The key a cursor of `listing` carries, as an argument (placeholder), for a listing whose key is
+/// unique and so orders it alone; `None` on the first page.
+pub(crate) fn cursor_key(
+    args: &mut Vec<Arg>,
+    page: &PageRequest,
+    listing: &str,
+) -> Result<Option<String>, ReadModelError> {
+    Ok(integer_cursor(page, listing)?.map(|(key, _)| param(args, Arg::I64(key))))
 }
 
 /// The keyset condition of a listing ordered by `(created_at, id)`: the rows after the page's
@@ -277,15 +294,9 @@ fn after_created_at(
     listing: &str,
     descending: bool,
 ) -> Result<String, ReadModelError> {
-    let Some(text) = &page.cursor else {
+    let Some((at, id)) = cursor_args(args, page, listing)? else {
         return Ok(String::new());
     };
-    let cursor = Cursor::decode(text, listing)?;
-    let at = param(
-        args,
-        Arg::I64(cursor.k.as_i64().ok_or(ReadModelError::InvalidCursor)?),
-    );
-    let id = param(args, Arg::Text(cursor.id));
     let op = if descending { "<" } else { ">" };
     Ok(format!(
         " AND (created_at {op} {at} OR (created_at = {at} AND id {op} {id}))"

@@ -14,7 +14,9 @@ use quire_domain::ids::{BookId, ReviewId, UserId};
 use serde_json::{Value, json};
 
 use crate::db::{Arg, json_text};
-use crate::query::{Cursor, corrupt, count, cursor_args, id, into_page, opt_id, page_size, param};
+use crate::query::{
+    Cursor, corrupt, count, cursor_args, cursor_key, id, into_page, opt_id, page_size, param,
+};
 use crate::{Page, PageRequest, ReadModelError, ReadModels};
 
 /// A member in a followers or following list, with the names the users read model has.
@@ -395,10 +397,7 @@ impl ReadModels {
              AND NOT COALESCE(b.removed, FALSE)"
         );
         // `seq` is the position of the event that made the item: unique, so the whole order.
-        if let Some(text) = &page.cursor {
-            let cursor = Cursor::decode(text, FEED_LISTING)?;
-            let seq = cursor.k.as_i64().ok_or(ReadModelError::InvalidCursor)?;
-            let seq = param(&mut args, Arg::I64(seq));
+        if let Some(seq) = cursor_key(&mut args, page, FEED_LISTING)? {
             sql += &format!(" AND a.seq < {seq}");
         }
         let limit = page_size(page);
